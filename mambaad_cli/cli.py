@@ -1,0 +1,179 @@
+"""The `mambaad` command: parses options, calls one engine function, prints the result.
+
+No logic lives here: every command is a function of mambaad_cli.engine (or .data) callable from Python.
+User errors print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.syntax import Syntax
+
+from mambaad_cli.config import Config, load_preset, parse_override, preset_names
+from mambaad_cli.errors import UserError
+
+app = typer.Typer(
+    name="mambaad",
+    help="Multi-class unsupervised visual anomaly detection with MambaAD.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any config field: --set train.lr=1e-3 (repeatable)."),
+]
+
+
+def _overrides(sets: list[str] | None, **named: Any) -> dict[str, Any]:
+    """--set pairs first, then the named options that were given (they win)."""
+    result = dict(parse_override(s) for s in (sets or []))
+    result.update({k: v for k, v in named.items() if v is not None})
+    return result
+
+
+def _print_config(cfg: Config) -> None:
+    err.print("[bold]resolved config[/bold]")
+    err.print(Syntax(cfg.to_yaml(), "yaml", theme="ansi_dark", background_color="default"))
+
+
+@app.command("train")
+def train_cmd(
+    preset: Annotated[str, typer.Option(help="Preset name (see `mambaad presets`) or a YAML file.")] = "demo",
+    data_root: Annotated[str | None, typer.Option(help="Dataset folder (data.root).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (train.epochs).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Batch size (train.batch_size).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (train.device).")] = None,
+    run_name: Annotated[str | None, typer.Option(help="Run folder name (default: a timestamp).")] = None,
+    output_dir: Annotated[str | None, typer.Option(help="Where runs/<preset>/<name> go.")] = None,
+    resume: Annotated[str | None, typer.Option(help="Continue this run folder (or runs/<preset>/latest).")] = None,
+    deterministic: Annotated[bool, typer.Option(help="Bitwise-repeatable CPU runs (slower).")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    set_: SetOption = None,
+) -> None:
+    """Train MambaAD on a dataset, then evaluate it on the test split."""
+    from mambaad_cli.engine import train
+    from mambaad_cli.engine.runs import resolve_run_dir
+    from mambaad_cli.engine.train import load_run_config
+    from mambaad_cli.viz.tables import metrics_table
+
+    overrides = _overrides(set_, **{
+        "data.root": data_root, "train.epochs": epochs, "train.batch_size": batch_size,
+        "train.device": device, "run_name": run_name, "output_dir": output_dir,
+        "train.deterministic": deterministic or None})
+    if resume:
+        run_dir = _resume_dir(resume)
+        cfg = load_run_config(run_dir)
+        from mambaad_cli.config import set_field
+
+        for key, value in overrides.items():
+            set_field(cfg, key, value)
+    else:
+        run_dir = None
+        cfg = load_preset(preset, overrides)
+    _print_config(cfg)
+    result = train(cfg, resume=run_dir, show_progress=progress)
+    if result.metrics is not None:
+        out.print(metrics_table(result.metrics, title=f"{cfg.preset}: test metrics (%)"))
+    out.print(f"run folder: {result.run_dir}  ({result.steps} steps, {result.seconds:.0f} s training)")
+    _ = resolve_run_dir  # noqa: keep import side-effect free
+
+
+def _resume_dir(resume: str) -> Path:
+    path = Path(resume)
+    if (path / "config.yaml").is_file():
+        return path.resolve()
+    if path.is_dir() and (path / "latest" / "config.yaml").is_file():
+        return (path / "latest").resolve()
+    raise UserError(f"--resume {resume}: no run folder with a config.yaml there")
+
+
+@app.command("eval")
+def eval_cmd(
+    run: Annotated[str, typer.Argument(help="Run folder, e.g. runs/mvtec/latest.")],
+    data_root: Annotated[str | None, typer.Option(help="Evaluate on another dataset folder.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Evaluation batch size (eval.batch_size).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    set_: SetOption = None,
+) -> None:
+    """Evaluate a trained run: the seven metrics per class and their mean (metrics.json, metrics.csv)."""
+    from mambaad_cli.engine import evaluate_run
+    from mambaad_cli.viz.tables import metrics_table
+
+    overrides = _overrides(set_, **{"data.root": data_root, "train.device": device,
+                                    "eval.batch_size": batch_size})
+    run_dir, result, cfg = evaluate_run(run, overrides, show_progress=progress)
+    out.print(metrics_table(result, title=f"{cfg.preset}: test metrics (%)"))
+    out.print(f"wrote {run_dir / 'metrics.json'} and metrics.csv  ({result.images_per_s:.1f} images/s)")
+
+
+@app.command("prepare-data")
+def prepare_data_cmd(
+    dataset: Annotated[str, typer.Option(help="Layout: mvtec, mvtec3d, uni_medical or folder.")] = "mvtec",
+    root: Annotated[str, typer.Option(help="Dataset folder as its authors distribute it.")] = ".",
+    out_path: Annotated[str | None, typer.Option("--out", help="Where to write meta.json "
+                                                  "(default: ROOT/meta.json).")] = None,
+) -> None:
+    """Check a dataset folder and write its manifest (ADer's meta.json)."""
+    from mambaad_cli.data.prepare import prepare_data
+    from mambaad_cli.viz.tables import counts_table
+
+    path, counts = prepare_data(dataset, root, out_path)
+    out.print(counts_table(counts, title=f"{dataset}: {root}"))
+    out.print(f"wrote {path}")
+
+
+@app.command("presets")
+def presets_cmd() -> None:
+    """List the shipped presets."""
+    for name in preset_names():
+        cfg = load_preset(name)
+        out.print(f"{name:12s} dataset={cfg.data.dataset:12s} root={cfg.data.root:24s} "
+                  f"encoder={cfg.model.encoder.name} ({cfg.model.encoder.weights}) epochs={cfg.train.epochs}")
+
+
+@app.command("config")
+def config_cmd(
+    preset: Annotated[str, typer.Option(help="Preset name or YAML file.")] = "demo",
+    set_: SetOption = None,
+) -> None:
+    """Print the resolved config of a preset with overrides, as YAML."""
+    out.print(load_preset(preset, _overrides(set_)).to_yaml(), end="")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        return 2
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        return 130
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
