@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.syntax import Syntax
 
-from mambaad_cli.config import Config, load_preset, parse_override, preset_names
+from mambaad_cli.config import Config, load_preset, parse_override, preset_names, set_field
 from mambaad_cli.errors import UserError
 
 app = typer.Typer(
@@ -54,26 +54,33 @@ def train_cmd(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (train.device).")] = None,
     run_name: Annotated[str | None, typer.Option(help="Run folder name (default: a timestamp).")] = None,
     output_dir: Annotated[str | None, typer.Option(help="Where runs/<preset>/<name> go.")] = None,
-    resume: Annotated[str | None, typer.Option(help="Continue this run folder (or runs/<preset>/latest).")] = None,
+    resume: Annotated[
+        str | None, typer.Option(help="Continue this run folder (or runs/<preset>/latest).")
+    ] = None,
     deterministic: Annotated[bool, typer.Option(help="Bitwise-repeatable CPU runs (slower).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     set_: SetOption = None,
 ) -> None:
     """Train MambaAD on a dataset, then evaluate it on the test split."""
     from mambaad_cli.engine import train
-    from mambaad_cli.engine.runs import resolve_run_dir
     from mambaad_cli.engine.train import load_run_config
     from mambaad_cli.viz.tables import metrics_table
 
-    overrides = _overrides(set_, **{
-        "data.root": data_root, "train.epochs": epochs, "train.batch_size": batch_size,
-        "train.device": device, "run_name": run_name, "output_dir": output_dir,
-        "train.deterministic": deterministic or None})
+    overrides = _overrides(
+        set_,
+        **{
+            "data.root": data_root,
+            "train.epochs": epochs,
+            "train.batch_size": batch_size,
+            "train.device": device,
+            "run_name": run_name,
+            "output_dir": output_dir,
+            "train.deterministic": deterministic or None,
+        },
+    )
     if resume:
         run_dir = _resume_dir(resume)
         cfg = load_run_config(run_dir)
-        from mambaad_cli.config import set_field
-
         for key, value in overrides.items():
             set_field(cfg, key, value)
     else:
@@ -84,7 +91,6 @@ def train_cmd(
     if result.metrics is not None:
         out.print(metrics_table(result.metrics, title=f"{cfg.preset}: test metrics (%)"))
     out.print(f"run folder: {result.run_dir}  ({result.steps} steps, {result.seconds:.0f} s training)")
-    _ = resolve_run_dir  # noqa: keep import side-effect free
 
 
 def _resume_dir(resume: str) -> Path:
@@ -109,8 +115,9 @@ def eval_cmd(
     from mambaad_cli.engine import evaluate_run
     from mambaad_cli.viz.tables import metrics_table
 
-    overrides = _overrides(set_, **{"data.root": data_root, "train.device": device,
-                                    "eval.batch_size": batch_size})
+    overrides = _overrides(
+        set_, **{"data.root": data_root, "train.device": device, "eval.batch_size": batch_size}
+    )
     run_dir, result, cfg = evaluate_run(run, overrides, show_progress=progress)
     out.print(metrics_table(result, title=f"{cfg.preset}: test metrics (%)"))
     out.print(f"wrote {run_dir / 'metrics.json'} and metrics.csv  ({result.images_per_s:.1f} images/s)")
@@ -120,8 +127,9 @@ def eval_cmd(
 def prepare_data_cmd(
     dataset: Annotated[str, typer.Option(help="Layout: mvtec, mvtec3d, uni_medical or folder.")] = "mvtec",
     root: Annotated[str, typer.Option(help="Dataset folder as its authors distribute it.")] = ".",
-    out_path: Annotated[str | None, typer.Option("--out", help="Where to write meta.json "
-                                                  "(default: ROOT/meta.json).")] = None,
+    out_path: Annotated[
+        str | None, typer.Option("--out", help="Where to write meta.json (default: ROOT/meta.json).")
+    ] = None,
 ) -> None:
     """Check a dataset folder and write its manifest (ADer's meta.json)."""
     from mambaad_cli.data.prepare import prepare_data
@@ -137,8 +145,10 @@ def presets_cmd() -> None:
     """List the shipped presets."""
     for name in preset_names():
         cfg = load_preset(name)
-        out.print(f"{name:12s} dataset={cfg.data.dataset:12s} root={cfg.data.root:24s} "
-                  f"encoder={cfg.model.encoder.name} ({cfg.model.encoder.weights}) epochs={cfg.train.epochs}")
+        out.print(
+            f"{name:12s} dataset={cfg.data.dataset:12s} root={cfg.data.root:24s} "
+            f"encoder={cfg.model.encoder.name} ({cfg.model.encoder.weights}) epochs={cfg.train.epochs}"
+        )
 
 
 @app.command("config")
@@ -150,28 +160,27 @@ def config_cmd(
     out.print(load_preset(preset, _overrides(set_)).to_yaml(), end="")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
-    try:
-        app(args=argv, standalone_mode=False)
-    except UserError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        return 2
-    except typer.Exit as e:
-        return e.exit_code
-    except typer.Abort:
-        err.print("aborted")
-        return 130
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
-    except Exception as e:  # click usage errors
-        import click
+def one_line(e: Exception) -> str:
+    """The message of a user error; one raised in a DataLoader worker comes back wrapped in the
+    worker's traceback text, whose last line is the original message."""
+    text = str(e).strip()
+    if "Traceback" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if last.startswith(type(e).__module__) else last
+    return text
 
-        if isinstance(e, click.ClickException):
-            e.show()
-            return 2
-        raise
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: user errors become one line on stderr and exit code 2.
+
+    Typer/click handle usage errors themselves in standalone mode (message, exit code 2)."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except UserError as e:
+        err.print(f"[red]error:[/red] {one_line(e)}", highlight=False, soft_wrap=True)
+        return 2
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     return 0
 
 

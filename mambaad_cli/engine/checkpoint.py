@@ -23,16 +23,22 @@ MODEL_JSON = "model.json"
 TRAIN_STATE = "train_state.pt"
 
 
-def save_model(run_dir: Path, model: torch.nn.Module, cfg: Config, class_names: list[str],
-               extra: dict[str, Any] | None = None) -> None:
+def save_model(
+    run_dir: Path,
+    model: torch.nn.Module,
+    cfg: Config,
+    class_names: list[str],
+    extra: dict[str, Any] | None = None,
+) -> None:
     """Write the weights (the frozen encoder included, so predict needs no download) and model.json."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     write_with(run_dir / MODEL_FILE, lambda tmp: safetensors.torch.save_file(state, str(tmp)))
     update_model_json(run_dir, cfg=cfg, class_names=class_names, **(extra or {}))
 
 
-def update_model_json(run_dir: Path, cfg: Config | None = None, class_names: list[str] | None = None,
-                      **fields: Any) -> dict[str, Any]:
+def update_model_json(
+    run_dir: Path, cfg: Config | None = None, class_names: list[str] | None = None, **fields: Any
+) -> dict[str, Any]:
     path = run_dir / MODEL_JSON
     info: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     info["version"] = __version__
@@ -59,8 +65,9 @@ def load_run_info(run_dir: Path) -> tuple[Config, dict[str, Any]]:
         raise UserError(f"{info_path}: unreadable ({e})") from None
 
 
-def load_model(run_dir: Path, device: torch.device | str = "cpu",
-               cfg: Config | None = None) -> tuple[torch.nn.Module, Config, dict]:
+def load_model(
+    run_dir: Path, device: torch.device | str = "cpu", cfg: Config | None = None
+) -> tuple[torch.nn.Module, Config, dict]:
     """Rebuild the model of a run from model.json and load model.safetensors (no network access).
     `cfg` replaces the saved config (for evaluation overrides); the model fields must be unchanged."""
     saved_cfg, info = load_run_info(run_dir)
@@ -74,20 +81,27 @@ def load_model(run_dir: Path, device: torch.device | str = "cpu",
     state = safetensors.torch.load_file(str(weights_path))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise UserError(f"{weights_path}: does not match the model in {MODEL_JSON} "
-                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise UserError(
+            f"{weights_path}: does not match the model in {MODEL_JSON} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     return model.to(device).eval(), cfg, info
 
 
 # --------------------------------------------------------------------------- training state
 
 
-def save_train_state(run_dir: Path, model: torch.nn.Module, optimizer, scheduler, step: int, epoch: int) -> None:
+def save_train_state(
+    run_dir: Path, model: torch.nn.Module, optimizer, scheduler, step: int, epoch: int
+) -> None:
     """Everything --resume needs, in one file: trainable weights, optimizer, scheduler, RNG, counters."""
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     state = {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()
-                  if k in trainable or not k.startswith("encoder.")},
+        "model": {
+            k: v.detach().cpu()
+            for k, v in model.state_dict().items()
+            if k in trainable or not k.startswith("encoder.")
+        },
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "step": step,
@@ -114,7 +128,9 @@ def load_train_state(run_dir: Path, model: torch.nn.Module, optimizer, scheduler
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
-    np.random.set_state(("MT19937", rng["numpy"][:-1].numpy().astype(np.uint32), int(rng["numpy"][-1]), 0, 0.0))
+    np.random.set_state(
+        ("MT19937", rng["numpy"][:-1].numpy().astype(np.uint32), int(rng["numpy"][-1]), 0, 0.0)
+    )
     random.setstate((3, tuple(rng["python"]), None))
     return int(state["step"]), int(state["epoch"])
 

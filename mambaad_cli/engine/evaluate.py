@@ -37,13 +37,14 @@ PROTOCOL = {
     "name": "MambaAD / ADer (April 2024), multi-class",
     "anomaly_map": "1 - cosine per scale, bilinear upsample (align_corners=True), sum, Gaussian sigma",
     "image_score": "max of the smoothed map",
-    "image_label": "1 if the mask, resized bilinearly to the map size and thresholded at 0.5, has a defect pixel",
+    "image_label": "1 if the mask, resized bilinearly to the map size and binarised at 0.5, "
+    "has a defect pixel",
     "mask": "resized bilinearly to the map size, binarised at 0.5",
     "mean": "plain mean over classes; a class whose metric is undefined (nan) is left out of that mean",
     "I-AUROC/I-AP/P-AUROC/P-AP": "exact over all thresholds (scikit-learn definitions; AP is step-wise)",
     "I-F1max/P-F1max": "max F1 over all thresholds (exact)",
     "AUPRO": "MVTec reference: mean per-region overlap over 8-connected GT regions, FPR in [0, 0.3] "
-             "interpolated at 0.3, trapezoid, divided by 0.3",
+    "interpolated at 0.3, trapezoid, divided by 0.3",
     "P-F1max@21": "paper-era pixel F1-max: 21 thresholds on class min-max normalised maps (spec 5.2)",
     "AUPRO@paper": "paper-era AUPRO: ~100 thresholds, FPR < 0.3 re-normalised min-max (spec 5.2)",
     "paper_columns": ["I-AUROC", "I-AP", "I-F1max", "P-AUROC", "P-AP", "P-F1max@21", "AUPRO@paper"],
@@ -61,8 +62,13 @@ class EvalResult:
 
     def to_json(self, cfg: Config) -> dict[str, Any]:
         return {
-            "protocol": {**PROTOCOL, "sigma": cfg.eval.sigma, "image_size": cfg.data.image_size,
-                         "dataset": cfg.data.dataset, "preset": cfg.preset},
+            "protocol": {
+                **PROTOCOL,
+                "sigma": cfg.eval.sigma,
+                "image_size": cfg.data.image_size,
+                "dataset": cfg.data.dataset,
+                "preset": cfg.preset,
+            },
             "mean": self.mean,
             "classes": self.per_class,
             "counts": self.counts,
@@ -72,8 +78,9 @@ class EvalResult:
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, test_ds, cfg: Config, device: torch.device,
-             show_progress: bool = True) -> EvalResult:
+def evaluate(
+    model: torch.nn.Module, test_ds, cfg: Config, device: torch.device, show_progress: bool = True
+) -> EvalResult:
     model.eval()
     by_class: dict[str, list[int]] = defaultdict(list)
     for i, rec in enumerate(test_ds.records):
@@ -86,9 +93,14 @@ def evaluate(model: torch.nn.Module, test_ds, cfg: Config, device: torch.device,
         task = progress.add_task("evaluate", total=len(test_ds), extra="")
         for cls_name in sorted(by_class):
             acc = MetricAccumulator()
-            loader = DataLoader(Subset(test_ds, by_class[cls_name]), batch_size=cfg.eval.batch_size,
-                                shuffle=False, num_workers=cfg.data.num_workers, collate_fn=collate_samples,
-                                pin_memory=device.type == "cuda")
+            loader = DataLoader(
+                Subset(test_ds, by_class[cls_name]),
+                batch_size=cfg.eval.batch_size,
+                shuffle=False,
+                num_workers=cfg.data.num_workers,
+                collate_fn=collate_samples,
+                pin_memory=device.type == "cuda",
+            )
             for batch in loader:
                 images = batch["image"].to(device, non_blocking=True)
                 enc, dec = model(images)
@@ -101,8 +113,14 @@ def evaluate(model: torch.nn.Module, test_ds, cfg: Config, device: torch.device,
             counts[cls_name] = acc.counts() if hasattr(acc, "counts") else {}
             stats[cls_name] = acc.score_stats() if hasattr(acc, "score_stats") else {}
     seconds = time.perf_counter() - start
-    return EvalResult(per_class=per_class, mean=mean_metrics(per_class), counts=counts, score_stats=stats,
-                      seconds=seconds, images_per_s=len(test_ds) / max(seconds, 1e-9))
+    return EvalResult(
+        per_class=per_class,
+        mean=mean_metrics(per_class),
+        counts=counts,
+        score_stats=stats,
+        seconds=seconds,
+        images_per_s=len(test_ds) / max(seconds, 1e-9),
+    )
 
 
 def write_metrics(run_dir: Path, result: EvalResult, cfg: Config) -> None:
@@ -144,9 +162,11 @@ def nan_to_null(obj: Any) -> Any:
     return obj
 
 
-def evaluate_run(run: str | Path, overrides: dict[str, Any] | None = None,
-                 show_progress: bool = True) -> tuple[Path, EvalResult, Config]:
-    """Evaluate a finished run on its test split (or another root via overrides) and write its metrics files."""
+def evaluate_run(
+    run: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True
+) -> tuple[Path, EvalResult, Config]:
+    """Evaluate a finished run on its test split (or another root via overrides); write the
+    metrics files."""
     run_dir = resolve_run_dir(run)
     cfg, _ = load_run_info(run_dir)
     for key, value in (overrides or {}).items():

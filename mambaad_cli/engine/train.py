@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from mambaad_cli.config import Config, config_from_dict
 from mambaad_cli.data import build_datasets, collate_samples
 from mambaad_cli.engine.atomic import write_text
-from mambaad_cli.engine.checkpoint import (load_train_state, save_model, save_train_state, update_model_json)
+from mambaad_cli.engine.checkpoint import load_train_state, save_model, save_train_state, update_model_json
 from mambaad_cli.engine.device import resolve_device, seed_everything
 from mambaad_cli.engine.evaluate import EvalResult, evaluate, write_metrics
 from mambaad_cli.engine.progress import console, make_progress
@@ -49,7 +49,8 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def step_schedule(total_steps: int, decay_at: float, factor: float):
-    """lr multiplier: 1 until decay_at * total_steps iterations, then `factor` (timm StepLR, stepped per iter)."""
+    """lr multiplier: 1 until decay_at * total_steps iterations, then `factor` (timm StepLR,
+    stepped per iteration)."""
     boundary = int(decay_at * total_steps)
     return lambda step: 1.0 if step < boundary else factor
 
@@ -73,19 +74,29 @@ def train(cfg: Config, resume: str | Path | None = None, show_progress: bool = T
         raise UserError(f"--data-root {cfg.data.root}: no training images found")
     bs = cfg.train.batch_size
     generator = torch.Generator().manual_seed(cfg.train.seed)
-    loader = DataLoader(train_ds, batch_size=bs, shuffle=True, drop_last=len(train_ds) >= bs,
-                        num_workers=cfg.data.num_workers, collate_fn=collate_samples, generator=generator,
-                        pin_memory=device.type == "cuda", persistent_workers=cfg.data.num_workers > 0)
+    loader = DataLoader(
+        train_ds,
+        batch_size=bs,
+        shuffle=True,
+        drop_last=len(train_ds) >= bs,
+        num_workers=cfg.data.num_workers,
+        collate_fn=collate_samples,
+        generator=generator,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.data.num_workers > 0,
+    )
 
     model = build_model(cfg).to(device)
     lr = cfg.train.lr * bs / 16
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=lr,
-                                  betas=tuple(cfg.train.betas), eps=cfg.train.eps)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, cfg.train.weight_decay), lr=lr, betas=tuple(cfg.train.betas), eps=cfg.train.eps
+    )
     total_steps = cfg.train.epochs * len(loader)
     if cfg.train.max_steps:
         total_steps = min(total_steps, cfg.train.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, step_schedule(cfg.train.epochs * len(loader), cfg.train.lr_decay_at, cfg.train.lr_decay))
+        optimizer, step_schedule(cfg.train.epochs * len(loader), cfg.train.lr_decay_at, cfg.train.lr_decay)
+    )
     step, start_epoch = 0, 0
     if resume is not None:
         step, start_epoch = load_train_state(run_dir, model, optimizer, scheduler)
@@ -124,15 +135,26 @@ def train(cfg: Config, resume: str | Path | None = None, show_progress: bool = T
                         ips = window_images / max(now - window_start, 1e-9)
                         window_images, window_start = 0, now
                         loss_v = loss.item()
-                        log.writerow([step, epoch + 1, f"{loss_v:.6f}", f"{scheduler.get_last_lr()[0]:.3e}",
-                                      f"{ips:.2f}", f"{now - start:.1f}"])
+                        log.writerow(
+                            [
+                                step,
+                                epoch + 1,
+                                f"{loss_v:.6f}",
+                                f"{scheduler.get_last_lr()[0]:.3e}",
+                                f"{ips:.2f}",
+                                f"{now - start:.1f}",
+                            ]
+                        )
                         log_file.flush()
                         progress.update(task, extra=f"epoch {epoch + 1}  loss {loss_v:.4f}  {ips:.1f} img/s")
                     progress.update(task, advance=1)
                     if step >= total_steps:
                         break
-                if (epoch + 1) % cfg.train.checkpoint_every == 0 or step >= total_steps \
-                        or epoch + 1 == cfg.train.epochs:
+                if (
+                    (epoch + 1) % cfg.train.checkpoint_every == 0
+                    or step >= total_steps
+                    or epoch + 1 == cfg.train.epochs
+                ):
                     save_train_state(run_dir, model, optimizer, scheduler, step, epoch + 1)
                     save_model(run_dir, model, cfg, class_names, extra={"step": step, "epoch": epoch + 1})
     finally:
