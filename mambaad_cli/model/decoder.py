@@ -1,0 +1,108 @@
+"""MambaUPNet: the HS decoder (spec 1.4).
+
+Four stages at widths dims = [2*c3, c3, c2, c1] (ResNet-34: [512, 256, 128, 64]). Stage 0 runs on
+the fused bottleneck map; stages 1-3 first double the resolution with PatchExpand2D. Each stage
+is a series of LSS modules; the outputs of stages 3, 2, 1 are the reconstructions of encoder
+scales 1, 2, 3.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mambaad_cli.config import DecoderConfig
+from mambaad_cli.errors import UserError
+from mambaad_cli.model.lss import LSSModule
+
+
+class PatchExpand2D(nn.Module):
+    """(B, H, W, in_dim) -> (B, 2H, 2W, dim): Linear to 4*dim, pixel-shuffle (p1, p2, c) order, LayerNorm."""
+
+    def __init__(self, in_dim: int, dim: int):
+        super().__init__()
+        self.dim = dim
+        self.expand = nn.Linear(in_dim, 4 * dim, bias=False)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, H, W, _ = x.shape
+        x = self.expand(x).view(B, H, W, 2, 2, self.dim)  # channels split as (p1 p2 c)
+        x = x.permute(0, 1, 3, 2, 4, 5).reshape(B, 2 * H, 2 * W, self.dim)
+        return self.norm(x)
+
+
+def split_depth(depth: int) -> tuple[int, int]:
+    """Stage depth -> (LSS modules, HSS blocks per module): multiples of 3 in threes, else of 2 in twos.
+
+    The official code knows only those two cases; any other depth (1, 5, 7, ...) gets one block per module.
+    """
+    if depth < 1:
+        raise UserError(f"model.decoder.depths: every stage needs at least 1 block, got {depth}")
+    if depth % 3 == 0:
+        return depth // 3, 3
+    if depth % 2 == 0:
+        return depth // 2, 2
+    return depth, 1
+
+
+def drop_path_schedule(depths: list[int], rate: float) -> list[list[float]]:
+    """Per stage, per LSS module drop-path rate (spec 1.4).
+
+    linspace(0, rate, sum(depths)) reversed; stage i owns the slice [sum(depths[:i]), sum(depths[:i+1]))
+    and its module j takes element j of that slice (the official indexing).
+    """
+    dpr = torch.linspace(0, rate, sum(depths), dtype=torch.float64).flip(0).tolist()
+    out, start = [], 0
+    for depth in depths:
+        modules, _ = split_depth(depth)
+        out.append(dpr[start : start + modules])
+        start += depth
+    return out
+
+
+class MambaUPNet(nn.Module):
+    def __init__(self, dims: list[int], cfg: DecoderConfig):
+        super().__init__()
+        if len(cfg.depths) != 4:
+            raise UserError(f"model.decoder.depths must list 4 stages, got {cfg.depths}")
+        ss2d = dict(
+            d_state=cfg.d_state,
+            d_conv=cfg.d_conv,
+            expand=cfg.expand,
+            directions=cfg.directions,
+            scan=cfg.scan,
+            scan_backend=cfg.scan_backend,
+        )
+        self.dims = list(dims)
+        rates = drop_path_schedule(cfg.depths, cfg.drop_path_rate)
+        self.upsample = nn.ModuleList()
+        self.stages = nn.ModuleList()
+        for i, depth in enumerate(cfg.depths):
+            _, per_module = split_depth(depth)
+            self.upsample.append(PatchExpand2D(dims[i - 1], dims[i]) if i > 0 else nn.Identity())
+            self.stages.append(
+                nn.Sequential(*(LSSModule(dims[i], per_module, drop_path=r, **ss2d) for r in rates[i]))
+            )
+        self.apply(_init_linear_and_norm)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """(B, dims[0], h, w) channels-first -> [D3, D2, D1] channels-first, highest resolution first."""
+        x = x.permute(0, 2, 3, 1)
+        outs = []
+        for i, (up, stage) in enumerate(zip(self.upsample, self.stages, strict=True)):
+            x = stage(up(x))
+            if i > 0:
+                outs.insert(0, x.permute(0, 3, 1, 2).contiguous())
+        return outs
+
+
+def _init_linear_and_norm(m: nn.Module) -> None:
+    # Applied last (spec 1.7): overrides in_proj/out_proj/expand; raw SS2D parameters are untouched.
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

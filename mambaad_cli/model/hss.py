@@ -1,0 +1,129 @@
+"""SS2D and the HSS block (Hybrid State Space, spec 1.6 / 1.7 / 3.2).
+
+SS2D reads the (H, W) map as K sequences (one scan curve under K geometric transforms, spec 2.4),
+runs a Mamba-1 selective scan over each with direction-specific projections, and sums the K
+outputs back on the grid. Index tables are built for the actual (H, W) of the input, so any
+size works; they are cached per (method, H, W, K, device) and are not part of the state dict.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath
+from torch import nn
+
+from kernels import selective_scan
+from mambaad_cli.model.scans import direction_tables
+
+
+@functools.lru_cache(maxsize=64)
+def scan_indices(
+    method: str, H: int, W: int, K: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(table, inverse), both (K, H*W) int64 on `device`: seq_k = x[table[k]], x = seq_k[inverse[k]]."""
+    table = direction_tables(method, H, W, K).to(torch.long)
+    inverse = torch.argsort(table, dim=1)
+    return table.to(device), inverse.to(device)
+
+
+class SS2D(nn.Module):
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 3,
+        expand: int = 2,
+        directions: int = 8,
+        scan: str = "hilbert",
+        scan_backend: str = "auto",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        dt_floor: float = 1e-4,
+    ):
+        super().__init__()
+        self.d_inner = D = expand * d_model
+        self.d_state = N = d_state
+        self.dt_rank = R = math.ceil(d_model / 16)
+        self.K = K = directions
+        self.scan = scan
+        self.scan_backend = scan_backend
+
+        self.in_proj = nn.Linear(d_model, 2 * D, bias=False)
+        self.conv2d = nn.Conv2d(D, D, d_conv, padding=(d_conv - 1) // 2, groups=D, bias=True)
+        # Per-direction parameters, stacked along K (spec 1.6).
+        self.x_proj_weight = nn.Parameter(torch.empty(K, R + 2 * N, D))
+        self.dt_projs_weight = nn.Parameter(torch.empty(K, D, R))
+        self.dt_projs_bias = nn.Parameter(torch.empty(K, D))
+        self.A_logs = nn.Parameter(torch.empty(K * D, N))
+        self.Ds = nn.Parameter(torch.empty(K * D))
+        self.out_norm = nn.LayerNorm(D)
+        self.out_proj = nn.Linear(D, d_model, bias=False)
+        self._init_ssm(dt_min, dt_max, dt_floor)
+
+    @torch.no_grad()
+    def _init_ssm(self, dt_min: float, dt_max: float, dt_floor: float) -> None:
+        D, R, N = self.d_inner, self.dt_rank, self.d_state
+        # x_proj: PyTorch's default Linear(D -> R+2N) init, U(-1/sqrt(D), 1/sqrt(D)).
+        nn.init.uniform_(self.x_proj_weight, -(D**-0.5), D**-0.5)
+        nn.init.uniform_(self.dt_projs_weight, -(R**-0.5), R**-0.5)
+        # dt log-uniform in [dt_min, dt_max]; the bias is its inverse softplus.
+        dt = torch.exp(torch.rand(self.K, D) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        dt = dt.clamp(min=dt_floor)
+        self.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        # S4D-real: A = -[1, 2, ..., N] for every channel and direction.
+        self.A_logs.copy_(torch.log(torch.arange(1, N + 1, dtype=torch.float32)).repeat(self.K * D, 1))
+        self.Ds.fill_(1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C)."""
+        B, H, W, _ = x.shape
+        x, z = self.in_proj(x).chunk(2, dim=-1)
+        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))
+        y = self.scan_core(x)  # (B, D, H*W)
+        y = self.out_norm(y.transpose(1, 2).reshape(B, H, W, self.d_inner))
+        return self.out_proj(y * F.silu(z))
+
+    def scan_core(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D, H, W) -> (B, D, H*W): K directional scans, summed in natural row-major order."""
+        Bsz, D, H, W = x.shape
+        K, L, N, R = self.K, H * W, self.d_state, self.dt_rank
+        table, inverse = scan_indices(self.scan, H, W, K, x.device)
+        # gather with expanded indices (not index_select with repeats): the backward then scatters
+        # into distinct positions only, which stays deterministic on GPU.
+        xs = torch.gather(
+            x.reshape(Bsz, 1, D, L).expand(Bsz, K, D, L), 3, table.view(1, K, 1, L).expand(Bsz, K, D, L)
+        )  # (B, K, D, L)
+        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        ys = selective_scan(
+            xs.reshape(Bsz, K * D, L),
+            dts.reshape(Bsz, K * D, L),
+            -torch.exp(self.A_logs),
+            Bs.contiguous(),  # (B, K, N, L): group k serves channels k*D..(k+1)*D-1
+            Cs.contiguous(),
+            D=self.Ds,
+            delta_bias=self.dt_projs_bias.reshape(-1),
+            delta_softplus=True,
+            backend=self.scan_backend,
+        ).view(Bsz, K, D, L)
+        # Merge: put each direction back in row-major order and sum (unweighted, spec 2.4).
+        back = torch.gather(ys, 3, inverse.view(1, K, 1, L).expand(Bsz, K, D, L))
+        return back.sum(dim=1)
+
+
+class HSSBlock(nn.Module):
+    """out = x + DropPath(SS2D(LayerNorm(x))), channels-last."""
+
+    def __init__(self, dim: int, drop_path: float = 0.0, **ss2d_kwargs):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.ss2d = SS2D(dim, **ss2d_kwargs)
+        self.drop_path = DropPath(drop_path)  # per-sample stochastic depth; identity at 0 or in eval
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop_path(self.ss2d(self.norm(x)))

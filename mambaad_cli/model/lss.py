@@ -1,0 +1,73 @@
+"""LSS module: Locality-enhanced State Space (spec 1.5).
+
+Three parallel branches on the same input X (B, H, W, C), channels-last:
+  global  M HSS blocks in series
+  local5  ConvBlock(1x1) -> DWConvBlock(5x5) -> ConvBlock(1x1)
+  local7  ConvBlock(1x1) -> DWConvBlock(7x7) -> ConvBlock(1x1)
+concatenated in that order, fused by a 1x1 conv (3C -> C), plus X.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from mambaad_cli.model.hss import HSSBlock
+
+
+def conv_norm_silu(channels: int, kernel: int, depthwise: bool) -> nn.Sequential:
+    """Conv (1x1 with bias, or depthwise k x k without) -> InstanceNorm2d (no affine) -> SiLU."""
+    return nn.Sequential(
+        nn.Conv2d(
+            channels,
+            channels,
+            kernel,
+            padding=kernel // 2,
+            groups=channels if depthwise else 1,
+            bias=not depthwise,
+        ),
+        nn.InstanceNorm2d(channels),
+        nn.SiLU(),
+    )
+
+
+def local_branch(channels: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(
+        conv_norm_silu(channels, 1, depthwise=False),
+        conv_norm_silu(channels, kernel, depthwise=True),
+        conv_norm_silu(channels, 1, depthwise=False),
+    )
+
+
+class LSSModule(nn.Module):
+    def __init__(self, dim: int, num_blocks: int, drop_path: float = 0.0, **ss2d_kwargs):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            HSSBlock(dim, drop_path=drop_path, **ss2d_kwargs) for _ in range(num_blocks)
+        )
+        self.local5 = local_branch(dim, 5)
+        self.local7 = local_branch(dim, 7)
+        self.fuse = nn.Conv2d(3 * dim, dim, 1, bias=True)
+        self._init_convs()
+
+    def _init_convs(self) -> None:
+        # Every conv here, the SS2D depthwise convs included: N(0, sqrt(2 / fan_out)), bias 0,
+        # fan_out = k*k*out_channels/groups.
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                kh, kw = m.kernel_size
+                fan_out = kh * kw * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, C) -> (B, H, W, C)."""
+        g = x
+        for block in self.blocks:
+            g = block(g)
+        x_cf = x.permute(0, 3, 1, 2)
+        mixed = torch.cat([g.permute(0, 3, 1, 2), self.local5(x_cf), self.local7(x_cf)], dim=1)
+        return self.fuse(mixed).permute(0, 2, 3, 1) + x
