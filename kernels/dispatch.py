@@ -1,0 +1,120 @@
+"""``selective_scan``: checks the shapes once, then runs the chosen backend.
+
+Backends: ``torch`` (kernels/torch_scan.py, any device), ``cuda`` (mamba_ssm's kernel, kernels/cuda.py),
+``triton`` (not written yet: plug it in at ``_triton_available`` / ``_run_triton``). ``auto`` picks
+triton for CUDA tensors when it is available, then mamba_ssm, and the torch path otherwise (always on CPU).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .cuda import cuda_available, selective_scan_cuda
+from .torch_scan import selective_scan_torch
+
+BACKENDS = ("auto", "torch", "cuda", "triton")
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend cannot run here (not written yet, not installed, or wrong device)."""
+
+
+def _triton_available() -> bool:
+    """Whether the Triton kernel can run. It does not exist yet (kernels/triton_scan.py will)."""
+    return False
+
+
+def _run_triton(*args, **kwargs) -> torch.Tensor:
+    raise BackendUnavailableError(
+        "selective_scan: backend 'triton' is not available yet; use backend='torch' (any device) "
+        "or backend='cuda' (needs mamba_ssm)"
+    )
+
+
+def _run_cuda(u, *args, **kwargs) -> torch.Tensor:
+    if not cuda_available():
+        raise BackendUnavailableError(
+            "selective_scan: backend 'cuda' needs a CUDA device and mamba_ssm (pip install 'mambaad[cuda]')"
+        )
+    if not u.is_cuda:
+        raise BackendUnavailableError(
+            f"selective_scan: backend 'cuda' needs CUDA tensors, got u on {u.device}"
+        )
+    return selective_scan_cuda(u, *args, **kwargs)
+
+
+def _shape(t: torch.Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def check_scan_shapes(u, delta, A, B, C, D=None, z=None, delta_bias=None) -> None:
+    """Raise ValueError, naming the argument, unless the shapes follow mamba_ssm's selective_scan_fn."""
+    if u.dim() != 3:
+        raise ValueError(f"selective_scan: u must be (batch, dim, L), got shape {_shape(u)}")
+    batch, dim, length = u.shape
+    if _shape(delta) != _shape(u):
+        raise ValueError(f"selective_scan: delta must have u's shape {_shape(u)}, got {_shape(delta)}")
+    if A.dim() != 2 or A.shape[0] != dim:
+        raise ValueError(f"selective_scan: A must be (dim, N) = ({dim}, N), got shape {_shape(A)}")
+    if A.is_complex():
+        raise ValueError("selective_scan: complex A is not supported; A must be real (dim, N)")
+    n_state = A.shape[1]
+    for name, t in (("B", B), ("C", C)):
+        if t.dim() == 3:
+            expected = (batch, n_state, length)
+        elif t.dim() == 4:
+            expected = (batch, t.shape[1], n_state, length)
+        else:
+            expected = None
+        if expected is None or _shape(t) != expected:
+            raise ValueError(
+                f"selective_scan: {name} must be (batch, G, N, L) or (batch, N, L) with batch={batch}, "
+                f"N={n_state}, L={length}; got shape {_shape(t)}"
+            )
+        if t.dim() == 4 and (t.shape[1] == 0 or dim % t.shape[1] != 0):
+            raise ValueError(f"selective_scan: the groups of {name} ({t.shape[1]}) must divide dim ({dim})")
+    if _shape(B) != _shape(C):
+        raise ValueError(f"selective_scan: B and C must have the same shape, got {_shape(B)} and {_shape(C)}")
+    for name, t in (("D", D), ("delta_bias", delta_bias)):
+        if t is not None and _shape(t) != (dim,):
+            raise ValueError(f"selective_scan: {name} must be (dim,) = ({dim},), got shape {_shape(t)}")
+    if z is not None and _shape(z) != _shape(u):
+        raise ValueError(f"selective_scan: z must have u's shape {_shape(u)}, got {_shape(z)}")
+
+
+def resolve_backend(backend: str, u: torch.Tensor) -> str:
+    """The backend that ``selective_scan`` runs for these inputs; ValueError for an unknown name."""
+    if backend not in BACKENDS:
+        raise ValueError(f"selective_scan: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    if u.is_cuda and _triton_available():
+        return "triton"
+    if u.is_cuda and cuda_available():
+        return "cuda"
+    return "torch"
+
+
+_RUNNERS = {"torch": selective_scan_torch, "cuda": _run_cuda, "triton": _run_triton}
+
+
+def selective_scan(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Mamba-1 selective scan with mamba_ssm's ``selective_scan_fn`` semantics; returns (batch, dim, L).
+
+    u, delta, z: (batch, dim, L); A: (dim, N); B, C: (batch, G, N, L) or (batch, N, L), channel d uses group
+    d // (dim // G); D, delta_bias: (dim,). ``backend``: "auto", "torch", "cuda" or "triton".
+    """
+    run = _RUNNERS[resolve_backend(backend, u)]
+    check_scan_shapes(u, delta, A, B, C, D, z, delta_bias)
+    return run(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
