@@ -5,8 +5,14 @@ import dataclasses
 import pytest
 import yaml
 
-from mambaad_cli.config import (Config, ConfigError, config_from_dict, load_preset, parse_override,
-                                preset_names)
+from mambaad_cli.config import (
+    Config,
+    ConfigError,
+    config_from_dict,
+    load_preset,
+    parse_override,
+    preset_names,
+)
 
 PAPER_PRESETS = ["mvtec", "visa", "realiad", "uni_medical", "coco_ad", "mvtec3d"]
 
@@ -41,8 +47,16 @@ def test_per_dataset_settings():
 
 
 def test_overrides_are_typed():
-    cfg = load_preset("mvtec", {"train.epochs": "7", "data.classes": "bottle,cable", "train.lr": "1e-3",
-                                "train.deterministic": "true", "model.decoder.depths": [2, 2, 2, 2]})
+    cfg = load_preset(
+        "mvtec",
+        {
+            "train.epochs": "7",
+            "data.classes": "bottle,cable",
+            "train.lr": "1e-3",
+            "train.deterministic": "true",
+            "model.decoder.depths": [2, 2, 2, 2],
+        },
+    )
     assert cfg.train.epochs == 7 and isinstance(cfg.train.epochs, int)
     assert cfg.data.classes == ["bottle", "cable"]
     assert cfg.train.lr == pytest.approx(1e-3)
@@ -50,13 +64,16 @@ def test_overrides_are_typed():
     assert cfg.model.decoder.depths == [2, 2, 2, 2]
 
 
-@pytest.mark.parametrize("key,value,needle", [
-    ("train.epochz", 3, "train.epochz"),
-    ("nope.epochs", 3, "nope"),
-    ("train.epochs", "many", "train.epochs"),
-    ("train.epochs", 2.5, "train.epochs"),
-    ("train.deterministic", "perhaps", "train.deterministic"),
-])
+@pytest.mark.parametrize(
+    "key,value,needle",
+    [
+        ("train.epochz", 3, "train.epochz"),
+        ("nope.epochs", 3, "nope"),
+        ("train.epochs", "many", "train.epochs"),
+        ("train.epochs", 2.5, "train.epochs"),
+        ("train.deterministic", "perhaps", "train.deterministic"),
+    ],
+)
 def test_bad_overrides_name_the_key(key, value, needle):
     with pytest.raises(ConfigError, match=needle):
         load_preset("mvtec", {key: value})

@@ -1,0 +1,223 @@
+"""End to end on a tiny generated dataset: train -> run folder files -> eval -> resume; CLI wiring."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+import yaml
+from sklearn.metrics import roc_auc_score
+
+from mambaad_cli.cli import main
+from mambaad_cli.config import load_preset
+from mambaad_cli.data import write_png
+from mambaad_cli.engine import train
+from mambaad_cli.engine.checkpoint import load_model
+from mambaad_cli.engine.train import param_groups, step_schedule
+from mambaad_cli.metrics import METRIC_KEYS
+
+SIZE = 64
+
+
+def make_dataset(root, classes=("disc", "stripes"), n_train=6, n_good=2, n_bad=2):
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+
+    def clean(ci):
+        img = np.full((SIZE, SIZE, 3), 90 + 40 * ci, np.uint8)
+        img[(xx // 8 + ci) % 2 == 0] = 160
+        return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+    for ci, cls in enumerate(classes):
+        for i in range(n_train):
+            write_png(root / cls / "train" / "good" / f"{i:03d}.png", clean(ci))
+        for i in range(n_good):
+            write_png(root / cls / "test" / "good" / f"{i:03d}.png", clean(ci))
+        for i in range(n_bad):
+            img = clean(ci)
+            mask = (yy - 20 - 8 * i) ** 2 + (xx - 30) ** 2 < 36
+            img[mask] = (255, 0, 0)
+            write_png(root / cls / "test" / "blob" / f"{i:03d}.png", img)
+            write_png(root / cls / "ground_truth" / "blob" / f"{i:03d}_mask.png", mask)
+    return root
+
+
+def tiny_overrides(tmp_path, data_root, **extra):
+    base = {
+        "data.dataset": "folder",
+        "data.root": str(data_root),
+        "data.image_size": SIZE,
+        "data.num_workers": 0,
+        "model.encoder.name": "tf_efficientnet_lite0",
+        "model.encoder.weights": "none",
+        "model.decoder.depths": [2, 2, 2, 2],
+        "model.decoder.scan": "hilbert",
+        "train.epochs": 2,
+        "train.batch_size": 4,
+        "train.log_every": 1,
+        "train.device": "cpu",
+        "eval.batch_size": 3,
+        "eval.sigma": 1.0,
+        "output_dir": str(tmp_path / "runs"),
+        "run_name": "t1",
+    }
+    base.update(extra)
+    return base
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("e2e")
+    data_root = make_dataset(tmp_path / "data")
+    cfg = load_preset("folder", tiny_overrides(tmp_path, data_root))
+    result = train(cfg, show_progress=False)
+    return tmp_path, data_root, cfg, result
+
+
+def test_run_folder_has_every_file(trained):
+    _, _, cfg, result = trained
+    run = result.run_dir
+    for name in (
+        "config.yaml",
+        "model.safetensors",
+        "model.json",
+        "train_state.pt",
+        "log.csv",
+        "metrics.json",
+        "metrics.csv",
+    ):
+        assert (run / name).is_file(), name
+    assert (run.parent / "latest").resolve() == run.resolve()
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 2
+    info = json.loads((run / "model.json").read_text())
+    assert info["class_names"] == ["disc", "stripes"] and info["config"]["data"]["image_size"] == SIZE
+    # 12 training images, batch 4, drop_last -> 3 steps per epoch, 2 epochs
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == list(range(1, 7)) and result.steps == 6
+    assert all(float(r["loss"]) > 0 and float(r["images_per_s"]) > 0 for r in rows)
+    # no temporary files left behind by the atomic writes
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_metrics_files_match_an_independent_computation(trained):
+    _, data_root, cfg, result = trained
+    run = result.run_dir
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["classes"]) == {"disc", "stripes"}
+    for key in METRIC_KEYS:
+        vals = [metrics["classes"][c][key] for c in metrics["classes"]]
+        assert metrics["mean"][key] == pytest.approx(np.mean(vals), abs=1e-9)
+        assert all(0.0 <= v <= 1.0 for v in vals)
+    assert metrics["protocol"]["sigma"] == 1.0 and "AUPRO" in metrics["protocol"]
+    # image AUROC recomputed from the model's own maps with scikit-learn
+    from mambaad_cli.data import build_datasets
+    from mambaad_cli.model import anomaly_map, image_scores
+
+    model, _, _ = load_model(run)
+    _, test_ds, _ = build_datasets(cfg.data)
+    scores, labels, classes = [], [], []
+    with torch.no_grad():
+        for i in range(len(test_ds)):
+            s = test_ds[i]
+            enc, dec = model(s.image[None])
+            scores.append(float(image_scores(anomaly_map(enc, dec, (SIZE, SIZE), sigma=1.0))[0]))
+            labels.append(int(s.mask.max() > 0.5))
+            classes.append(s.cls_name)
+    for cls in ("disc", "stripes"):
+        idx = [i for i, c in enumerate(classes) if c == cls]
+        expect = roc_auc_score([labels[i] for i in idx], [scores[i] for i in idx])
+        assert metrics["classes"][cls]["I-AUROC"] == pytest.approx(expect, abs=1e-6)
+    rows = list(csv.reader((run / "metrics.csv").open()))
+    assert rows[0][:8] == ["class", *METRIC_KEYS] and rows[-1][0] == "mean"
+
+
+def test_saved_weights_reload_identically(trained):
+    _, _, _, result = trained
+    model, _, _ = load_model(result.run_dir)
+    saved = safetensors.torch.load_file(str(result.run_dir / "model.safetensors"))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+
+
+def test_eval_command_rewrites_metrics(trained, capsys):
+    _, _, _, result = trained
+    before = json.loads((result.run_dir / "metrics.json").read_text())
+    assert main(["eval", str(result.run_dir.parent / "latest"), "--no-progress"]) == 0
+    after = json.loads((result.run_dir / "metrics.json").read_text())
+    for key in METRIC_KEYS:
+        assert after["mean"][key] == pytest.approx(before["mean"][key], abs=1e-6)
+    assert "I-AUROC" in capsys.readouterr().out
+
+
+def test_resume_continues_to_more_epochs(trained):
+    _, _, cfg, result = trained
+    from mambaad_cli.engine.train import load_run_config
+
+    cfg2 = load_run_config(result.run_dir)
+    cfg2.train.epochs = 3
+    cfg2.train.eval_at_end = False
+    res2 = train(cfg2, resume=result.run_dir, show_progress=False)
+    assert res2.steps == 9
+    rows = list(csv.DictReader((result.run_dir / "log.csv").open()))
+    assert [int(r["step"]) for r in rows] == list(range(1, 10))
+
+
+def test_resume_is_exact(tmp_path):
+    """2 epochs straight == interrupted after epoch 1 and resumed: same weights."""
+    data_root = make_dataset(tmp_path / "data", classes=("disc",), n_train=8)
+    common = {"model.decoder.drop_path_rate": 0.0, "train.deterministic": True, "train.eval_at_end": False}
+    straight = train(
+        load_preset("folder", tiny_overrides(tmp_path, data_root, run_name="a", **common)),
+        show_progress=False,
+    )
+    cfg_b = load_preset("folder", tiny_overrides(tmp_path, data_root, run_name="b", **common))
+    cfg_b.train.max_steps = 2  # stands for a run killed after its first epoch's checkpoint
+    assert train(cfg_b, show_progress=False).steps == 2
+    cfg_b.train.max_steps = 0
+    resumed = train(cfg_b, resume=tmp_path / "runs" / "folder" / "b", show_progress=False)
+    a = safetensors.torch.load_file(str(straight.run_dir / "model.safetensors"))
+    b = safetensors.torch.load_file(str(resumed.run_dir / "model.safetensors"))
+    assert straight.steps == resumed.steps == 4
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    torch.use_deterministic_algorithms(False)
+
+
+def test_param_groups_follow_the_weight_decay_rules():
+    cfg = load_preset(
+        "mvtec",
+        {
+            "model.encoder.weights": "none",
+            "model.encoder.name": "tf_efficientnet_lite0",
+            "model.decoder.depths": [2, 2, 2, 2],
+        },
+    )
+    from mambaad_cli.model import build_model
+
+    model = build_model(cfg)
+    decay, no_decay = param_groups(model, 1e-4)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for p in decay["params"]}
+    plain = {names[id(p)] for p in no_decay["params"]}
+    assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
+    assert any(n.endswith("A_logs") for n in decayed) and any(n.endswith("dt_projs_bias") for n in decayed)
+    assert any(n.endswith("Ds") for n in plain) and all(not n.endswith(".bias") for n in decayed)
+    assert not any(n.startswith("encoder.") for n in decayed | plain)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert decayed | plain == trainable
+
+
+def test_step_schedule():
+    f = step_schedule(100, 0.8, 0.1)
+    assert [f(s) for s in (0, 79, 80, 99)] == [1.0, 1.0, 0.1, 0.1]
+
+
+def test_existing_run_name_is_refused(trained, capsys):
+    tmp_path, data_root, _, _ = trained
+    args = ["train", "--preset", "folder", "--no-progress"]
+    for k, v in tiny_overrides(tmp_path, data_root).items():
+        args += ["--set", f"{k}={v}"]
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
