@@ -61,6 +61,9 @@ class DataConfig:
     classes: list[str] = field(default_factory=list)  # empty: every class found
     image_size: int = 256
     num_workers: int = 2
+    # Normal training images held out per class to choose deployable thresholds (engine/calibrate.py).
+    # 0 keeps the paper's training set; thresholds then come from in-sample training scores.
+    val_fraction: float = 0.0
     views: list[int] = field(default_factory=list)  # Real-IAD camera views; empty: all 5
     coco_split: int = -1  # COCO-AD split 0-3; -1: all four, averaged
 

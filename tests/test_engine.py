@@ -21,7 +21,7 @@ from mambaad_cli.metrics import METRIC_KEYS
 SIZE = 64
 
 
-def make_dataset(root, classes=("disc", "stripes"), n_train=6, n_good=2, n_bad=2):
+def make_dataset(root, classes=("disc", "stripes"), n_train=8, n_good=2, n_bad=2):
     rng = np.random.default_rng(1)
     yy, xx = np.mgrid[:SIZE, :SIZE]
 
@@ -58,6 +58,7 @@ def tiny_overrides(tmp_path, data_root, **extra):
         "train.batch_size": 4,
         "train.log_every": 1,
         "train.device": "cpu",
+        "data.val_fraction": 0.25,
         "eval.batch_size": 3,
         "eval.sigma": 1.0,
         "output_dir": str(tmp_path / "runs"),
@@ -93,7 +94,7 @@ def test_run_folder_has_every_file(trained):
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 2
     info = json.loads((run / "model.json").read_text())
     assert info["class_names"] == ["disc", "stripes"] and info["config"]["data"]["image_size"] == SIZE
-    # 12 training images, batch 4, drop_last -> 3 steps per epoch, 2 epochs
+    # 16 training images less 2 held out per class = 12, batch 4, drop_last -> 3 steps per epoch, 2 epochs
     rows = list(csv.DictReader((run / "log.csv").open()))
     assert [int(r["step"]) for r in rows] == list(range(1, 7)) and result.steps == 6
     assert all(float(r["loss"]) > 0 and float(r["images_per_s"]) > 0 for r in rows)
@@ -167,7 +168,12 @@ def test_resume_continues_to_more_epochs(trained):
 def test_resume_is_exact(tmp_path):
     """2 epochs straight == interrupted after epoch 1 and resumed: same weights."""
     data_root = make_dataset(tmp_path / "data", classes=("disc",), n_train=8)
-    common = {"model.decoder.drop_path_rate": 0.0, "train.deterministic": True, "train.eval_at_end": False}
+    common = {
+        "model.decoder.drop_path_rate": 0.0,
+        "train.deterministic": True,
+        "train.eval_at_end": False,
+        "data.val_fraction": 0.0,
+    }
     straight = train(
         load_preset("folder", tiny_overrides(tmp_path, data_root, run_name="a", **common)),
         show_progress=False,
@@ -221,3 +227,58 @@ def test_existing_run_name_is_refused(trained, capsys):
         args += ["--set", f"{k}={v}"]
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_thresholds_come_from_held_out_normal_images(trained):
+    _, _, cfg, result = trained
+    info = json.loads((result.run_dir / "model.json").read_text())
+    assert set(info["thresholds"]) == {"disc", "stripes"}
+    for cls in ("disc", "stripes"):
+        meta = info["threshold_info"][cls]
+        assert meta["source"] == "validation" and meta["n_normal"] == 2 and meta["n_defective"] == 0
+        lo, hi = info["map_range"][cls]
+        assert lo < info["thresholds"][cls] < hi
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    for cls in ("disc", "stripes"):
+        assert 0.0 <= metrics["classes"][cls]["I-Recall@thr"] <= 1.0
+
+
+def test_threshold_equals_quantile_of_held_out_scores(trained):
+    """Recompute the held-out images' scores independently: the threshold is their 99 % quantile."""
+    from mambaad_cli.data import build_datasets
+    from mambaad_cli.engine.calibrate import NORMAL_QUANTILE, split_validation
+    from mambaad_cli.model import anomaly_map, image_scores
+
+    _, _, cfg, result = trained
+    train_ds, _, _ = build_datasets(cfg.data)
+    kept, held = split_validation(train_ds, cfg.data.val_fraction, cfg.train.seed)
+    assert len(kept) + len(held) == len(train_ds) == 16 and len(held) == 4
+    assert not {r["img_path"] for r in kept.records} & {r["img_path"] for r in held.records}
+    model, _, info = load_model(result.run_dir)
+    with torch.no_grad():
+        for cls in ("disc", "stripes"):
+            samples = [s for s in (held[i] for i in range(len(held))) if s.cls_name == cls]
+            enc, dec = model(torch.stack([s.image for s in samples]))
+            scores = image_scores(anomaly_map(enc, dec, (SIZE, SIZE), sigma=cfg.eval.sigma)).numpy()
+            assert info["thresholds"][cls] == pytest.approx(np.quantile(scores, NORMAL_QUANTILE), rel=1e-5)
+
+
+def test_no_validation_split_falls_back_to_training_scores(tmp_path):
+    data_root = make_dataset(tmp_path / "data", classes=("disc",))
+    cfg = load_preset(
+        "folder", tiny_overrides(tmp_path, data_root, **{"data.val_fraction": 0.0, "train.epochs": 1})
+    )
+    result = train(cfg, show_progress=False)
+    info = json.loads((result.run_dir / "model.json").read_text())
+    assert info["threshold_info"]["disc"]["source"] == "training"
+    assert info["threshold_info"]["disc"]["n_normal"] == 8
+
+
+def test_at_threshold_counts():
+    from mambaad_cli.engine.evaluate import at_threshold
+
+    scores = np.array([0.1, 0.4, 0.5, 0.9, 0.2])
+    labels = np.array([False, True, False, True, False])
+    got = at_threshold(scores, labels, 0.4)  # predicted: 0.4, 0.5, 0.9 -> tp 2, fp 1, fn 0
+    assert got["I-Precision@thr"] == pytest.approx(2 / 3) and got["I-Recall@thr"] == 1.0
+    assert got["I-F1@thr"] == pytest.approx(0.8)

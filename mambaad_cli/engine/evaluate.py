@@ -47,6 +47,8 @@ PROTOCOL = {
     "interpolated at 0.3, trapezoid, divided by 0.3",
     "P-F1max@21": "paper-era pixel F1-max: 21 thresholds on class min-max normalised maps (spec 5.2)",
     "AUPRO@paper": "paper-era AUPRO: ~100 thresholds, FPR < 0.3 re-normalised min-max (spec 5.2)",
+    "I-Precision@thr/I-Recall@thr/I-F1@thr": "image-level, at the deployable per-class threshold of "
+    "model.json (chosen without test images; engine/calibrate.py)",
     "paper_columns": ["I-AUROC", "I-AP", "I-F1max", "P-AUROC", "P-AP", "P-F1max@21", "AUPRO@paper"],
 }
 
@@ -79,8 +81,15 @@ class EvalResult:
 
 @torch.inference_mode()
 def evaluate(
-    model: torch.nn.Module, test_ds, cfg: Config, device: torch.device, show_progress: bool = True
+    model: torch.nn.Module,
+    test_ds,
+    cfg: Config,
+    device: torch.device,
+    show_progress: bool = True,
+    thresholds: dict[str, float] | None = None,
 ) -> EvalResult:
+    """The seven metrics (and named variants) per class; with `thresholds` (model.json's deployable
+    per-class thresholds) also the image-level precision, recall and F1 at that threshold."""
     model.eval()
     by_class: dict[str, list[int]] = defaultdict(list)
     for i, rec in enumerate(test_ds.records):
@@ -93,6 +102,7 @@ def evaluate(
         task = progress.add_task("evaluate", total=len(test_ds), extra="")
         for cls_name in sorted(by_class):
             acc = MetricAccumulator()
+            class_scores, class_labels = [], []
             loader = DataLoader(
                 Subset(test_ds, by_class[cls_name]),
                 batch_size=cfg.eval.batch_size,
@@ -107,11 +117,23 @@ def evaluate(
                 maps = anomaly_map(enc, dec, out_size=images.shape[-2:], sigma=cfg.eval.sigma)
                 masks = batch["mask"][:, 0] > 0.5
                 labels = masks.flatten(1).any(dim=1)
-                acc.update(image_scores(maps).float().cpu(), labels, maps.float().cpu(), masks)
+                scores = image_scores(maps).float().cpu()
+                # on a GPU the maps stay there: the accumulator sorts them with torch on the device
+                acc.update(
+                    scores, labels, maps.float() if device.type == "cuda" else maps.float().cpu(), masks
+                )
+                class_scores.append(scores)
+                class_labels.append(labels)
                 progress.update(task, advance=len(images), extra=cls_name)
             per_class[cls_name] = acc.compute()
-            counts[cls_name] = acc.counts() if hasattr(acc, "counts") else {}
-            stats[cls_name] = acc.score_stats() if hasattr(acc, "score_stats") else {}
+            if thresholds and cls_name in thresholds:
+                per_class[cls_name].update(
+                    at_threshold(
+                        torch.cat(class_scores).numpy(), torch.cat(class_labels).numpy(), thresholds[cls_name]
+                    )
+                )
+            counts[cls_name] = acc.counts()
+            stats[cls_name] = acc.score_stats()
     seconds = time.perf_counter() - start
     return EvalResult(
         per_class=per_class,
@@ -121,6 +143,17 @@ def evaluate(
         seconds=seconds,
         images_per_s=len(test_ds) / max(seconds, 1e-9),
     )
+
+
+def at_threshold(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
+    """Image-level precision, recall and F1 of the rule "defective if score >= threshold": what a
+    deployed model achieves, unlike the oracle F1-max. nan where undefined."""
+    predicted = scores >= threshold
+    tp = float((predicted & labels).sum())
+    precision = tp / predicted.sum() if predicted.any() else float("nan")
+    recall = tp / labels.sum() if labels.any() else float("nan")
+    f1 = 2 * tp / (predicted.sum() + labels.sum()) if labels.any() else float("nan")
+    return {"I-Precision@thr": float(precision), "I-Recall@thr": float(recall), "I-F1@thr": float(f1)}
 
 
 def write_metrics(run_dir: Path, result: EvalResult, cfg: Config) -> None:
@@ -172,11 +205,13 @@ def evaluate_run(
     for key, value in (overrides or {}).items():
         set_field(cfg, key, value)
     device = resolve_device(cfg.train.device)
-    model, _, _ = load_model(run_dir, device, cfg)
+    model, _, info = load_model(run_dir, device, cfg)
     _, test_ds, _ = build_datasets(cfg.data)
     if len(test_ds) == 0:
         raise UserError(f"--data-root {cfg.data.root}: the test split is empty")
-    result = evaluate(model, test_ds, cfg, device, show_progress=show_progress)
+    result = evaluate(
+        model, test_ds, cfg, device, show_progress=show_progress, thresholds=info.get("thresholds") or None
+    )
     write_metrics(run_dir, result, cfg)
     update_model_json(run_dir, score_stats=result.score_stats)
     return run_dir, result, cfg

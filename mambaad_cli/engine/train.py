@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from mambaad_cli.config import Config, config_from_dict
 from mambaad_cli.data import build_datasets, collate_samples
 from mambaad_cli.engine.atomic import write_text
+from mambaad_cli.engine.calibrate import calibrate, in_sample_subset, split_validation
 from mambaad_cli.engine.checkpoint import load_train_state, save_model, save_train_state, update_model_json
 from mambaad_cli.engine.device import resolve_device, seed_everything
 from mambaad_cli.engine.evaluate import EvalResult, evaluate, write_metrics
@@ -70,6 +71,7 @@ def train(cfg: Config, resume: str | Path | None = None, show_progress: bool = T
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     train_ds, test_ds, class_names = build_datasets(cfg.data)
+    train_ds, val_ds = split_validation(train_ds, cfg.data.val_fraction, cfg.train.seed)
     if len(train_ds) == 0:
         raise UserError(f"--data-root {cfg.data.root}: no training images found")
     bs = cfg.train.batch_size
@@ -160,11 +162,17 @@ def train(cfg: Config, resume: str | Path | None = None, show_progress: bool = T
     finally:
         log_file.close()
     seconds = time.perf_counter() - start
-    update_model_json(run_dir, train_seconds=round(seconds, 1))
+    if len(val_ds):
+        calibration = calibrate(model, val_ds, cfg, device, "validation")
+    else:
+        calibration = calibrate(model, in_sample_subset(train_ds, cfg.train.seed), cfg, device, "training")
+    update_model_json(run_dir, train_seconds=round(seconds, 1), **calibration)
 
     metrics = None
     if cfg.train.eval_at_end and len(test_ds) > 0:
-        metrics = evaluate(model, test_ds, cfg, device, show_progress=show_progress)
+        metrics = evaluate(
+            model, test_ds, cfg, device, show_progress=show_progress, thresholds=calibration["thresholds"]
+        )
         write_metrics(run_dir, metrics, cfg)
         update_model_json(run_dir, score_stats=metrics.score_stats)
     return TrainResult(run_dir=run_dir, steps=step, seconds=seconds, metrics=metrics)
