@@ -282,3 +282,28 @@ def test_at_threshold_counts():
     got = at_threshold(scores, labels, 0.4)  # predicted: 0.4, 0.5, 0.9 -> tp 2, fp 1, fn 0
     assert got["I-Precision@thr"] == pytest.approx(2 / 3) and got["I-Recall@thr"] == 1.0
     assert got["I-F1@thr"] == pytest.approx(0.8)
+
+
+def test_undefined_metrics_are_null_in_json_and_na_in_tables(tmp_path):
+    from rich.console import Console
+
+    from mambaad_cli.engine.evaluate import EvalResult, write_metrics
+    from mambaad_cli.metrics import mean_metrics
+    from mambaad_cli.viz.tables import metrics_table
+
+    per_class = {
+        "only_good": {k: float("nan") for k in METRIC_KEYS},
+        "mixed": {k: 0.5 for k in METRIC_KEYS},
+    }
+    result = EvalResult(per_class=per_class, mean=mean_metrics(per_class), counts={})
+    write_metrics(tmp_path, result, load_preset("mvtec"))
+    def reject(token):
+        raise AssertionError(f"metrics.json holds {token}, which is not JSON")
+
+    data = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=reject)
+    assert data["classes"]["only_good"]["I-AUROC"] is None
+    assert data["mean"]["I-AUROC"] == 0.5  # the undefined class is left out of the mean
+    assert "nan" in (tmp_path / "metrics.csv").read_text()
+    console = Console(width=200, record=True)
+    console.print(metrics_table(result))
+    assert "n/a" in console.export_text()
