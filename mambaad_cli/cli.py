@@ -63,7 +63,7 @@ def train_cmd(
 ) -> None:
     """Train MambaAD on a dataset, then evaluate it on the test split."""
     from mambaad_cli.engine import train
-    from mambaad_cli.engine.train import load_run_config
+    from mambaad_cli.engine.evaluate import load_run_config
     from mambaad_cli.viz.tables import metrics_table
 
     overrides = _overrides(
@@ -123,21 +123,110 @@ def eval_cmd(
     out.print(f"wrote {run_dir / 'metrics.json'} and metrics.csv  ({result.images_per_s:.1f} images/s)")
 
 
+@app.command("predict")
+def predict_cmd(
+    paths: Annotated[list[str], typer.Argument(help="Images, folders (searched recursively) or globs.")],
+    out_dir: Annotated[str, typer.Option("--out", help="Output folder for scores.csv, overlays, masks.")] = (
+        "predictions"
+    ),
+    model: Annotated[
+        str | None, typer.Option("--model", help="Run folder (default: the newest runs/*/latest).")
+    ] = None,
+    threshold: Annotated[
+        str, typer.Option(help="auto (the model's per-class thresholds) or a number for every image.")
+    ] = "auto",
+    class_name: Annotated[
+        str | None, typer.Option("--class", help="Class of every input (default: from its folder).")
+    ] = None,
+    save_maps: Annotated[bool, typer.Option(help="Also write the raw maps (.npy, float16).")] = False,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch (eval.batch_size).")] = None,
+    workers: Annotated[int, typer.Option(help="Image-loading worker processes.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Score images with a trained run: scores.csv, a heat-map overlay and a mask per image."""
+    from mambaad_cli.engine.predict import predict, summary_table
+
+    result = predict(
+        paths,
+        out_dir,
+        run=model,
+        threshold=threshold,
+        class_name=class_name,
+        save_maps=save_maps,
+        device=device,
+        batch_size=batch_size,
+        num_workers=workers,
+        show_progress=progress,
+    )
+    out.print(summary_table(result))
+    for _, reason in result.skipped:
+        err.print(f"[yellow]skipped:[/yellow] {reason}", highlight=False, soft_wrap=True)
+    out.print(f"wrote {result.out_dir / 'scores.csv'} and {len(result.predictions)} overlays and masks")
+
+
+@app.command("visualize")
+def visualize_cmd(
+    run: Annotated[str, typer.Argument(help="Run folder, e.g. runs/mvtec/latest.")],
+    out_dir: Annotated[str | None, typer.Option("--out", help="Output folder (default: RUN/report).")] = None,
+    worst: Annotated[int, typer.Option(help="Worst false positives / negatives shown per class.")] = 4,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch (eval.batch_size).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """HTML report of a run on its test split: metrics, ROC / PR curves, histograms, worst cases."""
+    from mambaad_cli.engine.visualize import summary_table, visualize_run
+
+    result = visualize_run(
+        run, out_dir, device=device, batch_size=batch_size, worst=worst, show_progress=progress
+    )
+    out.print(summary_table(result))
+    out.print(f"wrote {result.report_path} and {result.scores_path.name}")
+
+
 @app.command("prepare-data")
 def prepare_data_cmd(
-    dataset: Annotated[str, typer.Option(help="Layout: mvtec, mvtec3d, uni_medical or folder.")] = "mvtec",
+    dataset: Annotated[
+        str, typer.Option(help="mvtec, mvtec3d, visa, realiad, uni_medical, coco_ad or folder.")
+    ] = "mvtec",
     root: Annotated[str, typer.Option(help="Dataset folder as its authors distribute it.")] = ".",
     out_path: Annotated[
-        str | None, typer.Option("--out", help="Where to write meta.json (default: ROOT/meta.json).")
+        str | None,
+        typer.Option("--out", help="A .json file or a folder for the manifest(s), for a read-only ROOT."),
     ] = None,
+    classes: Annotated[
+        list[str] | None, typer.Option("--class", help="Only this class (repeatable; default: all).")
+    ] = None,
+    views: Annotated[str | None, typer.Option(help="Real-IAD camera views, e.g. 1,3 (default: all).")] = None,
+    split: Annotated[int, typer.Option(help="COCO-AD split 0-3 (default -1: all four).")] = -1,
+    strict: Annotated[bool, typer.Option(help="Stop at the first bad file instead of skipping it.")] = False,
+    check: Annotated[bool, typer.Option(help="Decode every image and mask (--no-check: exist only).")] = True,
+    workers: Annotated[int | None, typer.Option(help="Image-checking processes (default: up to 8).")] = None,
 ) -> None:
-    """Check a dataset folder and write its manifest (ADer's meta.json)."""
+    """Check a dataset folder and write its manifest (ADer's meta.json), listing what was skipped."""
     from mambaad_cli.data.prepare import prepare_data
+    from mambaad_cli.data.report import problems_table
     from mambaad_cli.viz.tables import counts_table
 
-    path, counts = prepare_data(dataset, root, out_path)
-    out.print(counts_table(counts, title=f"{dataset}: {root}"))
-    out.print(f"wrote {path}")
+    result = prepare_data(
+        dataset,
+        root,
+        out_path,
+        classes,
+        views=views,
+        split=split,
+        strict=strict,
+        check=check,
+        workers=workers,
+        show_progress=True,
+    )
+    out.print(counts_table(result.counts, title=f"{dataset}: {root}"))
+    if result.problems:
+        out.print(problems_table(result.problems))
+    for path in result.manifests:
+        out.print(f"wrote {path}", soft_wrap=True)
+    if out_path:
+        out.print(f"train on it with: --data-root {root} --set data.meta={out_path}", soft_wrap=True)
 
 
 @app.command("presets")

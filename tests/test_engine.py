@@ -154,7 +154,7 @@ def test_eval_command_rewrites_metrics(trained, capsys):
 
 def test_resume_continues_to_more_epochs(trained):
     _, _, cfg, result = trained
-    from mambaad_cli.engine.train import load_run_config
+    from mambaad_cli.engine.evaluate import load_run_config
 
     cfg2 = load_run_config(result.run_dir)
     cfg2.train.epochs = 3
@@ -297,6 +297,7 @@ def test_undefined_metrics_are_null_in_json_and_na_in_tables(tmp_path):
     }
     result = EvalResult(per_class=per_class, mean=mean_metrics(per_class), counts={})
     write_metrics(tmp_path, result, load_preset("mvtec"))
+
     def reject(token):
         raise AssertionError(f"metrics.json holds {token}, which is not JSON")
 
@@ -307,3 +308,30 @@ def test_undefined_metrics_are_null_in_json_and_na_in_tables(tmp_path):
     console = Console(width=200, record=True)
     console.print(metrics_table(result))
     assert "n/a" in console.export_text()
+
+
+def test_coco_ad_trains_each_split_and_reports_their_mean(tmp_path, capsys):
+    from mambaad_cli.data import scan_mvtec, write_meta
+
+    data_root = make_dataset(tmp_path / "data", classes=("coco",), n_train=4, n_good=1, n_bad=1)
+    meta = scan_mvtec(data_root)
+    for k in range(4):
+        write_meta(meta, data_root / f"meta_20_{k}.json")
+    over = tiny_overrides(
+        tmp_path,
+        data_root,
+        **{"data.dataset": "coco_ad", "data.coco_split": -1, "train.epochs": 1, "data.val_fraction": 0.0},
+    )
+    result = train(load_preset("coco_ad", over), show_progress=False)
+    base = result.run_dir
+    assert sorted(p.name for p in base.iterdir() if p.is_dir()) == ["split0", "split1", "split2", "split3"]
+    assert (base.parent / "latest").resolve() == base.resolve()
+    summary = json.loads((base / "metrics.json").read_text())
+    assert sorted(summary["classes"]) == ["split0", "split1", "split2", "split3"]
+    for key in METRIC_KEYS:
+        per_split = [
+            json.loads((base / f"split{k}" / "metrics.json").read_text())["mean"][key] for k in range(4)
+        ]
+        assert summary["mean"][key] == pytest.approx(np.mean(per_split), abs=1e-9)
+    assert main(["eval", str(base), "--no-progress"]) == 0
+    assert "split3" in capsys.readouterr().out

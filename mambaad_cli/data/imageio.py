@@ -7,12 +7,12 @@ reference code (ADer): grayscale is replicated, alpha dropped, 16-bit scaled dow
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from mambaad_cli.atomic import write_bytes
 from mambaad_cli.data.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -92,12 +92,4 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", array)
     if not ok:
         raise DataError(f"could not encode PNG for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(encoded.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, encoded.tobytes())

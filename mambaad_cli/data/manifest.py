@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from mambaad_cli.atomic import write_text
 from mambaad_cli.data.errors import DataError
 from mambaad_cli.data.imageio import is_image_file
 
@@ -71,17 +71,7 @@ def read_meta(path: str | os.PathLike) -> Meta:
 
 def write_meta(meta: Meta, path: str | os.PathLike) -> None:
     """Write a manifest atomically (temporary file in the same folder, then rename), keys sorted."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(meta, indent=4, sort_keys=True, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, json.dumps(meta, indent=4, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def meta_classes(meta: Meta) -> list[str]:

@@ -13,8 +13,8 @@ import safetensors.torch
 import torch
 
 from mambaad_cli import __version__
+from mambaad_cli.atomic import write_text, write_with
 from mambaad_cli.config import Config, config_from_dict
-from mambaad_cli.engine.atomic import write_text, write_with
 from mambaad_cli.errors import UserError
 from mambaad_cli.model import build_model
 

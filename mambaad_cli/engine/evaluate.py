@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch.utils.data import DataLoader, Subset
 
-from mambaad_cli.config import Config, set_field
+from mambaad_cli.atomic import write_text
+from mambaad_cli.config import Config, config_from_dict, set_field
 from mambaad_cli.data import build_datasets, collate_samples
-from mambaad_cli.engine.atomic import write_text
 from mambaad_cli.engine.checkpoint import load_model, load_run_info, update_model_json
 from mambaad_cli.engine.device import resolve_device
 from mambaad_cli.engine.progress import make_progress
@@ -195,12 +196,50 @@ def nan_to_null(obj: Any) -> Any:
     return obj
 
 
+SPLIT_PREFIX = "split"  # multi-split runs (COCO-AD): <run>/split<k>/ (engine/splits.py)
+
+
+def split_run_dirs(folder: Path) -> list[Path]:
+    """The split run folders of a multi-split run, sorted; [] for an ordinary run folder."""
+    if (folder / "model.json").is_file():
+        return []
+    return sorted(p for p in folder.glob(f"{SPLIT_PREFIX}*") if (p / "model.json").is_file())
+
+
+def mean_over_splits(results: dict[str, EvalResult]) -> EvalResult:
+    """One row per split (its mean over classes), and the plain mean of the rows."""
+    per_split = {name: {k: v for k, v in r.mean.items() if k != "n_classes"} for name, r in results.items()}
+    return EvalResult(
+        per_class=per_split,
+        mean=mean_metrics(per_split),
+        counts={
+            name: {"images": sum(c.get("images", 0) for c in r.counts.values())}
+            for name, r in results.items()
+        },
+        seconds=sum(r.seconds for r in results.values()),
+        images_per_s=0.0,
+    )
+
+
 def evaluate_run(
     run: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True
 ) -> tuple[Path, EvalResult, Config]:
     """Evaluate a finished run on its test split (or another root via overrides); write the
-    metrics files."""
+    metrics files. A multi-split run (COCO-AD) evaluates every split and writes their mean."""
+    folder = Path(run)
+    splits = split_run_dirs(folder.resolve()) if folder.is_dir() else []
+    if splits:
+        results = {p.name: _evaluate_one(p, overrides, show_progress)[1] for p in splits}
+        summary = mean_over_splits(results)
+        cfg = load_run_config(folder.resolve())
+        write_metrics(folder.resolve(), summary, cfg)
+        return folder.resolve(), summary, cfg
     run_dir = resolve_run_dir(run)
+    result, cfg = _evaluate_one(run_dir, overrides, show_progress)[1:]
+    return run_dir, result, cfg
+
+
+def _evaluate_one(run_dir: Path, overrides: dict[str, Any] | None, show_progress: bool):
     cfg, _ = load_run_info(run_dir)
     for key, value in (overrides or {}).items():
         set_field(cfg, key, value)
@@ -215,3 +254,8 @@ def evaluate_run(
     write_metrics(run_dir, result, cfg)
     update_model_json(run_dir, score_stats=result.score_stats)
     return run_dir, result, cfg
+
+
+def load_run_config(run_dir: Path) -> Config:
+    """The resolved config a run saved as config.yaml."""
+    return config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))

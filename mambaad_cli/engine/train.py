@@ -15,15 +15,17 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from mambaad_cli.config import Config, config_from_dict
+from mambaad_cli.atomic import write_text
+from mambaad_cli.config import Config
 from mambaad_cli.data import build_datasets, collate_samples
-from mambaad_cli.engine.atomic import write_text
+from mambaad_cli.data.build import split_data_configs
 from mambaad_cli.engine.calibrate import calibrate, in_sample_subset, split_validation
 from mambaad_cli.engine.checkpoint import load_train_state, save_model, save_train_state, update_model_json
 from mambaad_cli.engine.device import resolve_device, seed_everything
 from mambaad_cli.engine.evaluate import EvalResult, evaluate, write_metrics
 from mambaad_cli.engine.progress import console, make_progress
 from mambaad_cli.engine.runs import new_run_dir, point_latest
+from mambaad_cli.engine.splits import train_splits
 from mambaad_cli.errors import UserError
 from mambaad_cli.model import build_model
 
@@ -57,7 +59,16 @@ def step_schedule(total_steps: int, decay_at: float, factor: float):
 
 
 def train(cfg: Config, resume: str | Path | None = None, show_progress: bool = True) -> TrainResult:
-    """Train (or resume) a run and evaluate it at the end. Returns the run folder and the metrics."""
+    """Train (or resume) a run and evaluate it at the end. Returns the run folder and the metrics.
+    A dataset evaluated over separately trained splits (COCO-AD, coco_split -1) trains each split."""
+    data_configs = split_data_configs(cfg.data)
+    if len(data_configs) > 1:
+        if resume is not None:
+            raise UserError("--resume: give one split's run folder (<run>/splitK), not the whole run")
+        run_dir, steps, seconds, summary = train_splits(
+            cfg, data_configs, lambda c: train(c, show_progress=show_progress)
+        )
+        return TrainResult(run_dir=run_dir, steps=steps, seconds=seconds, metrics=summary)
     if resume is not None:
         run_dir = Path(resume)
         saved = run_dir / "config.yaml"
@@ -176,9 +187,3 @@ def train(cfg: Config, resume: str | Path | None = None, show_progress: bool = T
         write_metrics(run_dir, metrics, cfg)
         update_model_json(run_dir, score_stats=metrics.score_stats)
     return TrainResult(run_dir=run_dir, steps=step, seconds=seconds, metrics=metrics)
-
-
-def load_run_config(run_dir: Path) -> Config:
-    import yaml
-
-    return config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))

@@ -1,6 +1,7 @@
 """Atomic file writes: write to a temporary name in the same folder, then rename.
 
-A killed process leaves either the old file or the new one, never half of one.
+A killed process leaves either the old file or the new one, never half of one. Used by every layer
+that writes user-visible files (data manifests, images, checkpoints, metrics, reports).
 """
 
 from __future__ import annotations
@@ -10,6 +11,15 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it: done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 @contextlib.contextmanager
@@ -22,6 +32,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -30,7 +42,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_with(path: str | Path, writer: Callable[[Path], None]) -> None:
