@@ -6,6 +6,7 @@ from mambaad_cli.data.demo import ensure_demo_dataset
 from mambaad_cli.data.errors import DataError
 from mambaad_cli.data.imageio import read_image, read_mask, write_png
 from mambaad_cli.data.manifest import read_meta, scan_mvtec, scan_mvtec3d, write_meta
+from mambaad_cli.data.prepare import prepare_data
 from mambaad_cli.data.resize import image_to_tensor, mask_to_tensor
 from mambaad_cli.data.sample import Sample, collate_samples
 
@@ -18,6 +19,7 @@ __all__ = [
     "ensure_demo_dataset",
     "image_to_tensor",
     "mask_to_tensor",
+    "prepare_data",
     "read_image",
     "read_mask",
     "read_meta",

@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from mambaad_cli.config import Config
-from mambaad_cli.data import AnomalyDataset, collate_samples
+from mambaad_cli.data import AnomalyDataset
+from mambaad_cli.engine.scoring import score_batches
 from mambaad_cli.metrics.image import f1max_and_threshold
-from mambaad_cli.model import anomaly_map, image_scores
 
 NORMAL_QUANTILE = 0.99
 FALLBACK_IMAGES = 100
@@ -74,29 +73,16 @@ def calibrate(
     model: torch.nn.Module, val_ds: AnomalyDataset, cfg: Config, device: torch.device, source: str
 ) -> dict[str, Any]:
     """Thresholds, their provenance, and colour scales per class -> the fields of model.json."""
-    model.eval()
     scores: dict[str, list[float]] = defaultdict(list)
     labels: dict[str, list[bool]] = defaultdict(list)
     pixels: dict[str, list[np.ndarray]] = defaultdict(list)
     gen = torch.Generator().manual_seed(cfg.train.seed)
-    loader = DataLoader(
-        val_ds,
-        batch_size=cfg.eval.batch_size,
-        shuffle=False,
-        num_workers=cfg.data.num_workers,
-        collate_fn=collate_samples,
-    )
-    for batch in loader:
-        images = batch["image"].to(device)
-        enc, dec = model(images)
-        maps = anomaly_map(enc, dec, out_size=images.shape[-2:], sigma=cfg.eval.sigma)
-        batch_scores = image_scores(maps).float().cpu()
-        defective = (batch["mask"][:, 0] > 0.5).flatten(1).any(dim=1)
-        flat = maps.flatten(1).float().cpu()
-        for i, cls_name in enumerate(batch["cls_name"]):
-            scores[cls_name].append(float(batch_scores[i]))
-            labels[cls_name].append(bool(defective[i]))
-            if not defective[i]:
+    for sb in score_batches(model, val_ds, cfg, device):
+        flat = sb.maps.flatten(1).cpu()
+        for i, cls_name in enumerate(sb.batch["cls_name"]):
+            scores[cls_name].append(float(sb.scores[i]))
+            labels[cls_name].append(bool(sb.labels[i]))
+            if not sb.labels[i]:
                 pick = torch.randint(flat.shape[1], (min(PIXELS_PER_IMAGE, flat.shape[1]),), generator=gen)
                 pixels[cls_name].append(flat[i, pick].numpy())
     thresholds, info, ranges = {}, {}, {}

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,18 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader, Subset
 
 from mambaad_cli.atomic import write_text
 from mambaad_cli.config import Config, config_from_dict, set_field
-from mambaad_cli.data import build_datasets, collate_samples
+from mambaad_cli.data import build_datasets
 from mambaad_cli.engine.checkpoint import load_model, load_run_info, update_model_json
 from mambaad_cli.engine.device import resolve_device
 from mambaad_cli.engine.progress import make_progress
 from mambaad_cli.engine.runs import resolve_run_dir
+from mambaad_cli.engine.scoring import indices_by_class, score_batches
 from mambaad_cli.errors import UserError
 from mambaad_cli.metrics import METRIC_KEYS, MetricAccumulator, mean_metrics
-from mambaad_cli.model import anomaly_map, image_scores
 
 PROTOCOL = {
     "name": "MambaAD / ADer (April 2024), multi-class",
@@ -91,41 +89,23 @@ def evaluate(
 ) -> EvalResult:
     """The seven metrics (and named variants) per class; with `thresholds` (model.json's deployable
     per-class thresholds) also the image-level precision, recall and F1 at that threshold."""
-    model.eval()
-    by_class: dict[str, list[int]] = defaultdict(list)
-    for i, rec in enumerate(test_ds.records):
-        by_class[rec["cls_name"]].append(i)
     per_class: dict[str, dict[str, float]] = {}
     counts: dict[str, dict[str, int]] = {}
     stats: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
     with make_progress(show_progress) as progress:
         task = progress.add_task("evaluate", total=len(test_ds), extra="")
-        for cls_name in sorted(by_class):
+        for cls_name, indices in indices_by_class(test_ds).items():
             acc = MetricAccumulator()
             class_scores, class_labels = [], []
-            loader = DataLoader(
-                Subset(test_ds, by_class[cls_name]),
-                batch_size=cfg.eval.batch_size,
-                shuffle=False,
-                num_workers=cfg.data.num_workers,
-                collate_fn=collate_samples,
-                pin_memory=device.type == "cuda",
-            )
-            for batch in loader:
-                images = batch["image"].to(device, non_blocking=True)
-                enc, dec = model(images)
-                maps = anomaly_map(enc, dec, out_size=images.shape[-2:], sigma=cfg.eval.sigma)
-                masks = batch["mask"][:, 0] > 0.5
-                labels = masks.flatten(1).any(dim=1)
-                scores = image_scores(maps).float().cpu()
+            for sb in score_batches(model, test_ds, cfg, device, indices):
                 # on a GPU the maps stay there: the accumulator sorts them with torch on the device
                 acc.update(
-                    scores, labels, maps.float() if device.type == "cuda" else maps.float().cpu(), masks
+                    sb.scores, sb.labels, sb.maps if device.type == "cuda" else sb.maps.cpu(), sb.masks
                 )
-                class_scores.append(scores)
-                class_labels.append(labels)
-                progress.update(task, advance=len(images), extra=cls_name)
+                class_scores.append(sb.scores)
+                class_labels.append(sb.labels)
+                progress.update(task, advance=len(sb.scores), extra=cls_name)
             per_class[cls_name] = acc.compute()
             if thresholds and cls_name in thresholds:
                 per_class[cls_name].update(

@@ -11,25 +11,23 @@ import heapq
 import itertools
 import json
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from rich.table import Table
-from torch.utils.data import DataLoader, Subset
 
 from mambaad_cli import __version__
 from mambaad_cli.atomic import write_text
-from mambaad_cli.data import build_datasets, collate_samples
+from mambaad_cli.data import build_datasets
 from mambaad_cli.engine.checkpoint import load_model
 from mambaad_cli.engine.device import resolve_device
 from mambaad_cli.engine.predict import ANOMALOUS, NORMAL, Calibration, rows_csv
 from mambaad_cli.engine.progress import make_progress
 from mambaad_cli.engine.runs import resolve_run_dir
+from mambaad_cli.engine.scoring import indices_by_class, score_batches
 from mambaad_cli.errors import UserError
-from mambaad_cli.model import anomaly_map, image_scores
 from mambaad_cli.viz.overlay import PREDICTED_OUTLINE, TRUTH_OUTLINE, heat_overlay, side_by_side
 from mambaad_cli.viz.report import ClassSection, Report, Tile, render_report
 
@@ -105,34 +103,17 @@ def score_test_split(
     model, test_ds, cfg, device, calib: Calibration, worst: int = 4, show_progress: bool = True
 ) -> tuple[list[ClassSection], list[list]]:
     """Per class: a ClassSection (scores, labels, worst cases as tiles); and one CSV row per image."""
-    by_class: dict[str, list[int]] = defaultdict(list)
-    for i, rec in enumerate(test_ds.records):
-        by_class[rec["cls_name"]].append(i)
     sections, rows = [], []
     with make_progress(show_progress) as progress:
         task = progress.add_task("visualize", total=len(test_ds), extra="")
-        for cls_name in sorted(by_class):
+        for cls_name, indices in indices_by_class(test_ds).items():
             threshold = calib.thresholds.get(cls_name)
             lo, hi = calib.map_range(cls_name)
             scores, labels = [], []
             high_normal, low_defect = WorstCases(worst), WorstCases(worst)
-            loader = DataLoader(
-                Subset(test_ds, by_class[cls_name]),
-                batch_size=cfg.eval.batch_size,
-                shuffle=False,
-                num_workers=cfg.data.num_workers,
-                collate_fn=collate_samples,
-            )
-            for batch in loader:
-                images = batch["image"].to(device)
-                enc, dec = model(images)
-                maps = anomaly_map(enc, dec, out_size=images.shape[-2:], sigma=cfg.eval.sigma)
-                batch_scores = image_scores(maps).float().cpu().numpy()
-                masks = batch["mask"][:, 0] > 0.5
-                batch_labels = masks.flatten(1).any(dim=1).numpy()
-                for j, (score, label) in enumerate(
-                    zip(batch_scores.tolist(), batch_labels.tolist(), strict=True)
-                ):
+            for sb in score_batches(model, test_ds, cfg, device, indices):
+                batch, maps, masks = sb.batch, sb.maps, sb.masks
+                for j, (score, label) in enumerate(zip(sb.scores.tolist(), sb.labels.tolist(), strict=True)):
                     scores.append(score)
                     labels.append(label)
                     verdict = "" if threshold is None else (ANOMALOUS if score >= threshold else NORMAL)
@@ -161,7 +142,7 @@ def score_test_split(
                                 batch["defect"][j],
                             ),
                         )
-                progress.update(task, advance=len(images), extra=cls_name)
+                progress.update(task, advance=len(sb.scores), extra=cls_name)
             s, y = np.asarray(scores, np.float64), np.asarray(labels, bool)
             root = Path(test_ds.root)
             sections.append(

@@ -1,0 +1,57 @@
+"""The one scoring loop over a dataset: batches -> anomaly maps, image scores and labels.
+
+evaluate, calibrate and visualize all read images through it, so they score an image exactly as
+predict does (the same model call and anomaly_map) and label it by the paper's protocol: defective
+when its mask, resized to the map, has a pixel above 0.5.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from mambaad_cli.config import Config
+from mambaad_cli.data import collate_samples
+from mambaad_cli.model import anomaly_map, image_scores
+
+
+@dataclass
+class ScoredBatch:
+    batch: dict[str, Any]  # collate_samples' dict: image, mask, label, cls_name, defect, path
+    maps: torch.Tensor  # (n, H, W) float32 on the model's device
+    scores: torch.Tensor  # (n,) float32 on the CPU: max of each map
+    masks: torch.Tensor  # (n, H, W) bool on the CPU
+    labels: torch.Tensor  # (n,) bool on the CPU
+
+
+def indices_by_class(dataset) -> dict[str, list[int]]:
+    by_class: dict[str, list[int]] = defaultdict(list)
+    for i, rec in enumerate(dataset.records):
+        by_class[rec["cls_name"]].append(i)
+    return dict(sorted(by_class.items()))
+
+
+@torch.inference_mode()
+def score_batches(
+    model: torch.nn.Module, dataset, cfg: Config, device: torch.device, indices: Sequence[int] | None = None
+) -> Iterator[ScoredBatch]:
+    model.eval()
+    loader = DataLoader(
+        dataset if indices is None else Subset(dataset, list(indices)),
+        batch_size=cfg.eval.batch_size,
+        shuffle=False,
+        num_workers=cfg.data.num_workers,
+        collate_fn=collate_samples,
+        pin_memory=device.type == "cuda",
+    )
+    for batch in loader:
+        images = batch["image"].to(device, non_blocking=True)
+        enc, dec = model(images)
+        maps = anomaly_map(enc, dec, out_size=images.shape[-2:], sigma=cfg.eval.sigma).float()
+        masks = batch["mask"][:, 0] > 0.5
+        yield ScoredBatch(batch, maps, image_scores(maps).cpu(), masks, masks.flatten(1).any(dim=1))
