@@ -9,39 +9,14 @@ import safetensors.torch
 import torch
 import yaml
 from sklearn.metrics import roc_auc_score
+from tiny_data import SIZE, make_dataset
 
 from mambaad_cli.cli import main
 from mambaad_cli.config import load_preset
-from mambaad_cli.data import write_png
 from mambaad_cli.engine import train
 from mambaad_cli.engine.checkpoint import load_model
 from mambaad_cli.engine.train import param_groups, step_schedule
 from mambaad_cli.metrics import METRIC_KEYS
-
-SIZE = 64
-
-
-def make_dataset(root, classes=("disc", "stripes"), n_train=8, n_good=2, n_bad=2):
-    rng = np.random.default_rng(1)
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-
-    def clean(ci):
-        img = np.full((SIZE, SIZE, 3), 90 + 40 * ci, np.uint8)
-        img[(xx // 8 + ci) % 2 == 0] = 160
-        return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
-
-    for ci, cls in enumerate(classes):
-        for i in range(n_train):
-            write_png(root / cls / "train" / "good" / f"{i:03d}.png", clean(ci))
-        for i in range(n_good):
-            write_png(root / cls / "test" / "good" / f"{i:03d}.png", clean(ci))
-        for i in range(n_bad):
-            img = clean(ci)
-            mask = (yy - 20 - 8 * i) ** 2 + (xx - 30) ** 2 < 36
-            img[mask] = (255, 0, 0)
-            write_png(root / cls / "test" / "blob" / f"{i:03d}.png", img)
-            write_png(root / cls / "ground_truth" / "blob" / f"{i:03d}_mask.png", mask)
-    return root
 
 
 def tiny_overrides(tmp_path, data_root, **extra):

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tiny_data import SIZE, make_dataset
 
 from mambaad_cli.cli import main
 from mambaad_cli.config import load_preset
@@ -20,36 +21,10 @@ from mambaad_cli.model import anomaly_map, image_scores
 from mambaad_cli.viz.colormap import colorize, to_levels
 from mambaad_cli.viz.overlay import heat_overlay
 
-SIZE = 64
-
-
-def make_dataset(root, classes=("disc", "stripes"), n_train=6, n_good=2, n_bad=2):
-    """A two-class MVTec-layout folder: striped backgrounds, red blobs as defects."""
-    rng = np.random.default_rng(3)
-    yy, xx = np.mgrid[:SIZE, :SIZE]
-
-    def clean(ci):
-        img = np.full((SIZE, SIZE, 3), 90 + 40 * ci, np.uint8)
-        img[(xx // 8 + ci) % 2 == 0] = 160
-        return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
-
-    for ci, cls in enumerate(classes):
-        for i in range(n_train):
-            write_png(root / cls / "train" / "good" / f"{i:03d}.png", clean(ci))
-        for i in range(n_good):
-            write_png(root / cls / "test" / "good" / f"{i:03d}.png", clean(ci))
-        for i in range(n_bad):
-            img = clean(ci)
-            mask = (yy - 20 - 8 * i) ** 2 + (xx - 30) ** 2 < 36
-            img[mask] = (255, 0, 0)
-            write_png(root / cls / "test" / "blob" / f"{i:03d}.png", img)
-            write_png(root / cls / "ground_truth" / "blob" / f"{i:03d}_mask.png", mask)
-    return root
-
 
 def train_tiny_run(tmp_path):
     """A 64x64 model with random encoder weights, 2 epochs: seconds on a CPU."""
-    data_root = make_dataset(tmp_path / "data")
+    data_root = make_dataset(tmp_path / "data", n_train=6, seed=3)
     overrides = {
         "data.dataset": "folder",
         "data.root": str(data_root),
