@@ -10,43 +10,11 @@ Runs `visualize` for the run first (unless --no-visualize), then Debian's `chrom
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
 from mambaad_cli.engine.runs import resolve_run_dir
 from mambaad_cli.engine.visualize import REPORT_DIR, visualize_run
-
-
-def screenshot(html: Path, png: Path, width: int, height: int) -> None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        sys.exit("chromium not found: apt-get install -y chromium")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as profile:
-        subprocess.run(
-            [
-                browser,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                f"--user-data-dir={profile}",
-                f"--screenshot={png.resolve()}",
-                f"--window-size={width},{height}",
-                html.resolve().as_uri(),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
+from mambaad_cli.viz.screenshot import screenshot
 
 
 def main() -> None:

@@ -5,7 +5,6 @@ import csv
 import json
 import re
 import shutil
-import subprocess
 import xml.etree.ElementTree as ET
 
 import cv2
@@ -18,6 +17,7 @@ from mambaad_cli.cli import main
 from mambaad_cli.engine.visualize import WorstCases, visualize_run
 from mambaad_cli.metrics import METRIC_KEYS
 from mambaad_cli.viz.plots import MARGIN, histogram_svg, nice_ticks, pr_steps, roc_svg
+from mambaad_cli.viz.screenshot import find_chromium, screenshot
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -157,30 +157,10 @@ def test_visualize_command_and_errors(report, tmp_path, capsys):
     assert "no model.safetensors" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed")
+@pytest.mark.skipif(find_chromium() is None, reason="chromium is not installed")
 def test_report_renders_in_headless_chromium(report, tmp_path):
     _, result, _ = report
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1000,1400",
-            result.report_path.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    shot = screenshot(result.report_path, tmp_path / "shot.png", width=1000, height=1400, timeout=120)
     image = cv2.imread(str(shot))
     assert image.shape[:2] == (1400, 1000)
     assert image.std() > 20  # text, plots and pictures, not a blank page
