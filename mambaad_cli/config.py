@@ -27,7 +27,9 @@ class ConfigError(UserError):
 
 @dataclass
 class EncoderConfig:
-    name: str = "resnet34"  # any timm model with features_only support
+    # any timm model with features_only support; resnet34.bt_in1k is timm's tag for resnet34-43635321.pth,
+    # the checkpoint MambaAD was trained with (plain "resnet34" now resolves to a different one, a1_in1k)
+    name: str = "resnet34.bt_in1k"
     weights: str = "timm"  # timm | bundled | none | <path to a state dict>
     out_indices: list[int] = field(default_factory=lambda: [1, 2, 3])
     # Input normalisation; empty means "take it from timm's pretrained_cfg".

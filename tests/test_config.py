@@ -32,7 +32,7 @@ def test_paper_presets_carry_the_paper_recipe(name):
     assert (cfg.train.batch_size, cfg.train.lr, cfg.train.weight_decay) == (16, 5e-3, 1e-4)
     assert (cfg.train.grad_clip, cfg.train.loss_weight, cfg.train.seed) == (5.0, 5.0, 42)
     assert (cfg.train.lr_decay_at, cfg.train.lr_decay, cfg.train.epochs) == (0.8, 0.1, 1000)
-    assert cfg.model.encoder.name == "resnet34" and cfg.model.encoder.out_indices == [1, 2, 3]
+    assert cfg.model.encoder.name == "resnet34.bt_in1k" and cfg.model.encoder.out_indices == [1, 2, 3]
     assert cfg.model.decoder.depths == [3, 4, 6, 3] and cfg.model.decoder.d_state == 16
     assert (cfg.model.decoder.scan, cfg.model.decoder.directions) == ("hilbert", 8)
     assert cfg.data.image_size == 256 and cfg.eval.sigma == 4.0

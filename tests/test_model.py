@@ -37,7 +37,7 @@ def small_config(**decoder) -> ModelConfig:
 @pytest.fixture(scope="module")
 def resnet34_model() -> MambaAD:
     torch.manual_seed(0)
-    return MambaAD(ModelConfig(encoder=EncoderConfig(name="resnet34", weights="none")))
+    return MambaAD(ModelConfig(encoder=EncoderConfig(name="resnet34.bt_in1k", weights="none")))
 
 
 # --------------------------------------------------------------------------- spec 1.8 parameter counts
