@@ -16,8 +16,8 @@ from mambaad_cli.data.demo import ensure_demo_dataset
 from mambaad_cli.data.errors import DataError
 from mambaad_cli.data.formats_coco import SPLITS, check_split, meta_name
 from mambaad_cli.data.formats_realiad import parse_views, view_of
-from mambaad_cli.data.formats_tree import scan_mvtec3d_tree, scan_mvtec_tree, scan_user_folder
-from mambaad_cli.data.manifest import Meta, meta_classes, read_meta, scan_mvtec, select_classes, split_records
+from mambaad_cli.data.formats_tree import scan_mvtec, scan_mvtec3d_tree, scan_mvtec_tree, scan_user_folder
+from mambaad_cli.data.manifest import Meta, meta_classes, read_meta, select_classes, split_records
 from mambaad_cli.data.problems import ProblemLog
 from mambaad_cli.data.validate import drop_untrainable_classes
 

@@ -1,8 +1,10 @@
 """Folder-tree layouts: MVTec-AD, MVTec-3D (RGB only), Uni-Medical and a user's own folders.
 
-Unlike manifest.scan_mvtec (which stops at the first inconsistency), these scanners skip what they
-cannot use and record it in a ProblemLog: a defective image without a mask, a mask without an image,
-a class folder without training images. Pairing is by file stem: <stem>_mask.* (MVTec) or <stem>.*.
+The scanners skip what they cannot use and record it in a ProblemLog: a defective image without a
+mask, a mask without an image, a class folder without training images. scan_mvtec / scan_mvtec3d
+are the strict forms for callers with no problem report: the first finding that drops data is a
+DataError.
+Pairing is by file stem: <stem>_mask.* (MVTec) or <stem>.*.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from mambaad_cli.data.errors import DataError
 from mambaad_cli.data.imageio import IMAGE_EXTENSIONS
 from mambaad_cli.data.manifest import NORMAL_FOLDER, Meta, Record, make_record, select_classes
 from mambaad_cli.data.problems import IGNORED, SKIPPED, ProblemLog
+from mambaad_cli.data.validate import drop_untrainable_classes
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def _test_records(root: Path, cls_dir: Path, cls: str, layout: TreeLayout, log: 
             if mask is None:
                 log.add(
                     image,
-                    f"defective image has no mask (expected {image.stem}_mask.png in "
+                    f"defective image {image.name} has no mask (expected {image.stem}_mask.png in "
                     f"{log.relative(mask_dir)})",
                     SKIPPED,
                 )
@@ -137,6 +140,23 @@ def scan_mvtec_tree(root, classes: list[str] | None, log: ProblemLog) -> Meta:
 
 def scan_mvtec3d_tree(root, classes: list[str] | None, log: ProblemLog) -> Meta:
     return scan_tree(root, classes, log, MVTEC3D)
+
+
+def scan_mvtec(root, classes: list[str] | None = None) -> Meta:
+    """Manifest of an MVTec-AD layout; a DataError at the first inconsistency."""
+    return _strict_scan(root, classes, MVTEC)
+
+
+def scan_mvtec3d(root, classes: list[str] | None = None) -> Meta:
+    """Manifest of an MVTec-3D-AD layout (RGB only; validation good joins training in split_records);
+    a DataError at the first inconsistency."""
+    return _strict_scan(root, classes, MVTEC3D)
+
+
+def _strict_scan(root, classes: list[str] | None, layout: TreeLayout) -> Meta:
+    # stray masks without an image lose no data: tolerated, as a scan without a report always did
+    log = ProblemLog(Path(root).expanduser(), strict=True, tolerated=(IGNORED,))
+    return drop_untrainable_classes(scan_tree(root, classes, log, layout), log, existing_root(root))
 
 
 def scan_user_folder(root, classes: list[str] | None, log: ProblemLog) -> Meta:

@@ -29,9 +29,12 @@ class Problem(NamedTuple):
 class ProblemLog:
     """Collects problems in the order they are found; raises on the first one when strict."""
 
-    def __init__(self, root: str | os.PathLike, strict: bool = False):
+    def __init__(self, root: str | os.PathLike, strict: bool = False, tolerated: tuple[str, ...] = ()):
+        """strict: raise on the first problem, except those whose action is in `tolerated`
+        (recorded instead: e.g. an ignored stray file loses no data)."""
         self.root = Path(root)
         self.strict = strict
+        self.tolerated = tolerated
         self.problems: list[Problem] = []
 
     def relative(self, path: str | os.PathLike) -> str:
@@ -43,7 +46,7 @@ class ProblemLog:
 
     def add(self, path: str | os.PathLike, issue: str, action: str) -> None:
         shown = self.relative(path)
-        if self.strict:
+        if self.strict and action not in self.tolerated:
             raise DataError(f"{self.root / shown}: {issue} (--strict stops at the first problem)")
         self.problems.append(Problem(shown, issue, action))
 
