@@ -1,11 +1,16 @@
 """``selective_scan``: checks the shapes once, then runs the chosen backend.
 
 Backends: ``torch`` (kernels/torch_scan.py, any device), ``cuda`` (mamba_ssm's kernel, kernels/cuda.py),
-``triton`` (not written yet: plug it in at ``_triton_available`` / ``_run_triton``). ``auto`` picks
-triton for CUDA tensors when it is available, then mamba_ssm, and the torch path otherwise (always on CPU).
+``triton`` (kernels/triton_scan.py: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1). ``auto`` picks,
+for CUDA tensors, mamba_ssm's kernel when its extension is installed (measured faster than ours on an H200,
+kernels/NOTES.md), else Triton, and the torch path otherwise (always on CPU). Triton is imported only when
+the triton backend runs.
 """
 
 from __future__ import annotations
+
+import importlib.util
+import os
 
 import torch
 
@@ -19,22 +24,40 @@ class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here (not written yet, not installed, or wrong device)."""
 
 
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
 def _triton_available() -> bool:
-    """Whether the Triton kernel can run. It does not exist yet (kernels/triton_scan.py will)."""
-    return False
+    """Whether the Triton kernel can run here: Triton installed and a CUDA device (or the interpreter)."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    return torch.cuda.is_available() or _interpreting()
 
 
-def _run_triton(*args, **kwargs) -> torch.Tensor:
-    raise BackendUnavailableError(
-        "selective_scan: backend 'triton' is not available yet; use backend='torch' (any device) "
-        "or backend='cuda' (needs mamba_ssm)"
-    )
+def check_triton(u: torch.Tensor, what: str = "selective_scan") -> None:
+    """Raise BackendUnavailableError unless the Triton kernel can run on u's device."""
+    if importlib.util.find_spec("triton") is None:
+        raise BackendUnavailableError(f"{what}: backend 'triton' needs the triton package")
+    if not (u.is_cuda or (u.device.type == "cpu" and _interpreting())):
+        raise BackendUnavailableError(
+            f"{what}: backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tests), "
+            f"got u on {u.device}; use backend='torch'"
+        )
+
+
+def _run_triton(u, *args, **kwargs) -> torch.Tensor:
+    check_triton(u)
+    from .triton_scan import selective_scan_triton
+
+    return selective_scan_triton(u, *args, **kwargs)
 
 
 def _run_cuda(u, *args, **kwargs) -> torch.Tensor:
     if not cuda_available():
         raise BackendUnavailableError(
-            "selective_scan: backend 'cuda' needs a CUDA device and mamba_ssm (pip install 'mambaad[cuda]')"
+            "selective_scan: backend 'cuda' needs a CUDA device and mamba_ssm's compiled selective_scan_cuda "
+            "extension (pip install 'mambaad[cuda]')"
         )
     if not u.is_cuda:
         raise BackendUnavailableError(
@@ -88,10 +111,10 @@ def resolve_backend(backend: str, u: torch.Tensor) -> str:
         raise ValueError(f"selective_scan: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend != "auto":
         return backend
-    if u.is_cuda and _triton_available():
-        return "triton"
     if u.is_cuda and cuda_available():
         return "cuda"
+    if u.is_cuda and _triton_available():
+        return "triton"
     return "torch"
 
 

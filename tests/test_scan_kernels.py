@@ -198,8 +198,9 @@ def test_unknown_backend_is_named():
         selective_scan(**make_inputs(length=4), backend="tpu")
 
 
-def test_triton_backend_says_not_available_yet():
-    with pytest.raises(BackendUnavailableError, match="triton.*not available yet"):
+def test_triton_backend_on_cpu_tensors_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(BackendUnavailableError, match="triton.*CUDA tensors"):
         selective_scan(**make_inputs(length=4), backend="triton")
 
 

@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
-from kernels import selective_scan
+from kernels import selective_scan_directions
 from mambaad_cli.model.scans import direction_tables
 
 
+@torch.compiler.disable  # built with numpy on the host: keep torch.compile out of it
 @functools.lru_cache(maxsize=64)
 def scan_indices(
     method: str, H: int, W: int, K: int, device: torch.device
@@ -91,29 +92,25 @@ class SS2D(nn.Module):
         """(B, D, H, W) -> (B, D, H*W): K directional scans, summed in natural row-major order."""
         Bsz, D, H, W = x.shape
         K, L, N, R = self.K, H * W, self.d_state, self.dt_rank
-        table, inverse = scan_indices(self.scan, H, W, K, x.device)
-        # gather with expanded indices (not index_select with repeats): the backward then scatters
-        # into distinct positions only, which stays deterministic on GPU.
-        xs = torch.gather(
-            x.reshape(Bsz, 1, D, L).expand(Bsz, K, D, L), 3, table.view(1, K, 1, L).expand(Bsz, K, D, L)
-        )  # (B, K, D, L)
-        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+        table, _ = scan_indices(self.scan, H, W, K, x.device)
+        xs = x.reshape(Bsz, D, L)
+        # x_proj and dt_proj act on each token alone, so they commute with the scan orders: compute them in
+        # natural order for every direction and let the scan read through the direction tables.
+        x_dbl = torch.einsum("bdl,kcd->bkcl", xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
-        ys = selective_scan(
-            xs.reshape(Bsz, K * D, L),
-            dts.reshape(Bsz, K * D, L),
+        return selective_scan_directions(
+            xs,
+            dts,
             -torch.exp(self.A_logs),
-            Bs.contiguous(),  # (B, K, N, L): group k serves channels k*D..(k+1)*D-1
+            Bs.contiguous(),  # (B, K, N, L): direction k serves channels k*D..(k+1)*D-1
             Cs.contiguous(),
-            D=self.Ds,
-            delta_bias=self.dt_projs_bias.reshape(-1),
+            self.Ds,
+            self.dt_projs_bias.reshape(-1),
+            table,
             delta_softplus=True,
             backend=self.scan_backend,
-        ).view(Bsz, K, D, L)
-        # Merge: put each direction back in row-major order and sum (unweighted, spec 2.4).
-        back = torch.gather(ys, 3, inverse.view(1, K, 1, L).expand(Bsz, K, D, L))
-        return back.sum(dim=1)
+        )
 
 
 class HSSBlock(nn.Module):

@@ -1,0 +1,522 @@
+"""Selective scan (Mamba-1 / S6) in Triton: forward and backward, plain or through per-direction index tables.
+
+Design (reference/scan_kernels.md section 4, "Design A"): one program owns BD channels of one (batch, group)
+and walks the whole sequence in chunks of T steps. B and C rows are loaded once per program and reused by
+its BD channels; dB and dC are summed over those channels in registers before one fp32 atomic per
+(batch, group, n, step). Within a chunk the recurrence h_t = a_t h_{t-1} + b_t is a pair scan
+(``tl.associative_scan``) along T, with the state carried in from the previous chunk folded into the first
+b. States stay fp32 on chip; a = exp2(delta * A * log2(e)) with A pre-scaled on the host.
+
+* forward: for each chunk and each state n, scan and accumulate y += C_n h. In training it stores the state
+  at every chunk start (batch, dim, n_chunks, N) fp32, the only thing backward needs besides the inputs.
+* backward: chunks in reverse. Per chunk and n it recomputes h from the stored chunk-start state, runs the
+  adjoint scan lambda_t = C_t g_t + a_{t+1} lambda_{t+1} in reverse (a_{t+1} recomputed from delta at t+1,
+  cheaper than shifting a register tile), and accumulates every gradient (section 1.3 of the notes).
+
+Index tables (the fused SS2D path): with ``table`` (G, L), group g is scan direction g, and step t of that
+direction reads and writes natural position ``table[g, t]``. u can be shared by all directions (stride 0 over
+the group), so the K direction copies of the feature map are never materialised, and the outputs land in
+natural order. The plain mamba_ssm layout is the special case without a table.
+
+Numerics: fp32 inside for fp32 and bf16 inputs. Padding steps (t >= L) are the identity pair (a = 1, b = 0),
+so carries stay exact.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2_E = 1.4426950408889634
+LN_2 = tl.constexpr(0.6931471805599453)  # used inside kernels: a Triton constexpr global
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+# --------------------------------------------------------------------------------------------------------
+# device helpers
+
+
+@triton.jit
+def _pair_combine(a_l, b_l, a_r, b_r):
+    # (a_l, b_l) comes first in scan order: h = a_r * (a_l * h_in + b_l) + b_r
+    return a_l * a_r, a_r * b_l + b_r
+
+
+@triton.jit
+def _softplus(x):
+    # log1p(exp(x)) without a log1p builtin: Kahan's trick keeps it accurate for tiny exp(x);
+    # identity above 20, like mamba_ssm's kernel.
+    y = tl.exp(tl.minimum(x, 20.0))
+    w = 1.0 + y
+    lp = tl.where(w == 1.0, y, tl.log(w) * (y / (w - 1.0)))
+    return tl.where(x > 20.0, x, lp)
+
+
+@triton.jit
+def _softplus_grad(x):
+    return tl.where(x > 20.0, 1.0, 1.0 / (1.0 + tl.exp(-x)))
+
+
+@triton.jit
+def _column(tile, idx, j):
+    # tile[:, j] of a register tile, as a masked sum (Triton cannot index registers at run time).
+    return tl.sum(tl.where(idx[None, :] == j, tile, 0.0), axis=1)
+
+
+@triton.jit
+def _positions(table_ptr, g, t, tmask, L, HAS_TABLE: tl.constexpr):
+    if HAS_TABLE:
+        pos = tl.load(table_ptr + g * L + t, mask=tmask, other=0).to(tl.int64)
+    else:
+        pos = t.to(tl.int64)
+    return pos
+
+
+@triton.jit
+def _delta(dt_raw, bias, m2, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    x = dt_raw
+    if HAS_BIAS:
+        x = x + bias[:, None]
+    if SOFTPLUS:
+        dt = _softplus(x)
+    else:
+        dt = x
+    return x, tl.where(m2, dt, 0.0)  # zero on padding: a = exp2(0) = 1, b = 0
+
+
+# --------------------------------------------------------------------------------------------------------
+# kernels
+
+
+@triton.jit
+def _scan_fwd_kernel(
+    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, table_ptr,
+    L, DG, n_chunks,
+    su_b, su_g, su_d, su_l,
+    sdt_b, sdt_g, sdt_d, sdt_l,
+    sB_b, sB_g, sB_n, sB_l,
+    sC_b, sC_g, sC_n, sC_l,
+    sz_b, sz_g, sz_d, sz_l,
+    so_b, so_g, so_d, so_l,
+    N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr,
+):
+    pid_d = tl.program_id(0)
+    g = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(2).to(tl.int64)
+    G = tl.num_programs(1)
+    d = pid_d * BD + tl.arange(0, BD)
+    dmask = d < DG
+    ch = g * DG + d  # channel index into A, D, delta_bias and the checkpoints
+    nn = tl.arange(0, NP)  # N padded to a power of two
+    nm = dmask[:, None] & (nn[None, :] < N)
+    tt = tl.arange(0, T)
+
+    A2 = tl.load(A2_ptr + ch[:, None] * N + nn[None, :], mask=nm, other=0.0)
+    if HAS_D:
+        Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0)
+    else:
+        bias = tl.zeros([BD], tl.float32)
+    h = tl.zeros([BD, NP], tl.float32)
+
+    for c in range(n_chunks):
+        t = c * T + tt
+        tmask = t < L
+        m2 = dmask[:, None] & tmask[None, :]
+        pos = _positions(table_ptr, g, t, tmask, L, HAS_TABLE)
+        u = tl.load(u_ptr + b * su_b + g * su_g + d[:, None] * su_d + pos[None, :] * su_l,
+                    mask=m2, other=0.0).to(tl.float32)
+        dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + pos[None, :] * sdt_l,
+                         mask=m2, other=0.0).to(tl.float32)
+        _, dt = _delta(dt_raw, bias, m2, HAS_BIAS, SOFTPLUS)
+        dtu = dt * u
+        if HAS_D:
+            y = Dv[:, None] * u
+        else:
+            y = tl.zeros([BD, T], tl.float32)
+        if STORE_CKPT:
+            tl.store(ckpt_ptr + ((b * G * DG + ch)[:, None] * n_chunks + c) * N + nn[None, :], h, mask=nm)
+        for n in range(N):
+            Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos * sB_l, mask=tmask, other=0.0)
+            Cn = tl.load(C_ptr + b * sC_b + g * sC_g + n * sC_n + pos * sC_l, mask=tmask, other=0.0)
+            Bn, Cn = Bn.to(tl.float32), Cn.to(tl.float32)
+            a = tl.exp2(dt * _column(A2, nn, n)[:, None])
+            bb = dtu * Bn[None, :]
+            bb = tl.where(tt[None, :] == 0, bb + a * _column(h, nn, n)[:, None], bb)
+            _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_pair_combine)
+            y += hs * Cn[None, :]
+            h = tl.where(nn[None, :] == n, _column(hs, tt, T - 1)[:, None], h)
+        if HAS_Z:
+            z = tl.load(z_ptr + b * sz_b + g * sz_g + d[:, None] * sz_d + pos[None, :] * sz_l,
+                        mask=m2, other=0.0).to(tl.float32)
+            y = y * z / (1.0 + tl.exp(-z))
+        tl.store(out_ptr + b * so_b + g * so_g + d[:, None] * so_d + pos[None, :] * so_l,
+                 y.to(out_ptr.dtype.element_ty), mask=m2)
+
+
+@triton.jit
+def _scan_bwd_kernel(
+    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, dout_ptr, ckpt_ptr, table_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
+    L, DG, n_chunks,
+    su_b, su_g, su_d, su_l,
+    sdt_b, sdt_g, sdt_d, sdt_l,
+    sB_b, sB_g, sB_n, sB_l,
+    sC_b, sC_g, sC_n, sC_l,
+    sz_b, sz_g, sz_d, sz_l,
+    so_b, so_g, so_d, so_l,
+    sdu_b, sdu_g, sdu_d, sdu_l,
+    N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_TABLE: tl.constexpr,
+):
+    """Gradients. du, ddt and dz share one (batch, G, DG, L) layout (sdu_*); dB/dC are contiguous fp32
+    (batch, G, N, L) accumulated with atomics; dA (batch, dim, N), dD and dbias (batch, dim) are
+    per-batch partials."""
+    pid_d = tl.program_id(0)
+    g = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(2).to(tl.int64)
+    G = tl.num_programs(1)
+    d = pid_d * BD + tl.arange(0, BD)
+    dmask = d < DG
+    ch = g * DG + d
+    nn = tl.arange(0, NP)  # N padded to a power of two
+    nm = dmask[:, None] & (nn[None, :] < N)
+    tt = tl.arange(0, T)
+
+    A2 = tl.load(A2_ptr + ch[:, None] * N + nn[None, :], mask=nm, other=0.0)
+    if HAS_D:
+        Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0)
+    else:
+        bias = tl.zeros([BD], tl.float32)
+    lam = tl.zeros([BD, NP], tl.float32)  # adjoint at the first step of the chunk after this one
+    dA = tl.zeros([BD, NP], tl.float32)
+    dD = tl.zeros([BD], tl.float32)
+    dbias = tl.zeros([BD], tl.float32)
+    dB_base = dB_ptr + (b * G + g) * N * L
+    dC_base = dC_ptr + (b * G + g) * N * L
+
+    for i in range(n_chunks):
+        c = n_chunks - 1 - i
+        t = c * T + tt
+        tmask = t < L
+        m2 = dmask[:, None] & tmask[None, :]
+        pos = _positions(table_ptr, g, t, tmask, L, HAS_TABLE)
+        tmask_n = (t + 1) < L
+        m2_n = dmask[:, None] & tmask_n[None, :]
+        pos_n = _positions(table_ptr, g, t + 1, tmask_n, L, HAS_TABLE)
+
+        u = tl.load(u_ptr + b * su_b + g * su_g + d[:, None] * su_d + pos[None, :] * su_l,
+                    mask=m2, other=0.0).to(tl.float32)
+        dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + pos[None, :] * sdt_l,
+                         mask=m2, other=0.0).to(tl.float32)
+        x, dt = _delta(dt_raw, bias, m2, HAS_BIAS, SOFTPLUS)
+        dtn_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + pos_n[None, :] * sdt_l,
+                          mask=m2_n, other=0.0).to(tl.float32)
+        _, dtn = _delta(dtn_raw, bias, m2_n, HAS_BIAS, SOFTPLUS)
+        gout = tl.load(dout_ptr + b * so_b + g * so_g + d[:, None] * so_d + pos[None, :] * so_l,
+                       mask=m2, other=0.0).to(tl.float32)
+        if HAS_Z:
+            z = tl.load(z_ptr + b * sz_b + g * sz_g + d[:, None] * sz_d + pos[None, :] * sz_l,
+                        mask=m2, other=0.0).to(tl.float32)
+            sig_z = 1.0 / (1.0 + tl.exp(-z))
+            gy = gout * z * sig_z  # gradient reaching y (before the gate)
+        else:
+            gy = gout
+        dtu = dt * u
+        y = tl.zeros([BD, T], tl.float32)
+        d_dt = tl.zeros([BD, T], tl.float32)
+        d_dtu = tl.zeros([BD, T], tl.float32)  # sum_n lambda * B_n: du = d_dtu * dt + D * gy
+        h0 = tl.load(ckpt_ptr + ((b * G * DG + ch)[:, None] * n_chunks + c) * N + nn[None, :], mask=nm,
+                     other=0.0)
+        for n in range(N):
+            Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos * sB_l, mask=tmask, other=0.0)
+            Cn = tl.load(C_ptr + b * sC_b + g * sC_g + n * sC_n + pos * sC_l, mask=tmask, other=0.0)
+            Bn, Cn = Bn.to(tl.float32), Cn.to(tl.float32)
+            A2n = _column(A2, nn, n)
+            a = tl.exp2(dt * A2n[:, None])
+            bb = dtu * Bn[None, :]
+            bb0 = tl.where(tt[None, :] == 0, bb + a * _column(h0, nn, n)[:, None], bb)
+            _, hs = tl.associative_scan((a, bb0), axis=1, combine_fn=_pair_combine)
+            if HAS_Z:
+                y += hs * Cn[None, :]
+            alpha = tl.exp2(dtn * A2n[:, None])  # a_{t+1}; 1 beyond L, where lambda is 0 anyway
+            cg = gy * Cn[None, :]
+            cg = tl.where(tt[None, :] == T - 1, cg + alpha * _column(lam, nn, n)[:, None], cg)
+            _, lt = tl.associative_scan((alpha, cg), axis=1, combine_fn=_pair_combine, reverse=True)
+            q = hs - bb  # a_t * h_{t-1}
+            d_dt += lt * (Bn[None, :] * u + (A2n * LN_2)[:, None] * q)
+            d_dtu += lt * Bn[None, :]
+            dA = tl.where(nn[None, :] == n, dA + tl.sum(lt * dt * q, axis=1)[:, None], dA)
+            tl.atomic_add(dB_base + n * L + pos, tl.sum(lt * dtu, axis=0), mask=tmask)
+            tl.atomic_add(dC_base + n * L + pos, tl.sum(gy * hs, axis=0), mask=tmask)
+            lam = tl.where(nn[None, :] == n, _column(lt, tt, 0)[:, None], lam)
+
+        du = d_dtu * dt
+        if HAS_D:
+            y += Dv[:, None] * u
+            du += Dv[:, None] * gy
+            dD += tl.sum(gy * u, axis=1)
+        if SOFTPLUS:
+            d_dt = d_dt * _softplus_grad(x)
+        d_dt = tl.where(m2, d_dt, 0.0)
+        dbias += tl.sum(d_dt, axis=1)
+        tl.store(du_ptr + b * sdu_b + g * sdu_g + d[:, None] * sdu_d + pos[None, :] * sdu_l,
+                 du.to(du_ptr.dtype.element_ty), mask=m2)
+        tl.store(ddt_ptr + b * sdu_b + g * sdu_g + d[:, None] * sdu_d + pos[None, :] * sdu_l,
+                 d_dt.to(ddt_ptr.dtype.element_ty), mask=m2)
+        if HAS_Z:
+            dz = gout * y * sig_z * (1.0 + z * (1.0 - sig_z))
+            tl.store(dz_ptr + b * sdu_b + g * sdu_g + d[:, None] * sdu_d + pos[None, :] * sdu_l,
+                     dz.to(dz_ptr.dtype.element_ty), mask=m2)
+
+    row = b * G * DG + ch
+    tl.store(dA_ptr + row[:, None] * N + nn[None, :], dA, mask=nm)
+    tl.store(dD_ptr + row, dD, mask=dmask)
+    tl.store(dbias_ptr + row, dbias, mask=dmask)
+
+
+# --------------------------------------------------------------------------------------------------------
+# launch: autotuned over channels per program and warps; the chunk length T is fixed per L on the host
+# because the forward's checkpoints and the backward must agree on it.
+
+MAX_CHUNK = 128
+_CONFIGS = [(4, 2), (8, 2), (8, 4), (16, 4), (16, 8), (32, 8)]  # (BD, num_warps)
+_INTERPRETER_BD = 4  # the interpreter loops over every element: keep tiles tiny
+
+
+def chunk_length(length: int) -> int:
+    """Steps per chunk for a sequence of ``length``: one chunk up to MAX_CHUNK, at least 16."""
+    return min(_chunk_override() or MAX_CHUNK, max(16, triton.next_power_of_2(length)))
+
+
+def _chunk_override() -> int | None:
+    value = os.environ.get("MAMBAAD_SCAN_CHUNK")  # developer knob for benchmarks/scan_gpu_dev.py
+    return int(value) if value else None
+
+
+def _prune(configs, named_args, **kwargs):
+    # no point in more channels per program than a group has (G = dim in the extreme)
+    limit = max(4, triton.next_power_of_2(int(named_args["DG"])))
+    kept = [c for c in configs if c.kwargs["BD"] <= limit]
+    return kept or configs[:1]
+
+
+def _autotune(kernel, reset_to_zero=None):
+    configs = [triton.Config({"BD": bd}, num_warps=w) for bd, w in _CONFIGS]
+    options = {}
+    if "cache_results" in inspect.signature(triton.autotune).parameters:
+        options["cache_results"] = True  # keep the choice on disk with Triton's compile cache
+    return triton.autotune(
+        configs, key=["DG", "L", "N", "T"], prune_configs_by={"early_config_prune": _prune},
+        reset_to_zero=reset_to_zero, **options,
+    )(kernel)
+
+
+@functools.cache
+def _tuned_kernels():
+    return _autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=["dB_ptr", "dC_ptr"])
+
+
+def _launch(kernel_index: int, grid_shape: tuple[int, int, int], args: tuple, consts: dict) -> None:
+    dg, groups, batch = grid_shape
+    if interpreting():
+        kernel = (_scan_fwd_kernel, _scan_bwd_kernel)[kernel_index]
+        bd = min(_INTERPRETER_BD, triton.next_power_of_2(dg))
+        kernel[(triton.cdiv(dg, bd), groups, batch)](*args, BD=bd, **consts)
+        return
+    kernel = _tuned_kernels()[kernel_index]
+    kernel[lambda meta: (triton.cdiv(dg, meta["BD"]), groups, batch)](*args, **consts)
+
+
+def _strides(t: torch.Tensor | None) -> tuple[int, ...]:
+    return tuple(t.stride()) if t is not None else (0, 0, 0, 0)
+
+
+def _flags(D, z, delta_bias, softplus, table) -> dict:
+    return {
+        "HAS_D": D is not None, "HAS_Z": z is not None, "HAS_BIAS": delta_bias is not None,
+        "SOFTPLUS": bool(softplus), "HAS_TABLE": table is not None,
+    }
+
+
+def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dtype, need_ckpt, chunk):
+    """Forward on 4-D views (batch, G, DG, L) of u / delta / z and (batch, G, N, L) of B / C.
+
+    Returns out (batch, G, DG, L) contiguous in ``out_dtype``, the checkpoints (or None) and the chunk length.
+    """
+    batch, groups, dg, length = dt4.shape
+    n_state = A.shape[1]
+    T = chunk or chunk_length(length)
+    n_chunks = triton.cdiv(length, T)
+    A2 = (A.float() * LOG2_E).contiguous()
+    Df = D.float().contiguous() if D is not None else A2
+    bias = delta_bias.float().contiguous() if delta_bias is not None else A2
+    out = torch.empty((batch, groups, dg, length), device=u4.device, dtype=out_dtype)
+    ckpt = torch.empty((batch, groups * dg, n_chunks, n_state), device=u4.device, dtype=torch.float32) \
+        if need_ckpt else A2
+    tab = table if table is not None else A2
+    args = (u4, dt4, A2, B4, C4, Df, bias, z4 if z4 is not None else u4, out, ckpt, tab, length, dg, n_chunks,
+            *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(out))
+    consts = dict(N=n_state, NP=triton.next_power_of_2(n_state), T=T, STORE_CKPT=need_ckpt,
+                  **_flags(D, z4, delta_bias, softplus, table))
+    _launch(0, (dg, groups, batch), args, consts)
+    return out, (ckpt if need_ckpt else None), T
+
+
+def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, ckpt, T):
+    """Gradients on the same 4-D views: (du4, ddt4, dz4) as (batch, G, DG, L) fp32, dB4 / dC4 (batch, G, N, L)
+    fp32, and dA (dim, N), dD, dbias (dim,) fp32 summed over the batch."""
+    batch, groups, dg, length = dt4.shape
+    n_state = A.shape[1]
+    n_chunks = triton.cdiv(length, T)
+    A2 = (A.float() * LOG2_E).contiguous()
+    Df = D.float().contiguous() if D is not None else A2
+    bias = delta_bias.float().contiguous() if delta_bias is not None else A2
+    dev = u4.device
+    du = torch.empty((batch, groups, dg, length), device=dev, dtype=torch.float32)
+    ddt = torch.empty_like(du)
+    dz = torch.empty_like(du) if z4 is not None else du
+    dB = torch.zeros((batch, groups, n_state, length), device=dev, dtype=torch.float32)
+    dC = torch.zeros_like(dB)
+    dA = torch.empty((batch, groups * dg, n_state), device=dev, dtype=torch.float32)
+    dD = torch.empty((batch, groups * dg), device=dev, dtype=torch.float32)
+    dbias = torch.empty_like(dD)
+    tab = table if table is not None else A2
+    args = (u4, dt4, A2, B4, C4, Df, bias, z4 if z4 is not None else u4, dout4, ckpt, tab,
+            du, ddt, dz, dB, dC, dA, dD, dbias, length, dg, n_chunks,
+            *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(dout4),
+            *_strides(du))
+    consts = dict(N=n_state, NP=triton.next_power_of_2(n_state), T=T,
+                  **_flags(D, z4, delta_bias, softplus, table))
+    _launch(1, (dg, groups, batch), args, consts)
+    return du, ddt, (dz if z4 is not None else None), dB, dC, dA.sum(0), dD.sum(0), dbias.sum(0)
+
+
+# --------------------------------------------------------------------------------------------------------
+# autograd
+
+
+def _cast(grad: torch.Tensor | None, like: torch.Tensor | None) -> torch.Tensor | None:
+    if grad is None or like is None:
+        return None
+    return grad.to(like.dtype)
+
+
+class _TritonScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk):
+        batch, dim, length = u.shape
+        B4 = B if B.dim() == 4 else B.unsqueeze(1)
+        C4 = C if C.dim() == 4 else C.unsqueeze(1)
+        groups = B4.shape[1]
+        split = (groups, dim // groups)
+        u4, dt4 = u.unflatten(1, split), delta.unflatten(1, split)
+        z4 = z.unflatten(1, split) if z is not None else None
+        need_ckpt = any(ctx.needs_input_grad)  # inference (no_grad) skips the checkpoints
+        out, ckpt, T = _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, None, delta_softplus, u.dtype,
+                                     need_ckpt, chunk)
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt)
+        ctx.delta_softplus, ctx.T = delta_softplus, T
+        return out.view(batch, dim, length)
+
+    @staticmethod
+    def backward(ctx, dout):
+        u, delta, A, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
+        B4 = B if B.dim() == 4 else B.unsqueeze(1)
+        C4 = C if C.dim() == 4 else C.unsqueeze(1)
+        split = (B4.shape[1], u.shape[1] // B4.shape[1])
+        du, ddt, dz, dB, dC, dA, dD, dbias = _scan_backward(
+            dout.unflatten(1, split), u.unflatten(1, split), delta.unflatten(1, split), A, B4, C4, D,
+            z.unflatten(1, split) if z is not None else None, delta_bias, None, ctx.delta_softplus, ckpt,
+            ctx.T,
+        )
+        if B.dim() == 3:
+            dB, dC = dB.squeeze(1), dC.squeeze(1)
+        return (_cast(du.flatten(1, 2), u), _cast(ddt.flatten(1, 2), delta), _cast(dA, A), _cast(dB, B),
+                _cast(dC, C), _cast(dD, D), _cast(dz.flatten(1, 2) if dz is not None else None, z),
+                _cast(dbias, delta_bias), None, None)
+
+
+class _TritonDirections(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, delta_bias, table, delta_softplus, chunk):
+        batch, dn, length = u.shape
+        K = delta.shape[1]
+        u4 = u.unsqueeze(1).expand(batch, K, dn, length)  # every direction reads the same natural-order map
+        need_ckpt = any(ctx.needs_input_grad)  # inference (no_grad) skips the checkpoints
+        out, ckpt, T = _scan_forward(u4, delta, A, B, C, D, None, delta_bias, table, delta_softplus,
+                                     torch.float32, need_ckpt, chunk)
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, table, ckpt)
+        ctx.delta_softplus, ctx.T = delta_softplus, T
+        return out.sum(1).to(u.dtype)  # the merge: directions are already in natural order
+
+    @staticmethod
+    def backward(ctx, dout):
+        u, delta, A, B, C, D, delta_bias, table, ckpt = ctx.saved_tensors
+        batch, dn, length = u.shape
+        K = delta.shape[1]
+        du, ddt, _, dB, dC, dA, dD, dbias = _scan_backward(
+            dout.unsqueeze(1).expand(batch, K, dn, length), u.unsqueeze(1).expand(batch, K, dn, length),
+            delta, A, B, C, D, None, delta_bias, table, ctx.delta_softplus, ckpt, ctx.T,
+        )
+        return (_cast(du.sum(1), u), _cast(ddt, delta), _cast(dA, A), _cast(dB, B), _cast(dC, C),
+                _cast(dD, D), _cast(dbias, delta_bias), None, None, None)
+
+
+def selective_scan_triton(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    chunk: int | None = None,
+) -> torch.Tensor:
+    """mamba_ssm's ``selective_scan_fn`` in Triton (shapes as ``selective_scan_ref``); returns u's dtype.
+
+    u, delta, z: fp32 or bf16; state and accumulation in fp32. ``chunk`` overrides the chunk length (a power
+    of two, for tests).
+    """
+    return _TritonScan.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), chunk)
+
+
+def selective_scan_directions_triton(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None,
+    delta_bias: torch.Tensor | None,
+    table: torch.Tensor,
+    delta_softplus: bool = True,
+    chunk: int | None = None,
+) -> torch.Tensor:
+    """The fused SS2D core: K directional scans read through ``table`` and merged in natural order.
+
+    u: (batch, Dn, L) natural order, shared by the directions; delta: (batch, K, Dn, L) and B, C:
+    (batch, K, N, L), natural order; A: (K*Dn, N); D, delta_bias: (K*Dn,); table: (K, L) integer, the natural
+    position visited at step t of direction k. Returns (batch, Dn, L) in u's dtype: sum_k of direction k's
+    output put back at natural positions. Same numbers as gathering, scanning and scattering (see
+    ``kernels.directions``), without the K copies.
+    """
+    return _TritonDirections.apply(u, delta, A, B, C, D, delta_bias, table.to(torch.int32).contiguous(),
+                                   bool(delta_softplus), chunk)

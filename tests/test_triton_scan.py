@@ -1,0 +1,159 @@
+"""The Triton selective scan (kernels/triton_scan.py) against the float64 loop, forward and every gradient.
+
+Without a GPU the kernels run in Triton's interpreter (TRITON_INTERPRET=1, set by tests/conftest.py before
+triton is imported), which executes the same kernel code on CPU tensors: tiny shapes only. On a GPU the
+same tests run compiled.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import pytest
+import torch
+
+from kernels import selective_scan_ref
+from kernels.directions import selective_scan_directions, selective_scan_directions_unfused
+from mambaad_cli.model.scans import direction_tables
+
+pytest.importorskip("triton")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+@pytest.fixture(scope="module")
+def ts():
+    if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("no GPU and TRITON_INTERPRET is not set (tests/conftest.py sets it before triton loads)")
+    return importlib.import_module("kernels.triton_scan")
+
+
+def make(batch, dim, length, n_state, groups, z=False, bias=True, D=True, seed=0, delta_scale=0.5, a_max=2.0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    return {
+        "u": r(batch, dim, length),
+        "delta": r(batch, dim, length) * delta_scale,
+        "A": -(torch.rand(dim, n_state, generator=g, dtype=torch.float64) * a_max + 0.05),
+        "B": r(batch, groups, n_state, length),
+        "C": r(batch, groups, n_state, length),
+        "D": r(dim) if D else None,
+        "z": r(batch, dim, length) if z else None,
+        "delta_bias": r(dim) * 0.3 if bias else None,
+    }
+
+
+def run_both(ts, inputs, softplus=True, chunk=16, dtype=torch.float32):
+    ref_in = {k: (v.clone().requires_grad_() if v is not None else None) for k, v in inputs.items()}
+    test_in = {k: (v.to(DEVICE, dtype if k in ("u", "delta", "B", "C", "z") else torch.float32)
+                   .requires_grad_() if v is not None else None) for k, v in inputs.items()}
+    ref = selective_scan_ref(**ref_in, delta_softplus=softplus)
+    out = ts.selective_scan_triton(**test_in, delta_softplus=softplus, chunk=chunk)
+    dout = torch.randn(ref.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    ref.backward(dout)
+    out.backward(dout.to(DEVICE, out.dtype))
+    return ref_in, test_in, ref, out
+
+
+def rel(a, b):
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    return ((a - b).norm() / b.norm().clamp_min(1e-300)).item()
+
+
+CASES = {
+    # batch, dim, L, N, G, z, bias, D, softplus, chunk
+    "L not a multiple of the chunk, 3 chunks, z": (2, 4, 37, 3, 2, True, True, True, True, 16),
+    "L = 1": (1, 3, 1, 2, 1, False, True, True, True, 16),
+    "N = 1, G = 1": (1, 4, 20, 1, 1, False, True, True, True, 16),
+    "G = D": (1, 4, 18, 2, 4, True, True, True, True, 16),
+    "no D, bias or softplus": (2, 4, 16, 4, 2, False, False, False, False, 16),
+    "one chunk, non-power-of-two D": (1, 5, 9, 4, 1, False, True, True, True, 16),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_fp32_forward_and_every_gradient_match_float64_loop(ts, case):
+    batch, dim, length, n, groups, z, bias, D, softplus, chunk = CASES[case]
+    inputs = make(batch, dim, length, n, groups, z=z, bias=bias, D=D, seed=length)
+    ref_in, test_in, ref, out = run_both(ts, inputs, softplus, chunk)
+    assert out.shape == ref.shape and out.dtype == torch.float32
+    assert rel(out, ref) < 1e-5
+    for name in NAMES:
+        if test_in[name] is None:
+            continue
+        r, t = ref_in[name].grad, test_in[name].grad
+        assert t.shape == r.shape and t.dtype == test_in[name].dtype
+        if r.abs().max() == 0:  # e.g. dA at L = 1 (h_{-1} = 0): the kernel must give exact zeros
+            assert t.abs().max() == 0, name
+        else:
+            assert rel(t, r) < 1e-4, name
+
+
+def test_extreme_deltas_underflow_to_zero_without_nan(ts):
+    # delta up to ~10 and |A| up to 16: exp(delta * A) underflows; the chunk carries must stay exact
+    inputs = make(1, 4, 40, 4, 2, seed=3, delta_scale=4.0, a_max=16.0)
+    inputs["delta"] = inputs["delta"].abs() + 2.0
+    ref_in, test_in, ref, out = run_both(ts, inputs, softplus=True, chunk=16)
+    assert torch.isfinite(out).all()
+    assert rel(out, ref) < 1e-5
+    for name in ("u", "delta", "A", "B", "C", "delta_bias"):
+        assert torch.isfinite(test_in[name].grad).all(), name
+        assert rel(test_in[name].grad, ref_in[name].grad) < 1e-4, name
+
+
+def test_bf16_inputs_keep_fp32_state(ts):
+    inputs = make(1, 4, 24, 4, 2, z=True, seed=5)
+    # round the inputs to bf16 first, so that both sides see the same numbers
+    for k in ("u", "delta", "B", "C", "z"):
+        inputs[k] = inputs[k].to(torch.bfloat16).double()
+    ref_in, test_in, ref, out = run_both(ts, inputs, chunk=16, dtype=torch.bfloat16)
+    assert out.dtype == torch.bfloat16 and test_in["u"].grad.dtype == torch.bfloat16
+    assert rel(out, ref) < 1e-2  # only the bf16 rounding of the output
+    for name in NAMES:
+        assert rel(test_in[name].grad, ref_in[name].grad) < 2e-2, name
+
+
+def test_inference_skips_checkpoints_and_matches_training_forward(ts):
+    inputs = make(1, 4, 33, 2, 1, seed=9)
+    args = {k: (v.float().to(DEVICE) if v is not None else None) for k, v in inputs.items()}
+    with torch.no_grad():
+        infer = ts.selective_scan_triton(**args, delta_softplus=True, chunk=16)
+    train_args = {k: (v.clone().requires_grad_() if v is not None else None) for k, v in args.items()}
+    train = ts.selective_scan_triton(**train_args, delta_softplus=True, chunk=16)
+    torch.testing.assert_close(infer, train.detach(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("method", "H", "W", "K"),
+                         [("hilbert", 5, 6, 8), ("zorder", 4, 4, 4), ("scan", 3, 7, 2)])
+def test_fused_directions_match_gather_scan_scatter(ts, method, H, W, K):
+    batch, dn, n, length = 2, 3, 4, H * W
+    g = torch.Generator().manual_seed(H * W + K)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    A = -(torch.rand(K * dn, n, generator=g, dtype=torch.float64) + 0.1)
+    xs = [r(batch, dn, length), r(batch, K, dn, length) * 0.5, A, r(batch, K, n, length),
+          r(batch, K, n, length), r(K * dn), r(K * dn) * 0.3]
+    table = direction_tables(method, H, W, K)
+    ref_in = [x.clone().requires_grad_() for x in xs]
+    test_in = [x.float().to(DEVICE).requires_grad_() for x in xs]
+    ref = selective_scan_directions_unfused(*ref_in, table, backend="torch")
+    out = selective_scan_directions(*test_in, table.to(DEVICE), backend="triton-fused")
+    assert out.shape == (batch, dn, length)
+    assert rel(out, ref) < 1e-5
+    dout = r(batch, dn, length)
+    ref.backward(dout)
+    out.backward(dout.float().to(DEVICE))
+    for name, t, q in zip(("u", "delta", "A", "B", "C", "D", "delta_bias"), test_in, ref_in, strict=True):
+        assert rel(t.grad, q.grad) < 1e-4, name
+
+
+def test_unfused_directions_with_the_triton_scan_match_torch(ts):
+    batch, dn, n, K, H, W = 1, 2, 2, 4, 3, 5
+    g = torch.Generator().manual_seed(1)
+    xs = [torch.randn(batch, dn, H * W, generator=g), torch.randn(batch, K, dn, H * W, generator=g) * 0.5,
+          -torch.rand(K * dn, n, generator=g) - 0.1, torch.randn(batch, K, n, H * W, generator=g),
+          torch.randn(batch, K, n, H * W, generator=g), torch.randn(K * dn, generator=g), torch.zeros(K * dn)]
+    table = direction_tables("hilbert", H, W, K)
+    expected = selective_scan_directions(*xs, table, backend="torch")
+    got = selective_scan_directions(*[x.to(DEVICE) for x in xs], table.to(DEVICE), backend="triton")
+    torch.testing.assert_close(got.cpu(), expected, rtol=1e-5, atol=1e-5)
