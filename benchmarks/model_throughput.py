@@ -5,64 +5,23 @@
 
 Weights are random (encoder weights "none"): throughput does not depend on them. The scan backend
 is the config's (auto: triton on GPU when available, else torch); --backend overrides it.
+The measurement itself is mambaad_cli.engine.bench.model_throughput (also behind `mambaad bench --model`).
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 
-from mambaad_cli.config import load_preset
-from mambaad_cli.model import anomaly_map, build_model
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from mambaad_cli.engine.bench import model_throughput
 
 
 def measure(args: argparse.Namespace) -> dict[str, float]:
-    device = torch.device(args.device)
-    overrides = {"model.encoder.weights": "none", "model.decoder.scan_backend": args.backend}
-    cfg = load_preset(args.preset, overrides)
-    size = args.image_size or cfg.data.image_size
-    model = build_model(cfg).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
-    x = torch.rand(args.batch_size, 3, size, size, device=device)
-
-    def train_step() -> None:
-        enc, dec = model(x)
-        loss = model.loss(enc, dec, 5.0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-
-    @torch.inference_mode()
-    def infer_step() -> None:
-        enc, dec = model(x)
-        anomaly_map(enc, dec, (size, size), sigma=cfg.eval.sigma)
-
-    result = {}
-    for name, fn, train_mode in (("train", train_step, True), ("infer", infer_step, False)):
-        model.train(train_mode)
-        for _ in range(args.warmup):
-            fn()
-        sync(device)
-        start = time.perf_counter()
-        for _ in range(args.steps):
-            fn()
-        sync(device)
-        seconds = (time.perf_counter() - start) / args.steps
-        result[f"{name}_ms_per_batch"] = 1000 * seconds
-        result[f"{name}_images_per_s"] = args.batch_size / seconds
-    if device.type == "cuda":
-        result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-    return result
+    return model_throughput(
+        args.preset, args.batch_size, args.device, args.backend, args.image_size, args.steps, args.warmup
+    )
 
 
 def main() -> None:

@@ -50,8 +50,24 @@ def train_cmd(
     preset: Annotated[str, typer.Option(help="Preset name (see `mambaad presets`) or a YAML file.")] = "demo",
     data_root: Annotated[str | None, typer.Option(help="Dataset folder (data.root).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (train.epochs).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Batch size (train.batch_size).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Global batch size, summed over --gpus processes (train.batch_size).")
+    ] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N (train.device).")] = None,
+    gpus: Annotated[
+        int,
+        typer.Option(help="Data-parallel processes, one per GPU (torchrun); with --device cpu: CPU ones."),
+    ] = 1,
+    precision: Annotated[
+        str | None, typer.Option(help="fp32 (the paper's recipe) or bf16 autocast (train.precision).")
+    ] = None,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option("--channels-last/--no-channels-last", help="NHWC memory layout (train.channels_last)."),
+    ] = None,
+    compile_: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the fusion and decoder (train.compile).")
+    ] = False,
     run_name: Annotated[str | None, typer.Option(help="Run folder name (default: a timestamp).")] = None,
     output_dir: Annotated[str | None, typer.Option(help="Where runs/<preset>/<name> go.")] = None,
     resume: Annotated[
@@ -63,7 +79,9 @@ def train_cmd(
 ) -> None:
     """Train MambaAD on a dataset, then evaluate it on the test split."""
     from mambaad_cli.engine import train
+    from mambaad_cli.engine.distributed import is_main_process, launched_by_torchrun
     from mambaad_cli.engine.evaluate import load_run_config
+    from mambaad_cli.engine.launch import check_process_count, launch_training
     from mambaad_cli.viz.tables import metrics_table
 
     overrides = _overrides(
@@ -76,6 +94,9 @@ def train_cmd(
             "run_name": run_name,
             "output_dir": output_dir,
             "train.deterministic": deterministic or None,
+            "train.precision": precision,
+            "train.channels_last": channels_last,
+            "train.compile": compile_ or None,
         },
     )
     if resume:
@@ -86,8 +107,16 @@ def train_cmd(
     else:
         run_dir = None
         cfg = load_preset(preset, overrides)
-    _print_config(cfg)
+    launch = gpus != 1 and not launched_by_torchrun()  # under torchrun this process is one of the workers
+    if launch:
+        check_process_count(cfg.train.device, gpus)
+    if is_main_process():
+        _print_config(cfg)
+    if launch:
+        raise typer.Exit(launch_training(cfg, gpus, resume=run_dir, show_progress=progress))
     result = train(cfg, resume=run_dir, show_progress=progress)
+    if not is_main_process():
+        return
     if result.metrics is not None:
         out.print(metrics_table(result.metrics, title=f"{cfg.preset}: test metrics (%)"))
     out.print(f"run folder: {result.run_dir}  ({result.steps} steps, {result.seconds:.0f} s training)")
@@ -108,17 +137,30 @@ def eval_cmd(
     data_root: Annotated[str | None, typer.Option(help="Evaluate on another dataset folder.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Evaluation batch size (eval.batch_size).")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="fp32 (exact, the default) or bf16 autocast (eval.precision).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     set_: SetOption = None,
 ) -> None:
-    """Evaluate a trained run: the seven metrics per class and their mean (metrics.json, metrics.csv)."""
+    """Evaluate a trained run: the seven metrics per class and their mean (metrics.json, metrics.csv).
+    Under torchrun every process scores a shard of the test set; the metrics equal one process's."""
     from mambaad_cli.engine import evaluate_run
+    from mambaad_cli.engine.distributed import is_main_process
     from mambaad_cli.viz.tables import metrics_table
 
     overrides = _overrides(
-        set_, **{"data.root": data_root, "train.device": device, "eval.batch_size": batch_size}
+        set_,
+        **{
+            "data.root": data_root,
+            "train.device": device,
+            "eval.batch_size": batch_size,
+            "eval.precision": precision,
+        },
     )
     run_dir, result, cfg = evaluate_run(run, overrides, show_progress=progress)
+    if not is_main_process():
+        return
     out.print(metrics_table(result, title=f"{cfg.preset}: test metrics (%)"))
     out.print(f"wrote {run_dir / 'metrics.json'} and metrics.csv  ({result.images_per_s:.1f} images/s)")
 
@@ -247,6 +289,49 @@ def config_cmd(
 ) -> None:
     """Print the resolved config of a preset with overrides, as YAML."""
     out.print(load_preset(preset, _overrides(set_)).to_yaml(), end="")
+
+
+@app.command("bench")
+def bench_cmd(
+    scan: Annotated[str, typer.Option(help="Scan curve of the SS2D rows and the model.")] = "hilbert",
+    batch: Annotated[
+        str | None, typer.Option(help="Batch sizes, comma-separated (default 16 on GPU, 1 on CPU).")
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="fp32,bf16 or one of them (default both on GPU, fp32 on CPU).")
+    ] = None,
+    shapes: Annotated[
+        str, typer.Option(help="mambaad (MambaAD's four D:L at 256x256; small ones on CPU) or D:L,D:L.")
+    ] = "mambaad",
+    backends: Annotated[
+        str | None,
+        typer.Option(help="Scan backends: triton, cuda, torch (default: those of triton, cuda that run)."),
+    ] = None,
+    model: Annotated[
+        bool, typer.Option("--model", help="Also time MambaAD training and inference (mvtec preset).")
+    ] = False,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write every number to this JSON file.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    warmup_ms: Annotated[float, typer.Option("--warmup-ms", help="Warm-up time per measurement.")] = 25.0,
+    rep_ms: Annotated[float, typer.Option("--rep-ms", help="Timed repetitions per measurement.")] = 100.0,
+) -> None:
+    """Benchmark the selective scan (against its floors and mamba_ssm's CUDA kernel), the fused SS2D core
+    and, with --model, MambaAD's images/s. Exit code 1 when a kernel's output is WRONG."""
+    import shlex
+
+    from mambaad_cli.engine.bench import parse_options, run_bench
+
+    options = parse_options(
+        scan=scan, batch=batch, dtype=dtype, shapes=shapes, backends=backends, model=model,
+        json_path=json_path, device=device, warmup_ms=warmup_ms, rep_ms=rep_ms,
+        command=shlex.join(["mambaad", *sys.argv[1:]]),
+    )
+    # wide tables: a pipe or a log file would otherwise get rich's 80 columns
+    console = out if out.is_terminal else Console(width=160)
+    if not run_bench(options, console=console)["ok"]:
+        raise typer.Exit(1)
 
 
 def one_line(e: Exception) -> str:

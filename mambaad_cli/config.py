@@ -25,6 +25,15 @@ class ConfigError(UserError):
     """A preset or an override is invalid."""
 
 
+PRECISIONS = ("fp32", "bf16")
+# String fields restricted to a few values, checked wherever a value is set (preset, --set, options).
+# kernels/dispatch.py and kernels/directions.py
+SCAN_BACKENDS = ("auto", "torch", "triton", "cuda", "triton-fused")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "train.precision": PRECISIONS, "eval.precision": PRECISIONS, "model.decoder.scan_backend": SCAN_BACKENDS,
+}
+
+
 @dataclass
 class EncoderConfig:
     # any timm model with features_only support; resnet34.bt_in1k is timm's tag for resnet34-43635321.pth,
@@ -46,7 +55,7 @@ class DecoderConfig:
     drop_path_rate: float = 0.2
     scan: str = "hilbert"  # sweep | scan | zorder | zigzag | hilbert
     directions: int = 8  # 2 | 4 | 8
-    scan_backend: str = "auto"  # auto | torch | triton | cuda
+    scan_backend: str = "auto"  # auto | torch | triton | cuda | triton-fused (kernels/directions.py)
 
 
 @dataclass
@@ -89,6 +98,11 @@ class TrainConfig:
     checkpoint_every: int = 1  # epochs between checkpoints
     eval_at_end: bool = True
     max_steps: int = 0  # stop after this many iterations (0: no limit); for smoke runs
+    # Speed options (engine/acceleration.py). fp32 is the paper's recipe; bf16 runs the forward passes under
+    # torch.autocast(bfloat16) on CUDA or CPU, the loss stays fp32.
+    precision: str = "fp32"  # fp32 | bf16
+    channels_last: bool = False  # NHWC images and conv weights (faster convolutions on tensor cores)
+    compile: bool = False  # torch.compile the trainable fusion and decoder
 
 
 @dataclass
@@ -96,6 +110,7 @@ class EvalConfig:
     batch_size: int = 16
     sigma: float = 4.0  # Gaussian smoothing of the anomaly map (pixels)
     score: str = "max"  # image score = max of the smoothed map (the paper's choice)
+    precision: str = "fp32"  # fp32 | bf16: the forward passes of evaluate / calibrate (fp32: exact metrics)
 
 
 @dataclass
@@ -220,11 +235,18 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
 
 
 def _coerce(tp: Any, value: Any, key: str) -> Any:
+    result = _coerce_type(tp, value, key)
+    if key in CHOICES and result not in CHOICES[key]:
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(CHOICES[key])}")
+    return result
+
+
+def _coerce_type(tp: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(tp):
             try:
-                return _coerce(arg, value, key)
+                return _coerce_type(arg, value, key)
             except ConfigError:
                 continue
         raise ConfigError(f"config key '{key}': cannot use {value!r}")
@@ -234,7 +256,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             value = [value] if not isinstance(value, str) or "," not in value else value.split(",")
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
-        return [_coerce(item, v, key) for v in value]
+        return [_coerce_type(item, v, key) for v in value]
     if tp is type(None):
         if value is None:
             return None

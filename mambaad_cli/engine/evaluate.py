@@ -25,7 +25,14 @@ from mambaad_cli.atomic import write_text
 from mambaad_cli.config import Config, config_from_dict, set_field
 from mambaad_cli.data import build_datasets
 from mambaad_cli.engine.checkpoint import load_model, load_run_info, update_model_json
-from mambaad_cli.engine.device import resolve_device
+from mambaad_cli.engine.distributed import (
+    broadcast_from_main,
+    current,
+    distributed_session,
+    gather_to_main,
+    is_main_process,
+    shard,
+)
 from mambaad_cli.engine.progress import make_progress
 from mambaad_cli.engine.runs import resolve_run_dir
 from mambaad_cli.engine.scoring import indices_by_class, score_batches
@@ -88,35 +95,37 @@ def evaluate(
     thresholds: dict[str, float] | None = None,
 ) -> EvalResult:
     """The seven metrics (and named variants) per class; with `thresholds` (model.json's deployable
-    per-class thresholds) also the image-level precision, recall and F1 at that threshold."""
+    per-class thresholds) also the image-level precision, recall and F1 at that threshold.
+
+    In a distributed run (engine/distributed.py) each rank scores a contiguous block of every class and
+    rank 0 merges the accumulators' arrays in rank order: the same arrays, so the same numbers, as one
+    process (given the same maps). Every rank returns the result."""
+    ctx = current()
     per_class: dict[str, dict[str, float]] = {}
     counts: dict[str, dict[str, int]] = {}
     stats: dict[str, dict[str, float]] = {}
     start = time.perf_counter()
-    with make_progress(show_progress) as progress:
-        task = progress.add_task("evaluate", total=len(test_ds), extra="")
-        for cls_name, indices in indices_by_class(test_ds).items():
+    mine = {c: shard(idx, ctx.rank, ctx.world_size) for c, idx in indices_by_class(test_ds).items()}
+    with make_progress(show_progress and ctx.is_main) as progress:
+        task = progress.add_task("evaluate", total=sum(map(len, mine.values())), extra="")
+        for cls_name, indices in mine.items():
             acc = MetricAccumulator()
-            class_scores, class_labels = [], []
             for sb in score_batches(model, test_ds, cfg, device, indices):
                 # on a GPU the maps stay there: the accumulator sorts them with torch on the device
                 acc.update(
                     sb.scores, sb.labels, sb.maps if device.type == "cuda" else sb.maps.cpu(), sb.masks
                 )
-                class_scores.append(sb.scores)
-                class_labels.append(sb.labels)
                 progress.update(task, advance=len(sb.scores), extra=cls_name)
+            acc = merge_on_main(acc, device)
+            if acc is None:  # not rank 0: its share is sent
+                continue
             per_class[cls_name] = acc.compute()
             if thresholds and cls_name in thresholds:
-                per_class[cls_name].update(
-                    at_threshold(
-                        torch.cat(class_scores).numpy(), torch.cat(class_labels).numpy(), thresholds[cls_name]
-                    )
-                )
+                per_class[cls_name].update(at_threshold(*acc.image_arrays(), thresholds[cls_name]))
             counts[cls_name] = acc.counts()
             stats[cls_name] = acc.score_stats()
     seconds = time.perf_counter() - start
-    return EvalResult(
+    result = EvalResult(
         per_class=per_class,
         mean=mean_metrics(per_class),
         counts=counts,
@@ -124,6 +133,16 @@ def evaluate(
         seconds=seconds,
         images_per_s=len(test_ds) / max(seconds, 1e-9),
     )
+    return broadcast_from_main(result)
+
+
+def merge_on_main(acc: MetricAccumulator, device: torch.device) -> MetricAccumulator | None:
+    """The accumulators of every rank merged in rank order, on rank 0 (None elsewhere); `acc` itself in
+    a single process. Only the compact arrays travel (scores, labels, pixel values, region areas)."""
+    if not current().enabled:
+        return acc
+    states = gather_to_main(acc.state())
+    return None if states is None else MetricAccumulator.from_states(states, device=device)
 
 
 def at_threshold(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:
@@ -205,25 +224,30 @@ def evaluate_run(
     run: str | Path, overrides: dict[str, Any] | None = None, show_progress: bool = True
 ) -> tuple[Path, EvalResult, Config]:
     """Evaluate a finished run on its test split (or another root via overrides); write the
-    metrics files. A multi-split run (COCO-AD) evaluates every split and writes their mean."""
+    metrics files. A multi-split run (COCO-AD) evaluates every split and writes their mean.
+    Under torchrun every process scores a shard and rank 0 writes the files."""
     folder = Path(run)
     splits = split_run_dirs(folder.resolve()) if folder.is_dir() else []
-    if splits:
-        results = {p.name: _evaluate_one(p, overrides, show_progress)[1] for p in splits}
+    run_dirs = splits or [resolve_run_dir(run)]
+    device_name = (overrides or {}).get("train.device") or load_run_info(run_dirs[0])[0].train.device
+    with distributed_session(str(device_name)) as (ctx, device):
+        if not splits:
+            result, cfg = _evaluate_one(run_dirs[0], overrides, show_progress, device)
+            return run_dirs[0], result, cfg
+        results = {p.name: _evaluate_one(p, overrides, show_progress, device)[0] for p in splits}
         summary = mean_over_splits(results)
         cfg = load_run_config(folder.resolve())
-        write_metrics(folder.resolve(), summary, cfg)
+        if ctx.is_main:
+            write_metrics(folder.resolve(), summary, cfg)
         return folder.resolve(), summary, cfg
-    run_dir = resolve_run_dir(run)
-    result, cfg = _evaluate_one(run_dir, overrides, show_progress)[1:]
-    return run_dir, result, cfg
 
 
-def _evaluate_one(run_dir: Path, overrides: dict[str, Any] | None, show_progress: bool):
+def _evaluate_one(
+    run_dir: Path, overrides: dict[str, Any] | None, show_progress: bool, device: torch.device
+) -> tuple[EvalResult, Config]:
     cfg, _ = load_run_info(run_dir)
     for key, value in (overrides or {}).items():
         set_field(cfg, key, value)
-    device = resolve_device(cfg.train.device)
     model, _, info = load_model(run_dir, device, cfg)
     _, test_ds, _ = build_datasets(cfg.data)
     if len(test_ds) == 0:
@@ -231,9 +255,10 @@ def _evaluate_one(run_dir: Path, overrides: dict[str, Any] | None, show_progress
     result = evaluate(
         model, test_ds, cfg, device, show_progress=show_progress, thresholds=info.get("thresholds") or None
     )
-    write_metrics(run_dir, result, cfg)
-    update_model_json(run_dir, score_stats=result.score_stats)
-    return run_dir, result, cfg
+    if is_main_process():
+        write_metrics(run_dir, result, cfg)
+        update_model_json(run_dir, score_stats=result.score_stats)
+    return result, cfg
 
 
 def load_run_config(run_dir: Path) -> Config:

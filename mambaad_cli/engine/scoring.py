@@ -2,7 +2,8 @@
 
 evaluate, calibrate and visualize all read images through it, so they score an image exactly as
 predict does (the same model call and anomaly_map) and label it by the paper's protocol: defective
-when its mask, resized to the map, has a pixel above 0.5.
+when its mask, resized to the map, has a pixel above 0.5. eval.precision bf16 runs the model under
+bfloat16 autocast (engine/acceleration.py; predict stays float32); the maps are float32 either way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader, Subset
 
 from mambaad_cli.config import Config
 from mambaad_cli.data import collate_samples
+from mambaad_cli.engine.acceleration import autocast
 from mambaad_cli.model import anomaly_map, image_scores
 
 
@@ -51,7 +53,8 @@ def score_batches(
     )
     for batch in loader:
         images = batch["image"].to(device, non_blocking=True)
-        enc, dec = model(images)
+        with autocast(device, cfg.eval.precision, "eval.precision"):
+            enc, dec = model(images)
         maps = anomaly_map(enc, dec, out_size=images.shape[-2:], sigma=cfg.eval.sigma).float()
         masks = batch["mask"][:, 0] > 0.5
         yield ScoredBatch(batch, maps, image_scores(maps).cpu(), masks, masks.flatten(1).any(dim=1))

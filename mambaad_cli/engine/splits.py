@@ -14,14 +14,14 @@ from pathlib import Path
 
 from mambaad_cli.atomic import write_text
 from mambaad_cli.config import Config
+from mambaad_cli.engine.distributed import barrier, is_main_process, on_main
 from mambaad_cli.engine.evaluate import SPLIT_PREFIX, EvalResult, mean_over_splits, write_metrics
 from mambaad_cli.engine.runs import LATEST, new_run_dir, point_latest
 
 
 def train_splits(cfg: Config, data_configs: list, train_one) -> tuple[Path, int, float, EvalResult | None]:
     """Train `train_one(cfg_k)` for each split's DataConfig; returns (folder, steps, seconds, mean)."""
-    base = new_run_dir(cfg)
-    write_text(base / "config.yaml", cfg.to_yaml())
+    base = on_main(_new_base, cfg)  # rank 0 writes, every rank learns the folder (engine/distributed.py)
     results: dict[str, EvalResult] = {}
     steps, start = 0, time.perf_counter()
     for dc in data_configs:
@@ -31,9 +31,17 @@ def train_splits(cfg: Config, data_configs: list, train_one) -> tuple[Path, int,
         steps += result.steps
         if result.metrics is not None:
             results[name] = result.metrics
-    (base / LATEST).unlink(missing_ok=True)  # each split's run pointed <name>/latest at itself
-    point_latest(base)
     summary = mean_over_splits(results) if results else None
-    if summary is not None:
-        write_metrics(base, summary, cfg)
+    if is_main_process():
+        (base / LATEST).unlink(missing_ok=True)  # each split's run pointed <name>/latest at itself
+        point_latest(base)
+        if summary is not None:
+            write_metrics(base, summary, cfg)
+    barrier()
     return base, steps, time.perf_counter() - start, summary
+
+
+def _new_base(cfg: Config) -> Path:
+    base = new_run_dir(cfg)
+    write_text(base / "config.yaml", cfg.to_yaml())
+    return base

@@ -3,25 +3,49 @@
 AdamW (lr 5e-3 at batch 16, scaled with the batch), weight decay 1e-4 on weights of two or more
 dimensions that are not biases, lr x0.1 after 80 % of the iterations, grad-norm clip 5, loss
 5 x sum over scales of the MSE between encoder and decoder features, seed 42.
+Options beyond the paper: bf16 autocast, channels-last, torch.compile (engine/acceleration.py), and
+data-parallel training over several processes under torchrun (engine/distributed.py, engine/launch.py).
 """
 
 from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
 from mambaad_cli.atomic import write_text
 from mambaad_cli.config import Config
 from mambaad_cli.data import build_datasets, collate_samples
 from mambaad_cli.data.build import split_data_configs
+from mambaad_cli.engine.acceleration import (
+    apply_speed_options,
+    as_fp32,
+    autocast,
+    compile_error,
+    is_compile_error,
+    to_model_input,
+)
 from mambaad_cli.engine.calibrate import calibrate, in_sample_subset, split_validation
 from mambaad_cli.engine.checkpoint import load_train_state, save_model, save_train_state, update_model_json
-from mambaad_cli.engine.device import resolve_device, seed_everything
+from mambaad_cli.engine.device import seed_everything
+from mambaad_cli.engine.distributed import (
+    DistContext,
+    barrier,
+    data_parallel,
+    distributed_session,
+    mean_over_ranks,
+    on_main,
+    per_process_batch,
+    rank_seed,
+    sync_batchnorm,
+    sync_buffers_from_main,
+)
 from mambaad_cli.engine.evaluate import EvalResult, evaluate, write_metrics
 from mambaad_cli.engine.progress import console, make_progress
 from mambaad_cli.engine.runs import new_run_dir, point_latest
@@ -60,47 +84,37 @@ def step_schedule(total_steps: int, decay_at: float, factor: float):
 
 def train(cfg: Config, resume: str | Path | None = None, show_progress: bool = True) -> TrainResult:
     """Train (or resume) a run and evaluate it at the end. Returns the run folder and the metrics.
-    A dataset evaluated over separately trained splits (COCO-AD, coco_split -1) trains each split."""
-    data_configs = split_data_configs(cfg.data)
-    if len(data_configs) > 1:
-        if resume is not None:
-            raise UserError("--resume: give one split's run folder (<run>/splitK), not the whole run")
-        run_dir, steps, seconds, summary = train_splits(
-            cfg, data_configs, lambda c: train(c, show_progress=show_progress)
-        )
-        return TrainResult(run_dir=run_dir, steps=steps, seconds=seconds, metrics=summary)
-    if resume is not None:
-        run_dir = Path(resume)
-        saved = run_dir / "config.yaml"
-        if not saved.is_file():
-            raise UserError(f"--resume: {saved} not found")
-    else:
-        run_dir = new_run_dir(cfg)
-    write_text(run_dir / "config.yaml", cfg.to_yaml())
-    point_latest(run_dir)
+    A dataset evaluated over separately trained splits (COCO-AD, coco_split -1) trains each split.
+    Under torchrun every process calls this (engine/distributed.py): train.batch_size is the global
+    batch, split over the processes; rank 0 alone writes the run folder; every rank gets the result."""
+    with distributed_session(cfg.train.device) as (ctx, device):
+        data_configs = split_data_configs(cfg.data)
+        if len(data_configs) > 1:
+            if resume is not None:
+                raise UserError("--resume: give one split's run folder (<run>/splitK), not the whole run")
+            run_dir, steps, seconds, summary = train_splits(
+                cfg, data_configs, lambda c: _train_one(c, None, show_progress, ctx, device)
+            )
+            return TrainResult(run_dir=run_dir, steps=steps, seconds=seconds, metrics=summary)
+        return _train_one(cfg, resume, show_progress, ctx, device)
 
-    device = resolve_device(cfg.train.device)
+
+def _train_one(
+    cfg: Config, resume: str | Path | None, show_progress: bool, ctx: DistContext, device: torch.device
+) -> TrainResult:
+    run_dir = on_main(_prepare_run_dir, cfg, resume)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     train_ds, test_ds, class_names = build_datasets(cfg.data)
     train_ds, val_ds = split_validation(train_ds, cfg.data.val_fraction, cfg.train.seed)
     if len(train_ds) == 0:
         raise UserError(f"--data-root {cfg.data.root}: no training images found")
-    bs = cfg.train.batch_size
-    generator = torch.Generator().manual_seed(cfg.train.seed)
-    loader = DataLoader(
-        train_ds,
-        batch_size=bs,
-        shuffle=True,
-        drop_last=len(train_ds) >= bs,
-        num_workers=cfg.data.num_workers,
-        collate_fn=collate_samples,
-        generator=generator,
-        pin_memory=device.type == "cuda",
-        persistent_workers=cfg.data.num_workers > 0,
-    )
+    loader, start_epoch_fn = _train_loader(train_ds, cfg, device, ctx)
 
     model = build_model(cfg).to(device)
-    lr = cfg.train.lr * bs / 16
+    if ctx.enabled:
+        sync_batchnorm(model, device)
+    apply_speed_options(model, cfg.train)
+    lr = cfg.train.lr * cfg.train.batch_size / 16  # the global batch, whatever the number of processes
     optimizer = torch.optim.AdamW(
         param_groups(model, cfg.train.weight_decay), lr=lr, betas=tuple(cfg.train.betas), eps=cfg.train.eps
     )
@@ -113,52 +127,32 @@ def train(cfg: Config, resume: str | Path | None = None, show_progress: bool = T
     step, start_epoch = 0, 0
     if resume is not None:
         step, start_epoch = load_train_state(run_dir, model, optimizer, scheduler)
-        console.print(f"resumed {run_dir} at epoch {start_epoch}, step {step}")
+        if ctx.is_main:
+            console.print(f"resumed {run_dir} at epoch {start_epoch}, step {step}")
+    net = data_parallel(model, device) if ctx.enabled else model
 
-    log_path = run_dir / "log.csv"
-    new_log = not log_path.is_file() or resume is None
-    log_file = log_path.open("w" if new_log else "a", newline="")
-    log = csv.writer(log_file)
-    if new_log:
-        log.writerow(LOG_FIELDS)
+    log = TrainLog(run_dir / "log.csv", append=resume is not None) if ctx.is_main else None
     start = time.perf_counter()
     window_images, window_start = 0, time.perf_counter()
-    epoch = start_epoch
     try:
-        with make_progress(show_progress) as progress:
+        with make_progress(show_progress and ctx.is_main) as progress:
             task = progress.add_task("train", total=total_steps, completed=step, extra="")
             for epoch in range(start_epoch, cfg.train.epochs):
                 if step >= total_steps:
                     break
-                generator.manual_seed(cfg.train.seed + epoch)  # the same batches after a resume
+                start_epoch_fn(epoch)
                 model.train()
                 for batch in loader:
-                    images = batch["image"].to(device, non_blocking=True)
-                    enc, dec = model(images)
-                    loss = model.loss(enc, dec, cfg.train.loss_weight)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                    optimizer.step()
-                    scheduler.step()
+                    loss = _train_step(net, model, batch["image"], optimizer, scheduler, cfg, device)
                     step += 1
-                    window_images += len(images)
+                    window_images += len(batch["image"]) * ctx.world_size
                     if step % cfg.train.log_every == 0 or step == total_steps:
                         now = time.perf_counter()
                         ips = window_images / max(now - window_start, 1e-9)
                         window_images, window_start = 0, now
-                        loss_v = loss.item()
-                        log.writerow(
-                            [
-                                step,
-                                epoch + 1,
-                                f"{loss_v:.6f}",
-                                f"{scheduler.get_last_lr()[0]:.3e}",
-                                f"{ips:.2f}",
-                                f"{now - start:.1f}",
-                            ]
-                        )
-                        log_file.flush()
+                        loss_v = mean_over_ranks(loss)  # the global batch's loss
+                        if log is not None:
+                            log.write(step, epoch + 1, loss_v, scheduler.get_last_lr()[0], ips, now - start)
                         progress.update(task, extra=f"epoch {epoch + 1}  loss {loss_v:.4f}  {ips:.1f} img/s")
                     progress.update(task, advance=1)
                     if step >= total_steps:
@@ -168,22 +162,134 @@ def train(cfg: Config, resume: str | Path | None = None, show_progress: bool = T
                     or step >= total_steps
                     or epoch + 1 == cfg.train.epochs
                 ):
-                    save_train_state(run_dir, model, optimizer, scheduler, step, epoch + 1)
-                    save_model(run_dir, model, cfg, class_names, extra={"step": step, "epoch": epoch + 1})
+                    if ctx.is_main:
+                        save_train_state(run_dir, model, optimizer, scheduler, step, epoch + 1)
+                        save_model(run_dir, model, cfg, class_names, extra={"step": step, "epoch": epoch + 1})
+                    barrier()  # a resume (or a reader) finds every rank past a complete checkpoint
     finally:
-        log_file.close()
+        if log is not None:
+            log.close()
     seconds = time.perf_counter() - start
-    if len(val_ds):
-        calibration = calibrate(model, val_ds, cfg, device, "validation")
-    else:
-        calibration = calibrate(model, in_sample_subset(train_ds, cfg.train.seed), cfg, device, "training")
-    update_model_json(run_dir, train_seconds=round(seconds, 1), **calibration)
+    sync_buffers_from_main(model)
+    # Calibration on rank 0 alone: its sampling walks the images in order, so it matches one process.
+    calibration = on_main(_calibrate, model, train_ds, val_ds, cfg, device)
+    if ctx.is_main:
+        update_model_json(run_dir, train_seconds=round(seconds, 1), **calibration)
 
     metrics = None
     if cfg.train.eval_at_end and len(test_ds) > 0:
         metrics = evaluate(
             model, test_ds, cfg, device, show_progress=show_progress, thresholds=calibration["thresholds"]
         )
-        write_metrics(run_dir, metrics, cfg)
-        update_model_json(run_dir, score_stats=metrics.score_stats)
+        if ctx.is_main:
+            write_metrics(run_dir, metrics, cfg)
+            update_model_json(run_dir, score_stats=metrics.score_stats)
+    barrier()
     return TrainResult(run_dir=run_dir, steps=step, seconds=seconds, metrics=metrics)
+
+
+def _prepare_run_dir(cfg: Config, resume: str | Path | None) -> Path:
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise UserError(f"--resume: {saved} not found")
+    else:
+        run_dir = new_run_dir(cfg)
+    write_text(run_dir / "config.yaml", cfg.to_yaml())
+    point_latest(run_dir)
+    return run_dir
+
+
+def _train_loader(
+    train_ds, cfg: Config, device: torch.device, ctx: DistContext
+) -> tuple[DataLoader, Callable[[int], None]]:
+    """The training batches, and what to call at the start of each epoch.
+
+    One process: shuffled by a generator re-seeded every epoch (the same batches after a resume).
+    Several: a DistributedSampler over one permutation per epoch (torch.randperm seeded seed + epoch),
+    rank r taking positions r, r + W, ...: at each step the ranks' batches together are one batch of
+    train.batch_size distinct images (not the same images a single process draws: its DataLoader consumes
+    a number of its generator first). Each rank re-seeds torch per epoch for its own dropout draws."""
+    bs = per_process_batch(cfg.train.batch_size, ctx.world_size)
+    drop_last = len(train_ds) >= cfg.train.batch_size
+    common: dict[str, Any] = {
+        "num_workers": cfg.data.num_workers,
+        "collate_fn": collate_samples,
+        "pin_memory": device.type == "cuda",
+        "persistent_workers": cfg.data.num_workers > 0,
+    }
+    if not ctx.enabled:
+        generator = torch.Generator().manual_seed(cfg.train.seed)
+        loader = DataLoader(
+            train_ds, batch_size=bs, shuffle=True, drop_last=drop_last, generator=generator, **common
+        )
+        return loader, lambda epoch: generator.manual_seed(cfg.train.seed + epoch)
+    sampler = DistributedSampler(
+        train_ds,
+        num_replicas=ctx.world_size,
+        rank=ctx.rank,
+        shuffle=True,
+        seed=cfg.train.seed,
+        drop_last=drop_last,
+    )
+    loader = DataLoader(train_ds, batch_size=bs, sampler=sampler, drop_last=drop_last, **common)
+
+    def start_epoch(epoch: int) -> None:
+        sampler.set_epoch(epoch)
+        torch.manual_seed(rank_seed(cfg.train.seed, epoch, ctx.rank))
+
+    return loader, start_epoch
+
+
+def _train_step(
+    net: torch.nn.Module,
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    cfg: Config,
+    device: torch.device,
+) -> torch.Tensor:
+    """One iteration; `net` is the model or its DDP wrapper (which averages the gradients over ranks)."""
+    images = to_model_input(images, device, cfg.train.channels_last)
+    try:
+        with autocast(device, cfg.train.precision, "train.precision"):
+            enc, dec = net(images)
+    except Exception as e:
+        if cfg.train.compile and is_compile_error(e):
+            raise compile_error(e) from None
+        raise
+    loss = model.loss(as_fp32(enc), as_fp32(dec), cfg.train.loss_weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return loss.detach()
+
+
+def _calibrate(model, train_ds, val_ds, cfg: Config, device: torch.device) -> dict[str, Any]:
+    if len(val_ds):
+        return calibrate(model, val_ds, cfg, device, "validation")
+    return calibrate(model, in_sample_subset(train_ds, cfg.train.seed), cfg, device, "training")
+
+
+class TrainLog:
+    """log.csv: one row every train.log_every iterations, flushed as it is written (rank 0 only)."""
+
+    def __init__(self, path: Path, append: bool):
+        new = not path.is_file() or not append
+        self._file = path.open("w" if new else "a", newline="")
+        self._writer = csv.writer(self._file)
+        if new:
+            self._writer.writerow(LOG_FIELDS)
+
+    def write(self, step: int, epoch: int, loss: float, lr: float, images_per_s: float, elapsed: float):
+        self._writer.writerow(
+            [step, epoch, f"{loss:.6f}", f"{lr:.3e}", f"{images_per_s:.2f}", f"{elapsed:.1f}"]
+        )
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

@@ -114,8 +114,41 @@ class MetricAccumulator:
         stats["f1max_threshold"] = f1max_and_threshold(scores, labels)[1] if both else float("nan")
         return stats
 
+    def image_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(scores float32, labels bool) of every image so far, in the order they were added."""
+        return _cat(self._scores, np.float32), _cat(self._labels, np.bool_)
+
     def _image_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return _cat(self._scores, np.float64), _cat(self._labels, np.bool_)
+
+    # ----------------------------------------------------------------- merging (distributed evaluation)
+
+    def state(self) -> dict[str, np.ndarray | int]:
+        """Everything collected so far as CPU numpy arrays: what one process sends to be merged."""
+        return {"scores": _cat(self._scores, np.float32), "labels": _cat(self._labels, np.bool_),
+                "normal": _cat([_to_numpy(v) for v in self._normal], np.float32),
+                "defect": _cat(self._defect, np.float32), "areas": _cat(self._areas, np.int32),
+                "n_regions": self._n_regions}
+
+    @classmethod
+    def from_states(cls, states: list[dict], backend: str = "auto", device=None) -> MetricAccumulator:
+        """One accumulator holding the states in order: equal to one accumulator fed the batches of the
+        first state, then the second's, ... (the same arrays, so compute() gives the same numbers).
+        device: an accelerator to sort the normal pixels on (torch), as update() does with maps there."""
+        acc = cls(backend)
+        for s in states:
+            normal = s["normal"]
+            if device is not None and getattr(device, "type", "cpu") != "cpu":
+                import torch
+
+                normal = torch.from_numpy(normal).to(device)
+            acc._normal.append(normal)
+            acc._scores.append(s["scores"])
+            acc._labels.append(s["labels"])
+            acc._defect.append(s["defect"])
+            acc._areas.append(s["areas"])
+            acc._n_regions += int(s["n_regions"])
+        return acc
 
 
 def evaluate_class(scores, labels, maps, masks) -> dict[str, float]:

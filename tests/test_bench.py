@@ -1,0 +1,216 @@
+"""`mambaad bench` on CPU: the floors' arithmetic, the correctness gate, the mamba_ssm call convention (with a
+stand-in module), the command's tables, JSON and one-line errors, and the exp2 microkernel (interpreted)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+
+import numpy as np
+import pytest
+import torch
+
+import kernels
+from mambaad_cli.cli import main
+from mambaad_cli.engine import bench
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    """Behave as a machine without a CUDA GPU, whatever this one has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def _nbytes(shape, dtype):
+    return torch.empty(shape, dtype=dtype, device="meta").nbytes
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("exp_rate", [3e12, 1e11, None])  # the bandwidth floor wins, the exp floor wins, none
+def test_floors_count_every_tensor_the_scan_moves(dtype, exp_rate):
+    batch, dim, length, n_state, groups, bandwidth = 3, 40, 12, 5, 4, 2.5e12
+    x, bc = (batch, dim, length), (batch, groups, n_state, length)
+    # forward: read u, delta, B, C; write out. backward: read u, delta, dout, B, C; write du, ddelta;
+    # dB and dC accumulate in fp32
+    fwd = sum(_nbytes(s, dtype) for s in (x, x, x, bc, bc))
+    bwd = sum(_nbytes(s, dtype) for s in (x, x, x, x, x, bc, bc)) + 2 * _nbytes(bc, torch.float32)
+    exp_us = None if exp_rate is None else batch * dim * length * n_state / exp_rate * 1e6
+
+    got = bench.floors(batch, dim, length, n_state, groups, dtype.itemsize, bandwidth, exp_rate)
+
+    assert (got["fwd_bytes"], got["bwd_bytes"]) == (fwd, bwd)
+    assert got["bw_floor_us"] == pytest.approx(fwd / bandwidth * 1e6)
+    assert got["exp_floor_us"] == (None if exp_us is None else pytest.approx(exp_us))
+    assert got["floor_us"] == pytest.approx(max(fwd / bandwidth * 1e6, exp_us or 0))
+    assert got["bwd_floor_us"] == pytest.approx(max(bwd / bandwidth * 1e6, exp_us or 0))
+
+
+def test_datasheet_exp2_rate_is_16_per_clock_per_sm():
+    assert bench.datasheet_exp2_rate(132, 1980.0) == pytest.approx(132 * 1980e6 * 16)
+
+
+@pytest.mark.parametrize(
+    "rel, dtype, status",
+    [(5e-4, "fp32", "OK"), (2e-3, "fp32", "WRONG"), (2e-2, "bf16", "OK"), (5e-2, "bf16", "WRONG")],
+)
+def test_correctness_gate_is_relative_l2_against_the_dtype_tolerance(rel, dtype, status):
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.randn(2, 8, 16, generator=gen)
+    noise = torch.randn(2, 8, 16, generator=gen)
+    out = ref + noise * (rel * ref.norm() / noise.norm())
+
+    err, got = bench.check_forward(out, ref, dtype)
+
+    a, b = out.double().numpy(), ref.double().numpy()
+    assert err == pytest.approx(np.linalg.norm(a - b) / np.linalg.norm(b), rel=1e-6)
+    assert got == status
+
+
+def _fake_selective_scan_cuda(calls, scale):
+    """A stand-in for mamba_ssm's extension: the torch scan times `scale`, checking the call convention."""
+
+    def fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        calls.append("fwd")
+        assert z is None and delta_softplus is True
+        assert A.dtype == D.dtype == delta_bias.dtype == torch.float32
+        out = kernels.selective_scan(u, delta, A, B, C, D, delta_bias=delta_bias, delta_softplus=True,
+                                     backend="torch")
+        return out * scale, torch.zeros(u.shape[0], u.shape[1], 1, 2 * A.shape[1])
+
+    def bwd(u, delta, A, B, C, D, z, delta_bias, dout, x, out, dz, delta_softplus, recompute_out_z):
+        calls.append("bwd")
+        assert z is None and dz is None and delta_softplus is True and recompute_out_z is False
+        assert dout.shape == out.shape == u.shape and x.shape[-1] == 2 * A.shape[1]
+        return tuple(torch.zeros_like(t) for t in (u, delta, A, B, C, D, delta_bias))
+
+    return types.SimpleNamespace(fwd=fwd, bwd=bwd)
+
+
+@pytest.mark.parametrize("scale, status", [(1.0, "OK"), (1.01, "WRONG")])
+def test_bench_scan_gates_and_compares_with_the_cuda_kernel(monkeypatch, scale, status):
+    calls = []
+    monkeypatch.setattr(bench, "_import_selective_scan_cuda", lambda: _fake_selective_scan_cuda(calls, scale))
+    cpu = torch.device("cpu")
+    logged = []
+
+    rows = bench.bench_scan((2,), ((16, 24),), ("fp32",), ("torch", "cuda"), cpu, bench.make_timer(cpu, 0, 1),
+                            bandwidth=1e10, exp_rate=None, log=logged.append)
+
+    torch_row, cuda_row = rows
+    assert {"fwd", "bwd"} <= set(calls)
+    assert torch_row["status"] == "OK" and torch_row["rel_err"] < 1e-6
+    assert cuda_row["status"] == status and cuda_row["rel_err"] == pytest.approx(abs(scale - 1), abs=1e-6)
+    assert any("WRONG" in line for line in logged) == (status == "WRONG")
+    assert torch_row["speedup_vs_cuda"] == pytest.approx(cuda_row["fwd_bwd_ms"] / torch_row["fwd_bwd_ms"])
+    floor = bench.floors(2, 16, 24, 16, 8, 4, 1e10, None)
+    assert torch_row["fwd_pct_floor"] == pytest.approx(100 * floor["floor_us"] / (torch_row["fwd_ms"] * 1e3))
+
+
+def test_cpu_run_prints_tables_and_writes_json(tmp_path, capsys, no_gpu):
+    path = tmp_path / "out" / "bench.json"
+    code = main(["bench", "--shapes", "16:32,8:16", "--warmup-ms", "0", "--rep-ms", "1", "--json", str(path)])
+
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "no CUDA GPU was found" in text
+    assert "selective scan" in text and "floors" in text
+    assert text.rindex("summary:") > text.rindex("selective scan")  # the summary table comes last
+    data = json.loads(path.read_text())
+    assert {"command", "environment", "options", "plan", "rates", "floors", "scan", "ss2d", "model",
+            "summary", "ok"} <= data.keys()
+    assert data["ok"] and data["environment"]["torch"] == torch.__version__
+    assert [(r["dim"], r["length"], r["backend"], r["batch"]) for r in data["scan"]] == [
+        (16, 32, "torch", 1), (8, 16, "torch", 1)]
+    for row in data["scan"]:
+        assert row["status"] == "OK" and row["rel_err"] < 1e-6 and row["fwd_ms"] > 0
+    for row in data["floors"]:
+        bandwidth = data["rates"]["copy_bandwidth_Bps"]
+        assert row["bw_floor_us"] == pytest.approx(row["fwd_bytes"] / bandwidth * 1e6)
+    assert len(data["summary"]) == 2
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [(["--scan", "spiral"], "--scan"), (["--dtype", "fp16"], "--dtype"), (["--shapes", "12:64"], "--shapes"),
+     (["--batch", "0"], "--batch"), (["--backends", "cudnn"], "--backends")],
+)
+def test_bad_option_is_one_line_and_exit_2(args, option, capsys):
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert option in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_triton_backend_without_a_gpu_says_so(capsys, no_gpu):
+    assert main(["bench", "--backends", "triton"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--backends triton" in err and "CUDA GPU" in err and "Traceback" not in err
+
+
+def test_model_throughput_runs_a_training_and_an_inference_step():
+    rows = bench.bench_model((1,), torch.device("cpu"), "sweep", preset="demo", image_size=64, steps=1,
+                             warmup=0)
+    (row,) = rows
+    assert row["status"] == "OK" and row["scan_backend"] == "torch" and row["image_size"] == 64
+    assert row["train_images_per_s"] > 0 and row["infer_images_per_s"] > 0
+
+
+def test_exp2_microkernel_matches_numpy_under_the_triton_interpreter():
+    """The kernel that measures the exp2 rate computes what it claims (CPU, TRITON_INTERPRET=1)."""
+    code = textwrap.dedent("""
+        import numpy as np, torch
+        from mambaad_cli.engine.bench_exp2 import CHAINS, exp2_chains
+        x = torch.rand(32, generator=torch.Generator().manual_seed(0))
+        out = exp2_chains(x, -0.7, 3, block=16).double().numpy()
+        expected = 0.0
+        for c in range(CHAINS):
+            a = x.double().numpy() + c / 8
+            for _ in range(3):
+                a = np.exp2(a * -0.7)
+            expected = expected + a
+        print(float(np.abs(out - expected).max() / np.abs(expected).max()))
+    """)
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-5
+
+
+def _fake_directions(scale):
+    """A stand-in for kernels.selective_scan_directions (the lead's fused op): per direction gather, torch
+    scan, scatter back and sum; the "triton-fused" result is multiplied by `scale`."""
+
+    def directions(u, delta, A, B, C, D, delta_bias, table, delta_softplus=True, backend="auto"):
+        dn = u.shape[1]
+        out = torch.zeros(u.shape, dtype=torch.float32)
+        for k, idx in enumerate(table):
+            ch = slice(k * dn, (k + 1) * dn)
+            y = kernels.selective_scan(u[..., idx], delta[:, k][..., idx], A[ch], B[:, k][..., idx],
+                                       C[:, k][..., idx], D[ch], delta_bias=delta_bias[ch],
+                                       delta_softplus=delta_softplus, backend="torch")
+            out[..., idx] += y.float()
+        return (out * (scale if backend == "triton-fused" else 1.0)).to(u.dtype)
+
+    return directions
+
+
+@pytest.mark.parametrize("scale, status", [(1.0, "OK"), (1.01, "WRONG")])
+def test_bench_ss2d_compares_fused_with_unfused(monkeypatch, scale, status):
+    monkeypatch.setattr(kernels, "selective_scan_directions", _fake_directions(scale), raising=False)
+    cpu = torch.device("cpu")
+
+    rows = bench.bench_ss2d((2,), ("fp32",), "hilbert", cpu, bench.make_timer(cpu, 0, 1), log=lambda _: None,
+                            sizes=((8, 4), (16, 2)))
+
+    assert [(r["d_inner"], r["side"], r["baseline"]) for r in rows] == [(8, 4, "cuda"), (16, 2, "cuda")]
+    for row in rows:
+        assert row["status"] == status and row["rel_err"] == pytest.approx(abs(scale - 1), abs=1e-6)
+        assert row["speedup"] == pytest.approx(row["fwd_bwd_baseline_ms"] / row["fused_fwd_bwd_ms"])
+
+
+def test_a_wrong_row_makes_the_command_exit_1(monkeypatch, capsys, no_gpu):
+    monkeypatch.setattr(bench, "check_forward", lambda out, ref, dtype: (0.5, "WRONG"))
+    assert main(["bench", "--shapes", "8:16", "--warmup-ms", "0", "--rep-ms", "1"]) == 1
+    text = capsys.readouterr().out
+    assert "WRONG" in text[text.rindex("summary:"):]
