@@ -164,6 +164,8 @@ def main():
     ap.add_argument("--json", type=Path)
     ap.add_argument("--batches", default="16")
     ap.add_argument("--skip-checks", action="store_true")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--no-dirs", dest="dirs", action="store_false")
     ap.add_argument("--chunks", default="128", help="chunk lengths to time, comma-separated (first: with CUDA)")
     args = ap.parse_args()
     print("GPU", torch.cuda.get_device_name(), "torch", torch.__version__, flush=True)
@@ -222,17 +224,18 @@ def main():
         os.environ["MAMBAAD_SCAN_CHUNK"] = variant
         e = check_plain(2, 64, 300, torch.float32)
         print("variant", variant, "check", {k: f"{v:.1e}" for k, v in e.items()}, flush=True)
-        e = check_dirs(2, 16, 16, torch.float32)
-        print("variant", variant, "check dirs", {k: f"{v:.1e}" for k, v in e.items()}, flush=True)
+        if args.dirs:
+            e = check_dirs(2, 16, 16, torch.float32)
+            print("variant", variant, "check dirs", {k: f"{v:.1e}" for k, v in e.items()}, flush=True)
         for batch in [int(b) for b in args.batches.split(",")]:
-            for dtype in (torch.float32, torch.bfloat16):
+            for dtype in [getattr(torch, name) for name in args.dtypes.split(",")]:
                 for dim, L in SHAPES:
                     r = time_plain(batch, dim, L, dtype, have_cuda and variant == chunks[0])
                     row = {"chunk": variant, "batch": batch, "dim": dim, "L": L,
                            "dtype": str(dtype).replace("torch.", ""), **r}
                     results["plain"].append(row)
                     print(json.dumps(row), flush=True)
-        for dtype in (torch.float32,):
+        for dtype in (torch.float32,) if args.dirs else ():
             for dn, side in ((128, 64), (256, 32), (512, 16), (1024, 8)):
                 r = time_dirs(16, dn, side, dtype, "cuda" if have_cuda else "torch")
                 row = {"chunk": variant, "dn": dn, "side": side, "dtype": str(dtype), **r}

@@ -93,6 +93,33 @@ def _delta(dt_raw, bias, m2, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     return x, tl.where(m2, dt, 0.0)  # zero on padding: a = exp2(0) = 1, b = 0
 
 
+@triton.jit
+def _program_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr):
+    # program (channel block, group, batch): its channels within the group (d), overall (ch), the states
+    g = tl.program_id(1).to(tl.int64)
+    b = tl.program_id(2).to(tl.int64)
+    d = tl.program_id(0) * BD + tl.arange(0, BD)
+    dmask = d < DG
+    nn = tl.arange(0, NP)  # N padded to a power of two
+    nm = dmask[:, None] & (nn[None, :] < N)
+    return g, b, tl.num_programs(1), d, dmask, g * DG + d, nn, nm
+
+
+@triton.jit
+def _channel_params(A2_ptr, D_ptr, bias_ptr, ch, dmask, nn, nm, N: tl.constexpr, BD: tl.constexpr,
+                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
+    A2 = tl.load(A2_ptr + ch[:, None] * N + nn[None, :], mask=nm, other=0.0)
+    if HAS_D:
+        Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0)
+    else:
+        Dv = tl.zeros([BD], tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0)
+    else:
+        bias = tl.zeros([BD], tl.float32)
+    return A2, Dv, bias
+
+
 # --------------------------------------------------------------------------------------------------------
 # kernels
 
@@ -111,24 +138,9 @@ def _scan_fwd_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr,
 ):
-    pid_d = tl.program_id(0)
-    g = tl.program_id(1).to(tl.int64)
-    b = tl.program_id(2).to(tl.int64)
-    G = tl.num_programs(1)
-    d = pid_d * BD + tl.arange(0, BD)
-    dmask = d < DG
-    ch = g * DG + d  # channel index into A, D, delta_bias and the checkpoints
-    nn = tl.arange(0, NP)  # N padded to a power of two
-    nm = dmask[:, None] & (nn[None, :] < N)
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, T)
-
-    A2 = tl.load(A2_ptr + ch[:, None] * N + nn[None, :], mask=nm, other=0.0)
-    if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0)
-    else:
-        bias = tl.zeros([BD], tl.float32)
+    A2, Dv, bias = _channel_params(A2_ptr, D_ptr, bias_ptr, ch, dmask, nn, nm, N, BD, HAS_D, HAS_BIAS)
     h = tl.zeros([BD, NP], tl.float32)
 
     for c in range(n_chunks):
@@ -185,24 +197,9 @@ def _scan_bwd_kernel(
     """Gradients. du, ddt and dz share one (batch, G, DG, L) layout (sdu_*); dB/dC are contiguous fp32
     (batch, G, N, L) accumulated with atomics; dA (batch, dim, N), dD and dbias (batch, dim) are
     per-batch partials."""
-    pid_d = tl.program_id(0)
-    g = tl.program_id(1).to(tl.int64)
-    b = tl.program_id(2).to(tl.int64)
-    G = tl.num_programs(1)
-    d = pid_d * BD + tl.arange(0, BD)
-    dmask = d < DG
-    ch = g * DG + d
-    nn = tl.arange(0, NP)  # N padded to a power of two
-    nm = dmask[:, None] & (nn[None, :] < N)
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, T)
-
-    A2 = tl.load(A2_ptr + ch[:, None] * N + nn[None, :], mask=nm, other=0.0)
-    if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0)
-    else:
-        bias = tl.zeros([BD], tl.float32)
+    A2, Dv, bias = _channel_params(A2_ptr, D_ptr, bias_ptr, ch, dmask, nn, nm, N, BD, HAS_D, HAS_BIAS)
     lam = tl.zeros([BD, NP], tl.float32)  # adjoint at the first step of the chunk after this one
     dA = tl.zeros([BD, NP], tl.float32)
     dD = tl.zeros([BD], tl.float32)
@@ -316,8 +313,15 @@ def _prune(configs, named_args, **kwargs):
     return kept or configs[:1]
 
 
+def _config_space() -> list[tuple[int, int]]:
+    value = os.environ.get("MAMBAAD_SCAN_CONFIGS")  # developer knob: "16:4,32:8" (BD:num_warps)
+    if not value:
+        return _CONFIGS
+    return [tuple(int(x) for x in item.split(":")) for item in value.split(",")]
+
+
 def _autotune(kernel, reset_to_zero=None):
-    configs = [triton.Config({"BD": bd}, num_warps=w) for bd, w in _CONFIGS]
+    configs = [triton.Config({"BD": bd}, num_warps=w) for bd, w in _config_space()]
     options = {}
     if "cache_results" in inspect.signature(triton.autotune).parameters:
         options["cache_results"] = True  # keep the choice on disk with Triton's compile cache

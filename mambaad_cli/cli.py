@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 
 from mambaad_cli.config import Config, load_preset, parse_override, preset_names, set_field
@@ -351,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=True)
     except UserError as e:
-        err.print(f"[red]error:[/red] {one_line(e)}", highlight=False, soft_wrap=True)
+        # escape: messages quote user paths and names like 'mambaad[cuda]' that rich would read as markup
+        err.print(f"[red]error:[/red] {escape(one_line(e))}", highlight=False, soft_wrap=True)
         return 2
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

@@ -537,6 +537,10 @@ def bench_scan(
                     ok = cuda is not None and "fwd_bwd_ms" in row
                     row["speedup_vs_cuda"] = cuda["fwd_bwd_ms"] / row["fwd_bwd_ms"] if ok else None
                 rows += group
+                for row in group:  # progress as it goes: a run cut short still shows what it measured
+                    if "fwd_bwd_ms" in row:
+                        log(f"scan batch {batch} {dim}x{length} {dtype} {row['backend']}: "
+                            f"fwd {row['fwd_ms']:.3f} ms, bwd {row['bwd_ms']:.3f} ms")
                 del inputs, reference
                 _cleanup(device)
     return rows
