@@ -97,9 +97,12 @@ def bench(fn, warmup=25, rep=100):
     return triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median")
 
 
-def time_plain(batch, dim, length, dtype, have_cuda):
+def time_plain(batch, dim, length, dtype, have_cuda, layout="mamba"):
     u, delta, A, B, C, D, bias = inputs(batch, dim, length, dtype)
     res = {}
+    cuda_inputs = (u, delta)
+    if layout == "channels-last":  # stride 1 over channels: the rows forward (kernels/NOTES.md, v3)
+        u, delta = (t.movedim(1, -1).contiguous().movedim(-1, 1) for t in (u, delta))
     # Triton through autograd
     leaves = [t.detach().requires_grad_() for t in (u, delta, B, C)]
     uu, dd, BB, CC = leaves
@@ -117,6 +120,7 @@ def time_plain(batch, dim, length, dtype, have_cuda):
     if have_cuda:
         import selective_scan_cuda as ext
 
+        u, delta = cuda_inputs  # mamba_ssm needs time-contiguous inputs
         dl = delta.to(u.dtype)
         res["cuda_fwd"] = bench(lambda: ext.fwd(u, dl, A, B, C, D, None, bias, True))
         o, x, *_ = ext.fwd(u, dl, A, B, C, D, None, bias, True)
@@ -165,6 +169,7 @@ def main():
     ap.add_argument("--batches", default="16")
     ap.add_argument("--skip-checks", action="store_true")
     ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--layout", default="mamba", choices=("mamba", "channels-last"))
     ap.add_argument("--no-dirs", dest="dirs", action="store_false")
     ap.add_argument("--chunks", default="128", help="chunk lengths to time, comma-separated (first: with CUDA)")
     args = ap.parse_args()
@@ -230,7 +235,7 @@ def main():
         for batch in [int(b) for b in args.batches.split(",")]:
             for dtype in [getattr(torch, name) for name in args.dtypes.split(",")]:
                 for dim, L in SHAPES:
-                    r = time_plain(batch, dim, L, dtype, have_cuda and variant == chunks[0])
+                    r = time_plain(batch, dim, L, dtype, have_cuda and variant == chunks[0], args.layout)
                     row = {"chunk": variant, "batch": batch, "dim": dim, "L": L,
                            "dtype": str(dtype).replace("torch.", ""), **r}
                     results["plain"].append(row)
@@ -241,7 +246,7 @@ def main():
                 row = {"chunk": variant, "dn": dn, "side": side, "dtype": str(dtype), **r}
                 results["dirs"].append(row)
                 print(json.dumps(row), flush=True)
-    fwd_k, bwd_k = triton_scan._tuned_kernels()
+    fwd_k, bwd_k, *_ = triton_scan._tuned_kernels()
     results["tuned"] = {"fwd": {str(k): str(v) for k, v in fwd_k.cache.items()},
                         "bwd": {str(k): str(v) for k, v in bwd_k.cache.items()}}
     print("autotune fwd", results["tuned"]["fwd"])

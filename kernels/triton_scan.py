@@ -178,6 +178,88 @@ def _scan_fwd_kernel(
                  y.to(out_ptr.dtype.element_ty), mask=m2)
 
 
+@triton.jit(do_not_specialize=["su_d", "sdt_d", "sz_d", "so_d"])
+def _scan_fwd_rows_kernel(
+    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, table_ptr,
+    L, DG, n_chunks,
+    su_b, su_g, su_d, su_l,
+    sdt_b, sdt_g, sdt_d, sdt_l,
+    sB_b, sB_g, sB_n, sB_l,
+    sC_b, sC_g, sC_n, sC_l,
+    sz_b, sz_g, sz_d, sz_l,
+    so_b, so_g, so_d, so_l,
+    N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, TR: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr,
+):
+    """The forward for channels-last data (stride 1 over channels), with time in registers: tiles are
+    [TR, BD], one channel per lane, so each lane runs its piece of the recurrence sequentially (one FMA per
+    step and state, no shuffles) and one step of BD channels is one coalesced row, whatever the scan order.
+    TR steps are processed per iteration (a register budget); checkpoints are still written every T steps,
+    the backward's chunk. The channel strides are left unspecialised so that Triton keeps one channel per
+    lane instead of packing 4 per lane; the n loop is unrolled so that every row pick folds to a register;
+    the next piece's loads are issued before the current piece is computed."""
+    # (names, not "_": Triton types every loop-carried name, and "_" is reused for the scans' products)
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
+    tt = tl.arange(0, TR)
+    A2_unused, Dv, bias = _channel_params(A2_ptr, D_ptr, bias_ptr, ch, dmask, nn, nm, N, BD, HAS_D, HAS_BIAS)
+    u_base = u_ptr + b * su_b + g * su_g + d[None, :] * su_d
+    dt_base = dt_ptr + b * sdt_b + g * sdt_g + d[None, :] * sdt_d
+    h = tl.zeros([NP, BD], tl.float32)  # state carried between pieces, state n in row n
+    n_pieces = tl.cdiv(L, TR)
+    tmask = tt < L
+    pos = _positions(table_ptr, g, tt, tmask, L, HAS_TABLE)
+    u_next = tl.load(u_base + pos[:, None] * su_l, mask=tmask[:, None] & dmask[None, :], other=0.0)
+    x_next = tl.load(dt_base + pos[:, None] * sdt_l, mask=tmask[:, None] & dmask[None, :], other=0.0)
+    for p in range(n_pieces):
+        t = p * TR + tt
+        tmask = t < L
+        m2 = tmask[:, None] & dmask[None, :]
+        pos_here = pos
+        u = u_next.to(tl.float32)
+        x = x_next.to(tl.float32)
+        # prefetch the next piece (masked off past L)
+        tmask_n = (t + TR) < L
+        pos = _positions(table_ptr, g, t + TR, tmask_n, L, HAS_TABLE)
+        u_next = tl.load(u_base + pos[:, None] * su_l, mask=tmask_n[:, None] & dmask[None, :], other=0.0)
+        x_next = tl.load(dt_base + pos[:, None] * sdt_l, mask=tmask_n[:, None] & dmask[None, :], other=0.0)
+        if HAS_BIAS:
+            x = x + bias[None, :]
+        if SOFTPLUS:
+            x = _softplus(x)
+        dt = tl.where(m2, x, 0.0)
+        dtu = dt * u
+        if HAS_D:
+            y = Dv[None, :] * u
+        else:
+            y = tl.zeros([TR, BD], tl.float32)
+        if STORE_CKPT:
+            if (p * TR) % T == 0:
+                c = (p * TR) // T
+                tl.store(ckpt_ptr + ((b * G * DG + ch)[None, :] * n_chunks + c) * N + nn[:, None], h,
+                         mask=dmask[None, :] & (nn[:, None] < N))
+        for n in tl.static_range(N):
+            A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)
+            Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos_here * sB_l, mask=tmask,
+                         other=0.0).to(tl.float32)
+            Cn = tl.load(C_ptr + b * sC_b + g * sC_g + n * sC_n + pos_here * sC_l, mask=tmask,
+                         other=0.0).to(tl.float32)
+            h0 = tl.sum(tl.where(nn[:, None] == n, h, -0.0), axis=0)  # -0.0: x + -0.0 == x folds away
+            a = tl.exp2(dt * A2n[None, :])
+            bb = dtu * Bn[:, None]
+            bb = tl.where(tt[:, None] == 0, bb + a * h0[None, :], bb)
+            _, hs = tl.associative_scan((a, bb), axis=0, combine_fn=_pair_combine)
+            y += hs * Cn[:, None]
+            last = tl.sum(tl.where(tt[:, None] == TR - 1, hs, -0.0), axis=0)
+            h = tl.where(nn[:, None] == n, last[None, :], h)
+        if HAS_Z:
+            z = tl.load(z_ptr + b * sz_b + g * sz_g + d[None, :] * sz_d + pos_here[:, None] * sz_l,
+                        mask=m2, other=0.0).to(tl.float32)
+            y = y * z / (1.0 + tl.exp(-z))
+        tl.store(out_ptr + b * so_b + g * so_g + d[None, :] * so_d + pos_here[:, None] * so_l,
+                 y.to(out_ptr.dtype.element_ty), mask=m2)
+
+
 @triton.jit
 def _scan_bwd_kernel(
     u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, dout_ptr, ckpt_ptr, table_ptr,
@@ -331,15 +413,23 @@ def _autotune(kernel, reset_to_zero=None):
     )(kernel)
 
 
+ROWS_PIECE = 8  # steps per register tile in the channels-last forward: 16 spills registers at N = 16
+_ROWS_CONFIGS = [(32, 1), (64, 2), (128, 4)]  # (BD, num_warps): one channel per lane
+
+
 @functools.cache
 def _tuned_kernels():
-    return _autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=["dB_ptr", "dC_ptr"])
+    rows = triton.autotune(
+        [triton.Config({"BD": bd}, num_warps=w) for bd, w in _ROWS_CONFIGS], key=["DG", "L", "N", "T", "TR"],
+        prune_configs_by={"early_config_prune": _prune},
+    )(_scan_fwd_rows_kernel)
+    return _autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]), rows
 
 
 def _launch(kernel_index: int, grid_shape: tuple[int, int, int], args: tuple, consts: dict) -> None:
     dg, groups, batch = grid_shape
     if interpreting():
-        kernel = (_scan_fwd_kernel, _scan_bwd_kernel)[kernel_index]
+        kernel = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel)[kernel_index]
         bd = min(_INTERPRETER_BD, triton.next_power_of_2(dg))
         kernel[(triton.cdiv(dg, bd), groups, batch)](*args, BD=bd, **consts)
         return
@@ -358,10 +448,17 @@ def _flags(D, z, delta_bias, softplus, table) -> dict:
     }
 
 
+def channels_last(u4, dt4, z4=None) -> bool:
+    """Whether u / delta (/ z) have stride 1 over channels: the forward then runs the rows kernel."""
+    tensors = [t for t in (u4, dt4, z4) if t is not None]
+    return all(t.stride(2) == 1 and t.stride(3) != 1 for t in tensors) and u4.shape[2] > 1
+
+
 def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dtype, need_ckpt, chunk):
     """Forward on 4-D views (batch, G, DG, L) of u / delta / z and (batch, G, N, L) of B / C.
 
-    Returns out (batch, G, DG, L) contiguous in ``out_dtype``, the checkpoints (or None) and the chunk length.
+    Returns out (batch, G, DG, L) in ``out_dtype`` (channels-last in memory when the inputs are), the
+    checkpoints (or None) and the chunk length. Channels-last inputs run the rows kernel, others the tiles.
     """
     batch, groups, dg, length = dt4.shape
     n_state = A.shape[1]
@@ -370,7 +467,11 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     A2 = (A.float() * LOG2_E).contiguous()
     Df = D.float().contiguous() if D is not None else A2
     bias = delta_bias.float().contiguous() if delta_bias is not None else A2
-    out = torch.empty((batch, groups, dg, length), device=u4.device, dtype=out_dtype)
+    rows = channels_last(u4, dt4, z4)
+    if rows:  # the output in the same layout: (batch, L, G, DG) in memory
+        out = torch.empty((batch, length, groups, dg), device=u4.device, dtype=out_dtype).permute(0, 2, 3, 1)
+    else:
+        out = torch.empty((batch, groups, dg, length), device=u4.device, dtype=out_dtype)
     ckpt = torch.empty((batch, groups * dg, n_chunks, n_state), device=u4.device, dtype=torch.float32) \
         if need_ckpt else A2
     tab = table if table is not None else A2
@@ -378,7 +479,9 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
             *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(out))
     consts = dict(N=n_state, NP=triton.next_power_of_2(n_state), T=T, STORE_CKPT=need_ckpt,
                   **_flags(D, z4, delta_bias, softplus, table))
-    _launch(0, (dg, groups, batch), args, consts)
+    if rows:
+        consts["TR"] = min(int(os.environ.get("MAMBAAD_SCAN_PIECE", ROWS_PIECE)), T)  # env: developer sweeps
+    _launch(2 if rows else 0, (dg, groups, batch), args, consts)
     return out, (ckpt if need_ckpt else None), T
 
 

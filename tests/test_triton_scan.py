@@ -157,3 +157,44 @@ def test_unfused_directions_with_the_triton_scan_match_torch(ts):
     expected = selective_scan_directions(*xs, table, backend="torch")
     got = selective_scan_directions(*[x.to(DEVICE) for x in xs], table.to(DEVICE), backend="triton")
     torch.testing.assert_close(got.cpu(), expected, rtol=1e-5, atol=1e-5)
+
+
+def channels_last(t: torch.Tensor) -> torch.Tensor:
+    """The same values with stride 1 over dim 1 (channels) and the time axis (last) outermost."""
+    return t.movedim(1, -1).contiguous().movedim(-1, 1)
+
+
+def test_channels_last_inputs_run_the_rows_forward_and_match(ts):
+    inputs = make(2, 8, 37, 3, 2, z=True, seed=11)
+    ref_in = {k: (v.clone().requires_grad_() if v is not None else None) for k, v in inputs.items()}
+    test_in = {k: v.float().to(DEVICE) if v is not None else None for k, v in inputs.items()}
+    for k in ("u", "delta", "z"):
+        test_in[k] = channels_last(test_in[k])
+    u4 = test_in["u"].unflatten(1, (2, 4))
+    assert ts.channels_last(u4, test_in["delta"].unflatten(1, (2, 4)))
+    test_in = {k: (v.requires_grad_() if v is not None else None) for k, v in test_in.items()}
+    ref = selective_scan_ref(**ref_in, delta_softplus=True)
+    out = ts.selective_scan_triton(**test_in, delta_softplus=True, chunk=16)
+    assert out.stride(1) == 1  # the output keeps the layout
+    assert rel(out, ref) < 1e-5
+    dout = torch.randn(ref.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    ref.backward(dout)
+    out.backward(dout.float().to(DEVICE))
+    for name in NAMES:
+        assert rel(test_in[name].grad, ref_in[name].grad) < 1e-4, name
+
+
+def test_fused_directions_on_channels_last_maps(ts):
+    batch, dn, n, K, H, W = 2, 4, 2, 8, 4, 5
+    L = H * W
+    g = torch.Generator().manual_seed(4)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    xs = [r(batch, dn, L), r(batch, K, dn, L) * 0.5, -(torch.rand(K * dn, n, generator=g, dtype=torch.float64)
+          + 0.1), r(batch, K, n, L), r(batch, K, n, L), r(K * dn), r(K * dn) * 0.3]
+    table = direction_tables("hilbert", H, W, K)
+    expected = selective_scan_directions_unfused(*xs, table, backend="torch")
+    test = [x.float().to(DEVICE) for x in xs]
+    test[0] = channels_last(test[0])
+    test[1] = test[1].permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)  # (B, L, K, Dn) in memory
+    got = selective_scan_directions(*test, table.to(DEVICE), backend="triton-fused")
+    assert rel(got, expected) < 1e-5
