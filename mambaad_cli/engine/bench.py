@@ -633,6 +633,13 @@ def bench_ss2d(
     return rows
 
 
+# fp32 eager reproduces the paper; bf16 autocast with channels-last is the optimised training setting
+MODEL_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("fp32", {}),
+    ("bf16+cl", {"train.precision": "bf16", "train.channels_last": True}),
+)
+
+
 def model_throughput(
     preset: str,
     batch_size: int,
@@ -645,9 +652,11 @@ def model_throughput(
 ) -> dict[str, float]:
     """Training and inference images/s of MambaAD for a preset with random weights (encoder "none").
 
-    image_size 0 keeps the preset's; `overrides` are extra config fields (e.g. model.decoder.scan).
+    image_size 0 keeps the preset's; `overrides` are extra config fields (e.g. model.decoder.scan, and
+    train.precision / train.channels_last / train.compile, applied as in training, to both steps).
     """
     from mambaad_cli.config import load_preset
+    from mambaad_cli.engine.acceleration import apply_speed_options, as_fp32, autocast, to_model_input
     from mambaad_cli.model import anomaly_map, build_model
 
     device = torch.device(device)
@@ -656,18 +665,20 @@ def model_throughput(
         {"model.encoder.weights": "none", "model.decoder.scan_backend": backend, **(overrides or {})},
     )
     size = image_size or cfg.data.image_size
-    model = build_model(cfg).to(device)
+    model = apply_speed_options(build_model(cfg).to(device), cfg.train)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    x = torch.rand(batch_size, 3, size, size, device=device)
+    x = to_model_input(torch.rand(batch_size, 3, size, size), device, cfg.train.channels_last)
+    precision = cfg.train.precision
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
     def train_step() -> None:
-        enc, dec = model(x)
-        loss = model.loss(enc, dec, 5.0)
+        with autocast(device, precision):
+            enc, dec = model(x)
+        loss = model.loss(as_fp32(enc), as_fp32(dec), 5.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -675,8 +686,9 @@ def model_throughput(
 
     @torch.inference_mode()
     def infer_step() -> None:
-        enc, dec = model(x)
-        anomaly_map(enc, dec, (size, size), sigma=cfg.eval.sigma)
+        with autocast(device, precision):
+            enc, dec = model(x)
+        anomaly_map(as_fp32(enc), as_fp32(dec), (size, size), sigma=cfg.eval.sigma)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -707,8 +719,10 @@ def bench_model(
     steps: int | None = None,
     warmup: int | None = None,
     log: Callable[[str], None] = rich_print,
+    variants: tuple[tuple[str, dict[str, Any]], ...] = MODEL_VARIANTS,
 ) -> list[dict[str, Any]]:
-    """MambaAD training / inference images/s per batch size (paper preset, scan backend auto)."""
+    """MambaAD training / inference images/s per batch size and variant (paper preset, scan backend auto):
+    fp32 eager as the paper runs, and the optimised settings, measured one after the other."""
     from kernels.dispatch import resolve_backend
 
     gpu = device.type == "cuda"
@@ -717,17 +731,20 @@ def bench_model(
     backend = resolve_backend("auto", torch.empty(0, device=device))
     rows = []
     for batch in batches:
-        row: dict[str, Any] = {"preset": preset, "batch": batch, "scan": scan, "scan_backend": backend}
-        try:
-            row.update(model_throughput(preset, batch, device, "auto", image_size, steps, warmup,
-                                        {"model.decoder.scan": scan}))
-            row["image_size"] = image_size or _preset_image_size(preset)
-            row["status"] = "OK"
-        except Exception as e:  # noqa: BLE001 - e.g. out of memory at a large batch
-            _failure(row, e, device)
-            log(f"[red bold]{row['status']}[/red bold]: model, batch {batch}: {escape(row['error'])}")
-        rows.append(row)
-        _cleanup(device)
+        for variant, overrides in variants:
+            row: dict[str, Any] = {"preset": preset, "batch": batch, "scan": scan, "scan_backend": backend,
+                                   "variant": variant}
+            try:
+                row.update(model_throughput(preset, batch, device, "auto", image_size, steps, warmup,
+                                            {"model.decoder.scan": scan, **overrides}))
+                row["image_size"] = image_size or _preset_image_size(preset)
+                row["status"] = "OK"
+            except Exception as e:  # noqa: BLE001 - e.g. out of memory at a large batch
+                _failure(row, e, device)
+                log(f"[red bold]{row['status']}[/red bold]: model {variant}, batch {batch}: "
+                    f"{escape(row['error'])}")
+            rows.append(row)
+            _cleanup(device)
     return rows
 
 

@@ -79,12 +79,14 @@ def ss2d_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def model_table(rows: list[dict[str, Any]]) -> Table:
-    table = _table("MambaAD throughput (random weights, fp32)", [
-        "preset", "batch", "size", "scan", "backend", "train img/s", "infer img/s", "train ms", "infer ms",
-        "peak GiB", "check"], left=5)
+    table = _table("MambaAD throughput (random weights; fp32 = as the paper, bf16+cl = bf16 autocast, "
+                   "channels-last)", [
+        "preset", "variant", "batch", "size", "scan", "backend", "train img/s", "infer img/s", "train ms",
+        "infer ms", "peak GiB", "check"], left=6)
     for r in rows:
         table.add_row(
-            r["preset"], str(r["batch"]), str(r.get("image_size", NA)), r["scan"], r["scan_backend"],
+            r["preset"], r.get("variant", "fp32"), str(r["batch"]), str(r.get("image_size", NA)), r["scan"],
+            r["scan_backend"],
             _num(r.get("train_images_per_s"), ".1f"), _num(r.get("infer_images_per_s"), ".1f"),
             _num(r.get("train_ms_per_batch"), ".1f"), _num(r.get("infer_ms_per_batch"), ".1f"),
             _num(r.get("peak_memory_gib"), ".1f"), _status(r),
@@ -125,7 +127,7 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     for r in result["model"]:
         for mode in ("train", "infer"):
             rows.append({
-                "what": f"model {mode}", "batch": r["batch"], "dtype": "fp32",
+                "what": f"model {mode}", "batch": r["batch"], "dtype": r.get("variant", "fp32"),
                 "shape": f"{r.get('image_size', NA)}px", "ours": r["scan_backend"],
                 "ours_ms": r.get(f"{mode}_ms_per_batch"), "baseline": None, "baseline_ms": None,
                 "speedup": None, "fwd_pct_floor": None, "images_per_s": r.get(f"{mode}_images_per_s"),
