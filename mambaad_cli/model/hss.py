@@ -17,6 +17,7 @@ from timm.layers import DropPath
 from torch import nn
 
 from kernels import selective_scan_directions
+from kernels.directions import FUSED
 from mambaad_cli.model.scans import direction_tables
 
 
@@ -93,18 +94,27 @@ class SS2D(nn.Module):
         Bsz, D, H, W = x.shape
         K, L, N, R = self.K, H * W, self.d_state, self.dt_rank
         table, _ = scan_indices(self.scan, H, W, K, x.device)
-        xs = x.reshape(Bsz, D, L)
         # x_proj and dt_proj act on each token alone, so they commute with the scan orders: compute them in
         # natural order for every direction and let the scan read through the direction tables.
-        x_dbl = torch.einsum("bdl,kcd->bkcl", xs, self.x_proj_weight)
-        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        if self.scan_backend == FUSED:
+            # the fused kernel wants stride 1 over channels (kernels/NOTES.md, v3): tokens outermost
+            xs = x.contiguous(memory_format=torch.channels_last).reshape(Bsz, D, L)
+            x_dbl = torch.einsum("bdl,kcd->blkc", xs, self.x_proj_weight)
+            dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=3)
+            dts = torch.einsum("blkr,kdr->blkd", dts, self.dt_projs_weight).permute(0, 2, 3, 1)
+            Bs, Cs = Bs.permute(0, 2, 3, 1), Cs.permute(0, 2, 3, 1)  # (B, K, N, L) views
+        else:
+            xs = x.reshape(Bsz, D, L)
+            x_dbl = torch.einsum("bdl,kcd->bkcl", xs, self.x_proj_weight)
+            dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+            dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+            Bs, Cs = Bs.contiguous(), Cs.contiguous()
         return selective_scan_directions(
             xs,
             dts,
             -torch.exp(self.A_logs),
-            Bs.contiguous(),  # (B, K, N, L): direction k serves channels k*D..(k+1)*D-1
-            Cs.contiguous(),
+            Bs,  # (B, K, N, L): direction k serves channels k*D..(k+1)*D-1
+            Cs,
             self.Ds,
             self.dt_projs_bias.reshape(-1),
             table,
