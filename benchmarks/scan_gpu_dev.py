@@ -81,7 +81,7 @@ def check_dirs(batch, dn, side, dtype):
     ref_in = [x.detach().double().requires_grad_() for x in xs]
     test_in = [x.detach().clone().requires_grad_() for x in xs]
     ref = selective_scan_directions(*ref_in, table, backend="torch")
-    out = selective_scan_directions(*test_in, table, backend="triton")
+    out = selective_scan_directions(*test_in, table, backend="triton-fused")
     dout = torch.randn_like(ref)
     ref.backward(dout)
     out.backward(dout.to(out.dtype))
@@ -129,10 +129,12 @@ def time_plain(batch, dim, length, dtype, have_cuda, layout="mamba"):
     return res
 
 
-def time_dirs(batch, dn, side, dtype, backend_unfused):
+def time_dirs(batch, dn, side, dtype, backend_unfused, layout="mamba"):
     xs, table = dir_inputs(batch, dn, side, dtype)
+    if layout == "channels-last":  # as SS2D gives the fused kernel: tokens outermost
+        xs = [x.movedim(-1, 1).contiguous().movedim(1, -1) if i in (0, 1, 3, 4) else x for i, x in enumerate(xs)]
     res = {}
-    for label, backend in (("fused", "triton"), ("unfused", backend_unfused)):
+    for label, backend in (("fused", "triton-fused"), ("unfused", backend_unfused)):
         leaves = [x.detach().requires_grad_() if x.is_floating_point() and i in (0, 1, 3, 4) else x
                   for i, x in enumerate(xs)]
         if backend == "triton_unfused":
@@ -242,7 +244,7 @@ def main():
                     print(json.dumps(row), flush=True)
         for dtype in (torch.float32,) if args.dirs else ():
             for dn, side in ((128, 64), (256, 32), (512, 16), (1024, 8)):
-                r = time_dirs(16, dn, side, dtype, "cuda" if have_cuda else "torch")
+                r = time_dirs(16, dn, side, dtype, "cuda" if have_cuda else "torch", args.layout)
                 row = {"chunk": variant, "dn": dn, "side": side, "dtype": str(dtype), **r}
                 results["dirs"].append(row)
                 print(json.dumps(row), flush=True)

@@ -305,17 +305,23 @@ def ss2d_inputs(
     batch: int, d_inner: int, side: int, dtype: str, device: torch.device, scan: str,
     directions: int = DIRECTIONS, n_state: int = N_STATE, seed: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Inputs of kernels.selective_scan_directions for one SS2D block on a side x side map (natural order)."""
+    """Inputs of kernels.selective_scan_directions for one SS2D block on a side x side map (natural order),
+    in the memory layout MambaAD's SS2D gives the fused kernel: tokens outermost, stride 1 over channels
+    (u as (batch, L, d_inner), delta as (batch, L, K, d_inner), B/C as (batch, L, K, N) in memory)."""
     from mambaad_cli.model.scans import direction_tables
 
     K, L = directions, side * side
     flat = scan_inputs(batch, K * d_inner, L, dtype, device, n_state, groups=K, seed=seed)
+
+    def tokens_outermost(t: torch.Tensor) -> torch.Tensor:
+        return t.movedim(-1, 1).contiguous().movedim(1, -1)
+
     return {
-        "u": flat["u"][:, :d_inner].contiguous(),  # shared by the K directions
-        "delta": flat["delta"].view(batch, K, d_inner, L),
+        "u": tokens_outermost(flat["u"][:, :d_inner]),  # shared by the K directions
+        "delta": tokens_outermost(flat["delta"].view(batch, K, d_inner, L)),
         "A": flat["A"],
-        "B": flat["B"],  # (batch, K, N, L)
-        "C": flat["C"],
+        "B": tokens_outermost(flat["B"]),  # (batch, K, N, L)
+        "C": tokens_outermost(flat["C"]),
         "D": flat["D"],
         "delta_bias": flat["delta_bias"],
         "table": direction_tables(scan, side, side, K).to(device),
