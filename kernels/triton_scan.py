@@ -73,6 +73,25 @@ def _column(tile, idx, j):
 
 
 @triton.jit
+def _row(tile, idx, i):
+    # tile[i, :] of a tile whose first axis lives in registers: with i a compile-time constant the pick folds
+    # to one register (-0.0, not 0.0: x + -0.0 == x, so the additions fold away too)
+    return tl.sum(tl.where(idx[:, None] == i, tile, -0.0), axis=0)
+
+
+@triton.jit
+def _delta_rows(x, bias, m2, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    # _delta for [TR, BD] tiles (channels on the second axis)
+    if HAS_BIAS:
+        x = x + bias[None, :]
+    if SOFTPLUS:
+        dt = _softplus(x)
+    else:
+        dt = x
+    return x, tl.where(m2, dt, 0.0)
+
+
+@triton.jit
 def _positions(table_ptr, g, t, tmask, L, HAS_TABLE: tl.constexpr):
     if HAS_TABLE:
         pos = tl.load(table_ptr + g * L + t, mask=tmask, other=0).to(tl.int64)
@@ -369,6 +388,139 @@ def _scan_bwd_kernel(
     tl.store(dbias_ptr + row, dbias, mask=dmask)
 
 
+@triton.jit(do_not_specialize=["su_d", "sdt_d", "sz_d", "so_d", "sdu_d"])
+def _scan_bwd_rows_kernel(
+    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, dout_ptr, ckpt_ptr, table_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, scratch_ptr,
+    L, DG, n_chunks,
+    su_b, su_g, su_d, su_l,
+    sdt_b, sdt_g, sdt_d, sdt_l,
+    sB_b, sB_g, sB_n, sB_l,
+    sC_b, sC_g, sC_n, sC_l,
+    sz_b, sz_g, sz_d, sz_l,
+    so_b, so_g, so_d, so_l,
+    sdu_b, sdu_g, sdu_d, sdu_l,
+    N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, TR: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_TABLE: tl.constexpr,
+):
+    """The backward for channels-last data, time in registers like ``_scan_fwd_rows_kernel``: per chunk
+    (reverse order) a forward pass over its pieces saves each piece's start state to a per-program
+    scratch (batch, dim, T/TR, NP), then the pieces are walked in reverse: recompute h from the saved
+    state, adjoint scan in-lane, gradients; dB/dC are summed over the program's channels (across lanes)
+    before one fp32 atomic per (b, g, n, t). Same outputs as ``_scan_bwd_kernel``."""
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
+    tt = tl.arange(0, TR)
+    A2_unused, Dv, bias = _channel_params(A2_ptr, D_ptr, bias_ptr, ch, dmask, nn, nm, N, BD, HAS_D, HAS_BIAS)
+    PIECES: tl.constexpr = T // TR
+    rows = nn[:, None] < N
+    state_mask = rows & dmask[None, :]
+    scratch = scratch_ptr + (b * G * DG + ch)[None, :] * (PIECES * NP) + nn[:, None]
+    lam = tl.zeros([NP, BD], tl.float32)  # adjoint at the first step after the current piece
+    dA = tl.zeros([NP, BD], tl.float32)
+    dD = tl.zeros([BD], tl.float32)
+    dbias = tl.zeros([BD], tl.float32)
+    u_base = u_ptr + b * su_b + g * su_g + d[None, :] * su_d
+    dt_base = dt_ptr + b * sdt_b + g * sdt_g + d[None, :] * sdt_d
+    for i in range(n_chunks):
+        c = n_chunks - 1 - i
+        # 1) forward through the chunk from its checkpoint, keeping each piece's start state
+        h = tl.load(ckpt_ptr + ((b * G * DG + ch)[None, :] * n_chunks + c) * N + nn[:, None], mask=state_mask,
+                    other=0.0)
+        tl.debug_barrier()  # the previous chunk's readers are done with the scratch
+        for p in range(PIECES):
+            tl.store(scratch + p * NP, h, mask=state_mask)
+            t = c * T + p * TR + tt
+            tmask = t < L
+            m2 = tmask[:, None] & dmask[None, :]
+            pos = _positions(table_ptr, g, t, tmask, L, HAS_TABLE)
+            u = tl.load(u_base + pos[:, None] * su_l, mask=m2, other=0.0).to(tl.float32)
+            x = tl.load(dt_base + pos[:, None] * sdt_l, mask=m2, other=0.0).to(tl.float32)
+            _x, dt = _delta_rows(x, bias, m2, HAS_BIAS, SOFTPLUS)
+            dtu = dt * u
+            for n in tl.static_range(N):
+                A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)
+                Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos * sB_l, mask=tmask, other=0.0)
+                a = tl.exp2(dt * A2n[None, :])
+                bb = dtu * Bn.to(tl.float32)[:, None]
+                bb = tl.where(tt[:, None] == 0, bb + a * _row(h, nn, n)[None, :], bb)
+                _, hs = tl.associative_scan((a, bb), axis=0, combine_fn=_pair_combine)
+                h = tl.where(nn[:, None] == n, _row(hs, tt, TR - 1)[None, :], h)
+        tl.debug_barrier()  # the scratch is written before it is read back
+        # 2) the pieces in reverse
+        for q in range(PIECES):
+            p = PIECES - 1 - q
+            t = c * T + p * TR + tt
+            tmask = t < L
+            m2 = tmask[:, None] & dmask[None, :]
+            pos = _positions(table_ptr, g, t, tmask, L, HAS_TABLE)
+            tmask_n = (t + 1) < L
+            m2_n = tmask_n[:, None] & dmask[None, :]
+            pos_n = _positions(table_ptr, g, t + 1, tmask_n, L, HAS_TABLE)
+            h = tl.load(scratch + p * NP, mask=state_mask, other=0.0)
+            u = tl.load(u_base + pos[:, None] * su_l, mask=m2, other=0.0).to(tl.float32)
+            x = tl.load(dt_base + pos[:, None] * sdt_l, mask=m2, other=0.0).to(tl.float32)
+            x, dt = _delta_rows(x, bias, m2, HAS_BIAS, SOFTPLUS)
+            xn = tl.load(dt_base + pos_n[:, None] * sdt_l, mask=m2_n, other=0.0).to(tl.float32)
+            _xn, dtn = _delta_rows(xn, bias, m2_n, HAS_BIAS, SOFTPLUS)
+            gout = tl.load(dout_ptr + b * so_b + g * so_g + d[None, :] * so_d + pos[:, None] * so_l,
+                           mask=m2, other=0.0).to(tl.float32)
+            if HAS_Z:
+                z = tl.load(z_ptr + b * sz_b + g * sz_g + d[None, :] * sz_d + pos[:, None] * sz_l,
+                            mask=m2, other=0.0).to(tl.float32)
+                sig_z = 1.0 / (1.0 + tl.exp(-z))
+                gy = gout * z * sig_z
+            else:
+                gy = gout
+            dtu = dt * u
+            y = tl.zeros([TR, BD], tl.float32)
+            d_dt = tl.zeros([TR, BD], tl.float32)
+            d_dtu = tl.zeros([TR, BD], tl.float32)
+            for n in tl.static_range(N):
+                A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)
+                Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos * sB_l, mask=tmask, other=0.0)
+                Cn = tl.load(C_ptr + b * sC_b + g * sC_g + n * sC_n + pos * sC_l, mask=tmask, other=0.0)
+                Bn, Cn = Bn.to(tl.float32)[:, None], Cn.to(tl.float32)[:, None]
+                a = tl.exp2(dt * A2n[None, :])
+                bb = dtu * Bn
+                bb0 = tl.where(tt[:, None] == 0, bb + a * _row(h, nn, n)[None, :], bb)
+                _, hs = tl.associative_scan((a, bb0), axis=0, combine_fn=_pair_combine)
+                if HAS_Z:
+                    y += hs * Cn
+                alpha = tl.exp2(dtn * A2n[None, :])  # a_{t+1}; 1 beyond L, where lambda is 0 anyway
+                cg = gy * Cn
+                cg = tl.where(tt[:, None] == TR - 1, cg + alpha * _row(lam, nn, n)[None, :], cg)
+                _, lt = tl.associative_scan((alpha, cg), axis=0, combine_fn=_pair_combine, reverse=True)
+                qv = hs - bb  # a_t * h_{t-1}
+                d_dt += lt * (Bn * u + (A2n * LN_2)[None, :] * qv)
+                d_dtu += lt * Bn
+                dA = tl.where(nn[:, None] == n, dA + tl.sum(lt * dt * qv, axis=0)[None, :], dA)
+                row = (b * G + g) * N + n
+                tl.atomic_add(dB_ptr + row * L + pos, tl.sum(lt * dtu, axis=1), mask=tmask)
+                tl.atomic_add(dC_ptr + row * L + pos, tl.sum(gy * hs, axis=1), mask=tmask)
+                lam = tl.where(nn[:, None] == n, _row(lt, tt, 0)[None, :], lam)
+            du = d_dtu * dt
+            if HAS_D:
+                y += Dv[None, :] * u
+                du += Dv[None, :] * gy
+                dD += tl.sum(gy * u, axis=0)
+            if SOFTPLUS:
+                d_dt = d_dt * _softplus_grad(x)
+            d_dt = tl.where(m2, d_dt, 0.0)
+            dbias += tl.sum(d_dt, axis=0)
+            grad_at = b * sdu_b + g * sdu_g + d[None, :] * sdu_d + pos[:, None] * sdu_l
+            tl.store(du_ptr + grad_at, du.to(du_ptr.dtype.element_ty), mask=m2)
+            tl.store(ddt_ptr + grad_at, d_dt.to(ddt_ptr.dtype.element_ty), mask=m2)
+            if HAS_Z:
+                dz = gout * y * sig_z * (1.0 + z * (1.0 - sig_z))
+                tl.store(dz_ptr + grad_at, dz.to(dz_ptr.dtype.element_ty), mask=m2)
+
+    out_row = b * G * DG + ch
+    tl.store(dA_ptr + out_row[None, :] * N + nn[:, None], dA, mask=state_mask)
+    tl.store(dD_ptr + out_row, dD, mask=dmask)
+    tl.store(dbias_ptr + out_row, dbias, mask=dmask)
+
+
 # --------------------------------------------------------------------------------------------------------
 # launch: autotuned over channels per program and warps; the chunk length T is fixed per L on the host
 # because the forward's checkpoints and the backward must agree on it.
@@ -419,17 +571,22 @@ _ROWS_CONFIGS = [(32, 1), (64, 2), (128, 4)]  # (BD, num_warps): one channel per
 
 @functools.cache
 def _tuned_kernels():
-    rows = triton.autotune(
-        [triton.Config({"BD": bd}, num_warps=w) for bd, w in _ROWS_CONFIGS], key=["DG", "L", "N", "T", "TR"],
-        prune_configs_by={"early_config_prune": _prune},
-    )(_scan_fwd_rows_kernel)
-    return _autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]), rows
+    def rows(kernel, reset_to_zero=None):
+        return triton.autotune(
+            [triton.Config({"BD": bd}, num_warps=w) for bd, w in _ROWS_CONFIGS],
+            key=["DG", "L", "N", "T", "TR"],
+            prune_configs_by={"early_config_prune": _prune}, reset_to_zero=reset_to_zero,
+        )(kernel)
+
+    return (_autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]),
+            rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]))
 
 
 def _launch(kernel_index: int, grid_shape: tuple[int, int, int], args: tuple, consts: dict) -> None:
     dg, groups, batch = grid_shape
     if interpreting():
-        kernel = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel)[kernel_index]
+        kernels = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel, _scan_bwd_rows_kernel)
+        kernel = kernels[kernel_index]
         bd = min(_INTERPRETER_BD, triton.next_power_of_2(dg))
         kernel[(triton.cdiv(dg, bd), groups, batch)](*args, BD=bd, **consts)
         return
@@ -446,6 +603,10 @@ def _flags(D, z, delta_bias, softplus, table) -> dict:
         "HAS_D": D is not None, "HAS_Z": z is not None, "HAS_BIAS": delta_bias is not None,
         "SOFTPLUS": bool(softplus), "HAS_TABLE": table is not None,
     }
+
+
+def _rows_piece(T: int) -> int:
+    return min(int(os.environ.get("MAMBAAD_SCAN_PIECE", ROWS_PIECE)), T)  # env: developer sweeps
 
 
 def channels_last(u4, dt4, z4=None) -> bool:
@@ -480,7 +641,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     consts = dict(N=n_state, NP=triton.next_power_of_2(n_state), T=T, STORE_CKPT=need_ckpt,
                   **_flags(D, z4, delta_bias, softplus, table))
     if rows:
-        consts["TR"] = min(int(os.environ.get("MAMBAAD_SCAN_PIECE", ROWS_PIECE)), T)  # env: developer sweeps
+        consts["TR"] = _rows_piece(T)
     _launch(2 if rows else 0, (dg, groups, batch), args, consts)
     return out, (ckpt if need_ckpt else None), T
 
@@ -495,9 +656,16 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     Df = D.float().contiguous() if D is not None else A2
     bias = delta_bias.float().contiguous() if delta_bias is not None else A2
     dev = u4.device
-    du = torch.empty((batch, groups, dg, length), device=dev, dtype=torch.float32)
-    ddt = torch.empty_like(du)
-    dz = torch.empty_like(du) if z4 is not None else du
+    # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward on channels-last data too, to compare the two
+    rows = channels_last(u4, dt4, z4) and os.environ.get("MAMBAAD_SCAN_BWD", "rows") == "rows"
+
+    def grad_buffer():
+        if rows:  # gradients in the inputs' layout, so that the rows kernel stores whole rows
+            buffer = torch.empty((batch, length, groups, dg), device=dev, dtype=torch.float32)
+            return buffer.permute(0, 2, 3, 1)
+        return torch.empty((batch, groups, dg, length), device=dev, dtype=torch.float32)
+    du, ddt = grad_buffer(), grad_buffer()
+    dz = grad_buffer() if z4 is not None else du
     dB = torch.zeros((batch, groups, n_state, length), device=dev, dtype=torch.float32)
     dC = torch.zeros_like(dB)
     dA = torch.empty((batch, groups * dg, n_state), device=dev, dtype=torch.float32)
@@ -510,7 +678,12 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
             *_strides(du))
     consts = dict(N=n_state, NP=triton.next_power_of_2(n_state), T=T,
                   **_flags(D, z4, delta_bias, softplus, table))
-    _launch(1, (dg, groups, batch), args, consts)
+    if rows:
+        consts["TR"] = _rows_piece(T)
+        scratch = torch.empty((batch, groups * dg, T // consts["TR"], consts["NP"]), device=dev,
+                              dtype=torch.float32)
+        args = args[:19] + (scratch,) + args[19:]
+    _launch(3 if rows else 1, (dg, groups, batch), args, consts)
     return du, ddt, (dz if z4 is not None else None), dB, dC, dA.sum(0), dD.sum(0), dbias.sum(0)
 
 

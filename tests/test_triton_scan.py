@@ -164,7 +164,10 @@ def channels_last(t: torch.Tensor) -> torch.Tensor:
     return t.movedim(1, -1).contiguous().movedim(-1, 1)
 
 
-def test_channels_last_inputs_run_the_rows_forward_and_match(ts):
+def test_channels_last_inputs_run_the_rows_kernels_and_match(ts, monkeypatch):
+    launched = []
+    launch = ts._launch
+    monkeypatch.setattr(ts, "_launch", lambda index, *args: launched.append(index) or launch(index, *args))
     inputs = make(2, 8, 37, 3, 2, z=True, seed=11)
     ref_in = {k: (v.clone().requires_grad_() if v is not None else None) for k, v in inputs.items()}
     test_in = {k: v.float().to(DEVICE) if v is not None else None for k, v in inputs.items()}
@@ -182,6 +185,7 @@ def test_channels_last_inputs_run_the_rows_forward_and_match(ts):
     out.backward(dout.float().to(DEVICE))
     for name in NAMES:
         assert rel(test_in[name].grad, ref_in[name].grad) < 1e-4, name
+    assert launched == [2, 3]  # the rows forward and the rows backward
 
 
 def test_fused_directions_on_channels_last_maps(ts):
