@@ -186,6 +186,9 @@ def predict_cmd(
     batch_size: Annotated[int | None, typer.Option(help="Images per batch (eval.batch_size).")] = None,
     workers: Annotated[int, typer.Option(help="Image-loading worker processes.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    precision: Annotated[
+        str | None, typer.Option(help="fp32 or bf16 autocast (default: the run's eval.precision).")
+    ] = None,
 ) -> None:
     """Score images with a trained run: scores.csv, a heat-map overlay and a mask per image."""
     from mambaad_cli.engine.predict import predict, summary_table
@@ -201,6 +204,7 @@ def predict_cmd(
         batch_size=batch_size,
         num_workers=workers,
         show_progress=progress,
+        precision=precision,
     )
     out.print(summary_table(result))
     for _, reason in result.skipped:

@@ -205,6 +205,7 @@ def test_unreadable_image_is_skipped_and_reported(tiny, tmp_path, capsys):
         ("bad_threshold", "--threshold abc"),
         ("bad_class", "--class nope"),
         ("missing_input", "input not found"),
+        ("bad_precision", "--precision fp16"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(tiny, tmp_path, capsys, case, message):
@@ -228,6 +229,8 @@ def test_user_errors_are_one_line_exit_2(tiny, tmp_path, capsys, case, message):
         extra = ["--class", "nope"]
     elif case == "missing_input":
         images = str(tmp_path / "no_such.png")
+    elif case == "bad_precision":
+        extra = ["--precision", "fp16"]
     code = main(["predict", images, "--out", str(tmp_path / "out"), "--model", run, "--no-progress", *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
@@ -278,3 +281,16 @@ def test_default_model_is_the_newest_latest_run(tiny, tmp_path, monkeypatch):
     monkeypatch.chdir(run_dir.parents[2])  # the folder holding runs/folder/latest
     result = predict([data_root / "disc" / "test" / "good"], tmp_path / "out", show_progress=False)
     assert result.run_dir == run_dir.resolve() and len(result.predictions) == 2
+
+
+def test_bf16_precision_scores_close_to_fp32(tiny, tmp_path):
+    data_root, _, run_dir = tiny
+    inputs = [data_root / "disc" / "test"]
+    fp32 = predict(inputs, tmp_path / "fp32", run=run_dir, show_progress=False)
+    bf16 = predict(inputs, tmp_path / "bf16", run=run_dir, show_progress=False, precision="bf16")
+    a = {p.path: p.score for p in fp32.predictions}
+    b = {p.path: p.score for p in bf16.predictions}
+    assert a.keys() == b.keys()
+    assert all(np.isfinite(v) for v in b.values())
+    assert any(a[k] != b[k] for k in a)  # bf16 really ran
+    assert np.allclose([b[k] for k in a], [a[k] for k in a], rtol=0.1, atol=1e-3)

@@ -35,6 +35,7 @@ from mambaad_cli.data.demo import default_demo_root
 from mambaad_cli.data.errors import DataError
 from mambaad_cli.data.imageio import is_image_file, read_image, write_png
 from mambaad_cli.data.resize import image_to_tensor
+from mambaad_cli.engine.acceleration import as_fp32, autocast
 from mambaad_cli.engine.checkpoint import load_model
 from mambaad_cli.engine.device import resolve_device
 from mambaad_cli.engine.progress import make_progress
@@ -293,11 +294,13 @@ def resize_map(amap: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def maps_and_scores(
-    model: torch.nn.Module, images: torch.Tensor, sigma: float
+    model: torch.nn.Module, images: torch.Tensor, sigma: float, precision: str = "fp32"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """eval's scoring of a batch: float32 (B, S, S) maps at the input resolution, (B,) image scores."""
-    enc, dec = model(images)
-    maps = anomaly_map(enc, dec, out_size=images.shape[-2:], sigma=sigma)
+    """eval's scoring of a batch: float32 (B, S, S) maps at the input resolution, (B,) image scores.
+    ``precision`` bf16 runs the model under bfloat16 autocast, as eval.precision does for eval."""
+    with autocast(images.device, precision, "--precision"):
+        enc, dec = model(images)
+    maps = anomaly_map(as_fp32(enc), as_fp32(dec), out_size=images.shape[-2:], sigma=sigma)
     return maps.float().cpu().numpy(), image_scores(maps).float().cpu().numpy()
 
 
@@ -312,10 +315,14 @@ def predict(
     batch_size: int | None = None,
     num_workers: int = 0,
     show_progress: bool = True,
+    precision: str | None = None,
 ) -> PredictResult:
     """Score every image of `inputs`; write DIR/scores.csv and per image an overlay and a mask PNG
-    (and a float16 .npy map with save_maps). Unreadable images are skipped and listed."""
+    (and a float16 .npy map with save_maps). Unreadable images are skipped and listed. ``precision``
+    (fp32 | bf16) defaults to the run's eval.precision."""
     run_dir = resolve_run_dir(run if run is not None else default_run())
+    if precision not in (None, "fp32", "bf16"):
+        raise UserError(f"--precision {precision}: expected fp32 or bf16")
     fixed = parse_threshold(threshold)
     out = Path(out_dir)
     items = collect_images(inputs, exclude=out)
@@ -324,6 +331,7 @@ def predict(
 
     torch_device = resolve_device(device or "auto")
     model, cfg, info = load_model(run_dir, torch_device)
+    precision = precision or cfg.eval.precision
     class_names = list(info.get("class_names") or [])
     if class_name and class_name not in class_names:
         raise UserError(f"--class {class_name}: not a class of this model ({', '.join(class_names)})")
@@ -351,7 +359,7 @@ def predict(
             result.skipped += [(str(items[b[0]].path), b[3]) for b in batch if b[3] is not None]
             if good:
                 images = torch.stack([b[2] for b in good]).to(torch_device)
-                maps_np, scores = maps_and_scores(model, images, cfg.eval.sigma)
+                maps_np, scores = maps_and_scores(model, images, cfg.eval.sigma, precision)
                 for (index, image, _, _), amap, score in zip(good, maps_np, scores, strict=True):
                     item = items[index]
                     cls_name = class_name or class_of(item.path, root, class_names)
