@@ -24,7 +24,8 @@ class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here (not written yet, not installed, or wrong device)."""
 
 
-def _interpreting() -> bool:
+def interpreting() -> bool:
+    """True when Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
@@ -32,14 +33,14 @@ def _triton_available() -> bool:
     """Whether the Triton kernel can run here: Triton installed and a CUDA device (or the interpreter)."""
     if importlib.util.find_spec("triton") is None:
         return False
-    return torch.cuda.is_available() or _interpreting()
+    return torch.cuda.is_available() or interpreting()
 
 
 def check_triton(u: torch.Tensor, what: str = "selective_scan") -> None:
     """Raise BackendUnavailableError unless the Triton kernel can run on u's device."""
     if importlib.util.find_spec("triton") is None:
         raise BackendUnavailableError(f"{what}: backend 'triton' needs the triton package")
-    if not (u.is_cuda or (u.device.type == "cpu" and _interpreting())):
+    if not (u.is_cuda or (u.device.type == "cpu" and interpreting())):
         raise BackendUnavailableError(
             f"{what}: backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tests), "
             f"got u on {u.device}; use backend='torch'"

@@ -32,13 +32,10 @@ import torch
 import triton
 import triton.language as tl
 
+from .dispatch import interpreting
+
 LOG2_E = 1.4426950408889634
 LN_2 = tl.constexpr(0.6931471805599453)  # used inside kernels: a Triton constexpr global
-
-
-def interpreting() -> bool:
-    """True when Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -80,18 +77,6 @@ def _row(tile, idx, i):
 
 
 @triton.jit
-def _delta_rows(x, bias, m2, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    # _delta for [TR, BD] tiles (channels on the second axis)
-    if HAS_BIAS:
-        x = x + bias[None, :]
-    if SOFTPLUS:
-        dt = _softplus(x)
-    else:
-        dt = x
-    return x, tl.where(m2, dt, 0.0)
-
-
-@triton.jit
 def _positions(table_ptr, g, t, tmask, L, HAS_TABLE: tl.constexpr):
     if HAS_TABLE:
         pos = tl.load(table_ptr + g * L + t, mask=tmask, other=0).to(tl.int64)
@@ -101,10 +86,11 @@ def _positions(table_ptr, g, t, tmask, L, HAS_TABLE: tl.constexpr):
 
 
 @triton.jit
-def _delta(dt_raw, bias, m2, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    x = dt_raw
+def _delta(x, bias, m2, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    # (delta + bias before softplus, delta); bias comes broadcast to the tile's shape ([:, None] for [BD, T]
+    # tiles, [None, :] for [TR, BD] ones)
     if HAS_BIAS:
-        x = x + bias[:, None]
+        x = x + bias
     if SOFTPLUS:
         dt = _softplus(x)
     else:
@@ -125,9 +111,9 @@ def _program_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr):
 
 
 @triton.jit
-def _channel_params(A2_ptr, D_ptr, bias_ptr, ch, dmask, nn, nm, N: tl.constexpr, BD: tl.constexpr,
-                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
-    A2 = tl.load(A2_ptr + ch[:, None] * N + nn[None, :], mask=nm, other=0.0)
+def _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD: tl.constexpr, HAS_D: tl.constexpr,
+                     HAS_BIAS: tl.constexpr):
+    # D and delta_bias of the program's channels (zeros when absent)
     if HAS_D:
         Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0)
     else:
@@ -136,7 +122,7 @@ def _channel_params(A2_ptr, D_ptr, bias_ptr, ch, dmask, nn, nm, N: tl.constexpr,
         bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0)
     else:
         bias = tl.zeros([BD], tl.float32)
-    return A2, Dv, bias
+    return Dv, bias
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -159,7 +145,8 @@ def _scan_fwd_kernel(
 ):
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, T)
-    A2, Dv, bias = _channel_params(A2_ptr, D_ptr, bias_ptr, ch, dmask, nn, nm, N, BD, HAS_D, HAS_BIAS)
+    A2 = tl.load(A2_ptr + ch[:, None] * N + nn[None, :], mask=nm, other=0.0)
+    Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     h = tl.zeros([BD, NP], tl.float32)
 
     for c in range(n_chunks):
@@ -171,7 +158,7 @@ def _scan_fwd_kernel(
                     mask=m2, other=0.0).to(tl.float32)
         dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + pos[None, :] * sdt_l,
                          mask=m2, other=0.0).to(tl.float32)
-        _, dt = _delta(dt_raw, bias, m2, HAS_BIAS, SOFTPLUS)
+        _, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
         dtu = dt * u
         if HAS_D:
             y = Dv[:, None] * u
@@ -218,10 +205,9 @@ def _scan_fwd_rows_kernel(
     the backward's chunk. The channel strides are left unspecialised so that Triton keeps one channel per
     lane instead of packing 4 per lane; the n loop is unrolled so that every row pick folds to a register;
     the next piece's loads are issued before the current piece is computed."""
-    # (names, not "_": Triton types every loop-carried name, and "_" is reused for the scans' products)
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, TR)
-    A2_unused, Dv, bias = _channel_params(A2_ptr, D_ptr, bias_ptr, ch, dmask, nn, nm, N, BD, HAS_D, HAS_BIAS)
+    Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     u_base = u_ptr + b * su_b + g * su_g + d[None, :] * su_d
     dt_base = dt_ptr + b * sdt_b + g * sdt_g + d[None, :] * sdt_d
     h = tl.zeros([NP, BD], tl.float32)  # state carried between pieces, state n in row n
@@ -242,11 +228,7 @@ def _scan_fwd_rows_kernel(
         pos = _positions(table_ptr, g, t + TR, tmask_n, L, HAS_TABLE)
         u_next = tl.load(u_base + pos[:, None] * su_l, mask=tmask_n[:, None] & dmask[None, :], other=0.0)
         x_next = tl.load(dt_base + pos[:, None] * sdt_l, mask=tmask_n[:, None] & dmask[None, :], other=0.0)
-        if HAS_BIAS:
-            x = x + bias[None, :]
-        if SOFTPLUS:
-            x = _softplus(x)
-        dt = tl.where(m2, x, 0.0)
+        _x, dt = _delta(x, bias[None, :], m2, HAS_BIAS, SOFTPLUS)
         dtu = dt * u
         if HAS_D:
             y = Dv[None, :] * u
@@ -300,7 +282,8 @@ def _scan_bwd_kernel(
     per-batch partials."""
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, T)
-    A2, Dv, bias = _channel_params(A2_ptr, D_ptr, bias_ptr, ch, dmask, nn, nm, N, BD, HAS_D, HAS_BIAS)
+    A2 = tl.load(A2_ptr + ch[:, None] * N + nn[None, :], mask=nm, other=0.0)
+    Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     lam = tl.zeros([BD, NP], tl.float32)  # adjoint at the first step of the chunk after this one
     dA = tl.zeros([BD, NP], tl.float32)
     dD = tl.zeros([BD], tl.float32)
@@ -322,10 +305,10 @@ def _scan_bwd_kernel(
                     mask=m2, other=0.0).to(tl.float32)
         dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + pos[None, :] * sdt_l,
                          mask=m2, other=0.0).to(tl.float32)
-        x, dt = _delta(dt_raw, bias, m2, HAS_BIAS, SOFTPLUS)
+        x, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
         dtn_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + pos_n[None, :] * sdt_l,
                           mask=m2_n, other=0.0).to(tl.float32)
-        _, dtn = _delta(dtn_raw, bias, m2_n, HAS_BIAS, SOFTPLUS)
+        _, dtn = _delta(dtn_raw, bias[:, None], m2_n, HAS_BIAS, SOFTPLUS)
         gout = tl.load(dout_ptr + b * so_b + g * so_g + d[:, None] * so_d + pos[None, :] * so_l,
                        mask=m2, other=0.0).to(tl.float32)
         if HAS_Z:
@@ -411,7 +394,7 @@ def _scan_bwd_rows_kernel(
     before one fp32 atomic per (b, g, n, t). Same outputs as ``_scan_bwd_kernel``."""
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, TR)
-    A2_unused, Dv, bias = _channel_params(A2_ptr, D_ptr, bias_ptr, ch, dmask, nn, nm, N, BD, HAS_D, HAS_BIAS)
+    Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     PIECES: tl.constexpr = T // TR
     rows = nn[:, None] < N
     state_mask = rows & dmask[None, :]
@@ -436,7 +419,7 @@ def _scan_bwd_rows_kernel(
             pos = _positions(table_ptr, g, t, tmask, L, HAS_TABLE)
             u = tl.load(u_base + pos[:, None] * su_l, mask=m2, other=0.0).to(tl.float32)
             x = tl.load(dt_base + pos[:, None] * sdt_l, mask=m2, other=0.0).to(tl.float32)
-            _x, dt = _delta_rows(x, bias, m2, HAS_BIAS, SOFTPLUS)
+            _x, dt = _delta(x, bias[None, :], m2, HAS_BIAS, SOFTPLUS)
             dtu = dt * u
             for n in tl.static_range(N):
                 A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)
@@ -460,9 +443,9 @@ def _scan_bwd_rows_kernel(
             h = tl.load(scratch + p * NP, mask=state_mask, other=0.0)
             u = tl.load(u_base + pos[:, None] * su_l, mask=m2, other=0.0).to(tl.float32)
             x = tl.load(dt_base + pos[:, None] * sdt_l, mask=m2, other=0.0).to(tl.float32)
-            x, dt = _delta_rows(x, bias, m2, HAS_BIAS, SOFTPLUS)
+            x, dt = _delta(x, bias[None, :], m2, HAS_BIAS, SOFTPLUS)
             xn = tl.load(dt_base + pos_n[:, None] * sdt_l, mask=m2_n, other=0.0).to(tl.float32)
-            _xn, dtn = _delta_rows(xn, bias, m2_n, HAS_BIAS, SOFTPLUS)
+            _xn, dtn = _delta(xn, bias[None, :], m2_n, HAS_BIAS, SOFTPLUS)
             gout = tl.load(dout_ptr + b * so_b + g * so_g + d[None, :] * so_d + pos[:, None] * so_l,
                            mask=m2, other=0.0).to(tl.float32)
             if HAS_Z:
@@ -609,6 +592,14 @@ def _rows_piece(T: int) -> int:
     return min(int(os.environ.get("MAMBAAD_SCAN_PIECE", ROWS_PIECE)), T)  # env: developer sweeps
 
 
+def _host_params(A, D, delta_bias):
+    """A * log2(e), D and delta_bias as contiguous fp32 (A2 stands in for an absent one: never read)."""
+    A2 = (A.float() * LOG2_E).contiguous()
+    Df = D.float().contiguous() if D is not None else A2
+    bias = delta_bias.float().contiguous() if delta_bias is not None else A2
+    return A2, Df, bias
+
+
 def channels_last(u4, dt4, z4=None) -> bool:
     """Whether u / delta (/ z) have stride 1 over channels: the forward then runs the rows kernel."""
     tensors = [t for t in (u4, dt4, z4) if t is not None]
@@ -625,9 +616,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     n_state = A.shape[1]
     T = chunk or chunk_length(length)
     n_chunks = triton.cdiv(length, T)
-    A2 = (A.float() * LOG2_E).contiguous()
-    Df = D.float().contiguous() if D is not None else A2
-    bias = delta_bias.float().contiguous() if delta_bias is not None else A2
+    A2, Df, bias = _host_params(A, D, delta_bias)
     rows = channels_last(u4, dt4, z4)
     if rows:  # the output in the same layout: (batch, L, G, DG) in memory
         out = torch.empty((batch, length, groups, dg), device=u4.device, dtype=out_dtype).permute(0, 2, 3, 1)
@@ -652,9 +641,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     batch, groups, dg, length = dt4.shape
     n_state = A.shape[1]
     n_chunks = triton.cdiv(length, T)
-    A2 = (A.float() * LOG2_E).contiguous()
-    Df = D.float().contiguous() if D is not None else A2
-    bias = delta_bias.float().contiguous() if delta_bias is not None else A2
+    A2, Df, bias = _host_params(A, D, delta_bias)
     dev = u4.device
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward on channels-last data too, to compare the two
     rows = channels_last(u4, dt4, z4) and os.environ.get("MAMBAAD_SCAN_BWD", "rows") == "rows"
@@ -697,19 +684,25 @@ def _cast(grad: torch.Tensor | None, like: torch.Tensor | None) -> torch.Tensor 
     return grad.to(like.dtype)
 
 
+def _grouped(B, C, dim):
+    """B and C as (batch, G, N, L) and the (G, dim // G) split of the channel axis."""
+    B4 = B if B.dim() == 4 else B.unsqueeze(1)
+    C4 = C if C.dim() == 4 else C.unsqueeze(1)
+    return B4, C4, (B4.shape[1], dim // B4.shape[1])
+
+
+def _split(t: torch.Tensor | None, split: tuple[int, int]) -> torch.Tensor | None:
+    return t.unflatten(1, split) if t is not None else None
+
+
 class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk):
         batch, dim, length = u.shape
-        B4 = B if B.dim() == 4 else B.unsqueeze(1)
-        C4 = C if C.dim() == 4 else C.unsqueeze(1)
-        groups = B4.shape[1]
-        split = (groups, dim // groups)
-        u4, dt4 = u.unflatten(1, split), delta.unflatten(1, split)
-        z4 = z.unflatten(1, split) if z is not None else None
+        B4, C4, split = _grouped(B, C, dim)
         need_ckpt = any(ctx.needs_input_grad)  # inference (no_grad) skips the checkpoints
-        out, ckpt, T = _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, None, delta_softplus, u.dtype,
-                                     need_ckpt, chunk)
+        out, ckpt, T = _scan_forward(_split(u, split), _split(delta, split), A, B4, C4, D, _split(z, split),
+                                     delta_bias, None, delta_softplus, u.dtype, need_ckpt, chunk)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt)
         ctx.delta_softplus, ctx.T = delta_softplus, T
         return out.view(batch, dim, length)
@@ -717,13 +710,10 @@ class _TritonScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout):
         u, delta, A, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
-        B4 = B if B.dim() == 4 else B.unsqueeze(1)
-        C4 = C if C.dim() == 4 else C.unsqueeze(1)
-        split = (B4.shape[1], u.shape[1] // B4.shape[1])
+        B4, C4, split = _grouped(B, C, u.shape[1])
         du, ddt, dz, dB, dC, dA, dD, dbias = _scan_backward(
-            dout.unflatten(1, split), u.unflatten(1, split), delta.unflatten(1, split), A, B4, C4, D,
-            z.unflatten(1, split) if z is not None else None, delta_bias, None, ctx.delta_softplus, ckpt,
-            ctx.T,
+            _split(dout, split), _split(u, split), _split(delta, split), A, B4, C4, D, _split(z, split),
+            delta_bias, None, ctx.delta_softplus, ckpt, ctx.T,
         )
         if B.dim() == 3:
             dB, dC = dB.squeeze(1), dC.squeeze(1)
@@ -790,13 +780,8 @@ def selective_scan_directions_triton(
     delta_softplus: bool = True,
     chunk: int | None = None,
 ) -> torch.Tensor:
-    """The fused SS2D core: K directional scans read through ``table`` and merged in natural order.
-
-    u: (batch, Dn, L) natural order, shared by the directions; delta: (batch, K, Dn, L) and B, C:
-    (batch, K, N, L), natural order; A: (K*Dn, N); D, delta_bias: (K*Dn,); table: (K, L) integer, the natural
-    position visited at step t of direction k. Returns (batch, Dn, L) in u's dtype: sum_k of direction k's
-    output put back at natural positions. Same numbers as gathering, scanning and scattering (see
-    ``kernels.directions``), without the K copies.
-    """
+    """The fused SS2D core: K directional scans read through ``table`` and merged in natural order, without
+    the K copies. Shapes and semantics: ``kernels.directions.selective_scan_directions`` (its backend
+    "triton-fused" calls this); returns (batch, Dn, L) in u's dtype."""
     return _TritonDirections.apply(u, delta, A, B, C, D, delta_bias, table.to(torch.int32).contiguous(),
                                    bool(delta_softplus), chunk)

@@ -552,18 +552,12 @@ def bench_scan(
     return rows
 
 
-def _directions_fn():
-    """kernels.selective_scan_directions, or None before it exists."""
-    import kernels
-
-    return getattr(kernels, "selective_scan_directions", None)
-
-
 def _directions_scan(backend: str) -> Callable[..., torch.Tensor]:
-    directions = _directions_fn()
+    import kernels  # looked up at call time: tests replace kernels.selective_scan_directions
 
     def scan(u, delta, A, B, C, D, delta_bias, table):
-        return directions(u, delta, A, B, C, D, delta_bias, table, delta_softplus=True, backend=backend)
+        return kernels.selective_scan_directions(u, delta, A, B, C, D, delta_bias, table, delta_softplus=True,
+                                                 backend=backend)
 
     return scan
 
@@ -597,9 +591,6 @@ def bench_ss2d(
 ) -> list[dict[str, Any]]:
     """The fused SS2D core (kernels.selective_scan_directions, backend triton) against the unfused path
     (gather + scan + scatter-sum, mamba_ssm's kernel or else torch), forward and backward, K=8, N=16."""
-    if _directions_fn() is None:
-        log("SS2D rows: skipped (kernels.selective_scan_directions does not exist yet)")
-        return []
     baseline, why = ss2d_baseline(device, scan)
     if why:
         log(f"SS2D rows: {escape(why)}")

@@ -23,13 +23,9 @@ from mambaad_cli.model.scans import direction_tables
 
 @torch.compiler.disable  # built with numpy on the host: keep torch.compile out of it
 @functools.lru_cache(maxsize=64)
-def scan_indices(
-    method: str, H: int, W: int, K: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(table, inverse), both (K, H*W) int64 on `device`: seq_k = x[table[k]], x = seq_k[inverse[k]]."""
-    table = direction_tables(method, H, W, K).to(torch.long)
-    inverse = torch.argsort(table, dim=1)
-    return table.to(device), inverse.to(device)
+def scan_indices(method: str, H: int, W: int, K: int, device: torch.device) -> torch.Tensor:
+    """(K, H*W) int64 on `device`: step t of direction k visits natural position table[k, t]."""
+    return direction_tables(method, H, W, K).to(device=device, dtype=torch.long)
 
 
 class SS2D(nn.Module):
@@ -93,7 +89,7 @@ class SS2D(nn.Module):
         """(B, D, H, W) -> (B, D, H*W): K directional scans, summed in natural row-major order."""
         Bsz, D, H, W = x.shape
         K, L, N, R = self.K, H * W, self.d_state, self.dt_rank
-        table, _ = scan_indices(self.scan, H, W, K, x.device)
+        table = scan_indices(self.scan, H, W, K, x.device)
         # x_proj and dt_proj act on each token alone, so they commute with the scan orders: compute them in
         # natural order for every direction and let the scan read through the direction tables.
         if self.scan_backend == FUSED:
