@@ -2,26 +2,51 @@
 
     python benchmarks/model_throughput.py --preset mvtec --batch-size 16 --device cuda
     python benchmarks/model_throughput.py --preset demo --device cpu --steps 3
+    python benchmarks/model_throughput.py --variants fp32,bf16+cl --json out.json --profile bf16+cl
 
 Weights are random (encoder weights "none"): throughput does not depend on them. The scan backend
-is the config's (auto: triton on GPU when available, else torch); --backend overrides it.
-The measurement itself is mambaad_cli.engine.bench.model_throughput (also behind `mambaad bench --model`).
+is the config's (auto: mamba_ssm's CUDA kernel when importable, else triton on GPU, else torch); --backend
+overrides it for every variant that does not set its own. Variants run one after the other in one process,
+so their ratios are side by side. --profile prints the GPU kernels that take the time in one variant's
+training step (torch.profiler). The measurement itself is mambaad_cli.engine.bench.model_throughput (also
+behind `mambaad bench --model`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+from typing import Any
 
 import torch
 
 from mambaad_cli.engine.bench import model_throughput
 
+BF16_CL = {"train.precision": "bf16", "train.channels_last": True}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "fp32": {},  # the paper's recipe, eager
+    "bf16+cl": BF16_CL,
+    "bf16+cl+fused": {**BF16_CL, "model.decoder.scan_backend": "triton-fused"},
+    "bf16+cl+compile": {**BF16_CL, "train.compile": True},
+    "bf16+cl+fused+compile": {**BF16_CL, "model.decoder.scan_backend": "triton-fused", "train.compile": True},
+    "fp32+fused": {"model.decoder.scan_backend": "triton-fused"},
+}
 
-def measure(args: argparse.Namespace) -> dict[str, float]:
-    return model_throughput(
-        args.preset, args.batch_size, args.device, args.backend, args.image_size, args.steps, args.warmup
-    )
+
+def profile_training(args: argparse.Namespace, overrides: dict[str, Any]) -> str:
+    """Top GPU kernels of a few training steps (self CUDA time), as torch.profiler's table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    res: dict[str, Any] = {}
+
+    def steps() -> None:
+        res.update(model_throughput(args.preset, args.batch_size, args.device, args.backend, args.image_size,
+                                    3, 2, overrides))
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        steps()
+    return prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70)
 
 
 def main() -> None:
@@ -29,19 +54,43 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--preset", default="mvtec")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", default="16", help="comma-separated batch sizes")
     parser.add_argument("--image-size", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--backend", default="auto")
+    parser.add_argument("--variants", default="fp32", help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--json", help="write every row here")
+    parser.add_argument("--profile", default="", help="a variant whose training step to profile")
     args = parser.parse_args()
+    names = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in names + ([args.profile] if args.profile else []) if v not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    print(f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}")
-    res = measure(args)
-    print(f"preset {args.preset}, batch {args.batch_size}, backend {args.backend}")
-    for k, v in res.items():
-        print(f"  {k:24s} {v:10.2f}")
+    print(f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}", flush=True)
+    rows = []
+    for batch in (int(b) for b in args.batch_size.split(",")):
+        for variant in names:
+            backend = VARIANTS[variant].get("model.decoder.scan_backend", args.backend)
+            row: dict[str, Any] = {"device": name, "preset": args.preset, "batch": batch, "variant": variant,
+                                   "backend": backend}
+            try:
+                row.update(model_throughput(args.preset, batch, args.device, args.backend, args.image_size,
+                                            args.steps, args.warmup, VARIANTS[variant]))
+            except Exception as e:  # noqa: BLE001 - one failing variant (OOM, compile) must not stop the rest
+                row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if args.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    if args.profile:
+        args.batch_size = int(args.batch_size.split(",")[0])
+        print(profile_training(args, VARIANTS[args.profile]), flush=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ KolektorSDD), bundled EfficientNet-Lite0 encoder, then the seven metrics per cla
 With --minutes, a few timed steps measure the throughput first and the epoch count is chosen from it
 (the lr schedule needs the total up front). Equivalent CLI command:
     mambaad train --preset folder --data-root ROOT --set model.encoder.name=tf_efficientnet_lite0 \
-        --set model.encoder.weights=bundled --epochs N
+        --set model.encoder.weights=bundled --epochs N [--precision bf16 --channels-last]
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ def config(args: argparse.Namespace, epochs: int, run_name: str, max_steps: int 
             "model.encoder.weights": "bundled",
             "train.epochs": epochs,
             "train.device": args.device,
+            "train.precision": args.precision,
+            "train.channels_last": args.channels_last,
+            "model.decoder.scan_backend": args.backend,
             "train.max_steps": max_steps,
             "train.eval_at_end": max_steps == 0,
             "output_dir": args.output_dir,
@@ -53,6 +56,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--output-dir", default="runs")
     parser.add_argument("--run-name", default="real-dev")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--backend", default="auto", help="model.decoder.scan_backend")
     args = parser.parse_args()
     epochs = args.epochs
     if not epochs:

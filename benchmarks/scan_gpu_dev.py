@@ -44,8 +44,15 @@ def rel(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
 
 
-def check_plain(batch, dim, length, dtype, backend="triton"):
+def channels_last(t):
+    """Same values, stride 1 over channels (dim 1): the layout that selects the rows kernels (v3)."""
+    return t.movedim(1, -1).contiguous().movedim(-1, 1)
+
+
+def check_plain(batch, dim, length, dtype, backend="triton", layout="mamba"):
     xs = inputs(batch, dim, length, dtype, seed=length)
+    if layout == "channels-last":
+        xs = (channels_last(xs[0]), channels_last(xs[1]), *xs[2:])
     ref_in = [x.detach().double().requires_grad_() for x in xs]
     test_in = [x.detach().clone().requires_grad_() for x in xs]
     u, delta, A, B, C, D, bias = ref_in
@@ -76,8 +83,10 @@ def dir_inputs(batch, dn, side, dtype, method="hilbert", K=8, seed=0):
     return [u, delta, A, B, C, D, bias], table
 
 
-def check_dirs(batch, dn, side, dtype):
+def check_dirs(batch, dn, side, dtype, layout="mamba"):
     xs, table = dir_inputs(batch, dn, side, dtype, seed=side)
+    if layout == "channels-last":  # as SS2D gives the fused kernel: tokens outermost
+        xs = [x.movedim(-1, 1).contiguous().movedim(1, -1) if i in (0, 1, 3, 4) else x for i, x in enumerate(xs)]
     ref_in = [x.detach().double().requires_grad_() for x in xs]
     test_in = [x.detach().clone().requires_grad_() for x in xs]
     ref = selective_scan_directions(*ref_in, table, backend="torch")
@@ -102,7 +111,7 @@ def time_plain(batch, dim, length, dtype, have_cuda, layout="mamba"):
     res = {}
     cuda_inputs = (u, delta)
     if layout == "channels-last":  # stride 1 over channels: the rows forward (kernels/NOTES.md, v3)
-        u, delta = (t.movedim(1, -1).contiguous().movedim(-1, 1) for t in (u, delta))
+        u, delta = channels_last(u), channels_last(delta)
     # Triton through autograd
     leaves = [t.detach().requires_grad_() for t in (u, delta, B, C)]
     uu, dd, BB, CC = leaves
@@ -204,12 +213,12 @@ def main():
         for dtype in (torch.float32, torch.bfloat16):
             for (b, d, L) in ((2, 64, 300), (2, 48, 64), (1, 16, 1), (2, 32, 4096)):
                 t0 = time.time()
-                e = check_plain(b, d, L, dtype)
+                e = check_plain(b, d, L, dtype, layout=args.layout)
                 print("check plain", dtype, (b, d, L), {k: f"{v:.1e}" for k, v in e.items()},
                       f"{time.time() - t0:.1f}s", flush=True)
                 results["checks"].append({"kind": "plain", "dtype": str(dtype), "shape": (b, d, L), **e})
             for (b, dn, side) in ((2, 16, 16), (1, 8, 8), (1, 4, 7)):
-                e = check_dirs(b, dn, side, dtype)
+                e = check_dirs(b, dn, side, dtype, layout=args.layout)
                 print("check dirs", dtype, (b, dn, side), {k: f"{v:.1e}" for k, v in e.items()}, flush=True)
                 results["checks"].append({"kind": "dirs", "dtype": str(dtype), "shape": (b, dn, side), **e})
     bw = copy_bandwidth()
@@ -229,10 +238,10 @@ def main():
     chunks = args.chunks.split(",")
     for variant in chunks:
         os.environ["MAMBAAD_SCAN_CHUNK"] = variant
-        e = check_plain(2, 64, 300, torch.float32)
+        e = check_plain(2, 64, 300, torch.float32, layout=args.layout)
         print("variant", variant, "check", {k: f"{v:.1e}" for k, v in e.items()}, flush=True)
         if args.dirs:
-            e = check_dirs(2, 16, 16, torch.float32)
+            e = check_dirs(2, 16, 16, torch.float32, layout=args.layout)
             print("variant", variant, "check dirs", {k: f"{v:.1e}" for k, v in e.items()}, flush=True)
         for batch in [int(b) for b in args.batches.split(",")]:
             for dtype in [getattr(torch, name) for name in args.dtypes.split(",")]:
