@@ -601,23 +601,30 @@ def _host_params(A, D, delta_bias):
 
 
 def channels_last(u4, dt4, z4=None) -> bool:
-    """Whether u / delta (/ z) have stride 1 over channels: the forward then runs the rows kernel."""
+    """Whether u / delta (/ z) have stride 1 over channels, the layout the rows kernels (v3) are for."""
     tensors = [t for t in (u4, dt4, z4) if t is not None]
     return all(t.stride(2) == 1 and t.stride(3) != 1 for t in tensors) and u4.shape[2] > 1
+
+
+def rows_enabled() -> bool:
+    """The rows kernels (v3) are opt-in, MAMBAAD_SCAN_ROWS=1: on the H200 their forward took 6.4 ms where
+    the tiles kernels (v1) take 1.6 ms (1024 x 4096, fp32, kernels/NOTES.md). v1 reads any strides."""
+    return os.environ.get("MAMBAAD_SCAN_ROWS", "0") == "1"
 
 
 def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dtype, need_ckpt, chunk):
     """Forward on 4-D views (batch, G, DG, L) of u / delta / z and (batch, G, N, L) of B / C.
 
     Returns out (batch, G, DG, L) in ``out_dtype`` (channels-last in memory when the inputs are), the
-    checkpoints (or None) and the chunk length. Channels-last inputs run the rows kernel, others the tiles.
+    checkpoints (or None) and the chunk length. The tiles kernel runs, or the rows kernel on channels-last
+    inputs when MAMBAAD_SCAN_ROWS=1.
     """
     batch, groups, dg, length = dt4.shape
     n_state = A.shape[1]
     T = chunk or chunk_length(length)
     n_chunks = triton.cdiv(length, T)
     A2, Df, bias = _host_params(A, D, delta_bias)
-    rows = channels_last(u4, dt4, z4)
+    rows = channels_last(u4, dt4, z4) and rows_enabled()
     if rows:  # the output in the same layout: (batch, L, G, DG) in memory
         out = torch.empty((batch, length, groups, dg), device=u4.device, dtype=out_dtype).permute(0, 2, 3, 1)
     else:
@@ -643,8 +650,8 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     n_chunks = triton.cdiv(length, T)
     A2, Df, bias = _host_params(A, D, delta_bias)
     dev = u4.device
-    # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward on channels-last data too, to compare the two
-    rows = channels_last(u4, dt4, z4) and os.environ.get("MAMBAAD_SCAN_BWD", "rows") == "rows"
+    # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
+    rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
 
     def grad_buffer():
         if rows:  # gradients in the inputs' layout, so that the rows kernel stores whole rows

@@ -164,7 +164,10 @@ def channels_last(t: torch.Tensor) -> torch.Tensor:
     return t.movedim(1, -1).contiguous().movedim(-1, 1)
 
 
-def test_channels_last_inputs_run_the_rows_kernels_and_match(ts, monkeypatch):
+@pytest.mark.parametrize("rows", [True, False])
+def test_channels_last_inputs_match_on_both_kernels(ts, monkeypatch, rows):
+    """Channels-last inputs run the rows kernels when MAMBAAD_SCAN_ROWS=1 (opt-in), else the tiles ones."""
+    monkeypatch.setenv("MAMBAAD_SCAN_ROWS", "1" if rows else "0")
     launched = []
     launch = ts._launch
     monkeypatch.setattr(ts, "_launch", lambda index, *args: launched.append(index) or launch(index, *args))
@@ -178,14 +181,14 @@ def test_channels_last_inputs_run_the_rows_kernels_and_match(ts, monkeypatch):
     test_in = {k: (v.requires_grad_() if v is not None else None) for k, v in test_in.items()}
     ref = selective_scan_ref(**ref_in, delta_softplus=True)
     out = ts.selective_scan_triton(**test_in, delta_softplus=True, chunk=16)
-    assert out.stride(1) == 1  # the output keeps the layout
+    assert out.stride(1) == 1 or not rows  # the rows kernel keeps the layout
     assert rel(out, ref) < 1e-5
     dout = torch.randn(ref.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     ref.backward(dout)
     out.backward(dout.float().to(DEVICE))
     for name in NAMES:
         assert rel(test_in[name].grad, ref_in[name].grad) < 1e-4, name
-    assert launched == [2, 3]  # the rows forward and the rows backward
+    assert launched == ([2, 3] if rows else [0, 1])  # rows forward and backward, or the tiles ones
 
 
 def test_fused_directions_on_channels_last_maps(ts):

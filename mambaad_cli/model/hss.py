@@ -20,6 +20,10 @@ from kernels import selective_scan_directions
 from kernels.directions import FUSED
 from mambaad_cli.model.scans import direction_tables
 
+# torch.compile fuses the glue around the scan but not the scan itself: the Triton/CUDA kernels are already
+# fused, and tracing the torch path's loop would unroll it. A graph break at each scan is the cheap price.
+_scan_directions = torch.compiler.disable(selective_scan_directions)
+
 
 @torch.compiler.disable  # built with numpy on the host: keep torch.compile out of it
 @functools.lru_cache(maxsize=64)
@@ -105,7 +109,7 @@ class SS2D(nn.Module):
             dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
             dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
             Bs, Cs = Bs.contiguous(), Cs.contiguous()
-        return selective_scan_directions(
+        return _scan_directions(
             xs,
             dts,
             -torch.exp(self.A_logs),
