@@ -97,7 +97,8 @@ class SS2D(nn.Module):
         # x_proj and dt_proj act on each token alone, so they commute with the scan orders: compute them in
         # natural order for every direction and let the scan read through the direction tables.
         if self.scan_backend == FUSED:
-            # the fused kernel wants stride 1 over channels (kernels/NOTES.md, v3): tokens outermost
+            # tokens outermost (stride 1 over channels): the layout of the rows kernels (kernels/NOTES.md, v3,
+            # opt-in with MAMBAAD_SCAN_ROWS=1); the default tiles kernel reads it as well
             xs = x.contiguous(memory_format=torch.channels_last).reshape(Bsz, D, L)
             x_dbl = torch.einsum("bdl,kcd->blkc", xs, self.x_proj_weight)
             dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=3)
