@@ -2,10 +2,13 @@
 
 Design (reference/scan_kernels.md section 4, "Design A"): one program owns BD channels of one (batch, group)
 and walks the whole sequence in chunks of T steps. B and C rows are loaded once per program and reused by
-its BD channels; dB and dC are summed over those channels in registers before one fp32 atomic per
-(batch, group, n, step). Within a chunk the recurrence h_t = a_t h_{t-1} + b_t is a pair scan
-(``tl.associative_scan``) along T, with the state carried in from the previous chunk folded into the first
-b. States stay fp32 on chip; a = exp2(delta * A * log2(e)) with A pre-scaled on the host.
+its BD channels; dB and dC are summed over those channels before one fp32 atomic per (batch, group, n,
+step). The atomics are relaxed (no memory fence: nothing reads the sums before the kernel ends), and
+per-state values (A, the chunk-start state) are loaded from memory inside the state loop rather than
+picked from [BD, N] register tiles, whose picks cost a shared-memory round trip and a barrier each.
+Within a chunk the recurrence h_t = a_t h_{t-1} + b_t is a pair scan (``tl.associative_scan``) along T,
+with the state carried in from the previous chunk folded into the first b. States stay fp32 on chip;
+a = exp2(delta * A * log2(e)) with A pre-scaled on the host.
 
 * forward: for each chunk and each state n, scan and accumulate y += C_n h. In training it stores the state
   at every chunk start (batch, dim, n_chunks, N) fp32, the only thing backward needs besides the inputs.
@@ -145,7 +148,6 @@ def _scan_fwd_kernel(
 ):
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, T)
-    A2 = tl.load(A2_ptr + ch[:, None] * N + nn[None, :], mask=nm, other=0.0)
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     h = tl.zeros([BD, NP], tl.float32)
 
@@ -170,7 +172,8 @@ def _scan_fwd_kernel(
             Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos * sB_l, mask=tmask, other=0.0)
             Cn = tl.load(C_ptr + b * sC_b + g * sC_g + n * sC_n + pos * sC_l, mask=tmask, other=0.0)
             Bn, Cn = Bn.to(tl.float32), Cn.to(tl.float32)
-            a = tl.exp2(dt * _column(A2, nn, n)[:, None])
+            A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)  # from L1, not picked from a tile
+            a = tl.exp2(dt * A2n[:, None])
             bb = dtu * Bn[None, :]
             bb = tl.where(tt[None, :] == 0, bb + a * _column(h, nn, n)[:, None], bb)
             _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_pair_combine)
@@ -278,14 +281,12 @@ def _scan_bwd_kernel(
     HAS_TABLE: tl.constexpr,
 ):
     """Gradients. du, ddt and dz share one (batch, G, DG, L) layout (sdu_*); dB/dC are contiguous fp32
-    (batch, G, N, L) accumulated with atomics; dA (batch, dim, N), dD and dbias (batch, dim) are
-    per-batch partials."""
+    (batch, G, N, L) accumulated with atomics; dA (batch, dim, N), zeroed by the caller and added to
+    per chunk, dD and dbias (batch, dim) are per-batch partials."""
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, T)
-    A2 = tl.load(A2_ptr + ch[:, None] * N + nn[None, :], mask=nm, other=0.0)
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     lam = tl.zeros([BD, NP], tl.float32)  # adjoint at the first step of the chunk after this one
-    dA = tl.zeros([BD, NP], tl.float32)
     dD = tl.zeros([BD], tl.float32)
     dbias = tl.zeros([BD], tl.float32)
     dB_base = dB_ptr + (b * G + g) * N * L
@@ -322,16 +323,17 @@ def _scan_bwd_kernel(
         y = tl.zeros([BD, T], tl.float32)
         d_dt = tl.zeros([BD, T], tl.float32)
         d_dtu = tl.zeros([BD, T], tl.float32)  # sum_n lambda * B_n: du = d_dtu * dt + D * gy
-        h0 = tl.load(ckpt_ptr + ((b * G * DG + ch)[:, None] * n_chunks + c) * N + nn[None, :], mask=nm,
-                     other=0.0)
         for n in range(N):
             Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos * sB_l, mask=tmask, other=0.0)
             Cn = tl.load(C_ptr + b * sC_b + g * sC_g + n * sC_n + pos * sC_l, mask=tmask, other=0.0)
             Bn, Cn = Bn.to(tl.float32), Cn.to(tl.float32)
-            A2n = _column(A2, nn, n)
+            # per-state values straight from memory (L1 hits) rather than picked from [BD, NP] register
+            # tiles: a pick from a tile of another layout costs a trip through shared memory and a barrier
+            A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)
             a = tl.exp2(dt * A2n[:, None])
             bb = dtu * Bn[None, :]
-            bb0 = tl.where(tt[None, :] == 0, bb + a * _column(h0, nn, n)[:, None], bb)
+            h0n = tl.load(ckpt_ptr + ((b * G * DG + ch) * n_chunks + c) * N + n, mask=dmask, other=0.0)
+            bb0 = tl.where(tt[None, :] == 0, bb + a * h0n[:, None], bb)
             _, hs = tl.associative_scan((a, bb0), axis=1, combine_fn=_pair_combine)
             if HAS_Z:
                 y += hs * Cn[None, :]
@@ -342,9 +344,12 @@ def _scan_bwd_kernel(
             q = hs - bb  # a_t * h_{t-1}
             d_dt += lt * (Bn[None, :] * u + (A2n * LN_2)[:, None] * q)
             d_dtu += lt * Bn[None, :]
-            dA = tl.where(nn[None, :] == n, dA + tl.sum(lt * dt * q, axis=1)[:, None], dA)
-            tl.atomic_add(dB_base + n * L + pos, tl.sum(lt * dtu, axis=0), mask=tmask)
-            tl.atomic_add(dC_base + n * L + pos, tl.sum(gy * hs, axis=0), mask=tmask)
+            # dA partials go straight to memory (each address is this program's alone): accumulating them in
+            # a [BD, NP] tile would cost a layout conversion per state
+            tl.atomic_add(dA_ptr + (b * G * DG + ch) * N + n, tl.sum(lt * dt * q, axis=1), mask=dmask,
+                          sem="relaxed")
+            tl.atomic_add(dB_base + n * L + pos, tl.sum(lt * dtu, axis=0), mask=tmask, sem="relaxed")
+            tl.atomic_add(dC_base + n * L + pos, tl.sum(gy * hs, axis=0), mask=tmask, sem="relaxed")
             lam = tl.where(nn[None, :] == n, _column(lt, tt, 0)[:, None], lam)
 
         du = d_dtu * dt
@@ -366,7 +371,6 @@ def _scan_bwd_kernel(
                      dz.to(dz_ptr.dtype.element_ty), mask=m2)
 
     row = b * G * DG + ch
-    tl.store(dA_ptr + row[:, None] * N + nn[None, :], dA, mask=nm)
     tl.store(dD_ptr + row, dD, mask=dmask)
     tl.store(dbias_ptr + row, dbias, mask=dmask)
 
@@ -479,8 +483,8 @@ def _scan_bwd_rows_kernel(
                 d_dtu += lt * Bn
                 dA = tl.where(nn[:, None] == n, dA + tl.sum(lt * dt * qv, axis=0)[None, :], dA)
                 row = (b * G + g) * N + n
-                tl.atomic_add(dB_ptr + row * L + pos, tl.sum(lt * dtu, axis=1), mask=tmask)
-                tl.atomic_add(dC_ptr + row * L + pos, tl.sum(gy * hs, axis=1), mask=tmask)
+                tl.atomic_add(dB_ptr + row * L + pos, tl.sum(lt * dtu, axis=1), mask=tmask, sem="relaxed")
+                tl.atomic_add(dC_ptr + row * L + pos, tl.sum(gy * hs, axis=1), mask=tmask, sem="relaxed")
                 lam = tl.where(nn[:, None] == n, _row(lt, tt, 0)[None, :], lam)
             du = d_dtu * dt
             if HAS_D:
@@ -561,7 +565,9 @@ def _tuned_kernels():
             prune_configs_by={"early_config_prune": _prune}, reset_to_zero=reset_to_zero,
         )(kernel)
 
-    return (_autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]),
+    # the outputs the backward kernels add into must be zeroed between the autotuner's trial runs
+    tiles_bwd = _autotune(_scan_bwd_kernel, reset_to_zero=["dB_ptr", "dC_ptr", "dA_ptr"])
+    return (_autotune(_scan_fwd_kernel), tiles_bwd,
             rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]))
 
 
@@ -662,7 +668,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     dz = grad_buffer() if z4 is not None else du
     dB = torch.zeros((batch, groups, n_state, length), device=dev, dtype=torch.float32)
     dC = torch.zeros_like(dB)
-    dA = torch.empty((batch, groups * dg, n_state), device=dev, dtype=torch.float32)
+    dA = torch.zeros((batch, groups * dg, n_state), device=dev, dtype=torch.float32)  # the tiles kernel adds
     dD = torch.empty((batch, groups * dg), device=dev, dtype=torch.float32)
     dbias = torch.empty_like(dD)
     tab = table if table is not None else A2
