@@ -15,7 +15,7 @@ from mambaad_cli.cli import main
 from mambaad_cli.config import load_preset
 from mambaad_cli.engine import train
 from mambaad_cli.engine.checkpoint import load_model
-from mambaad_cli.engine.train import param_groups, step_schedule
+from mambaad_cli.engine.train import kernel_compile_notice, param_groups, step_schedule
 from mambaad_cli.metrics import METRIC_KEYS
 
 
@@ -310,3 +310,15 @@ def test_coco_ad_trains_each_split_and_reports_their_mean(tmp_path, capsys):
         assert summary["mean"][key] == pytest.approx(np.mean(per_split), abs=1e-9)
     assert main(["eval", str(base), "--no-progress"]) == 0
     assert "split3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("backend", "device", "notice"),
+    [("triton", "cuda", True), ("triton-fused", "cuda", True), ("torch", "cuda", False),
+     ("cuda", "cuda", False), ("triton", "cpu", False), ("auto", "cpu", False)],
+)
+def test_first_step_notice_only_when_the_triton_scan_compiles(backend, device, notice):
+    message = kernel_compile_notice(backend, torch.device(device))
+    assert (message is not None) == notice
+    if notice:
+        assert "Triton" in message

@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from kernels.directions import FUSED
+from kernels.dispatch import resolve_backend
 from mambaad_cli.atomic import write_text
 from mambaad_cli.config import Config
 from mambaad_cli.data import build_datasets, collate_samples
@@ -99,6 +101,18 @@ def train(cfg: Config, resume: str | Path | None = None, show_progress: bool = T
         return _train_one(cfg, resume, show_progress, ctx, device)
 
 
+def kernel_compile_notice(scan_backend: str, device: torch.device) -> str | None:
+    """One line saying why the first steps are slow when they compile and autotune the Triton scan."""
+    if device.type != "cuda":
+        return None
+    if scan_backend == "auto":
+        scan_backend = resolve_backend(scan_backend, torch.empty(0, device=device))
+    if scan_backend not in ("triton", FUSED):
+        return None
+    return ("the first steps compile and autotune the Triton scan kernels for this model's shapes "
+            "(about a minute on an H200; cached on disk for later runs)")
+
+
 def _train_one(
     cfg: Config, resume: str | Path | None, show_progress: bool, ctx: DistContext, device: torch.device
 ) -> TrainResult:
@@ -111,6 +125,9 @@ def _train_one(
     loader, start_epoch_fn = _train_loader(train_ds, cfg, device, ctx)
 
     model = build_model(cfg).to(device)
+    notice = kernel_compile_notice(cfg.model.decoder.scan_backend, device)
+    if notice and ctx.is_main:
+        console.print(notice)
     if ctx.enabled:
         sync_batchnorm(model, device)
     apply_speed_options(model, cfg.train)
