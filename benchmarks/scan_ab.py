@@ -1,0 +1,105 @@
+"""A/B timing of two versions of the Triton scan in one process: this tree's kernels against a copy of
+kernels/ from another commit, on MambaAD's shapes, so that the ratio is measured side by side.
+
+    git archive REV kernels | tar x -C .devcarry/prev      # here, before the device call (ignored folder)
+    python benchmarks/scan_ab.py --baseline .devcarry/prev/kernels --json ab.json
+
+Both versions are first checked against each other (forward and every gradient), then timed with
+triton.testing.do_bench medians: forward as in training, and backward. On a CPU (TRITON_INTERPRET=1,
+tiny --shapes) it only runs the check, as a smoke test of the script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scan_gpu_dev import inputs, rel  # noqa: E402  (the same inputs as the main dev script)
+
+from kernels import triton_scan  # noqa: E402
+
+GRADS = ("u", "delta", "A", "B", "C")
+
+
+def load_baseline(path: Path, name: str = "kernels_baseline"):
+    """The triton_scan module of another kernels/ tree, imported under its own package name."""
+    spec = importlib.util.spec_from_file_location(name, path / "__init__.py",
+                                                  submodule_search_locations=[str(path)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module(f"{name}.triton_scan")
+
+
+def run(module, xs):
+    u, delta, A, B, C, D, bias = xs
+    return module.selective_scan_triton(u, delta, A, B, C, D=D, delta_bias=bias, delta_softplus=True)
+
+
+def leaves(xs):
+    u, delta, A, B, C, D, bias = xs
+    u, delta, A, B, C = (t.detach().clone().requires_grad_() for t in (u, delta, A, B, C))
+    return (u, delta, A, B, C, D, bias), (u, delta, A, B, C)
+
+
+def compare(new, old, xs) -> dict[str, float]:
+    """Relative L2 differences between the two versions: output and the gradients of u, delta, A, B, C."""
+    xa, ga = leaves(xs)
+    xb, gb = leaves(xs)
+    out_a, out_b = run(new, xa), run(old, xb)
+    dout = torch.randn_like(out_a)
+    grads_a = torch.autograd.grad(out_a, ga, dout)
+    grads_b = torch.autograd.grad(out_b, gb, dout)
+    errs = {"out": rel(out_a, out_b)}
+    errs.update({name: rel(a, b) for name, a, b in zip(GRADS, grads_a, grads_b, strict=True)})
+    return errs
+
+
+def timings(module, xs) -> dict[str, float]:
+    import triton
+
+    x, grads = leaves(xs)
+    fwd = triton.testing.do_bench(lambda: run(module, x), return_mode="median")
+    out = run(module, x)
+    dout = torch.randn_like(out)
+    bwd = triton.testing.do_bench(lambda: torch.autograd.grad(out, grads, dout, retain_graph=True),
+                                  return_mode="median")
+    return {"fwd": fwd, "bwd": bwd}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--baseline", type=Path, required=True, help="a kernels/ folder from another commit")
+    parser.add_argument("--shapes", default="1024:4096,2048:1024,4096:256,8192:64", help="D:L, comma-sep.")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--dtypes", default="float32,bfloat16")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    old = load_baseline(args.baseline)
+    rows = []
+    for dtype in [getattr(torch, name) for name in args.dtypes.split(",")]:
+        for dim, length in (tuple(int(x) for x in s.split(":")) for s in args.shapes.split(",")):
+            xs = inputs(args.batch, dim, length, dtype, device=device)
+            row = {"dim": dim, "L": length, "dtype": str(dtype).replace("torch.", ""),
+                   "diff": compare(triton_scan, old, xs)}
+            if device == "cuda":
+                row["new"], row["old"] = timings(triton_scan, xs), timings(old, xs)
+                row["old_over_new_fwd_bwd"] = (sum(row["old"].values()) / sum(row["new"].values()))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
