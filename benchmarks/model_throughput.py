@@ -34,18 +34,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def profile_training(args: argparse.Namespace, overrides: dict[str, Any]) -> str:
-    """Top GPU kernels of a few training steps (self CUDA time), as torch.profiler's table."""
+def profile_training(args: argparse.Namespace, batch: int, overrides: dict[str, Any]) -> str:
+    """Top GPU kernels of a few training (and inference) steps, by self CUDA time: torch.profiler's table."""
     from torch.profiler import ProfilerActivity, profile
 
-    res: dict[str, Any] = {}
-
-    def steps() -> None:
-        res.update(model_throughput(args.preset, args.batch_size, args.device, args.backend, args.image_size,
-                                    3, 2, overrides))
-
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        steps()
+        model_throughput(args.preset, batch, args.device, args.backend, args.image_size, 3, 2, overrides)
     return prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70)
 
 
@@ -70,8 +64,9 @@ def main() -> None:
         parser.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}", flush=True)
+    batches = [int(b) for b in args.batch_size.split(",")]
     rows = []
-    for batch in (int(b) for b in args.batch_size.split(",")):
+    for batch in batches:
         for variant in names:
             backend = VARIANTS[variant].get("model.decoder.scan_backend", args.backend)
             row: dict[str, Any] = {"device": name, "preset": args.preset, "batch": batch, "variant": variant,
@@ -89,8 +84,7 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
     if args.profile:
-        args.batch_size = int(args.batch_size.split(",")[0])
-        print(profile_training(args, VARIANTS[args.profile]), flush=True)
+        print(profile_training(args, batches[0], VARIANTS[args.profile]), flush=True)
 
 
 if __name__ == "__main__":

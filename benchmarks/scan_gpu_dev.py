@@ -86,10 +86,16 @@ def dir_inputs(batch, dn, side, dtype, method="hilbert", K=8, seed=0):
     return [u, delta, A, B, C, D, bias], table
 
 
+def tokens_outermost(xs):
+    """u, delta, B, C of the direction inputs with the token axis outermost in memory, as SS2D gives them
+    to the fused kernel; the other inputs unchanged."""
+    return [x.movedim(-1, 1).contiguous().movedim(1, -1) if i in (0, 1, 3, 4) else x for i, x in enumerate(xs)]
+
+
 def check_dirs(batch, dn, side, dtype, layout="mamba"):
     xs, table = dir_inputs(batch, dn, side, dtype, seed=side)
     if layout == "channels-last":  # as SS2D gives the fused kernel: tokens outermost
-        xs = [x.movedim(-1, 1).contiguous().movedim(1, -1) if i in (0, 1, 3, 4) else x for i, x in enumerate(xs)]
+        xs = tokens_outermost(xs)
     ref_in = [x.detach().double().requires_grad_() for x in xs]
     test_in = [x.detach().clone().requires_grad_() for x in xs]
     ref = selective_scan_directions(*ref_in, table, backend="torch")
@@ -144,7 +150,7 @@ def time_plain(batch, dim, length, dtype, have_cuda, layout="mamba"):
 def time_dirs(batch, dn, side, dtype, backend_unfused, layout="mamba"):
     xs, table = dir_inputs(batch, dn, side, dtype)
     if layout == "channels-last":  # as SS2D gives the fused kernel: tokens outermost
-        xs = [x.movedim(-1, 1).contiguous().movedim(1, -1) if i in (0, 1, 3, 4) else x for i, x in enumerate(xs)]
+        xs = tokens_outermost(xs)
     res = {}
     for label, backend in (("fused", "triton-fused"), ("unfused", backend_unfused)):
         leaves = [x.detach().requires_grad_() if x.is_floating_point() and i in (0, 1, 3, 4) else x
