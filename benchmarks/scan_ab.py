@@ -5,8 +5,11 @@ kernels/ from another commit, on MambaAD's shapes, so that the ratio is measured
     python benchmarks/scan_ab.py --baseline .devcarry/prev/kernels --json ab.json
 
 Both versions are first checked against each other (forward and every gradient), then timed with
-triton.testing.do_bench medians: forward as in training, and backward. On a CPU (TRITON_INTERPRET=1,
-tiny --shapes) it only runs the check, as a smoke test of the script.
+triton.testing.do_bench medians: forward as in training, forward at inference, and backward. On a CPU
+(TRITON_INTERPRET=1, tiny --shapes) it only runs the check, as a smoke test of the script.
+
+With --configs "2:1:3:1:2;4:2:3:1:2;auto" this tree's kernels are checked and timed once per config
+(MAMBAAD_SCAN_CONFIGS syntax, "auto": the default autotuned space), so a config sweep is one call.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -67,11 +71,22 @@ def timings(module, xs) -> dict[str, float]:
 
     x, grads = leaves(xs)
     fwd = triton.testing.do_bench(lambda: run(module, x), return_mode="median")
+    with torch.no_grad():
+        infer = triton.testing.do_bench(lambda: run(module, x), return_mode="median")
     out = run(module, x)
     dout = torch.randn_like(out)
     bwd = triton.testing.do_bench(lambda: torch.autograd.grad(out, grads, dout, retain_graph=True),
                                   return_mode="median")
-    return {"fwd": fwd, "bwd": bwd}
+    return {"fwd": fwd, "fwd_infer": infer, "bwd": bwd}
+
+
+def use_configs(spec: str) -> None:
+    """Point this tree's autotuners at one config space ("auto": the default) and drop the tuned ones."""
+    if spec == "auto":
+        os.environ.pop("MAMBAAD_SCAN_CONFIGS", None)
+    else:
+        os.environ["MAMBAAD_SCAN_CONFIGS"] = spec
+    triton_scan._tuned_kernels.cache_clear()
 
 
 def main() -> None:
@@ -83,20 +98,33 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--configs", default="auto", help="config spaces to time this tree with, ';'-sep.")
+    parser.add_argument("--baseline-configs", help="the baseline's config space, in its own syntax")
+    parser.add_argument("--check-only", action="store_true",
+                        help="no timing: a warm-up that fills Triton's compile cache (run several at once)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    timing = device == "cuda" and not args.check_only
     old = load_baseline(args.baseline)
+    if args.baseline_configs:  # the baseline's autotuners are built now, with their own config space
+        os.environ["MAMBAAD_SCAN_CONFIGS"] = args.baseline_configs
+        old._tuned_kernels()
+        os.environ.pop("MAMBAAD_SCAN_CONFIGS")
     rows = []
     for dtype in [getattr(torch, name) for name in args.dtypes.split(",")]:
         for dim, length in (tuple(int(x) for x in s.split(":")) for s in args.shapes.split(",")):
             xs = inputs(args.batch, dim, length, dtype, device=device)
-            row = {"dim": dim, "L": length, "dtype": str(dtype).replace("torch.", ""),
-                   "diff": compare(triton_scan, old, xs)}
-            if device == "cuda":
-                row["new"], row["old"] = timings(triton_scan, xs), timings(old, xs)
-                row["old_over_new_fwd_bwd"] = (sum(row["old"].values()) / sum(row["new"].values()))
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            base = {"dim": dim, "L": length, "dtype": str(dtype).replace("torch.", "")}
+            old_times = timings(old, xs) if timing else None
+            for spec in args.configs.split(";"):
+                use_configs(spec)
+                row = {**base, "configs": spec, "diff": compare(triton_scan, old, xs)}
+                if timing:
+                    row["new"], row["old"] = timings(triton_scan, xs), old_times
+                    total = {k: row[k]["fwd"] + row[k]["bwd"] for k in ("old", "new")}
+                    row["old_over_new_fwd_bwd"] = total["old"] / total["new"]
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

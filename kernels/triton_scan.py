@@ -52,6 +52,17 @@ def _pair_combine(a_l, b_l, a_r, b_r):
 
 
 @triton.jit
+def _exp2(x, FAST: tl.constexpr):
+    # ex2.approx.ftz, as mamba_ssm's kernel gets from --use_fast_math: tl.exp2 keeps denormals, which costs a
+    # compare and two multiplies around every exp; a decay below 2^-126 flushed to zero changes nothing here
+    if FAST:
+        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    else:
+        return tl.exp2(x)
+
+
+@triton.jit
 def _softplus(x):
     # log1p(exp(x)) without a log1p builtin: Kahan's trick keeps it accurate for tiny exp(x);
     # identity above 20, like mamba_ssm's kernel.
@@ -64,12 +75,6 @@ def _softplus(x):
 @triton.jit
 def _softplus_grad(x):
     return tl.where(x > 20.0, 1.0, 1.0 / (1.0 + tl.exp(-x)))
-
-
-@triton.jit
-def _column(tile, idx, j):
-    # tile[:, j] of a register tile, as a masked sum (Triton cannot index registers at run time).
-    return tl.sum(tl.where(idx[None, :] == j, tile, 0.0), axis=1)
 
 
 @triton.jit
@@ -144,12 +149,22 @@ def _scan_fwd_kernel(
     so_b, so_g, so_d, so_l,
     N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr,
+    STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr, UNROLL: tl.constexpr, FAST_EXP: tl.constexpr,
 ):
+    """The state at each chunk start goes through memory: ckpt (rows, n_chunks, N) in training, which the
+    backward reads, or a (rows, 2, N) scratch slot by chunk parity at inference. The thread that holds a
+    chunk's last step stores its final states and, after one barrier per chunk, every thread loads its own:
+    carrying them in a [BD, N] register tile instead costs two cross-lane reductions per state and chunk."""
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, T)
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
-    h = tl.zeros([BD, NP], tl.float32)
+    first = tt[None, :] == 0
+    last = tt[None, :] == T - 1
+    if STORE_CKPT:
+        state = ckpt_ptr + (b * G * DG + ch) * n_chunks * N  # this program's rows, slot c at c * N
+    else:
+        state = ckpt_ptr + (b * G * DG + ch) * 2 * N
+    tl.store(state[:, None] + nn[None, :], tl.zeros([BD, NP], tl.float32), mask=nm)  # slot 0: h = 0
 
     for c in range(n_chunks):
         t = c * T + tt
@@ -167,18 +182,25 @@ def _scan_fwd_kernel(
         else:
             y = tl.zeros([BD, T], tl.float32)
         if STORE_CKPT:
-            tl.store(ckpt_ptr + ((b * G * DG + ch)[:, None] * n_chunks + c) * N + nn[None, :], h, mask=nm)
-        for n in range(N):
+            s_in = c * N
+            s_out = (c + 1) * N
+        else:
+            s_in = c % 2 * N
+            s_out = (c + 1) % 2 * N
+        tl.debug_barrier()  # the previous chunk's final states are stored, its loads done
+        for n in tl.range(0, N, loop_unroll_factor=UNROLL):
             Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos * sB_l, mask=tmask, other=0.0)
             Cn = tl.load(C_ptr + b * sC_b + g * sC_g + n * sC_n + pos * sC_l, mask=tmask, other=0.0)
             Bn, Cn = Bn.to(tl.float32), Cn.to(tl.float32)
             A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)  # from L1, not picked from a tile
-            a = tl.exp2(dt * A2n[:, None])
+            h0n = tl.load(state + s_in + n, mask=dmask, other=0.0)
+            a = _exp2(dt * A2n[:, None], FAST_EXP)
             bb = dtu * Bn[None, :]
-            bb = tl.where(tt[None, :] == 0, bb + a * _column(h, nn, n)[:, None], bb)
-            _, hs = tl.associative_scan((a, bb), axis=1, combine_fn=_pair_combine)
+            _, hs = tl.associative_scan((a, tl.where(first, bb + a * h0n[:, None], bb)), axis=1,
+                                        combine_fn=_pair_combine)
             y += hs * Cn[None, :]
-            h = tl.where(nn[None, :] == n, _column(hs, tt, T - 1)[:, None], h)
+            tl.store(state[:, None] + s_out + n + 0 * tt[None, :], hs,
+                     mask=dmask[:, None] & last & (c + 1 < n_chunks))
         if HAS_Z:
             z = tl.load(z_ptr + b * sz_b + g * sz_g + d[:, None] * sz_d + pos[None, :] * sz_l,
                         mask=m2, other=0.0).to(tl.float32)
@@ -267,7 +289,7 @@ def _scan_fwd_rows_kernel(
 @triton.jit
 def _scan_bwd_kernel(
     u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, dout_ptr, ckpt_ptr, table_ptr,
-    du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, lam_ptr,
     L, DG, n_chunks,
     su_b, su_g, su_d, su_l,
     sdt_b, sdt_g, sdt_d, sdt_l,
@@ -276,21 +298,40 @@ def _scan_bwd_kernel(
     sz_b, sz_g, sz_d, sz_l,
     so_b, so_g, so_d, so_l,
     sdu_b, sdu_g, sdu_d, sdu_l,
-    N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
+    N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, UNROLL: tl.constexpr,
+    FLIP: tl.constexpr, FAST_EXP: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_TABLE: tl.constexpr,
 ):
     """Gradients. du, ddt and dz share one (batch, G, DG, L) layout (sdu_*); dB/dC are contiguous fp32
     (batch, G, N, L) accumulated with atomics; dA (batch, dim, N), zeroed by the caller and added to
-    per chunk, dD and dbias (batch, dim) are per-batch partials."""
+    per chunk, dD and dbias (batch, dim) are per-batch partials. lam (batch, dim, N) is scratch: the adjoint
+    at the first step of the chunk just done, per state, handed to the next chunk through memory: two
+    slots (batch * dim * N each) by chunk parity, so that one barrier per chunk orders its stores and loads.
+
+    Register pressure decides this kernel's speed (at 255 registers it spills and runs few warps per SM), so
+    the state loop keeps only five [BD, T] tiles alive across it: delta at t and t + 1, delta * u, the
+    gradient reaching y, and two accumulators. u and delta's raw value are read again after the loop, and
+    the u part of d(delta) is factored out of the state sum: sum_n lambda (B_n u + A_n q) =
+    u * sum_n lambda B_n + sum_n A_n lambda q.
+
+    The adjoint runs backwards in time. Triton lowers a reverse scan with lane-reversing butterflies (320
+    shuffles per state for a [8, 128] tile at 2 warps, where the forward scan takes 48), so with FLIP its
+    inputs are put in reverse time order with a register gather (delta and the gradient once per chunk, C
+    per state), scanned forwards, and the result gathered back: 63 shuffles per state where there were
+    171 ([2, 128] tile, one warp). FLIP=0 keeps the reverse scan: faster at L = 64 in the sweep."""
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, T)
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
-    lam = tl.zeros([BD, NP], tl.float32)  # adjoint at the first step of the chunk after this one
     dD = tl.zeros([BD], tl.float32)
     dbias = tl.zeros([BD], tl.float32)
     dB_base = dB_ptr + (b * G + g) * N * L
     dC_base = dC_ptr + (b * G + g) * N * L
+    row_n = (b * G * DG + ch) * N  # this program's rows of dA and lam
+    slot = tl.num_programs(2) * G * DG * N  # elements per lam slot
+    first = tt[None, :] == 0
+    last = tt[None, :] == T - 1
+    rev = tl.broadcast_to((T - 1 - tt)[None, :], [BD, T])
 
     for i in range(n_chunks):
         c = n_chunks - 1 - i
@@ -301,57 +342,70 @@ def _scan_bwd_kernel(
         tmask_n = (t + 1) < L
         m2_n = dmask[:, None] & tmask_n[None, :]
         pos_n = _positions(table_ptr, g, t + 1, tmask_n, L, HAS_TABLE)
+        at_u = b * su_b + g * su_g + d[:, None] * su_d + pos[None, :] * su_l
+        at_dt = b * sdt_b + g * sdt_g + d[:, None] * sdt_d + pos[None, :] * sdt_l
 
-        u = tl.load(u_ptr + b * su_b + g * su_g + d[:, None] * su_d + pos[None, :] * su_l,
-                    mask=m2, other=0.0).to(tl.float32)
-        dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + pos[None, :] * sdt_l,
-                         mask=m2, other=0.0).to(tl.float32)
-        x, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
+        dt_raw = tl.load(dt_ptr + at_dt, mask=m2, other=0.0).to(tl.float32)
+        _, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
         dtn_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + pos_n[None, :] * sdt_l,
                           mask=m2_n, other=0.0).to(tl.float32)
         _, dtn = _delta(dtn_raw, bias[:, None], m2_n, HAS_BIAS, SOFTPLUS)
-        gout = tl.load(dout_ptr + b * so_b + g * so_g + d[:, None] * so_d + pos[None, :] * so_l,
-                       mask=m2, other=0.0).to(tl.float32)
+        dtu = dt * tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
+        gy = tl.load(dout_ptr + b * so_b + g * so_g + d[:, None] * so_d + pos[None, :] * so_l,
+                     mask=m2, other=0.0).to(tl.float32)
         if HAS_Z:
             z = tl.load(z_ptr + b * sz_b + g * sz_g + d[:, None] * sz_d + pos[None, :] * sz_l,
                         mask=m2, other=0.0).to(tl.float32)
-            sig_z = 1.0 / (1.0 + tl.exp(-z))
-            gy = gout * z * sig_z  # gradient reaching y (before the gate)
-        else:
-            gy = gout
-        dtu = dt * u
+            gy = gy * z / (1.0 + tl.exp(-z))  # gradient reaching y (before the gate)
+        if FLIP:  # the adjoint's inputs in reverse time order: index j is step c * T + T - 1 - j
+            dtn = tl.gather(dtn, rev, axis=1)
+            gy_r = tl.gather(gy, rev, axis=1)
         y = tl.zeros([BD, T], tl.float32)
-        d_dt = tl.zeros([BD, T], tl.float32)
-        d_dtu = tl.zeros([BD, T], tl.float32)  # sum_n lambda * B_n: du = d_dtu * dt + D * gy
-        for n in range(N):
+        d_dtA = tl.zeros([BD, T], tl.float32)  # sum_n A_n lambda q, q = a_t h_{t-1} (A in log2 units here)
+        d_dtu = tl.zeros([BD, T], tl.float32)  # sum_n lambda B_n: du = d_dtu * delta + D gy
+        tl.debug_barrier()  # the previous chunk's lam stores are visible to every thread, its loads done
+        for n in tl.range(0, N, loop_unroll_factor=UNROLL):
             Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos * sB_l, mask=tmask, other=0.0)
             Cn = tl.load(C_ptr + b * sC_b + g * sC_g + n * sC_n + pos * sC_l, mask=tmask, other=0.0)
             Bn, Cn = Bn.to(tl.float32), Cn.to(tl.float32)
             # per-state values straight from memory (L1 hits) rather than picked from [BD, NP] register
-            # tiles: a pick from a tile of another layout costs a trip through shared memory and a barrier
+            # tiles: a pick from a tile costs a cross-lane reduction, or a trip through shared memory
             A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)
-            a = tl.exp2(dt * A2n[:, None])
-            bb = dtu * Bn[None, :]
             h0n = tl.load(ckpt_ptr + ((b * G * DG + ch) * n_chunks + c) * N + n, mask=dmask, other=0.0)
-            bb0 = tl.where(tt[None, :] == 0, bb + a * h0n[:, None], bb)
-            _, hs = tl.associative_scan((a, bb0), axis=1, combine_fn=_pair_combine)
+            lam_n = tl.load(lam_ptr + (i + 1) % 2 * slot + row_n + n, mask=dmask & (i > 0), other=0.0)
+            a = _exp2(dt * A2n[:, None], FAST_EXP)
+            bb = dtu * Bn[None, :]
+            _, hs = tl.associative_scan((a, tl.where(first, bb + a * h0n[:, None], bb)), axis=1,
+                                        combine_fn=_pair_combine)
             if HAS_Z:
                 y += hs * Cn[None, :]
-            alpha = tl.exp2(dtn * A2n[:, None])  # a_{t+1}; 1 beyond L, where lambda is 0 anyway
-            cg = gy * Cn[None, :]
-            cg = tl.where(tt[None, :] == T - 1, cg + alpha * _column(lam, nn, n)[:, None], cg)
-            _, lt = tl.associative_scan((alpha, cg), axis=1, combine_fn=_pair_combine, reverse=True)
-            q = hs - bb  # a_t * h_{t-1}
-            d_dt += lt * (Bn[None, :] * u + (A2n * LN_2)[:, None] * q)
+            alpha = _exp2(dtn * A2n[:, None], FAST_EXP)  # a_{t+1}; 1 beyond L, where lambda is 0 anyway
+            if FLIP:
+                cg = gy_r * tl.gather(Cn, T - 1 - tt, axis=0)[None, :]
+                cg = tl.where(first, cg + alpha * lam_n[:, None], cg)
+                _, lt_r = tl.associative_scan((alpha, cg), axis=1, combine_fn=_pair_combine)
+                lt = tl.gather(lt_r, rev, axis=1)
+            else:
+                cg = gy * Cn[None, :]
+                _, lt = tl.associative_scan((alpha, tl.where(last, cg + alpha * lam_n[:, None], cg)), axis=1,
+                                            combine_fn=_pair_combine, reverse=True)
+            w = lt * (hs - bb)  # lambda_t a_t h_{t-1}
+            d_dtA += A2n[:, None] * w
             d_dtu += lt * Bn[None, :]
             # dA partials go straight to memory (each address is this program's alone): accumulating them in
             # a [BD, NP] tile would cost a layout conversion per state
-            tl.atomic_add(dA_ptr + (b * G * DG + ch) * N + n, tl.sum(lt * dt * q, axis=1), mask=dmask,
-                          sem="relaxed")
+            tl.atomic_add(dA_ptr + row_n + n, tl.sum(w * dt, axis=1), mask=dmask, sem="relaxed")
             tl.atomic_add(dB_base + n * L + pos, tl.sum(lt * dtu, axis=0), mask=tmask, sem="relaxed")
             tl.atomic_add(dC_base + n * L + pos, tl.sum(gy * hs, axis=0), mask=tmask, sem="relaxed")
-            lam = tl.where(nn[None, :] == n, _column(lt, tt, 0)[:, None], lam)
+            # lambda at the chunk's first step, for the next chunk: one masked store, no cross-lane pick
+            tl.store(lam_ptr + i % 2 * slot + row_n[:, None] + n + 0 * tt[None, :], lt,
+                     mask=dmask[:, None] & first)
 
+        # read u and delta again rather than keep them in registers through the state loop
+        u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
+        x, _ = _delta(tl.load(dt_ptr + at_dt, mask=m2, other=0.0).to(tl.float32), bias[:, None], m2, HAS_BIAS,
+                      SOFTPLUS)
+        d_dt = u * d_dtu + LN_2 * d_dtA
         du = d_dtu * dt
         if HAS_D:
             y += Dv[:, None] * u
@@ -366,6 +420,9 @@ def _scan_bwd_kernel(
         tl.store(ddt_ptr + b * sdu_b + g * sdu_g + d[:, None] * sdu_d + pos[None, :] * sdu_l,
                  d_dt.to(ddt_ptr.dtype.element_ty), mask=m2)
         if HAS_Z:
+            gout = tl.load(dout_ptr + b * so_b + g * so_g + d[:, None] * so_d + pos[None, :] * so_l,
+                           mask=m2, other=0.0).to(tl.float32)
+            sig_z = 1.0 / (1.0 + tl.exp(-z))
             dz = gout * y * sig_z * (1.0 + z * (1.0 - sig_z))
             tl.store(dz_ptr + b * sdu_b + g * sdu_g + d[:, None] * sdu_d + pos[None, :] * sdu_l,
                      dz.to(dz_ptr.dtype.element_ty), mask=m2)
@@ -513,7 +570,11 @@ def _scan_bwd_rows_kernel(
 # because the forward's checkpoints and the backward must agree on it.
 
 MAX_CHUNK = 128
-_CONFIGS = [(4, 2), (8, 2), (8, 4), (16, 4), (16, 8), (32, 8)]  # (BD, num_warps)
+# (BD, num_warps, num_stages, unroll factor of the state loop, FLIP of the backward). One warp per program
+# made the backward ~1.5x faster on the H200 (kernels/NOTES.md, v1.2): its scans and sums over channels never
+# cross warps. The last config, with the reverse scan, timed best at L = 64.
+_CONFIGS = [(2, 1, 3, 1), (2, 1, 3, 2), (4, 1, 3, 1), (4, 1, 3, 2), (8, 2, 3, 1), (8, 4, 3, 1),
+            (8, 2, 3, 1, 0)]
 _INTERPRETER_BD = 4  # the interpreter loops over every element: keep tiles tiny
 
 
@@ -534,15 +595,22 @@ def _prune(configs, named_args, **kwargs):
     return kept or configs[:1]
 
 
-def _config_space() -> list[tuple[int, int]]:
-    value = os.environ.get("MAMBAAD_SCAN_CONFIGS")  # developer knob: "16:4,32:8" (BD:num_warps)
+def _config_space() -> list[tuple[int, ...]]:
+    # developer knob: "16:4,4:1:3:2:0" (BD:num_warps[:num_stages[:unroll[:FLIP]]]), as _CONFIGS
+    value = os.environ.get("MAMBAAD_SCAN_CONFIGS")
     if not value:
         return _CONFIGS
     return [tuple(int(x) for x in item.split(":")) for item in value.split(",")]
 
 
-def _autotune(kernel, reset_to_zero=None):
-    configs = [triton.Config({"BD": bd}, num_warps=w) for bd, w in _config_space()]
+def _config(bd: int, warps: int, stages: int = 3, unroll: int = 1, flip: int = 1, backward=False):
+    params = {"BD": bd, "UNROLL": unroll, **({"FLIP": flip} if backward else {})}
+    return triton.Config(params, num_warps=warps, num_stages=stages)
+
+
+def _autotune(kernel, reset_to_zero=None, backward=False):
+    configs = [_config(*item, backward=backward) for item in _config_space()]
+    configs = list({str(c): c for c in configs}.values())  # the forward ignores FLIP: drop repeats
     options = {}
     if "cache_results" in inspect.signature(triton.autotune).parameters:
         options["cache_results"] = True  # keep the choice on disk with Triton's compile cache
@@ -566,7 +634,7 @@ def _tuned_kernels():
         )(kernel)
 
     # the outputs the backward kernels add into must be zeroed between the autotuner's trial runs
-    tiles_bwd = _autotune(_scan_bwd_kernel, reset_to_zero=["dB_ptr", "dC_ptr", "dA_ptr"])
+    tiles_bwd = _autotune(_scan_bwd_kernel, reset_to_zero=["dB_ptr", "dC_ptr", "dA_ptr"], backward=True)
     return (_autotune(_scan_fwd_kernel), tiles_bwd,
             rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]))
 
@@ -577,10 +645,20 @@ def _launch(kernel_index: int, grid_shape: tuple[int, int, int], args: tuple, co
         kernels = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel, _scan_bwd_rows_kernel)
         kernel = kernels[kernel_index]
         bd = min(_INTERPRETER_BD, triton.next_power_of_2(dg))
-        kernel[(triton.cdiv(dg, bd), groups, batch)](*args, BD=bd, **consts)
+        tiles = {0: {"UNROLL": 1}, 1: {"UNROLL": 1, "FLIP": _interpreter_flip()}}.get(kernel_index, {})
+        kernel[(triton.cdiv(dg, bd), groups, batch)](*args, BD=bd, **tiles, **consts)
         return
     kernel = _tuned_kernels()[kernel_index]
     kernel[lambda meta: (triton.cdiv(dg, meta["BD"]), groups, batch)](*args, **consts)
+
+
+def fast_exp() -> bool:
+    """ex2.approx.ftz (inline PTX) on NVIDIA GPUs; tl.exp2 in the interpreter, which runs no PTX."""
+    return not interpreting() and torch.version.hip is None
+
+
+def _interpreter_flip() -> int:
+    return int(os.environ.get("MAMBAAD_SCAN_FLIP", "1"))  # tests run both ways of the adjoint scan
 
 
 def _strides(t: torch.Tensor | None) -> tuple[int, ...]:
@@ -635,8 +713,9 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
         out = torch.empty((batch, length, groups, dg), device=u4.device, dtype=out_dtype).permute(0, 2, 3, 1)
     else:
         out = torch.empty((batch, groups, dg, length), device=u4.device, dtype=out_dtype)
-    ckpt = torch.empty((batch, groups * dg, n_chunks, n_state), device=u4.device, dtype=torch.float32) \
-        if need_ckpt else A2
+    # the checkpoints, or at inference the tiles kernel's two state slots (the rows kernel ignores them)
+    ckpt = torch.empty((batch, groups * dg, n_chunks if need_ckpt else 2, n_state), device=u4.device,
+                       dtype=torch.float32)
     tab = table if table is not None else A2
     args = (u4, dt4, A2, B4, C4, Df, bias, z4 if z4 is not None else u4, out, ckpt, tab, length, dg, n_chunks,
             *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(out))
@@ -644,8 +723,20 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
                   **_flags(D, z4, delta_bias, softplus, table))
     if rows:
         consts["TR"] = _rows_piece(T)
+    else:
+        consts["FAST_EXP"] = fast_exp()
     _launch(2 if rows else 0, (dg, groups, batch), args, consts)
     return out, (ckpt if need_ckpt else None), T
+
+
+def _fp32(t: torch.Tensor | None) -> torch.Tensor | None:
+    """t as fp32 with its strides; an expanded view (stride 0) is cast once and expanded again."""
+    if t is None or t.dtype == torch.float32:
+        return t
+    if 0 in t.stride():
+        one = t[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in t.stride())]
+        return one.float().expand(t.shape)
+    return t.float()
 
 
 def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, ckpt, T):
@@ -658,6 +749,8 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     dev = u4.device
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
+    if not rows:  # bf16 loads set this kernel's layouts astray (Triton 3.6): it ran 1.3x slower than in fp32
+        dout4, u4, dt4, B4, C4, z4 = (_fp32(t) for t in (dout4, u4, dt4, B4, C4, z4))
 
     def grad_buffer():
         if rows:  # gradients in the inputs' layout, so that the rows kernel stores whole rows
@@ -683,6 +776,10 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         scratch = torch.empty((batch, groups * dg, T // consts["TR"], consts["NP"]), device=dev,
                               dtype=torch.float32)
         args = args[:19] + (scratch,) + args[19:]
+    else:  # the adjoint handed from chunk to chunk, two slots by chunk parity
+        consts["FAST_EXP"] = fast_exp()
+        lam = torch.empty((2, batch * groups * dg * n_state), device=dev, dtype=torch.float32)
+        args = args[:19] + (lam,) + args[19:]
     _launch(3 if rows else 1, (dg, groups, batch), args, consts)
     return du, ddt, (dz if z4 is not None else None), dB, dC, dA.sum(0), dD.sum(0), dbias.sum(0)
 

@@ -74,6 +74,16 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_fp32_forward_and_every_gradient_match_float64_loop(ts, case):
+    check_every_gradient(ts, case)
+
+
+def test_backward_with_the_reverse_scan_matches_too(ts, monkeypatch):
+    # FLIP=0: the adjoint as a reverse scan, the other way the backward kernel can run (a tuning choice)
+    monkeypatch.setenv("MAMBAAD_SCAN_FLIP", "0")
+    check_every_gradient(ts, "L not a multiple of the chunk, 3 chunks, z")
+
+
+def check_every_gradient(ts, case):
     batch, dim, length, n, groups, z, bias, D, softplus, chunk = CASES[case]
     inputs = make(batch, dim, length, n, groups, z=z, bias=bias, D=D, seed=length)
     ref_in, test_in, ref, out = run_both(ts, inputs, softplus, chunk)
