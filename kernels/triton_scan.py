@@ -7,14 +7,17 @@ step). The atomics are relaxed (no memory fence: nothing reads the sums before t
 per-state values (A, the chunk-start state) are loaded from memory inside the state loop rather than
 picked from [BD, N] register tiles, whose picks cost a shared-memory round trip and a barrier each.
 Within a chunk the recurrence h_t = a_t h_{t-1} + b_t is a pair scan (``tl.associative_scan``) along T,
-with the state carried in from the previous chunk folded into the first b. States stay fp32 on chip;
-a = exp2(delta * A * log2(e)) with A pre-scaled on the host.
+with the state carried in from the previous chunk folded into the first b; the carries between chunks go
+through memory (one masked store, one barrier per chunk). States stay fp32 on chip;
+a = exp2(delta * A * log2(e)) with A pre-scaled on the host (ex2.approx.ftz on GPUs). The autotuner's space
+leads with one-warp programs, whose scans and channel sums never leave the warp (kernels/NOTES.md, v1.2).
 
 * forward: for each chunk and each state n, scan and accumulate y += C_n h. In training it stores the state
   at every chunk start (batch, dim, n_chunks, N) fp32, the only thing backward needs besides the inputs.
 * backward: chunks in reverse. Per chunk and n it recomputes h from the stored chunk-start state, runs the
-  adjoint scan lambda_t = C_t g_t + a_{t+1} lambda_{t+1} in reverse (a_{t+1} recomputed from delta at t+1,
-  cheaper than shifting a register tile), and accumulates every gradient (section 1.3 of the notes).
+  adjoint scan lambda_t = C_t g_t + a_{t+1} lambda_{t+1} (a_{t+1} recomputed from delta at t+1; the inputs
+  put in reverse order by a register gather and scanned forwards, as Triton's reverse scan is costly), and
+  accumulates every gradient (section 1.3 of the notes).
 
 Index tables (the fused SS2D path): with ``table`` (G, L), group g is scan direction g, and step t of that
 direction reads and writes natural position ``table[g, t]``. u can be shared by all directions (stride 0 over
@@ -315,11 +318,11 @@ def _scan_bwd_kernel(
     the u part of d(delta) is factored out of the state sum: sum_n lambda (B_n u + A_n q) =
     u * sum_n lambda B_n + sum_n A_n lambda q.
 
-    The adjoint runs backwards in time. Triton lowers a reverse scan with lane-reversing butterflies (320
+    The adjoint runs backwards in time. Triton lowers a reverse scan with lane-reversing butterflies (368
     shuffles per state for a [8, 128] tile at 2 warps, where the forward scan takes 48), so with FLIP its
     inputs are put in reverse time order with a register gather (delta and the gradient once per chunk, C
-    per state), scanned forwards, and the result gathered back: 63 shuffles per state where there were
-    171 ([2, 128] tile, one warp). FLIP=0 keeps the reverse scan: faster at L = 64 in the sweep."""
+    per state), scanned forwards, and the result gathered back: the state loop's shuffles go from 171 to 63
+    ([2, 128] tile, one warp). FLIP=0 keeps the reverse scan: faster at L = 64 in the sweep."""
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, T)
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
