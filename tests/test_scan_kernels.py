@@ -184,6 +184,19 @@ def test_chunk_length_must_be_positive():
 # --- the dispatcher ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("triton_ok, cuda_ok, expected", [
+    (True, True, "triton"), (False, True, "cuda"), (False, False, "torch"),
+])
+def test_auto_on_a_gpu_prefers_triton_then_mamba_ssm(monkeypatch, triton_ok, cuda_ok, expected):
+    from types import SimpleNamespace
+
+    from kernels import dispatch
+
+    monkeypatch.setattr(dispatch, "_triton_available", lambda: triton_ok)
+    monkeypatch.setattr(dispatch, "cuda_available", lambda: cuda_ok)
+    assert resolve_backend("auto", SimpleNamespace(is_cuda=True)) == expected
+
+
 def test_auto_on_cpu_runs_the_torch_path():
     inputs = make_inputs(length=10)
     assert resolve_backend("auto", inputs["u"]) == "torch"

@@ -234,3 +234,15 @@ def test_ss2d_with_the_fused_kernel_matches_the_torch_path(ts):
     assert rel(xf.grad, x.grad) < 1e-4
     for (name, p_ref), p in zip(ref.named_parameters(), fused.parameters(), strict=True):
         assert rel(p.grad, p_ref.grad) < 1e-4, name
+
+
+def test_fp32_copy_of_an_expanded_view_stays_a_view(ts):
+    # the backward's fp32 copies of bf16 inputs: a direction-shared u (stride 0 over the group) is cast once
+    base = torch.randn(2, 1, 3, 5).to(torch.bfloat16)
+    expanded = base.expand(2, 4, 3, 5)
+    copy = ts._fp32(expanded)
+    assert copy.dtype == torch.float32 and copy.shape == expanded.shape
+    assert copy.stride(1) == 0
+    assert torch.equal(copy, expanded.float())
+    channels_last = torch.randn(2, 5, 3).to(torch.bfloat16).permute(0, 2, 1)
+    assert ts._fp32(channels_last).stride() == channels_last.stride()
