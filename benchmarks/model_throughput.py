@@ -15,7 +15,9 @@ behind `mambaad bench --model`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 from typing import Any
 
@@ -31,14 +33,39 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+compile": {**BF16_CL, "train.compile": True},
     "bf16+cl+fused+compile": {**BF16_CL, "model.decoder.scan_backend": "triton-fused", "train.compile": True},
     "fp32+fused": {"model.decoder.scan_backend": "triton-fused"},
+    # the unfused directions with inverse-table gathers instead of scatters (kernels/directions.py, opt-in)
+    "fp32+permute": {"env": {"MAMBAAD_GLUE": "permute"}},
+    "bf16+cl+permute": {**BF16_CL, "env": {"MAMBAAD_GLUE": "permute"}},
 }
 
 
-def profile_training(args: argparse.Namespace, batch: int, overrides: dict[str, Any]) -> str:
+@contextlib.contextmanager
+def environment(values: dict[str, str]):
+    """Developer knobs a variant sets (env), restored afterwards so that the next variant runs without."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def split_variant(variant: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """(config overrides, environment) of a variant."""
+    overrides = dict(VARIANTS[variant])
+    return overrides, overrides.pop("env", {})
+
+
+def profile_training(args: argparse.Namespace, batch: int, variant: str) -> str:
     """Top GPU kernels of a few training (and inference) steps, by self CUDA time: torch.profiler's table."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    overrides, env = split_variant(variant)
+    with environment(env), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         model_throughput(args.preset, batch, args.device, args.backend, args.image_size, 3, 2, overrides)
     return prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70)
 
@@ -71,9 +98,11 @@ def main() -> None:
             backend = VARIANTS[variant].get("model.decoder.scan_backend", args.backend)
             row: dict[str, Any] = {"device": name, "preset": args.preset, "batch": batch, "variant": variant,
                                    "backend": backend}
+            overrides, env = split_variant(variant)
             try:
-                row.update(model_throughput(args.preset, batch, args.device, args.backend, args.image_size,
-                                            args.steps, args.warmup, VARIANTS[variant]))
+                with environment(env):
+                    row.update(model_throughput(args.preset, batch, args.device, args.backend,
+                                                args.image_size, args.steps, args.warmup, overrides))
             except Exception as e:  # noqa: BLE001 - one failing variant (OOM, compile) must not stop the rest
                 row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             rows.append(row)
@@ -84,7 +113,7 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
     if args.profile:
-        print(profile_training(args, batches[0], VARIANTS[args.profile]), flush=True)
+        print(profile_training(args, batches[0], args.profile), flush=True)
 
 
 if __name__ == "__main__":
