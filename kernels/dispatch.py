@@ -9,7 +9,9 @@ kernels/NOTES.md), else mamba_ssm's kernel when its extension is installed, and 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import inspect
 import os
 
 import torch
@@ -29,17 +31,32 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
+@functools.cache
+def triton_too_old() -> str:
+    """Why the installed Triton cannot compile our kernels ("" when it can): they use tl.gather and
+    tl.range(loop_unroll_factor=...), both in Triton since 3.3; tested on 3.6 (GPU) and 3.8 (interpreter)."""
+    import triton
+    import triton.language as tl
+
+    unroll = "loop_unroll_factor" in inspect.signature(tl.range.__init__).parameters
+    if not (hasattr(tl, "gather") and unroll):
+        return f"Triton {triton.__version__} lacks tl.gather or loop_unroll_factor: install triton>=3.3"
+    return ""
+
+
 def _triton_available() -> bool:
-    """Whether the Triton kernel can run here: Triton installed and a CUDA device (or the interpreter)."""
+    """Whether the Triton kernel can run here: a recent Triton and a CUDA device (or the interpreter)."""
     if importlib.util.find_spec("triton") is None:
         return False
-    return torch.cuda.is_available() or interpreting()
+    return (torch.cuda.is_available() or interpreting()) and not triton_too_old()
 
 
 def check_triton(u: torch.Tensor, what: str = "selective_scan") -> None:
     """Raise BackendUnavailableError unless the Triton kernel can run on u's device."""
     if importlib.util.find_spec("triton") is None:
         raise BackendUnavailableError(f"{what}: backend 'triton' needs the triton package")
+    if triton_too_old():
+        raise BackendUnavailableError(f"{what}: backend 'triton': {triton_too_old()}")
     if not (u.is_cuda or (u.device.type == "cpu" and interpreting())):
         raise BackendUnavailableError(
             f"{what}: backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 for CPU tests), "

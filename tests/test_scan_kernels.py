@@ -197,6 +197,27 @@ def test_auto_on_a_gpu_prefers_triton_then_mamba_ssm(monkeypatch, triton_ok, cud
     assert resolve_backend("auto", SimpleNamespace(is_cuda=True)) == expected
 
 
+def test_a_triton_without_gather_is_refused_in_one_line_and_auto_skips_it(monkeypatch):
+    from types import SimpleNamespace
+
+    import triton.language as tl
+
+    from kernels import dispatch
+
+    dispatch.triton_too_old.cache_clear()
+    monkeypatch.delattr(tl, "gather")
+    try:
+        reason = dispatch.triton_too_old()
+        assert "triton>=3.3" in reason
+        with pytest.raises(BackendUnavailableError, match="backend 'triton'.*triton>=3.3"):
+            dispatch.check_triton(torch.zeros(1))
+        monkeypatch.setattr(dispatch, "cuda_available", lambda: False)
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        assert resolve_backend("auto", SimpleNamespace(is_cuda=True)) == "torch"
+    finally:
+        dispatch.triton_too_old.cache_clear()
+
+
 def test_auto_on_cpu_runs_the_torch_path():
     inputs = make_inputs(length=10)
     assert resolve_backend("auto", inputs["u"]) == "torch"
