@@ -64,6 +64,19 @@ def check_triton(u: torch.Tensor, what: str = "selective_scan") -> None:
         )
 
 
+def check_backend(backend: str, u: torch.Tensor) -> None:
+    """BackendUnavailableError unless ``backend`` ("auto", a ``selective_scan`` backend or "triton-fused") can
+    run on u's device: the check the runners make, done up front."""
+    if backend in ("triton", "triton-fused"):
+        check_triton(u, "scan backend")
+    elif backend == "cuda":
+        if not cuda_available() or not u.is_cuda:
+            raise BackendUnavailableError(
+                "scan backend 'cuda' needs a CUDA device and mamba_ssm's compiled selective_scan_cuda "
+                "extension (pip install 'mambaad[cuda]')"
+            )
+
+
 def _run_triton(u, *args, **kwargs) -> torch.Tensor:
     check_triton(u)
     from .triton_scan import selective_scan_triton

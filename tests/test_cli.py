@@ -90,3 +90,19 @@ def test_bad_device(tmp_path, capsys, device):
 
     with pytest.raises(UserError, match="--device"):
         resolve_device(device)
+
+
+@pytest.mark.parametrize("backend", ["cuda", "triton", "triton-fused"])
+def test_a_scan_backend_that_cannot_run_here_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch, backend):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    out = tmp_path / "runs"
+    code = main(["train", "--preset", "demo", "--data-root", str(tmp_path / "data"), "--output-dir", str(out),
+                 "--device", "cpu", "--no-progress", "--set", f"model.decoder.scan_backend={backend}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"model.decoder.scan_backend={backend}" in err and "scan backend" in err
+    assert not any(out.rglob("model.safetensors"))  # nothing trained or written as a model

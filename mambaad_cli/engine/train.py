@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from kernels.directions import FUSED
-from kernels.dispatch import resolve_backend
+from kernels.dispatch import BackendUnavailableError, check_backend, resolve_backend
 from mambaad_cli.atomic import write_text
 from mambaad_cli.config import Config
 from mambaad_cli.data import build_datasets, collate_samples
@@ -101,6 +101,14 @@ def train(cfg: Config, resume: str | Path | None = None, show_progress: bool = T
         return _train_one(cfg, resume, show_progress, ctx, device)
 
 
+def check_scan_backend(scan_backend: str, device: torch.device) -> None:
+    """UserError naming the option when the chosen scan backend cannot run on ``device``, before any work."""
+    try:
+        check_backend(scan_backend, torch.empty(0, device=device))
+    except BackendUnavailableError as e:
+        raise UserError(f"--set model.decoder.scan_backend={scan_backend}: {e}") from None
+
+
 def kernel_compile_notice(scan_backend: str, device: torch.device) -> str | None:
     """One line saying why the first steps are slow when they compile and autotune the Triton scan."""
     if device.type != "cuda":
@@ -116,6 +124,7 @@ def kernel_compile_notice(scan_backend: str, device: torch.device) -> str | None
 def _train_one(
     cfg: Config, resume: str | Path | None, show_progress: bool, ctx: DistContext, device: torch.device
 ) -> TrainResult:
+    check_scan_backend(cfg.model.decoder.scan_backend, device)
     run_dir = on_main(_prepare_run_dir, cfg, resume)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     train_ds, test_ds, class_names = build_datasets(cfg.data)
