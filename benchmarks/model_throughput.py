@@ -15,11 +15,11 @@ behind `mambaad bench --model`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -39,21 +39,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-@contextlib.contextmanager
-def environment(values: dict[str, str]):
-    """Developer knobs a variant sets (env), restored afterwards so that the next variant runs without."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def split_variant(variant: str) -> tuple[dict[str, Any], dict[str, str]]:
     """(config overrides, environment) of a variant."""
     overrides = dict(VARIANTS[variant])
@@ -65,7 +50,8 @@ def profile_training(args: argparse.Namespace, batch: int, variant: str) -> str:
     from torch.profiler import ProfilerActivity, profile
 
     overrides, env = split_variant(variant)
-    with environment(env), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    with mock.patch.dict(os.environ, env), profile(activities=activities) as prof:
         model_throughput(args.preset, batch, args.device, args.backend, args.image_size, 3, 2, overrides)
     return prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70)
 
@@ -100,7 +86,7 @@ def main() -> None:
                                    "backend": backend}
             overrides, env = split_variant(variant)
             try:
-                with environment(env):
+                with mock.patch.dict(os.environ, env):  # the variant's knobs, restored after
                     row.update(model_throughput(args.preset, batch, args.device, args.backend,
                                                 args.image_size, args.steps, args.warmup, overrides))
             except Exception as e:  # noqa: BLE001 - one failing variant (OOM, compile) must not stop the rest

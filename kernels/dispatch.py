@@ -64,19 +64,6 @@ def check_triton(u: torch.Tensor, what: str = "selective_scan") -> None:
         )
 
 
-def check_backend(backend: str, u: torch.Tensor) -> None:
-    """BackendUnavailableError unless ``backend`` ("auto", a ``selective_scan`` backend or "triton-fused") can
-    run on u's device: the check the runners make, done up front."""
-    if backend in ("triton", "triton-fused"):
-        check_triton(u, "scan backend")
-    elif backend == "cuda":
-        if not cuda_available() or not u.is_cuda:
-            raise BackendUnavailableError(
-                "scan backend 'cuda' needs a CUDA device and mamba_ssm's compiled selective_scan_cuda "
-                "extension (pip install 'mambaad[cuda]')"
-            )
-
-
 def _run_triton(u, *args, **kwargs) -> torch.Tensor:
     check_triton(u)
     from .triton_scan import selective_scan_triton
@@ -84,17 +71,29 @@ def _run_triton(u, *args, **kwargs) -> torch.Tensor:
     return selective_scan_triton(u, *args, **kwargs)
 
 
-def _run_cuda(u, *args, **kwargs) -> torch.Tensor:
+def check_cuda(u: torch.Tensor, what: str = "selective_scan") -> None:
+    """Raise BackendUnavailableError unless mamba_ssm's kernel can run on u's device."""
     if not cuda_available():
         raise BackendUnavailableError(
-            "selective_scan: backend 'cuda' needs a CUDA device and mamba_ssm's compiled selective_scan_cuda "
+            f"{what}: backend 'cuda' needs a CUDA device and mamba_ssm's compiled selective_scan_cuda "
             "extension (pip install 'mambaad[cuda]')"
         )
     if not u.is_cuda:
-        raise BackendUnavailableError(
-            f"selective_scan: backend 'cuda' needs CUDA tensors, got u on {u.device}"
-        )
+        raise BackendUnavailableError(f"{what}: backend 'cuda' needs CUDA tensors, got u on {u.device}")
+
+
+def _run_cuda(u, *args, **kwargs) -> torch.Tensor:
+    check_cuda(u)
     return selective_scan_cuda(u, *args, **kwargs)
+
+
+def check_backend(backend: str, u: torch.Tensor) -> None:
+    """BackendUnavailableError unless ``backend`` ("auto", a ``selective_scan`` backend or "triton-fused") can
+    run on u's device: the check the runners make, done up front."""
+    if backend in ("triton", "triton-fused"):
+        check_triton(u, "scan backend")
+    elif backend == "cuda":
+        check_cuda(u, "scan backend")
 
 
 def _shape(t: torch.Tensor) -> tuple[int, ...]:

@@ -648,16 +648,19 @@ def _launch(kernel_index: int, grid_shape: tuple[int, int, int], args: tuple, co
         kernels = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel, _scan_bwd_rows_kernel)
         kernel = kernels[kernel_index]
         bd = min(_INTERPRETER_BD, triton.next_power_of_2(dg))
-        tiles = {0: {"UNROLL": 1}, 1: {"UNROLL": 1, "FLIP": _interpreter_flip()}}.get(kernel_index, {})
-        kernel[(triton.cdiv(dg, bd), groups, batch)](*args, BD=bd, **tiles, **consts)
+        tiles = {"UNROLL": 1, "FAST_EXP": False}  # the interpreter runs no PTX: tl.exp2
+        extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_flip()}}.get(kernel_index, {})
+        kernel[(triton.cdiv(dg, bd), groups, batch)](*args, BD=bd, **extra, **consts)
         return
     kernel = _tuned_kernels()[kernel_index]
+    if kernel_index < 2:  # the tiles kernels
+        consts = {**consts, "FAST_EXP": fast_exp()}
     kernel[lambda meta: (triton.cdiv(dg, meta["BD"]), groups, batch)](*args, **consts)
 
 
 def fast_exp() -> bool:
-    """ex2.approx.ftz (inline PTX) on NVIDIA GPUs; tl.exp2 in the interpreter, which runs no PTX."""
-    return not interpreting() and torch.version.hip is None
+    """ex2.approx.ftz (inline PTX) on NVIDIA GPUs, tl.exp2 elsewhere (ROCm)."""
+    return torch.version.hip is None
 
 
 def _interpreter_flip() -> int:
@@ -726,8 +729,6 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
                   **_flags(D, z4, delta_bias, softplus, table))
     if rows:
         consts["TR"] = _rows_piece(T)
-    else:
-        consts["FAST_EXP"] = fast_exp()
     _launch(2 if rows else 0, (dg, groups, batch), args, consts)
     return out, (ckpt if need_ckpt else None), T
 
@@ -778,11 +779,9 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         consts["TR"] = _rows_piece(T)
         scratch = torch.empty((batch, groups * dg, T // consts["TR"], consts["NP"]), device=dev,
                               dtype=torch.float32)
-        args = args[:19] + (scratch,) + args[19:]
     else:  # the adjoint handed from chunk to chunk, two slots by chunk parity
-        consts["FAST_EXP"] = fast_exp()
-        lam = torch.empty((2, batch * groups * dg * n_state), device=dev, dtype=torch.float32)
-        args = args[:19] + (lam,) + args[19:]
+        scratch = torch.empty((2, batch * groups * dg * n_state), device=dev, dtype=torch.float32)
+    args = args[:19] + (scratch,) + args[19:]
     _launch(3 if rows else 1, (dg, groups, batch), args, consts)
     return du, ddt, (dz if z4 is not None else None), dB, dC, dA.sum(0), dD.sum(0), dbias.sum(0)
 
