@@ -33,6 +33,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+compile": {**BF16_CL, "train.compile": True},
     "bf16+cl+fused+compile": {**BF16_CL, "model.decoder.scan_backend": "triton-fused", "train.compile": True},
     "fp32+fused": {"model.decoder.scan_backend": "triton-fused"},
+    "fp32+compile": {"train.compile": True},
     # the unfused directions with inverse-table gathers instead of scatters (kernels/directions.py, opt-in)
     "fp32+permute": {"env": {"MAMBAAD_GLUE": "permute"}},
     "bf16+cl+permute": {**BF16_CL, "env": {"MAMBAAD_GLUE": "permute"}},
@@ -45,15 +46,17 @@ def split_variant(variant: str) -> tuple[dict[str, Any], dict[str, str]]:
     return overrides, overrides.pop("env", {})
 
 
-def profile_training(args: argparse.Namespace, batch: int, variant: str) -> str:
-    """Top GPU kernels of a few training (and inference) steps, by self CUDA time: torch.profiler's table."""
+def profile_step(args: argparse.Namespace, batch: int, variant: str, phase: str) -> str:
+    """Top GPU kernels of a few training or inference steps, by self CUDA time: torch.profiler's table."""
     from torch.profiler import ProfilerActivity, profile
 
     overrides, env = split_variant(variant)
     activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
     with mock.patch.dict(os.environ, env), profile(activities=activities) as prof:
-        model_throughput(args.preset, batch, args.device, args.backend, args.image_size, 3, 2, overrides)
-    return prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70)
+        model_throughput(args.preset, batch, args.device, args.backend, args.image_size, 3, 2, overrides,
+                         phases=(phase,))
+    table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=40, max_name_column_width=90)
+    return f"profile of {variant}, batch {batch}, {phase} (3 steps after 2 warm-up)\n{table}"
 
 
 def main() -> None:
@@ -69,7 +72,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--json", help="write every row here")
-    parser.add_argument("--profile", default="", help="a variant whose training step to profile")
+    parser.add_argument("--profile", default="", help="a variant whose steps to profile")
+    parser.add_argument("--profile-phases", default="train", help="train, infer or train,infer")
     args = parser.parse_args()
     names = [v for v in args.variants.split(",") if v]
     unknown = [v for v in names + ([args.profile] if args.profile else []) if v not in VARIANTS]
@@ -99,7 +103,8 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
     if args.profile:
-        print(profile_training(args, batches[0], args.profile), flush=True)
+        for phase in args.profile_phases.split(","):
+            print(profile_step(args, batches[0], args.profile, phase), flush=True)
 
 
 if __name__ == "__main__":

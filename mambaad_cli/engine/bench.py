@@ -646,8 +646,11 @@ def model_throughput(
     steps: int = 10,
     warmup: int = 3,
     overrides: dict[str, Any] | None = None,
+    phases: tuple[str, ...] = ("train", "infer"),
 ) -> dict[str, float]:
     """Training and inference images/s of MambaAD for a preset with random weights (encoder "none").
+
+    ``phases`` picks which of the two steps to time (a profile of one alone, say).
 
     image_size 0 keeps the preset's; `overrides` are extra config fields (e.g. model.decoder.scan, and
     train.precision / train.channels_last / train.compile, applied as in training, to both steps).
@@ -691,6 +694,8 @@ def model_throughput(
         torch.cuda.reset_peak_memory_stats(device)
     result: dict[str, float] = {}
     for name, step, train_mode in (("train", train_step, True), ("infer", infer_step, False)):
+        if name not in phases:
+            continue
         model.train(train_mode)
         for _ in range(warmup):
             step()
