@@ -34,9 +34,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+fused+compile": {**BF16_CL, "model.decoder.scan_backend": "triton-fused", "train.compile": True},
     "fp32+fused": {"model.decoder.scan_backend": "triton-fused"},
     "fp32+compile": {"train.compile": True},
-    # the unfused directions with inverse-table gathers instead of scatters (kernels/directions.py, opt-in)
-    "fp32+permute": {"env": {"MAMBAAD_GLUE": "permute"}},
-    "bf16+cl+permute": {**BF16_CL, "env": {"MAMBAAD_GLUE": "permute"}},
+    "tf32": {"train.precision": "tf32"},  # fp32 tensors, TF32 matrix products
+    "tf32+cl": {"train.precision": "tf32", "train.channels_last": True},
+    # the directions' glue in PyTorch instead of Triton (kernels/direction_glue.py), to time the kernels
+    "fp32+torchglue": {"env": {"MAMBAAD_GLUE": "torch"}},
 }
 
 

@@ -10,8 +10,6 @@ The fused kernel is not the default: on an H200 it was slower than the unfused p
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from .dispatch import check_triton, resolve_backend, selective_scan
@@ -52,59 +50,24 @@ def check_direction_shapes(u, delta, A, B, C, D, delta_bias, table) -> None:
             )
 
 
-class _StepPermutation(torch.autograd.Function):
-    """``x.gather(3, rows)`` for tables whose rows are permutations of the steps: the backward gathers with
-    the inverse permutation, where torch's gather backward zero-fills a (batch, K, C, L) buffer and
-    scatter-adds into it with atomics."""
-
-    @staticmethod
-    def forward(ctx, x, rows, inverse_rows):
-        ctx.save_for_backward(inverse_rows)
-        return x.gather(3, rows.expand(x.shape[0], -1, x.shape[2], -1))
-
-    @staticmethod
-    def backward(ctx, grad):
-        (inverse_rows,) = ctx.saved_tensors
-        return grad.gather(3, inverse_rows.expand(grad.shape[0], -1, grad.shape[2], -1)), None, None
-
-
-GLUES = ("scatter", "permute")
-
-
 def selective_scan_directions_unfused(u, delta, A, B, C, D, delta_bias, table, delta_softplus=True,
-                                      backend="torch", glue=None) -> torch.Tensor:
-    """Reference: materialise the K direction copies, scan them with ``backend``, scatter back and sum.
-
-    ``glue`` (default: env MAMBAAD_GLUE, else "scatter"): "scatter" is torch's gather / scatter and their
-    autograd; "permute" uses that every table row is a permutation, so that each backward is a gather with
-    the inverse table (opt-in until timed on a GPU: kernels/NOTES.md)."""
-    glue = glue or os.environ.get("MAMBAAD_GLUE", "scatter")
-    if glue not in GLUES:
-        raise ValueError(f"selective_scan_directions: unknown glue {glue!r}; choose {' or '.join(GLUES)}")
+                                      backend="torch") -> torch.Tensor:
+    """Reference: materialise the K direction copies with torch's gather, scan them with ``backend``,
+    scatter back and sum (the fused kernel's oracle)."""
     batch, dn, length = u.shape
     K = delta.shape[1]
-    index = table.to(device=u.device, dtype=torch.long)
-    rows = index.view(1, K, 1, length)
-    if glue == "permute":
-        steps = torch.arange(length, device=index.device).expand(K, length)
-        inverse = torch.empty_like(index).scatter_(1, index, steps)  # inverse[k, table[k, t]] = t
-        inverse_rows = inverse.view(1, K, 1, length)
+    rows = table.to(device=u.device, dtype=torch.long).view(1, K, 1, length)
 
-        def to_steps(x):
-            return _StepPermutation.apply(x, rows, inverse_rows)
-    else:
-        def to_steps(x):
-            return x.gather(3, rows.expand(batch, K, x.shape[2], length))
+    def to_steps(x):
+        return x.gather(3, rows.expand(batch, K, x.shape[2], length))
+
     xs = to_steps(u.unsqueeze(1).expand(batch, K, dn, length))
     dts, Bs, Cs = to_steps(delta), to_steps(B), to_steps(C)
     ys = selective_scan(
         xs.reshape(batch, K * dn, length), dts.reshape(batch, K * dn, length), A, Bs, Cs, D=D,
         delta_bias=delta_bias, delta_softplus=delta_softplus, backend=backend,
     ).view(batch, K, dn, length)
-    if glue == "permute":
-        merged = _StepPermutation.apply(ys, inverse_rows, rows)
-    else:
-        merged = torch.zeros_like(ys).scatter(3, rows.expand(batch, K, dn, length), ys)
+    merged = torch.zeros_like(ys).scatter(3, rows.expand(batch, K, dn, length), ys)
     return merged.sum(dim=1)
 
 

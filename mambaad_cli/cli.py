@@ -60,7 +60,8 @@ def train_cmd(
         typer.Option(help="Data-parallel processes, one per GPU (torchrun); with --device cpu: CPU ones."),
     ] = 1,
     precision: Annotated[
-        str | None, typer.Option(help="fp32 (the paper's recipe) or bf16 autocast (train.precision).")
+        str | None,
+        typer.Option(help="fp32 (the paper's recipe), tf32 (TF32 products) or bf16 (train.precision)."),
     ] = None,
     channels_last: Annotated[
         bool | None,
@@ -139,7 +140,7 @@ def eval_cmd(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Evaluation batch size (eval.batch_size).")] = None,
     precision: Annotated[
-        str | None, typer.Option(help="fp32 (exact, the default) or bf16 autocast (eval.precision).")
+        str | None, typer.Option(help="fp32 (exact, the default), tf32 or bf16 autocast (eval.precision).")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     set_: SetOption = None,
@@ -187,7 +188,7 @@ def predict_cmd(
     workers: Annotated[int, typer.Option(help="Image-loading worker processes.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     precision: Annotated[
-        str | None, typer.Option(help="fp32 or bf16 autocast (default: the run's eval.precision).")
+        str | None, typer.Option(help="fp32, tf32 or bf16 autocast (default: the run's eval.precision).")
     ] = None,
 ) -> None:
     """Score images with a trained run: scores.csv, a heat-map overlay and a mask per image."""

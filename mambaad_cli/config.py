@@ -25,7 +25,7 @@ class ConfigError(UserError):
     """A preset or an override is invalid."""
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")
 # String fields restricted to a few values, checked wherever a value is set (preset, --set, options).
 # kernels/dispatch.py and kernels/directions.py
 SCAN_BACKENDS = ("auto", "torch", "triton", "cuda", "triton-fused")
@@ -100,7 +100,7 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many iterations (0: no limit); for smoke runs
     # Speed options (engine/acceleration.py). fp32 is the paper's recipe; bf16 runs the forward passes under
     # torch.autocast(bfloat16) on CUDA or CPU, the loss stays fp32.
-    precision: str = "fp32"  # fp32 | bf16
+    precision: str = "fp32"  # fp32 | tf32 | bf16
     channels_last: bool = False  # NHWC images and conv weights (faster convolutions on tensor cores)
     compile: bool = False  # torch.compile the trainable fusion and decoder
 
@@ -110,7 +110,7 @@ class EvalConfig:
     batch_size: int = 16
     sigma: float = 4.0  # Gaussian smoothing of the anomaly map (pixels)
     score: str = "max"  # image score = max of the smoothed map (the paper's choice)
-    precision: str = "fp32"  # fp32 | bf16: the forward passes of evaluate / calibrate (fp32: exact metrics)
+    precision: str = "fp32"  # fp32 | tf32 | bf16: forward passes of evaluate / calibrate (fp32: exact)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from mambaad_cli.cli import main
 from mambaad_cli.config import ConfigError, load_preset
 from mambaad_cli.data import build_datasets, collate_samples
 from mambaad_cli.engine import evaluate, train
-from mambaad_cli.engine.acceleration import autocast
+from mambaad_cli.engine.acceleration import autocast, tf32_matmuls
 from mambaad_cli.engine.calibrate import calibrate, in_sample_subset
 from mambaad_cli.engine.checkpoint import load_model
 from mambaad_cli.engine.device import seed_everything
@@ -267,3 +267,21 @@ def test_gpus_without_cuda_asks_for_device_cpu(monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["train", "--preset", "folder", "--gpus", "2"]) == 2
     assert "--device cpu" in capsys.readouterr().err
+
+
+def test_tf32_matmuls_switch_on_inside_and_back_after():
+    before = torch.get_float32_matmul_precision()
+    assert before == "highest"  # PyTorch's default: the paper's exact fp32
+    with tf32_matmuls():
+        assert torch.get_float32_matmul_precision() == "high"
+    assert torch.get_float32_matmul_precision() == before
+    with tf32_matmuls(False):
+        assert torch.get_float32_matmul_precision() == before
+    layer, x = torch.nn.Linear(4, 3), torch.randn(2, 4)
+    with autocast(torch.device("cpu"), "tf32"):
+        assert torch.get_float32_matmul_precision() == "high"
+        assert layer(x).dtype == torch.float32  # float32 tensors: only the products' inputs are rounded
+    assert torch.get_float32_matmul_precision() == before
+    with pytest.raises(RuntimeError), tf32_matmuls():
+        raise RuntimeError("restored on errors too")
+    assert torch.get_float32_matmul_precision() == before

@@ -1,8 +1,10 @@
 """Speed options of training and scoring: mixed precision, channels-last memory, torch.compile.
 
-- precision "fp32" (the default, the paper's recipe) runs everything in float32; "bf16" runs the model's
-  forward passes under torch.autocast(bfloat16) (CUDA or CPU: convolutions and matrix products in
-  bfloat16, reductions and normalisations as autocast decides). bfloat16 has float32's range, so no
+- precision "fp32" (the default, the paper's recipe) runs everything in float32 (convolutions on TF32
+  tensor cores, PyTorch's default, as in the official code). "tf32" keeps float32 tensors and lets the
+  matrix products use TF32 too (10-bit mantissa inputs, float32 sums). "bf16" runs the model's forward
+  passes under torch.autocast(bfloat16) (CUDA or CPU: convolutions and matrix products in bfloat16,
+  reductions and normalisations as autocast decides). bfloat16 has float32's range, so no
   loss scaling is needed. The loss and the anomaly maps are computed from features cast back to float32.
 - channels_last stores the images and the convolution weights NHWC, the layout tensor cores want.
 - compile torch.compile's the trainable fusion and decoder in place (nn.Module.compile: the state dict
@@ -22,13 +24,33 @@ from mambaad_cli.errors import UserError
 
 
 @contextlib.contextmanager
+def tf32_matmuls(enabled: bool = True) -> Iterator[None]:
+    """TF32 tensor cores for float32 matrix products while inside (a process-wide switch, restored after).
+    Training wraps forward and backward in it: the backward's products run outside the forward context."""
+    if not enabled:
+        yield
+        return
+    saved = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved)
+
+
+@contextlib.contextmanager
 def autocast(device: torch.device, precision: str, option: str = "--precision") -> Iterator[None]:
-    """The forward-pass context of a precision: nothing for fp32, bfloat16 autocast for bf16."""
+    """The forward-pass context of a precision: nothing for fp32, TF32 products for tf32, bfloat16
+    autocast for bf16."""
     if precision == "fp32":
         yield
         return
+    if precision == "tf32":
+        with tf32_matmuls():
+            yield
+        return
     if precision != "bf16":
-        raise UserError(f"{option} {precision}: expected fp32 or bf16")
+        raise UserError(f"{option} {precision}: expected fp32, tf32 or bf16")
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise UserError(f"{option} bf16: {torch.cuda.get_device_name(device)} has no bfloat16 support")
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16):

@@ -656,7 +656,14 @@ def model_throughput(
     train.precision / train.channels_last / train.compile, applied as in training, to both steps).
     """
     from mambaad_cli.config import load_preset
-    from mambaad_cli.engine.acceleration import apply_speed_options, as_fp32, autocast, to_model_input
+    from mambaad_cli.engine.acceleration import (
+        apply_speed_options,
+        as_fp32,
+        autocast,
+        tf32_matmuls,
+        to_model_input,
+    )
+    from mambaad_cli.engine.train import adamw
     from mambaad_cli.model import anomaly_map, build_model
 
     device = torch.device(device)
@@ -667,7 +674,7 @@ def model_throughput(
     size = image_size or cfg.data.image_size
     model = apply_speed_options(build_model(cfg).to(device), cfg.train)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-4)
+    opt = adamw(params, device, lr=1e-4)
     x = to_model_input(torch.rand(batch_size, 3, size, size), device, cfg.train.channels_last)
     precision = cfg.train.precision
 
@@ -676,11 +683,12 @@ def model_throughput(
             torch.cuda.synchronize(device)
 
     def train_step() -> None:
-        with autocast(device, precision):
-            enc, dec = model(x)
-        loss = model.loss(as_fp32(enc), as_fp32(dec), 5.0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        with tf32_matmuls(precision == "tf32"):
+            with autocast(device, precision):
+                enc, dec = model(x)
+            loss = model.loss(as_fp32(enc), as_fp32(dec), 5.0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
 

@@ -30,7 +30,7 @@ from rich.table import Table
 from torch.utils.data import DataLoader, Dataset
 
 from mambaad_cli.atomic import write_text, write_with
-from mambaad_cli.config import Config
+from mambaad_cli.config import PRECISIONS, Config
 from mambaad_cli.data.demo import default_demo_root
 from mambaad_cli.data.errors import DataError
 from mambaad_cli.data.imageio import is_image_file, read_image, write_png
@@ -319,10 +319,10 @@ def predict(
 ) -> PredictResult:
     """Score every image of `inputs`; write DIR/scores.csv and per image an overlay and a mask PNG
     (and a float16 .npy map with save_maps). Unreadable images are skipped and listed. ``precision``
-    (fp32 | bf16) defaults to the run's eval.precision."""
+    (fp32 | tf32 | bf16) defaults to the run's eval.precision."""
     run_dir = resolve_run_dir(run if run is not None else default_run())
-    if precision not in (None, "fp32", "bf16"):
-        raise UserError(f"--precision {precision}: expected fp32 or bf16")
+    if precision not in (None, *PRECISIONS):
+        raise UserError(f"--precision {precision}: expected {', '.join(PRECISIONS)}")
     fixed = parse_threshold(threshold)
     out = Path(out_dir)
     items = collect_images(inputs, exclude=out)

@@ -16,13 +16,17 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
-from kernels import selective_scan_directions
+from kernels import selective_scan, selective_scan_directions
+from kernels.direction_glue import DirectionPlan, cross_merge, cross_scan, direction_plan
 from kernels.directions import FUSED
 from mambaad_cli.model.scans import direction_tables
 
 # torch.compile fuses the glue around the scan but not the scan itself: the Triton/CUDA kernels are already
 # fused, and tracing the torch path's loop would unroll it. A graph break at each scan is the cheap price.
 _scan_directions = torch.compiler.disable(selective_scan_directions)
+_scan = torch.compiler.disable(selective_scan)
+_cross_scan = torch.compiler.disable(cross_scan)
+_cross_merge = torch.compiler.disable(cross_merge)
 
 
 @torch.compiler.disable  # built with numpy on the host: keep torch.compile out of it
@@ -30,6 +34,13 @@ _scan_directions = torch.compiler.disable(selective_scan_directions)
 def scan_indices(method: str, H: int, W: int, K: int, device: torch.device) -> torch.Tensor:
     """(K, H*W) int64 on `device`: step t of direction k visits natural position table[k, t]."""
     return direction_tables(method, H, W, K).to(device=device, dtype=torch.long)
+
+
+@torch.compiler.disable
+@functools.lru_cache(maxsize=64)
+def scan_plan(method: str, H: int, W: int, K: int, device: torch.device) -> DirectionPlan:
+    """The int32 tables of the cross-scan / cross-merge glue, cached like ``scan_indices``."""
+    return direction_plan(scan_indices(method, H, W, K, device))
 
 
 class SS2D(nn.Module):
@@ -90,31 +101,50 @@ class SS2D(nn.Module):
         return self.out_proj(y * F.silu(z))
 
     def scan_core(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D, H, W) -> (B, D, H*W): K directional scans, summed in natural row-major order."""
+        """(B, D, H, W) -> (B, D, H*W): K directional scans, summed in natural row-major order (a view of a
+        (B, H*W, D) tensor on the unfused path, the layout out_norm wants)."""
+        Bsz, D, H, W = x.shape
+        K, L, N, R = self.K, H * W, self.d_state, self.dt_rank
+        if self.scan_backend == FUSED:
+            return self._scan_core_fused(x)
+        # Official SS2D order: the K step-order copies of x first, then the per-direction projections on them,
+        # so only x is gathered (not delta, B and C), and the merge writes channels-last for out_norm.
+        plan = scan_plan(self.scan, H, W, K, x.device)
+        xs = _cross_scan(x.reshape(Bsz, D, L), plan)  # (B, K, D, L)
+        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        ys = _scan(
+            xs.view(Bsz, K * D, L),
+            dts.reshape(Bsz, K * D, L),
+            -torch.exp(self.A_logs),
+            Bs.contiguous(),  # (B, K, N, L): direction k serves channels k*D..(k+1)*D-1
+            Cs.contiguous(),
+            D=self.Ds,
+            delta_bias=self.dt_projs_bias.reshape(-1),
+            delta_softplus=True,
+            backend=self.scan_backend,
+        )
+        return _cross_merge(ys.view(Bsz, K, D, L), plan, channels_last=True)
+
+    def _scan_core_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The fused kernel's path: projections in natural order (x_proj and dt_proj act on each token alone,
+        so they commute with the scan orders), read by the kernel through the direction tables."""
         Bsz, D, H, W = x.shape
         K, L, N, R = self.K, H * W, self.d_state, self.dt_rank
         table = scan_indices(self.scan, H, W, K, x.device)
-        # x_proj and dt_proj act on each token alone, so they commute with the scan orders: compute them in
-        # natural order for every direction and let the scan read through the direction tables.
-        if self.scan_backend == FUSED:
-            # tokens outermost (stride 1 over channels): the layout of the rows kernels (kernels/NOTES.md, v3,
-            # opt-in with MAMBAAD_SCAN_ROWS=1); the default tiles kernel reads it as well
-            xs = x.contiguous(memory_format=torch.channels_last).reshape(Bsz, D, L)
-            x_dbl = torch.einsum("bdl,kcd->blkc", xs, self.x_proj_weight)
-            dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=3)
-            dts = torch.einsum("blkr,kdr->blkd", dts, self.dt_projs_weight).permute(0, 2, 3, 1)
-            Bs, Cs = Bs.permute(0, 2, 3, 1), Cs.permute(0, 2, 3, 1)  # (B, K, N, L) views
-        else:
-            xs = x.reshape(Bsz, D, L)
-            x_dbl = torch.einsum("bdl,kcd->bkcl", xs, self.x_proj_weight)
-            dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
-            dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
-            Bs, Cs = Bs.contiguous(), Cs.contiguous()
+        # tokens outermost (stride 1 over channels): the layout of the rows kernels (kernels/NOTES.md, v3,
+        # opt-in with MAMBAAD_SCAN_ROWS=1); the default tiles kernel reads it as well
+        xs = x.contiguous(memory_format=torch.channels_last).reshape(Bsz, D, L)
+        x_dbl = torch.einsum("bdl,kcd->blkc", xs, self.x_proj_weight)
+        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=3)
+        dts = torch.einsum("blkr,kdr->blkd", dts, self.dt_projs_weight).permute(0, 2, 3, 1)
+        Bs, Cs = Bs.permute(0, 2, 3, 1), Cs.permute(0, 2, 3, 1)  # (B, K, N, L) views
         return _scan_directions(
             xs,
             dts,
             -torch.exp(self.A_logs),
-            Bs,  # (B, K, N, L): direction k serves channels k*D..(k+1)*D-1
+            Bs,
             Cs,
             self.Ds,
             self.dt_projs_bias.reshape(-1),

@@ -1,0 +1,81 @@
+"""The SS2D glue in Triton: the K direction copies of a feature map, and their merge back to natural order.
+
+Two memory-bound kernels, each the adjoint of the other (kernels/directions.py holds the PyTorch
+versions with the same signatures and the autograd that pairs them):
+
+* ``gather_directions_triton(x, table)``: xs[b, k, d, t] = x[b, d, table[k, t]], x of any strides
+  (channel-first or channels-last), xs contiguous (batch, K, D, L): the scan's layout.
+* ``merge_directions_triton(ys, order, rel, out)``: out[b, d, order[j]] = sum_k ys[b, k, d, rel[k, j]], the
+  K outputs put back in natural order and summed in fp32 registers, written once in ``out``'s layout.
+  Walking natural positions in direction 0's order (``order`` = table[0], ``rel[k, j]`` = the step of
+  direction k at that position) makes direction 0's reads contiguous and keeps every curve's reads local,
+  where walking image rows would scatter them over the whole sequence. With ``out`` channels-last, each
+  position's store is D contiguous values.
+
+Neither has a scan or a reduction over lanes, so the gathered addresses cost no layout conversions (the
+fused scan's problem, kernels/NOTES.md); Triton moves the tile between the load and store layouts.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_D = 32
+BLOCK_L = 64
+
+
+@triton.jit
+def _gather_directions_kernel(x_ptr, table_ptr, out_ptr, D, L, sx_b, sx_d, sx_l,
+                              K: tl.constexpr, BD: tl.constexpr, BL: tl.constexpr):
+    t = tl.program_id(0) * BL + tl.arange(0, BL)
+    d = tl.program_id(1) * BD + tl.arange(0, BD)
+    bk = tl.program_id(2)
+    b = (bk // K).to(tl.int64)
+    k = bk % K
+    tmask = t < L
+    mask = (d[:, None] < D) & tmask[None, :]
+    pos = tl.load(table_ptr + k * L + t, mask=tmask, other=0).to(tl.int64)
+    vals = tl.load(x_ptr + b * sx_b + d[:, None].to(tl.int64) * sx_d + pos[None, :] * sx_l, mask=mask)
+    rows = (bk.to(tl.int64) * D + d[:, None]) * L
+    tl.store(out_ptr + rows + t[None, :], vals, mask=mask)
+
+
+@triton.jit
+def _merge_directions_kernel(ys_ptr, order_ptr, rel_ptr, out_ptr, D, L, so_b, so_d, so_l,
+                             K: tl.constexpr, BD: tl.constexpr, BL: tl.constexpr, F64: tl.constexpr):
+    j = tl.program_id(0) * BL + tl.arange(0, BL)
+    d = tl.program_id(1) * BD + tl.arange(0, BD)
+    b = tl.program_id(2).to(tl.int64)
+    jmask = j < L
+    mask = (d[:, None] < D) & jmask[None, :]
+    acc = tl.zeros((BD, BL), dtype=tl.float64 if F64 else tl.float32)  # fp64 only in the CPU tests
+    for k in tl.static_range(K):
+        step = tl.load(rel_ptr + k * L + j, mask=jmask, other=0)
+        rows = ((b * K + k) * D + d[:, None]) * L
+        acc += tl.load(ys_ptr + rows + step[None, :], mask=mask, other=0.0).to(acc.dtype)
+    pos = tl.load(order_ptr + j, mask=jmask, other=0).to(tl.int64)
+    dst = out_ptr + b * so_b + d[:, None].to(tl.int64) * so_d + pos[None, :] * so_l
+    tl.store(dst, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def gather_directions_triton(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """(batch, D, L) any strides, table (K, L) int32 -> (batch, K, D, L) contiguous."""
+    batch, dim, length = x.shape
+    K = table.shape[0]
+    out = torch.empty((batch, K, dim, length), device=x.device, dtype=x.dtype)
+    grid = (triton.cdiv(length, BLOCK_L), triton.cdiv(dim, BLOCK_D), batch * K)
+    _gather_directions_kernel[grid](x, table, out, dim, length, *x.stride(), K=K, BD=BLOCK_D, BL=BLOCK_L,
+                                    num_warps=4)
+    return out
+
+
+def merge_directions_triton(ys: torch.Tensor, order: torch.Tensor, rel: torch.Tensor,
+                            out: torch.Tensor) -> torch.Tensor:
+    """ys (batch, K, D, L) contiguous; order (L,), rel (K, L) int32; writes and returns out (batch, D, L)."""
+    batch, K, dim, length = ys.shape
+    grid = (triton.cdiv(length, BLOCK_L), triton.cdiv(dim, BLOCK_D), batch)
+    _merge_directions_kernel[grid](ys, order, rel, out, dim, length, *out.stride(), K=K, BD=BLOCK_D,
+                                   BL=BLOCK_L, F64=ys.dtype == torch.float64, num_warps=4)
+    return out
