@@ -11,6 +11,7 @@ write K copies; merge: read K copies, write one map). Needs a GPU.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 
 import torch
@@ -37,7 +38,9 @@ def time_ms(fn, repeats: int = 20) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--dtype", default="fp32,bf16")
     parser.add_argument("--scan", default="hilbert")
@@ -57,9 +60,9 @@ def main() -> None:
                 outs, times = {}, {}
                 for backend in ("triton", "torch"):
                     if op == "cross_scan":
-                        fn = lambda b=backend: cross_scan(x, plan, backend=b)  # noqa: E731
+                        fn = functools.partial(cross_scan, x, plan, backend=backend)
                     else:
-                        fn = lambda b=backend: cross_merge(ys, plan, channels_last=True, backend=b)  # noqa: E731
+                        fn = functools.partial(cross_merge, ys, plan, channels_last=True, backend=backend)
                     outs[backend] = fn()
                     times[backend] = time_ms(fn)
                 tol = 0 if op == "cross_scan" else (1e-5 if dtype == torch.float32 else 1e-2)
