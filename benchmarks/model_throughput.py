@@ -38,6 +38,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tf32+cl": {"train.precision": "tf32", "train.channels_last": True},
     # the directions' glue in PyTorch instead of Triton (kernels/direction_glue.py), to time the kernels
     "fp32+torchglue": {"env": {"MAMBAAD_GLUE": "torch"}},
+    # each step replayed as one CUDA graph (engine/graphs.py)
+    "fp32+graphs": {"train.cuda_graphs": True},
+    "tf32+graphs": {"train.precision": "tf32", "train.cuda_graphs": True},
+    "bf16+cl+graphs": {**BF16_CL, "train.cuda_graphs": True},
 }
 
 

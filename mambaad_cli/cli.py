@@ -70,6 +70,9 @@ def train_cmd(
     compile_: Annotated[
         bool, typer.Option("--compile", help="torch.compile the fusion and decoder (train.compile).")
     ] = False,
+    cuda_graphs: Annotated[
+        bool, typer.Option("--cuda-graphs", help="Replay each step as one CUDA graph (train.cuda_graphs).")
+    ] = False,
     run_name: Annotated[str | None, typer.Option(help="Run folder name (default: a timestamp).")] = None,
     output_dir: Annotated[str | None, typer.Option(help="Where runs/<preset>/<name> go.")] = None,
     resume: Annotated[
@@ -99,6 +102,7 @@ def train_cmd(
             "train.precision": precision,
             "train.channels_last": channels_last,
             "train.compile": compile_ or None,
+            "train.cuda_graphs": cuda_graphs or None,
         },
     )
     if resume:

@@ -103,6 +103,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | tf32 | bf16
     channels_last: bool = False  # NHWC images and conv weights (faster convolutions on tensor cores)
     compile: bool = False  # torch.compile the trainable fusion and decoder
+    cuda_graphs: bool = False  # replay each training step as one CUDA graph (one GPU; engine/graphs.py)
 
 
 @dataclass

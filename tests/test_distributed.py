@@ -27,6 +27,7 @@ from mambaad_cli.engine.checkpoint import load_model
 from mambaad_cli.engine.device import seed_everything
 from mambaad_cli.engine.distributed import shard
 from mambaad_cli.engine.train import param_groups, step_schedule
+from mambaad_cli.errors import UserError
 from mambaad_cli.metrics import MetricAccumulator
 from mambaad_cli.model import build_model
 
@@ -285,3 +286,50 @@ def test_tf32_matmuls_switch_on_inside_and_back_after():
     with pytest.raises(RuntimeError), tf32_matmuls():
         raise RuntimeError("restored on errors too")
     assert torch.get_float32_matmul_precision() == before
+
+
+# --------------------------------------------------------------------------- CUDA graphs
+
+
+def test_cuda_graphs_need_one_cuda_process_and_say_so_in_one_line(tmp_path, capsys):
+    from mambaad_cli.engine.train import check_cuda_graphs
+
+    cfg = load_preset("folder", {"train.cuda_graphs": True})
+    with pytest.raises(UserError, match="--cuda-graphs: needs a CUDA device"):
+        check_cuda_graphs(cfg, torch.device("cpu"), 1)
+    with pytest.raises(UserError, match="one process only"):
+        check_cuda_graphs(cfg, torch.device("cuda"), 2)
+    with pytest.raises(UserError, match="not with --compile"):
+        check_cuda_graphs(load_preset("folder", {"train.cuda_graphs": True, "train.compile": True}),
+                          torch.device("cuda"), 1)
+    check_cuda_graphs(load_preset("folder"), torch.device("cpu"), 1)  # off: nothing to check
+    code = main(["train", "--preset", "folder", "--data-root", str(tmp_path), "--device", "cpu",
+                 "--output-dir", str(tmp_path / "runs"), "--cuda-graphs"])
+    err = capsys.readouterr().err
+    assert code == 2  # the resolved config, then the one error line
+    assert err.strip().splitlines()[-1] == "error: --cuda-graphs: needs a CUDA device, got train.device cpu"
+    assert not (tmp_path / "runs").exists()  # refused before any run folder was made
+
+
+def test_graphed_step_leaves_cpu_tensors_to_the_function():
+    from mambaad_cli.engine.graphs import GraphedStep
+
+    calls = []
+    step = GraphedStep(lambda x: calls.append(x) or x * 2, warmup=1)
+    for _ in range(3):
+        torch.testing.assert_close(step(torch.ones(2)), torch.full((2,), 2.0))
+    assert len(calls) == 3 and not step.captured
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_graphed_step_replays_the_function_and_falls_back_for_other_shapes():
+    from mambaad_cli.engine.graphs import GraphedStep
+
+    weight = torch.randn(4, 4, device="cuda")
+    step = GraphedStep(lambda x: torch.relu(x @ weight).sum(dim=1), warmup=2)
+    for i in range(6):
+        x = torch.randn(3, 4, device="cuda") + i
+        torch.testing.assert_close(step(x), torch.relu(x @ weight).sum(dim=1))
+    assert step.captured
+    odd = torch.randn(5, 4, device="cuda")
+    torch.testing.assert_close(step(odd), torch.relu(odd @ weight).sum(dim=1))

@@ -663,6 +663,7 @@ def model_throughput(
         tf32_matmuls,
         to_model_input,
     )
+    from mambaad_cli.engine.graphs import WARMUP_CALLS, GraphedStep
     from mambaad_cli.engine.train import adamw
     from mambaad_cli.model import anomaly_map, build_model
 
@@ -674,7 +675,8 @@ def model_throughput(
     size = image_size or cfg.data.image_size
     model = apply_speed_options(build_model(cfg).to(device), cfg.train)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = adamw(params, device, lr=1e-4)
+    graphs = cfg.train.cuda_graphs and device.type == "cuda"
+    opt = adamw(params, device, 1e-4, graphs)
     x = to_model_input(torch.rand(batch_size, 3, size, size), device, cfg.train.channels_last)
     precision = cfg.train.precision
 
@@ -682,21 +684,31 @@ def model_throughput(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def train_step() -> None:
+    def train_iteration(images: torch.Tensor) -> torch.Tensor:
         with tf32_matmuls(precision == "tf32"):
             with autocast(device, precision):
-                enc, dec = model(x)
+                enc, dec = model(images)
             loss = model.loss(as_fp32(enc), as_fp32(dec), 5.0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
+        return loss.detach()
 
-    @torch.inference_mode()
+    def infer_pass(images: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), autocast(device, precision):
+            enc, dec = model(images)
+            return anomaly_map(as_fp32(enc), as_fp32(dec), (size, size), sigma=cfg.eval.sigma)
+
+    train_fn = GraphedStep(train_iteration) if graphs else train_iteration
+    infer_fn = GraphedStep(infer_pass) if graphs else infer_pass
+    warmup = max(warmup, WARMUP_CALLS + 2) if graphs else warmup  # the capture is not timed
+
+    def train_step() -> None:
+        train_fn(x)
+
     def infer_step() -> None:
-        with autocast(device, precision):
-            enc, dec = model(x)
-        anomaly_map(as_fp32(enc), as_fp32(dec), (size, size), sigma=cfg.eval.sigma)
+        infer_fn(x)
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -51,6 +51,7 @@ from mambaad_cli.engine.distributed import (
     sync_buffers_from_main,
 )
 from mambaad_cli.engine.evaluate import EvalResult, evaluate, write_metrics
+from mambaad_cli.engine.graphs import GraphedStep
 from mambaad_cli.engine.progress import console, make_progress
 from mambaad_cli.engine.runs import new_run_dir, point_latest
 from mambaad_cli.engine.splits import train_splits
@@ -79,10 +80,26 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def adamw(params, device: torch.device, **options) -> torch.optim.AdamW:
-    """AdamW, fused into a few kernels on GPUs: the multi-tensor version launches many small kernels per step
-    (10 % of a training step at batch 16 on an H200, kernels/NOTES.md); the update is the same."""
-    return torch.optim.AdamW(params, fused=device.type == "cuda", **options)
+def adamw(params, device: torch.device, lr: float, graphed: bool = False, **options) -> torch.optim.AdamW:
+    """AdamW, fused into a few kernels on GPUs (the multi-tensor version launches many small kernels per
+    step; the update is the same). ``graphed``: capturable, with the learning rate a device tensor that the
+    scheduler updates in place, so that a captured step reads the current rate."""
+    if graphed:
+        return torch.optim.AdamW(params, lr=torch.tensor(lr, device=device), fused=True, capturable=True,
+                                 **options)
+    return torch.optim.AdamW(params, lr=lr, fused=device.type == "cuda", **options)
+
+
+def check_cuda_graphs(cfg: Config, device: torch.device, world_size: int) -> None:
+    """One line (UserError) when --cuda-graphs cannot apply: it needs one CUDA device and eager modules."""
+    if not cfg.train.cuda_graphs:
+        return
+    if device.type != "cuda":
+        raise UserError(f"--cuda-graphs: needs a CUDA device, got train.device {device}")
+    if world_size > 1:
+        raise UserError("--cuda-graphs: one process only (data-parallel steps are not captured); drop --gpus")
+    if cfg.train.compile:
+        raise UserError("--cuda-graphs: not with --compile; choose one")
 
 
 def step_schedule(total_steps: int, decay_at: float, factor: float):
@@ -133,6 +150,7 @@ def _train_one(
     cfg: Config, resume: str | Path | None, show_progress: bool, ctx: DistContext, device: torch.device
 ) -> TrainResult:
     check_scan_backend(cfg.model.decoder.scan_backend, device)
+    check_cuda_graphs(cfg, device, ctx.world_size)
     run_dir = on_main(_prepare_run_dir, cfg, resume)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     train_ds, test_ds, class_names = build_datasets(cfg.data)
@@ -150,7 +168,8 @@ def _train_one(
     apply_speed_options(model, cfg.train)
     lr = cfg.train.lr * cfg.train.batch_size / 16  # the global batch, whatever the number of processes
     groups = param_groups(model, cfg.train.weight_decay)
-    optimizer = adamw(groups, device, lr=lr, betas=tuple(cfg.train.betas), eps=cfg.train.eps)
+    betas = tuple(cfg.train.betas)
+    optimizer = adamw(groups, device, lr, cfg.train.cuda_graphs, betas=betas, eps=cfg.train.eps)
     total_steps = cfg.train.epochs * len(loader)
     if cfg.train.max_steps:
         total_steps = min(total_steps, cfg.train.max_steps)
@@ -163,6 +182,7 @@ def _train_one(
         if ctx.is_main:
             console.print(f"resumed {run_dir} at epoch {start_epoch}, step {step}")
     net = data_parallel(model, device) if ctx.enabled else model
+    train_step = make_train_step(net, model, optimizer, cfg)
 
     log = TrainLog(run_dir / "log.csv", append=resume is not None) if ctx.is_main else None
     start = time.perf_counter()
@@ -176,7 +196,8 @@ def _train_one(
                 start_epoch_fn(epoch)
                 model.train()
                 for batch in loader:
-                    loss = _train_step(net, model, batch["image"], optimizer, scheduler, cfg, device)
+                    loss = train_step(to_model_input(batch["image"], device, cfg.train.channels_last))
+                    scheduler.step()
                     step += 1
                     window_images += len(batch["image"]) * ctx.world_size
                     if step % cfg.train.log_every == 0 or step == total_steps:
@@ -275,32 +296,31 @@ def _train_loader(
     return loader, start_epoch
 
 
-def _train_step(
-    net: torch.nn.Module,
-    model: torch.nn.Module,
-    images: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    scheduler,
-    cfg: Config,
-    device: torch.device,
-) -> torch.Tensor:
-    """One iteration; `net` is the model or its DDP wrapper (which averages the gradients over ranks)."""
-    images = to_model_input(images, device, cfg.train.channels_last)
-    with tf32_matmuls(cfg.train.precision == "tf32"):  # the backward's products too
-        try:
-            with autocast(device, cfg.train.precision, "train.precision"):
-                enc, dec = net(images)
-        except Exception as e:
-            if cfg.train.compile and is_compile_error(e):
-                raise compile_error(e) from None
-            raise
-        loss = model.loss(as_fp32(enc), as_fp32(dec), cfg.train.loss_weight)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-    optimizer.step()
-    scheduler.step()
-    return loss.detach()
+def make_train_step(
+    net: torch.nn.Module, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: Config
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One iteration on a batch already on the device, returning the loss; `net` is the model or its DDP
+    wrapper (which averages the gradients over ranks). With train.cuda_graphs, replayed as a CUDA graph
+    after a few eager calls (engine/graphs.py): everything in it stays on the GPU."""
+    device = next(model.parameters()).device
+
+    def iteration(images: torch.Tensor) -> torch.Tensor:
+        with tf32_matmuls(cfg.train.precision == "tf32"):  # the backward's products too
+            try:
+                with autocast(device, cfg.train.precision, "train.precision"):
+                    enc, dec = net(images)
+            except Exception as e:
+                if cfg.train.compile and is_compile_error(e):
+                    raise compile_error(e) from None
+                raise
+            loss = model.loss(as_fp32(enc), as_fp32(dec), cfg.train.loss_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+        optimizer.step()
+        return loss.detach()
+
+    return GraphedStep(iteration) if cfg.train.cuda_graphs else iteration
 
 
 def _calibrate(model, train_ds, val_ds, cfg: Config, device: torch.device) -> dict[str, Any]:

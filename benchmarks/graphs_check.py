@@ -1,0 +1,75 @@
+"""CUDA-graph training steps against eager ones, on a GPU: same losses, same weights.
+
+    python benchmarks/graphs_check.py --preset mvtec --image-size 128 --steps 8
+
+Two copies of one randomly initialised model train on the same random batches, one through
+``make_train_step`` eagerly, one with train.cuda_graphs (engine/graphs.py): warm-up calls, the capture,
+replays. The learning rate drops tenfold half-way (the scheduler writes the rate the captured optimizer
+step reads), and one batch of another size runs eagerly in the middle. Stochastic depth is off so both
+draw no random numbers. Prints each step's two losses and the largest weight difference; exits 1 when they
+differ by more than float32 noise (the scan's backward sums with atomics, so runs are not bitwise equal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+
+import torch
+
+from mambaad_cli.config import load_preset
+from mambaad_cli.engine.acceleration import apply_speed_options, to_model_input
+from mambaad_cli.engine.train import adamw, make_train_step, param_groups
+from mambaad_cli.model import build_model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--preset", default="mvtec")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--precision", default="fp32")
+    args = parser.parse_args()
+    device = torch.device("cuda")
+    torch.manual_seed(0)
+    base = {"model.encoder.weights": "none", "model.decoder.drop_path_rate": 0.0,
+            "train.precision": args.precision, "train.grad_clip": 0.5}
+    cfgs = {name: load_preset(args.preset, {**base, "train.cuda_graphs": name == "graphs"})
+            for name in ("eager", "graphs")}
+    model0 = build_model(cfgs["eager"]).to(device)
+    g = torch.Generator().manual_seed(1)
+    sizes = [args.batch] * args.steps
+    sizes[args.steps // 2 + 1] = args.batch // 2  # one odd batch: eager inside the graphed run
+    batches = [torch.rand(n, 3, args.image_size, args.image_size, generator=g) for n in sizes]
+    losses, weights = {}, {}
+    for name, cfg in cfgs.items():
+        model = copy.deepcopy(model0)
+        apply_speed_options(model, cfg.train)
+        model.train()
+        opt = adamw(param_groups(model, 1e-4), device, 1e-3, cfg.train.cuda_graphs)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 if s < args.steps // 2 else 0.1)
+        step = make_train_step(model, model, opt, cfg)
+        losses[name] = []
+        for images in batches:
+            losses[name].append(float(step(to_model_input(images, device, cfg.train.channels_last))))
+            sched.step()
+        weights[name] = {k: v.detach().float() for k, v in model.state_dict().items()}
+        print(f"{name}: captured={getattr(step, 'captured', False)}", flush=True)
+    worst = 0.0
+    for i, (a, b) in enumerate(zip(losses["eager"], losses["graphs"], strict=True)):
+        rel = abs(a - b) / max(abs(a), 1e-12)
+        worst = max(worst, rel)
+        print(f"step {i} batch {sizes[i]}: eager {a:.6f}  graphs {b:.6f}  rel {rel:.2e}")
+    wdiff = max((weights["eager"][k] - weights["graphs"][k]).abs().max().item() for k in weights["eager"])
+    print(f"largest weight difference {wdiff:.2e}; largest loss rel. difference {worst:.2e}")
+    ok = worst < 1e-3 and wdiff < 1e-3
+    print("PASS" if ok else "FAIL")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
