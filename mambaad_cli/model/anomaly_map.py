@@ -12,6 +12,8 @@ positive constant changes no metric, so the plain sum is kept: a map value then 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -46,6 +48,12 @@ def gaussian_kernel1d(sigma: float, truncate: float = 4.0, dtype=torch.float32, 
     return (k / k.sum()).to(dtype=dtype, device=device)
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_kernel(sigma: float, truncate: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # built once per device: no host-to-device copy per batch (nor inside a captured CUDA graph)
+    return gaussian_kernel1d(sigma, truncate, dtype, device)
+
+
 def reflect_indices(n: int, radius: int, device=None) -> torch.Tensor:
     """Indices for scipy's 'reflect' padding (d c b a | a b c d | d c b a), any radius, even > n."""
     i = torch.arange(-radius, n + radius, device=device) % (2 * n)
@@ -56,7 +64,7 @@ def gaussian_blur(maps: torch.Tensor, sigma: float, truncate: float = 4.0) -> to
     """Separable Gaussian over the last two dims of (B, H, W) maps; sigma 0 returns the input."""
     if sigma <= 0:
         return maps
-    kernel = gaussian_kernel1d(sigma, truncate, maps.dtype, maps.device)
+    kernel = _cached_kernel(float(sigma), float(truncate), maps.dtype, maps.device)
     radius = (kernel.numel() - 1) // 2
     B, H, W = maps.shape
     # Along W: pad by index, then a 1-channel conv1d over every row.
