@@ -8,7 +8,8 @@ once with train.cuda_graphs (engine/graphs.py: warm-up calls, the capture, repla
 drops tenfold half-way (the scheduler writes the rate the captured optimizer step reads), and one batch
 of another size runs eagerly in the middle. Stochastic depth is off, so the runs draw no random numbers.
 Prints each step's losses and the largest parameter difference from the first eager run; exits 1 when
-the graphed run is further from it than ten times the second eager run is.
+the graphed run is further from it than ten times the second eager run is. Then the same for scoring
+(eval.cuda_graphs, engine/scoring.py): the maps of graphed and eager scoring, batch by batch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 
 from mambaad_cli.config import load_preset
 from mambaad_cli.engine.acceleration import apply_speed_options, to_model_input
+from mambaad_cli.engine.scoring import make_scorer
 from mambaad_cli.engine.train import adamw, make_train_step, param_groups
 from mambaad_cli.model import build_model
 
@@ -73,6 +75,21 @@ def main() -> None:
         print(f"{name} vs eager: largest loss rel. difference {lg:.2e}, parameter difference {wg:.2e}")
     (noise_l, noise_w), (lg, wg) = gaps["eager2"], gaps["graphs"]
     ok = lg <= 10 * noise_l + 1e-6 and wg <= 10 * noise_w + 1e-6
+    print("training:", "PASS" if ok else "FAIL")
+
+    model0.eval()
+    eval_cfgs = {name: load_preset(args.preset, {**base, "eval.cuda_graphs": name == "graphs"})
+                 for name in ("eager", "graphs")}
+    scorers = {name: make_scorer(model0, cfg, device) for name, cfg in eval_cfgs.items()}
+    map_gap = 0.0
+    with torch.inference_mode():
+        for images in batches:
+            images = images.to(device)
+            maps = {name: scorer(images) for name, scorer in scorers.items()}
+            gap = (maps["eager"] - maps["graphs"]).abs().max() / maps["eager"].abs().max()
+            map_gap = max(map_gap, gap.item())
+    print(f"scoring: captured={scorers['graphs'].captured}; largest map difference {map_gap:.2e} (relative)")
+    ok = ok and map_gap < 1e-5
     print("PASS" if ok else "FAIL")
     sys.exit(0 if ok else 1)
 

@@ -71,7 +71,10 @@ def train_cmd(
         bool, typer.Option("--compile", help="torch.compile the fusion and decoder (train.compile).")
     ] = False,
     cuda_graphs: Annotated[
-        bool, typer.Option("--cuda-graphs", help="Replay each step as one CUDA graph (train.cuda_graphs).")
+        bool,
+        typer.Option(
+            "--cuda-graphs", help="Replay each step and the final scoring as CUDA graphs (*.cuda_graphs)."
+        ),
     ] = False,
     run_name: Annotated[str | None, typer.Option(help="Run folder name (default: a timestamp).")] = None,
     output_dir: Annotated[str | None, typer.Option(help="Where runs/<preset>/<name> go.")] = None,
@@ -103,6 +106,7 @@ def train_cmd(
             "train.channels_last": channels_last,
             "train.compile": compile_ or None,
             "train.cuda_graphs": cuda_graphs or None,
+            "eval.cuda_graphs": cuda_graphs or None,
         },
     )
     if resume:
@@ -146,6 +150,9 @@ def eval_cmd(
     precision: Annotated[
         str | None, typer.Option(help="fp32 (exact, the default), tf32 or bf16 autocast (eval.precision).")
     ] = None,
+    cuda_graphs: Annotated[
+        bool, typer.Option("--cuda-graphs", help="Replay the scoring as CUDA graphs (eval.cuda_graphs).")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     set_: SetOption = None,
 ) -> None:
@@ -162,6 +169,7 @@ def eval_cmd(
             "train.device": device,
             "eval.batch_size": batch_size,
             "eval.precision": precision,
+            "eval.cuda_graphs": cuda_graphs or None,
         },
     )
     run_dir, result, cfg = evaluate_run(run, overrides, show_progress=progress)

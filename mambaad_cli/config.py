@@ -112,6 +112,7 @@ class EvalConfig:
     sigma: float = 4.0  # Gaussian smoothing of the anomaly map (pixels)
     score: str = "max"  # image score = max of the smoothed map (the paper's choice)
     precision: str = "fp32"  # fp32 | tf32 | bf16: forward passes of evaluate / calibrate (fp32: exact)
+    cuda_graphs: bool = False  # replay the scoring of each batch shape as one CUDA graph (engine/graphs.py)
 
 
 @dataclass

@@ -151,7 +151,7 @@ def test_triton_backend_without_a_gpu_says_so(capsys, no_gpu):
 def test_model_throughput_runs_a_training_and_an_inference_step():
     rows = bench.bench_model((1,), torch.device("cpu"), "sweep", preset="demo", image_size=64, steps=1,
                              warmup=0)
-    assert [r["variant"] for r in rows] == [name for name, _ in bench.MODEL_VARIANTS]  # fp32 and bf16+cl
+    assert [r["variant"] for r in rows] == [name for name, _ in bench.MODEL_VARIANTS]  # fp32, the faster ones
     for row in rows:
         assert row["status"] == "OK" and row["scan_backend"] == "torch" and row["image_size"] == 64
         assert row["train_images_per_s"] > 0 and row["infer_images_per_s"] > 0

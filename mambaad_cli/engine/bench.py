@@ -634,6 +634,8 @@ def bench_ss2d(
 MODEL_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("fp32", {}),
     ("bf16+cl", {"train.precision": "bf16", "train.channels_last": True}),
+    ("tf32+graphs", {"train.precision": "tf32", "train.cuda_graphs": True}),
+    ("bf16+cl+graphs", {"train.precision": "bf16", "train.channels_last": True, "train.cuda_graphs": True}),
 )
 
 

@@ -35,7 +35,7 @@ from mambaad_cli.engine.distributed import (
 )
 from mambaad_cli.engine.progress import make_progress
 from mambaad_cli.engine.runs import resolve_run_dir
-from mambaad_cli.engine.scoring import indices_by_class, score_batches
+from mambaad_cli.engine.scoring import indices_by_class, make_scorer, score_batches
 from mambaad_cli.errors import UserError
 from mambaad_cli.metrics import METRIC_KEYS, MetricAccumulator, mean_metrics
 
@@ -108,9 +108,10 @@ def evaluate(
     mine = {c: shard(idx, ctx.rank, ctx.world_size) for c, idx in indices_by_class(test_ds).items()}
     with make_progress(show_progress and ctx.is_main) as progress:
         task = progress.add_task("evaluate", total=sum(map(len, mine.values())), extra="")
+        scorer = make_scorer(model, cfg, device)
         for cls_name, indices in mine.items():
             acc = MetricAccumulator()
-            for sb in score_batches(model, test_ds, cfg, device, indices):
+            for sb in score_batches(model, test_ds, cfg, device, indices, scorer):
                 # on a GPU the maps stay there: the accumulator sorts them with torch on the device
                 acc.update(
                     sb.scores, sb.labels, sb.maps if device.type == "cuda" else sb.maps.cpu(), sb.masks

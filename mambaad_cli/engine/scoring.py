@@ -4,12 +4,13 @@ evaluate, calibrate and visualize all read images through it, so they score an i
 predict does (the same model call and anomaly_map) and label it by the paper's protocol: defective
 when its mask, resized to the map, has a pixel above 0.5. eval.precision bf16 runs the model under
 bfloat16 autocast (engine/acceleration.py; predict stays float32); the maps are float32 either way.
+eval.cuda_graphs replays the model call and anomaly_map as one CUDA graph per batch shape (engine/graphs.py).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch.utils.data import DataLoader, Subset
 from mambaad_cli.config import Config
 from mambaad_cli.data import collate_samples
 from mambaad_cli.engine.acceleration import autocast
+from mambaad_cli.engine.graphs import GraphedStep
 from mambaad_cli.model import anomaly_map, image_scores
 
 
@@ -38,11 +40,32 @@ def indices_by_class(dataset) -> dict[str, list[int]]:
     return dict(sorted(by_class.items()))
 
 
+Scorer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def make_scorer(model: torch.nn.Module, cfg: Config, device: torch.device) -> Scorer:
+    """images on the device -> float32 anomaly maps at their resolution; one per evaluation, so that with
+    eval.cuda_graphs the graph captured for the first classes is replayed for the rest."""
+
+    def score(images: torch.Tensor) -> torch.Tensor:
+        with autocast(device, cfg.eval.precision, "eval.precision"):
+            enc, dec = model(images)
+        return anomaly_map(enc, dec, out_size=images.shape[-2:], sigma=cfg.eval.sigma).float()
+
+    return GraphedStep(score) if cfg.eval.cuda_graphs and device.type == "cuda" else score
+
+
 @torch.inference_mode()
 def score_batches(
-    model: torch.nn.Module, dataset, cfg: Config, device: torch.device, indices: Sequence[int] | None = None
+    model: torch.nn.Module,
+    dataset,
+    cfg: Config,
+    device: torch.device,
+    indices: Sequence[int] | None = None,
+    scorer: Scorer | None = None,
 ) -> Iterator[ScoredBatch]:
     model.eval()
+    scorer = scorer or make_scorer(model, cfg, device)
     loader = DataLoader(
         dataset if indices is None else Subset(dataset, list(indices)),
         batch_size=cfg.eval.batch_size,
@@ -52,9 +75,6 @@ def score_batches(
         pin_memory=device.type == "cuda",
     )
     for batch in loader:
-        images = batch["image"].to(device, non_blocking=True)
-        with autocast(device, cfg.eval.precision, "eval.precision"):
-            enc, dec = model(images)
-        maps = anomaly_map(enc, dec, out_size=images.shape[-2:], sigma=cfg.eval.sigma).float()
+        maps = scorer(batch["image"].to(device, non_blocking=True))
         masks = batch["mask"][:, 0] > 0.5
         yield ScoredBatch(batch, maps, image_scores(maps).cpu(), masks, masks.flatten(1).any(dim=1))
