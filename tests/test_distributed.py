@@ -333,3 +333,28 @@ def test_graphed_step_replays_the_function_and_falls_back_for_other_shapes():
     assert step.captured
     odd = torch.randn(5, 4, device="cuda")
     torch.testing.assert_close(step(odd), torch.relu(odd @ weight).sum(dim=1))
+
+
+def test_resumed_learning_rates_take_the_kind_this_run_needs():
+    """A graphed run saves its rates as device tensors (they come back on the CPU); an eager run saves floats.
+    After a resume the optimizer gets floats when eager, a tensor on the run's device when graphed, and the
+    scheduler's bases are floats, so its next step writes the decayed rate where the optimizer reads it."""
+    from mambaad_cli.engine.train import match_lr_kinds
+
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.AdamW([w], lr=0.5)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, step_schedule(10, 0.5, 0.1))
+    opt.param_groups[0]["lr"] = torch.tensor(0.5)  # as loaded from a graphed run's state
+    sched.base_lrs = [torch.tensor(0.5)]
+    match_lr_kinds(opt, sched, torch.device("cpu"), graphed=False)
+    assert type(opt.param_groups[0]["lr"]) is float and sched.base_lrs == [0.5]
+    for _ in range(6):
+        w.grad = torch.ones(3)
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)  # decayed after half the steps
+    match_lr_kinds(opt, sched, torch.device("cpu"), graphed=True)
+    lr = opt.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor) and float(lr) == pytest.approx(0.05)
+    sched.step()
+    assert opt.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(0.05)  # filled in place

@@ -90,6 +90,19 @@ def adamw(params, device: torch.device, lr: float, graphed: bool = False, **opti
     return torch.optim.AdamW(params, lr=lr, fused=device.type == "cuda", **options)
 
 
+def match_lr_kinds(optimizer: torch.optim.Optimizer, scheduler, device: torch.device, graphed: bool) -> None:
+    """After a resume: the learning rates as this run keeps them, whatever run saved them. A graphed run
+    needs a device tensor that the scheduler fills in place (a float would be baked into the captured
+    step, and the lr decay lost); an eager one plain floats (the saved tensors come back on the CPU)."""
+    for group in optimizer.param_groups:
+        value = float(group["lr"])
+        group["lr"] = torch.tensor(value, device=device) if graphed else value
+        if "initial_lr" in group:
+            group["initial_lr"] = float(group["initial_lr"])
+    scheduler.base_lrs = [float(v) for v in scheduler.base_lrs]
+    scheduler._last_lr = [float(v) for v in scheduler.get_last_lr()]
+
+
 def check_cuda_graphs(cfg: Config, device: torch.device, world_size: int) -> None:
     """One line (UserError) when --cuda-graphs cannot apply: it needs one CUDA device and eager modules."""
     if not cfg.train.cuda_graphs:
@@ -179,6 +192,7 @@ def _train_one(
     step, start_epoch = 0, 0
     if resume is not None:
         step, start_epoch = load_train_state(run_dir, model, optimizer, scheduler)
+        match_lr_kinds(optimizer, scheduler, device, cfg.train.cuda_graphs)
         if ctx.is_main:
             console.print(f"resumed {run_dir} at epoch {start_epoch}, step {step}")
     net = data_parallel(model, device) if ctx.enabled else model
