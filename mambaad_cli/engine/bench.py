@@ -658,57 +658,36 @@ def model_throughput(
     train.precision / train.channels_last / train.compile, applied as in training, to both steps).
     """
     from mambaad_cli.config import load_preset
-    from mambaad_cli.engine.acceleration import (
-        apply_speed_options,
-        as_fp32,
-        autocast,
-        tf32_matmuls,
-        to_model_input,
-    )
-    from mambaad_cli.engine.graphs import WARMUP_CALLS, GraphedStep
-    from mambaad_cli.engine.train import adamw
-    from mambaad_cli.model import anomaly_map, build_model
+    from mambaad_cli.engine.acceleration import apply_speed_options, to_model_input
+    from mambaad_cli.engine.graphs import WARMUP_CALLS
+    from mambaad_cli.engine.scoring import make_scorer
+    from mambaad_cli.engine.train import adamw, make_train_step
+    from mambaad_cli.model import build_model
 
     device = torch.device(device)
     cfg = load_preset(
         preset,
         {"model.encoder.weights": "none", "model.decoder.scan_backend": backend, **(overrides or {})},
     )
+    # inference in the training's settings: the scorer reads eval.*
+    cfg.eval.precision, cfg.eval.cuda_graphs = cfg.train.precision, cfg.train.cuda_graphs
     size = image_size or cfg.data.image_size
     model = apply_speed_options(build_model(cfg).to(device), cfg.train)
     params = [p for p in model.parameters() if p.requires_grad]
     graphs = cfg.train.cuda_graphs and device.type == "cuda"
-    opt = adamw(params, device, 1e-4, graphs)
+    train_fn = make_train_step(model, model, adamw(params, device, 1e-4, graphs), cfg)  # train's own step
+    infer_fn = make_scorer(model, cfg, device)  # evaluate's own scoring: the model and the anomaly map
     x = to_model_input(torch.rand(batch_size, 3, size, size), device, cfg.train.channels_last)
-    precision = cfg.train.precision
+    warmup = max(warmup, WARMUP_CALLS + 2) if graphs else warmup  # the capture is not timed
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def train_iteration(images: torch.Tensor) -> torch.Tensor:
-        with tf32_matmuls(precision == "tf32"):
-            with autocast(device, precision):
-                enc, dec = model(images)
-            loss = model.loss(as_fp32(enc), as_fp32(dec), 5.0)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-        return loss.detach()
-
-    def infer_pass(images: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), autocast(device, precision):
-            enc, dec = model(images)
-            return anomaly_map(as_fp32(enc), as_fp32(dec), (size, size), sigma=cfg.eval.sigma)
-
-    train_fn = GraphedStep(train_iteration) if graphs else train_iteration
-    infer_fn = GraphedStep(infer_pass) if graphs else infer_pass
-    warmup = max(warmup, WARMUP_CALLS + 2) if graphs else warmup  # the capture is not timed
-
     def train_step() -> None:
         train_fn(x)
 
+    @torch.inference_mode()
     def infer_step() -> None:
         infer_fn(x)
 

@@ -37,7 +37,6 @@ class GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_input: torch.Tensor | None = None
         self.static_output: torch.Tensor | None = None
-        self.pool = None
 
     @property
     def captured(self) -> bool:
