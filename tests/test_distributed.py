@@ -307,7 +307,9 @@ def test_cuda_graphs_need_one_cuda_process_and_say_so_in_one_line(tmp_path, caps
                  "--output-dir", str(tmp_path / "runs"), "--cuda-graphs"])
     err = capsys.readouterr().err
     assert code == 2  # the resolved config, then the one error line
-    assert err.strip().splitlines()[-1] == "error: --cuda-graphs: needs a CUDA device, got train.device cpu"
+    assert err.strip().splitlines()[-1] == (
+        "error: --cuda-graphs: needs a CUDA device, got train.device cpu (--set train.cuda_graphs=false)"
+    )
     assert not (tmp_path / "runs").exists()  # refused before any run folder was made
 
 

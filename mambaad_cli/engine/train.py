@@ -108,7 +108,9 @@ def check_cuda_graphs(cfg: Config, device: torch.device, world_size: int) -> Non
     if not cfg.train.cuda_graphs:
         return
     if device.type != "cuda":
-        raise UserError(f"--cuda-graphs: needs a CUDA device, got train.device {device}")
+        raise UserError(
+            f"--cuda-graphs: needs a CUDA device, got train.device {device} (--set train.cuda_graphs=false)"
+        )
     if world_size > 1:
         raise UserError("--cuda-graphs: one process only (data-parallel steps are not captured); drop --gpus")
     if cfg.train.compile:
