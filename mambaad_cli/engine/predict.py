@@ -35,13 +35,13 @@ from mambaad_cli.data.demo import default_demo_root
 from mambaad_cli.data.errors import DataError
 from mambaad_cli.data.imageio import is_image_file, read_image, write_png
 from mambaad_cli.data.resize import image_to_tensor
-from mambaad_cli.engine.acceleration import as_fp32, autocast
 from mambaad_cli.engine.checkpoint import load_model
 from mambaad_cli.engine.device import resolve_device
 from mambaad_cli.engine.progress import make_progress
 from mambaad_cli.engine.runs import LATEST, resolve_run_dir
+from mambaad_cli.engine.scoring import make_scorer
 from mambaad_cli.errors import UserError
-from mambaad_cli.model import anomaly_map, image_scores
+from mambaad_cli.model import image_scores
 from mambaad_cli.viz.overlay import PREDICTED_OUTLINE, heat_overlay
 
 CSV_COLUMNS = ["path", "class", "score", "threshold", "verdict", "overlay", "mask", "map"]
@@ -293,17 +293,6 @@ def resize_map(amap: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(amap, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def maps_and_scores(
-    model: torch.nn.Module, images: torch.Tensor, sigma: float, precision: str = "fp32"
-) -> tuple[np.ndarray, np.ndarray]:
-    """eval's scoring of a batch: float32 (B, S, S) maps at the input resolution, (B,) image scores.
-    ``precision`` bf16 runs the model under bfloat16 autocast, as eval.precision does for eval."""
-    with autocast(images.device, precision, "--precision"):
-        enc, dec = model(images)
-    maps = anomaly_map(as_fp32(enc), as_fp32(dec), out_size=images.shape[-2:], sigma=sigma)
-    return maps.float().cpu().numpy(), image_scores(maps).float().cpu().numpy()
-
-
 def predict(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
@@ -331,7 +320,9 @@ def predict(
 
     torch_device = resolve_device(device or "auto")
     model, cfg, info = load_model(run_dir, torch_device)
-    precision = precision or cfg.eval.precision
+    # eval's own scoring (engine/scoring.py), in the chosen precision; eager: predict's time is writing PNGs
+    cfg.eval.precision, cfg.eval.cuda_graphs = precision or cfg.eval.precision, False
+    scorer = make_scorer(model, cfg, torch_device)
     class_names = list(info.get("class_names") or [])
     if class_name and class_name not in class_names:
         raise UserError(f"--class {class_name}: not a class of this model ({', '.join(class_names)})")
@@ -359,7 +350,8 @@ def predict(
             result.skipped += [(str(items[b[0]].path), b[3]) for b in batch if b[3] is not None]
             if good:
                 images = torch.stack([b[2] for b in good]).to(torch_device)
-                maps_np, scores = maps_and_scores(model, images, cfg.eval.sigma, precision)
+                maps = scorer(images)
+                maps_np, scores = maps.cpu().numpy(), image_scores(maps).cpu().numpy()
                 for (index, image, _, _), amap, score in zip(good, maps_np, scores, strict=True):
                     item = items[index]
                     cls_name = class_name or class_of(item.path, root, class_names)

@@ -3,7 +3,8 @@
 evaluate, calibrate and visualize all read images through it, so they score an image exactly as
 predict does (the same model call and anomaly_map) and label it by the paper's protocol: defective
 when its mask, resized to the map, has a pixel above 0.5. eval.precision bf16 runs the model under
-bfloat16 autocast (engine/acceleration.py; predict stays float32); the maps are float32 either way.
+bfloat16 autocast (engine/acceleration.py; predict follows eval.precision or its --precision); the maps
+are float32 either way.
 eval.cuda_graphs replays the model call and anomaly_map as one CUDA graph per batch shape (engine/graphs.py).
 """
 
