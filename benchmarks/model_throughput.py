@@ -5,7 +5,7 @@
     python benchmarks/model_throughput.py --variants fp32,bf16+cl --json out.json --profile bf16+cl
 
 Weights are random (encoder weights "none"): throughput does not depend on them. The scan backend
-is the config's (auto: mamba_ssm's CUDA kernel when importable, else triton on GPU, else torch); --backend
+is the config's (auto: triton on GPU, else mamba_ssm's CUDA kernel when importable, else torch); --backend
 overrides it for every variant that does not set its own. Variants run one after the other in one process,
 so their ratios are side by side. --profile prints the GPU kernels that take the time in one variant's
 training step (torch.profiler). The measurement itself is mambaad_cli.engine.bench.model_throughput (also

@@ -19,7 +19,7 @@ import time
 
 from rich.console import Console
 
-from mambaad_cli.config import load_preset
+from mambaad_cli.config import PRECISIONS, load_preset
 from mambaad_cli.engine import train
 from mambaad_cli.viz.tables import metrics_table
 
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--output-dir", default="runs")
     parser.add_argument("--run-name", default="real-dev")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--backend", default="auto", help="model.decoder.scan_backend")
     args = parser.parse_args()

@@ -103,10 +103,10 @@ class SS2D(nn.Module):
     def scan_core(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W) -> (B, D, H*W): K directional scans, summed in natural row-major order (a view of a
         (B, H*W, D) tensor on the unfused path, the layout out_norm wants)."""
-        Bsz, D, H, W = x.shape
-        K, L, N, R = self.K, H * W, self.d_state, self.dt_rank
         if self.scan_backend == FUSED:
             return self._scan_core_fused(x)
+        Bsz, D, H, W = x.shape
+        K, L, N, R = self.K, H * W, self.d_state, self.dt_rank
         # Official SS2D order: the K step-order copies of x first, then the per-direction projections on them,
         # so only x is gathered (not delta, B and C), and the merge writes channels-last for out_norm.
         plan = scan_plan(self.scan, H, W, K, x.device)
