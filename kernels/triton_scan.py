@@ -768,11 +768,6 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     dA = torch.zeros((batch, groups * dg, n_state), device=dev, dtype=torch.float32)  # the tiles kernel adds
     dD = torch.empty((batch, groups * dg), device=dev, dtype=torch.float32)
     dbias = torch.empty_like(dD)
-    tab = table if table is not None else A2
-    args = (u4, dt4, A2, B4, C4, Df, bias, z4 if z4 is not None else u4, dout4, ckpt, tab,
-            du, ddt, dz, dB, dC, dA, dD, dbias, length, dg, n_chunks,
-            *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(dout4),
-            *_strides(du))
     consts = dict(N=n_state, NP=triton.next_power_of_2(n_state), T=T,
                   **_flags(D, z4, delta_bias, softplus, table))
     if rows:
@@ -781,7 +776,11 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
                               dtype=torch.float32)
     else:  # the adjoint handed from chunk to chunk, two slots by chunk parity
         scratch = torch.empty((2, batch * groups * dg * n_state), device=dev, dtype=torch.float32)
-    args = args[:19] + (scratch,) + args[19:]
+    tab = table if table is not None else A2
+    args = (u4, dt4, A2, B4, C4, Df, bias, z4 if z4 is not None else u4, dout4, ckpt, tab,
+            du, ddt, dz, dB, dC, dA, dD, dbias, scratch, length, dg, n_chunks,
+            *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(dout4),
+            *_strides(du))
     _launch(3 if rows else 1, (dg, groups, batch), args, consts)
     return du, ddt, (dz if z4 is not None else None), dB, dC, dA.sum(0), dD.sum(0), dbias.sum(0)
 
