@@ -7,7 +7,7 @@ KolektorSDD), bundled EfficientNet-Lite0 encoder, then the seven metrics per cla
 With --minutes, a few timed steps measure the throughput first and the epoch count is chosen from it
 (the lr schedule needs the total up front). Equivalent CLI command:
     mambaad train --preset folder --data-root ROOT --set model.encoder.name=tf_efficientnet_lite0 \
-        --set model.encoder.weights=bundled --epochs N [--precision bf16 --channels-last]
+        --set model.encoder.weights=bundled --epochs N [--precision bf16 --channels-last] [--cuda-graphs]
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ def config(args: argparse.Namespace, epochs: int, run_name: str, max_steps: int 
             "train.device": args.device,
             "train.precision": args.precision,
             "train.channels_last": args.channels_last,
+            "train.cuda_graphs": args.cuda_graphs,
+            "eval.cuda_graphs": args.cuda_graphs,
             "model.decoder.scan_backend": args.backend,
             "train.max_steps": max_steps,
             "train.eval_at_end": max_steps == 0,
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--run-name", default="real-dev")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--cuda-graphs", action="store_true", help="train and evaluate as CUDA graphs")
     parser.add_argument("--backend", default="auto", help="model.decoder.scan_backend")
     args = parser.parse_args()
     epochs = args.epochs

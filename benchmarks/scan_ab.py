@@ -106,10 +106,16 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     timing = device == "cuda" and not args.check_only
     old = load_baseline(args.baseline)
-    if args.baseline_configs:  # the baseline's autotuners are built now, with their own config space
+    # the baseline's autotuners are built now, with their own config space (--baseline-configs or its
+    # default), before --configs points the environment at this tree's syntax, which an older tree may not
+    # read
+    saved = os.environ.pop("MAMBAAD_SCAN_CONFIGS", None)
+    if args.baseline_configs:
         os.environ["MAMBAAD_SCAN_CONFIGS"] = args.baseline_configs
-        old._tuned_kernels()
-        os.environ.pop("MAMBAAD_SCAN_CONFIGS")
+    old._tuned_kernels()
+    os.environ.pop("MAMBAAD_SCAN_CONFIGS", None)
+    if saved is not None:
+        os.environ["MAMBAAD_SCAN_CONFIGS"] = saved
     rows = []
     for dtype in [getattr(torch, name) for name in args.dtypes.split(",")]:
         for dim, length in (tuple(int(x) for x in s.split(":")) for s in args.shapes.split(",")):

@@ -4,11 +4,12 @@ Design (reference/scan_kernels.md section 4, "Design A"): one program owns BD ch
 and walks the whole sequence in chunks of T steps. B and C rows are loaded once per program and reused by
 its BD channels; dB and dC are summed over those channels before one fp32 atomic per (batch, group, n,
 step). The atomics are relaxed (no memory fence: nothing reads the sums before the kernel ends), and
-per-state values (A, the chunk-start state) are loaded from memory inside the state loop rather than
-picked from [BD, N] register tiles, whose picks cost a shared-memory round trip and a barrier each.
-Within a chunk the recurrence h_t = a_t h_{t-1} + b_t is a pair scan (``tl.associative_scan``) along T,
-with the state carried in from the previous chunk folded into the first b; the carries between chunks go
-through memory (one masked store, one barrier per chunk). States stay fp32 on chip;
+per-state values (A, the chunk-start state) are loaded from memory inside the state loop, one state ahead,
+rather than picked from [BD, N] register tiles, whose picks cost a shared-memory round trip and a barrier
+each. Within a chunk the recurrence h_t = a_t h_{t-1} + b_t is a pair scan (``tl.associative_scan``) along
+T, with the state carried in from the previous chunk folded into the first b (adding it after the scan as
+the running product of a times h0 costs more: that product is otherwise compiled away); the carries between
+chunks go through memory (one masked store, one barrier per chunk). States stay fp32 on chip;
 a = exp2(delta * A * log2(e)) with A pre-scaled on the host (ex2.approx.ftz on GPUs). The autotuner's space
 leads with one-warp programs, whose scans and channel sums never leave the warp (kernels/NOTES.md, v1.2).
 
@@ -110,6 +111,72 @@ def _delta(x, bias, m2, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
 
 
 @triton.jit
+def _load_rows(B_row, C_row, n, sB_n, sC_n, tmask):
+    # state n's B and C rows over the chunk
+    return tl.load(B_row + n * sB_n, mask=tmask, other=0.0), tl.load(C_row + n * sC_n, mask=tmask, other=0.0)
+
+
+@triton.jit
+def _fwd_state(y, dt, dtu, first, Bn, Cn, A2n, h0n, h_out, h_mask, FAST_EXP: tl.constexpr):
+    # one state of a chunk: scan h_t = a_t h_{t-1} + delta_t B_t u_t from h0, add C_t h_t to y, store the
+    # chunk's final state for the next chunk (h_mask: the last step, if a next chunk exists)
+    Bn, Cn = Bn.to(tl.float32), Cn.to(tl.float32)
+    a = _exp2(dt * A2n[:, None], FAST_EXP)
+    bb = dtu * Bn[None, :]
+    _, hs = tl.associative_scan((a, tl.where(first, bb + a * h0n[:, None], bb)), axis=1,
+                                combine_fn=_pair_combine)
+    tl.store(h_out, hs, mask=h_mask)
+    return y + hs * Cn[None, :]
+
+
+@triton.jit
+def _pair_combine2(a_l, b_l, c_l, d_l, a_r, b_r, c_r, d_r):
+    # two independent pair scans in one: their shuffles and FMAs interleave, twice the work per latency
+    return a_l * a_r, a_r * b_l + b_r, c_l * c_r, c_r * d_l + d_r
+
+
+@triton.jit
+def _bwd_state(d_dtA, d_dtu, y, dt, dtn, dtu, gy, gy_r, first, last, rev, tt, n, Bn, Cn, A2n, h0n, lam_n,
+               dA_row, dB_base, dC_base, L, pos, tmask, dmask, lam_out,
+               T: tl.constexpr, FLIP: tl.constexpr, HAS_Z: tl.constexpr, FAST_EXP: tl.constexpr):
+    # one state of a chunk in the backward: recompute h from h0, run the adjoint lambda from the one carried
+    # in (lam_n), add this state's terms to the gradients (the accumulators are returned, dA / dB / dC are
+    # added to memory) and store lambda at the chunk's first step for the next chunk
+    Bn, Cn = Bn.to(tl.float32), Cn.to(tl.float32)
+    a = _exp2(dt * A2n[:, None], FAST_EXP)
+    bb = dtu * Bn[None, :]
+    bh = tl.where(first, bb + a * h0n[:, None], bb)
+    alpha = _exp2(dtn * A2n[:, None], FAST_EXP)  # a_{t+1}; 1 beyond L, where lambda is 0 anyway
+    if FLIP == 2:  # both scans run forwards in time order of their inputs: one scan call for the two
+        cg = gy_r * tl.gather(Cn, T - 1 - tt, axis=0)[None, :]
+        cg = tl.where(first, cg + alpha * lam_n[:, None], cg)
+        _, hs, _, lt_r = tl.associative_scan((a, bh, alpha, cg), axis=1, combine_fn=_pair_combine2)
+        lt = tl.gather(lt_r, rev, axis=1)
+    else:
+        _, hs = tl.associative_scan((a, bh), axis=1, combine_fn=_pair_combine)
+        if FLIP:
+            cg = gy_r * tl.gather(Cn, T - 1 - tt, axis=0)[None, :]
+            cg = tl.where(first, cg + alpha * lam_n[:, None], cg)
+            _, lt_r = tl.associative_scan((alpha, cg), axis=1, combine_fn=_pair_combine)
+            lt = tl.gather(lt_r, rev, axis=1)
+        else:
+            cg = gy * Cn[None, :]
+            _, lt = tl.associative_scan((alpha, tl.where(last, cg + alpha * lam_n[:, None], cg)), axis=1,
+                                        combine_fn=_pair_combine, reverse=True)
+    if HAS_Z:
+        y += hs * Cn[None, :]
+    w = lt * (hs - bb)  # lambda_t a_t h_{t-1}
+    # dA partials go straight to memory (each address is this program's alone): accumulating them in a
+    # [BD, NP] tile would cost a layout conversion per state
+    tl.atomic_add(dA_row + n, tl.sum(w * dt, axis=1), mask=dmask, sem="relaxed")
+    tl.atomic_add(dB_base + n * L + pos, tl.sum(lt * dtu, axis=0), mask=tmask, sem="relaxed")
+    tl.atomic_add(dC_base + n * L + pos, tl.sum(gy * hs, axis=0), mask=tmask, sem="relaxed")
+    # lambda at the chunk's first step, for the next chunk: one masked store, no cross-lane pick
+    tl.store(lam_out + n, lt, mask=dmask[:, None] & first)
+    return d_dtA + A2n[:, None] * w, d_dtu + lt * Bn[None, :], y
+
+
+@triton.jit
 def _program_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr):
     # program (channel block, group, batch): its channels within the group (d), overall (ch), the states
     g = tl.program_id(1).to(tl.int64)
@@ -153,11 +220,20 @@ def _scan_fwd_kernel(
     N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr, UNROLL: tl.constexpr, FAST_EXP: tl.constexpr,
+    PREFETCH: tl.constexpr,
 ):
     """The state at each chunk start goes through memory: ckpt (rows, n_chunks, N) in training, which the
     backward reads, or a (rows, 2, N) scratch slot by chunk parity at inference. The thread that holds a
     chunk's last step stores its final states and, after one barrier per chunk, every thread loads its own:
-    carrying them in a [BD, N] register tile instead costs two cross-lane reductions per state and chunk."""
+    carrying them in a [BD, N] register tile instead costs two cross-lane reductions per state and chunk.
+
+    PREFETCH: the state loop's loads (B_n and C_n rows, A_n, the chunk-start state) ahead of their use. With
+    few warps per SM (one-warp programs, register-bound) nothing else hides an L2 load: Nsight Compute on the
+    H200 found half of this kernel's stall samples (a third of the backward's) on instructions waiting for
+    these loads when each state loaded its own (PREFETCH=0). 1 loads the next state's B and C rows one state
+    ahead, 2 its A_n and chunk-start state too (the forward's best; the backward's is 1). Two states per
+    iteration with alternating buffers, which avoids the copy of the loaded values at the loop's end (where
+    Nsight Compute still finds waits), timed slower on the H200 in both kernels (kernels/NOTES.md)."""
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, T)
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
@@ -191,19 +267,33 @@ def _scan_fwd_kernel(
             s_in = c % 2 * N
             s_out = (c + 1) % 2 * N
         tl.debug_barrier()  # the previous chunk's final states are stored, its loads done
+        B_row = B_ptr + b * sB_b + g * sB_g + pos * sB_l
+        C_row = C_ptr + b * sC_b + g * sC_g + pos * sC_l
+        # A_n and the chunk-start state from memory (L1), not picked from a register tile
+        A2_row = A2_ptr + ch * N
+        h0_row = state + s_in
+        h_out = state[:, None] + s_out + 0 * tt[None, :]  # + n: where state n's final value goes
+        h_mask = dmask[:, None] & last & (c + 1 < n_chunks)
+        # loads one state ahead (see the docstring); the first state's, where PREFETCH leaves them unused, are
+        # compiled away
+        B_nx, C_nx = _load_rows(B_row, C_row, 0, sB_n, sC_n, tmask)
+        A2_nx = tl.load(A2_row, mask=dmask, other=0.0)
+        h0_nx = tl.load(h0_row, mask=dmask, other=0.0)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
-            Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos * sB_l, mask=tmask, other=0.0)
-            Cn = tl.load(C_ptr + b * sC_b + g * sC_g + n * sC_n + pos * sC_l, mask=tmask, other=0.0)
-            Bn, Cn = Bn.to(tl.float32), Cn.to(tl.float32)
-            A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)  # from L1, not picked from a tile
-            h0n = tl.load(state + s_in + n, mask=dmask, other=0.0)
-            a = _exp2(dt * A2n[:, None], FAST_EXP)
-            bb = dtu * Bn[None, :]
-            _, hs = tl.associative_scan((a, tl.where(first, bb + a * h0n[:, None], bb)), axis=1,
-                                        combine_fn=_pair_combine)
-            y += hs * Cn[None, :]
-            tl.store(state[:, None] + s_out + n + 0 * tt[None, :], hs,
-                     mask=dmask[:, None] & last & (c + 1 < n_chunks))
+            m = tl.minimum(n + 1, N - 1)  # the next state (the last loads its own values again: no mask)
+            if PREFETCH >= 1:  # B and C rows one state ahead
+                Bn, Cn = B_nx, C_nx
+                B_nx, C_nx = _load_rows(B_row, C_row, m, sB_n, sC_n, tmask)
+            else:
+                Bn, Cn = _load_rows(B_row, C_row, n, sB_n, sC_n, tmask)
+            if PREFETCH >= 2:  # and the per-channel values
+                A2n, h0n = A2_nx, h0_nx
+                A2_nx = tl.load(A2_row + m, mask=dmask, other=0.0)
+                h0_nx = tl.load(h0_row + m, mask=dmask, other=0.0)
+            else:
+                A2n = tl.load(A2_row + n, mask=dmask, other=0.0)
+                h0n = tl.load(h0_row + n, mask=dmask, other=0.0)
+            y = _fwd_state(y, dt, dtu, first, Bn, Cn, A2n, h0n, h_out + n, h_mask, FAST_EXP)
         if HAS_Z:
             z = tl.load(z_ptr + b * sz_b + g * sz_g + d[:, None] * sz_d + pos[None, :] * sz_l,
                         mask=m2, other=0.0).to(tl.float32)
@@ -302,7 +392,7 @@ def _scan_bwd_kernel(
     so_b, so_g, so_d, so_l,
     sdu_b, sdu_g, sdu_d, sdu_l,
     N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, UNROLL: tl.constexpr,
-    FLIP: tl.constexpr, FAST_EXP: tl.constexpr,
+    FLIP: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_TABLE: tl.constexpr,
 ):
@@ -363,46 +453,45 @@ def _scan_bwd_kernel(
         if FLIP:  # the adjoint's inputs in reverse time order: index j is step c * T + T - 1 - j
             dtn = tl.gather(dtn, rev, axis=1)
             gy_r = tl.gather(gy, rev, axis=1)
+        else:
+            gy_r = gy  # unused
         y = tl.zeros([BD, T], tl.float32)
         d_dtA = tl.zeros([BD, T], tl.float32)  # sum_n A_n lambda q, q = a_t h_{t-1} (A in log2 units here)
         d_dtu = tl.zeros([BD, T], tl.float32)  # sum_n lambda B_n: du = d_dtu * delta + D gy
         tl.debug_barrier()  # the previous chunk's lam stores are visible to every thread, its loads done
+        B_row = B_ptr + b * sB_b + g * sB_g + pos * sB_l
+        C_row = C_ptr + b * sC_b + g * sC_g + pos * sC_l
+        A2_row = A2_ptr + ch * N
+        h0_row = ckpt_ptr + ((b * G * DG + ch) * n_chunks + c) * N
+        lam_row = lam_ptr + (i + 1) % 2 * slot + row_n
+        lam_mask = dmask & (i > 0)
+        # per-state values straight from memory (L1 hits) rather than picked from [BD, NP] register tiles (a
+        # pick from a tile costs a cross-lane reduction, or a trip through shared memory), loaded ahead of
+        # their state as in the forward (PREFETCH)
+        lam_out = lam_ptr + i % 2 * slot + row_n[:, None] + 0 * tt[None, :]  # + n: lambda at chunk start
+        B_nx, C_nx = _load_rows(B_row, C_row, 0, sB_n, sC_n, tmask)
+        A2_nx = tl.load(A2_row, mask=dmask, other=0.0)
+        h0_nx = tl.load(h0_row, mask=dmask, other=0.0)
+        lam_nx = tl.load(lam_row, mask=lam_mask, other=0.0)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
-            Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos * sB_l, mask=tmask, other=0.0)
-            Cn = tl.load(C_ptr + b * sC_b + g * sC_g + n * sC_n + pos * sC_l, mask=tmask, other=0.0)
-            Bn, Cn = Bn.to(tl.float32), Cn.to(tl.float32)
-            # per-state values straight from memory (L1 hits) rather than picked from [BD, NP] register
-            # tiles: a pick from a tile costs a cross-lane reduction, or a trip through shared memory
-            A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)
-            h0n = tl.load(ckpt_ptr + ((b * G * DG + ch) * n_chunks + c) * N + n, mask=dmask, other=0.0)
-            lam_n = tl.load(lam_ptr + (i + 1) % 2 * slot + row_n + n, mask=dmask & (i > 0), other=0.0)
-            a = _exp2(dt * A2n[:, None], FAST_EXP)
-            bb = dtu * Bn[None, :]
-            _, hs = tl.associative_scan((a, tl.where(first, bb + a * h0n[:, None], bb)), axis=1,
-                                        combine_fn=_pair_combine)
-            if HAS_Z:
-                y += hs * Cn[None, :]
-            alpha = _exp2(dtn * A2n[:, None], FAST_EXP)  # a_{t+1}; 1 beyond L, where lambda is 0 anyway
-            if FLIP:
-                cg = gy_r * tl.gather(Cn, T - 1 - tt, axis=0)[None, :]
-                cg = tl.where(first, cg + alpha * lam_n[:, None], cg)
-                _, lt_r = tl.associative_scan((alpha, cg), axis=1, combine_fn=_pair_combine)
-                lt = tl.gather(lt_r, rev, axis=1)
+            m = tl.minimum(n + 1, N - 1)
+            if PREFETCH >= 1:
+                Bn, Cn = B_nx, C_nx
+                B_nx, C_nx = _load_rows(B_row, C_row, m, sB_n, sC_n, tmask)
             else:
-                cg = gy * Cn[None, :]
-                _, lt = tl.associative_scan((alpha, tl.where(last, cg + alpha * lam_n[:, None], cg)), axis=1,
-                                            combine_fn=_pair_combine, reverse=True)
-            w = lt * (hs - bb)  # lambda_t a_t h_{t-1}
-            d_dtA += A2n[:, None] * w
-            d_dtu += lt * Bn[None, :]
-            # dA partials go straight to memory (each address is this program's alone): accumulating them in
-            # a [BD, NP] tile would cost a layout conversion per state
-            tl.atomic_add(dA_ptr + row_n + n, tl.sum(w * dt, axis=1), mask=dmask, sem="relaxed")
-            tl.atomic_add(dB_base + n * L + pos, tl.sum(lt * dtu, axis=0), mask=tmask, sem="relaxed")
-            tl.atomic_add(dC_base + n * L + pos, tl.sum(gy * hs, axis=0), mask=tmask, sem="relaxed")
-            # lambda at the chunk's first step, for the next chunk: one masked store, no cross-lane pick
-            tl.store(lam_ptr + i % 2 * slot + row_n[:, None] + n + 0 * tt[None, :], lt,
-                     mask=dmask[:, None] & first)
+                Bn, Cn = _load_rows(B_row, C_row, n, sB_n, sC_n, tmask)
+            if PREFETCH >= 2:
+                A2n, h0n, lam_n = A2_nx, h0_nx, lam_nx
+                A2_nx = tl.load(A2_row + m, mask=dmask, other=0.0)
+                h0_nx = tl.load(h0_row + m, mask=dmask, other=0.0)
+                lam_nx = tl.load(lam_row + m, mask=lam_mask, other=0.0)
+            else:
+                A2n = tl.load(A2_row + n, mask=dmask, other=0.0)
+                h0n = tl.load(h0_row + n, mask=dmask, other=0.0)
+                lam_n = tl.load(lam_row + n, mask=lam_mask, other=0.0)
+            d_dtA, d_dtu, y = _bwd_state(d_dtA, d_dtu, y, dt, dtn, dtu, gy, gy_r, first, last, rev, tt, n,
+                                         Bn, Cn, A2n, h0n, lam_n, dA_ptr + row_n, dB_base, dC_base,
+                                         L, pos, tmask, dmask, lam_out, T, FLIP, HAS_Z, FAST_EXP)
 
         # read u and delta again rather than keep them in registers through the state loop
         u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
@@ -573,11 +662,15 @@ def _scan_bwd_rows_kernel(
 # because the forward's checkpoints and the backward must agree on it.
 
 MAX_CHUNK = 128
-# (BD, num_warps, num_stages, unroll factor of the state loop, FLIP of the backward). One warp per program
-# made the backward ~1.5x faster on the H200 (kernels/NOTES.md, v1.2): its scans and sums over channels never
-# cross warps. The last config, with the reverse scan, timed best at L = 64.
-_CONFIGS = [(2, 1, 3, 1), (2, 1, 3, 2), (4, 1, 3, 1), (4, 1, 3, 2), (8, 2, 3, 1), (8, 4, 3, 1),
-            (8, 2, 3, 1, 0)]
+# (BD, num_warps, num_stages, unroll factor of the state loop, FLIP, PREFETCH). One warp per program made the
+# backward ~1.5x faster on the H200 (kernels/NOTES.md, v1.2): its scans and sums over channels never cross
+# warps. FLIP (backward only): 0 reverse scan, 1 flipped by register gathers, 2 flipped and scanned in one
+# call with h. PREFETCH: the state loop's loads ahead of their state (see _scan_fwd_kernel): 2 in the forward,
+# 1 in the backward timed best (kernels/NOTES.md, v1.4). The backward's last config, with the reverse scan,
+# timed best at L = 64 (v1.2).
+_FWD_CONFIGS = [(2, 1, 3, 1, 1, 2), (2, 1, 3, 2, 1, 2), (4, 1, 3, 1, 1, 2), (8, 2, 3, 1, 1, 2)]
+_BWD_CONFIGS = [(2, 1, 3, 1, 1, 1), (2, 1, 3, 1, 2, 1), (2, 1, 3, 2, 2, 1), (4, 1, 3, 1, 2, 1),
+                (8, 2, 3, 1, 0, 0)]
 _INTERPRETER_BD = 4  # the interpreter loops over every element: keep tiles tiny
 
 
@@ -598,21 +691,23 @@ def _prune(configs, named_args, **kwargs):
     return kept or configs[:1]
 
 
-def _config_space() -> list[tuple[int, ...]]:
-    # developer knob: "16:4,4:1:3:2:0" (BD:num_warps[:num_stages[:unroll[:FLIP]]]), as _CONFIGS
+def _config_space(backward: bool) -> list[tuple[int, ...]]:
+    # developer knob, for both kernels: "16:4,4:1:3:2:0:1"
+    # (BD:num_warps[:num_stages[:unroll[:FLIP[:PREFETCH]]]])
     value = os.environ.get("MAMBAAD_SCAN_CONFIGS")
     if not value:
-        return _CONFIGS
+        return _BWD_CONFIGS if backward else _FWD_CONFIGS
     return [tuple(int(x) for x in item.split(":")) for item in value.split(",")]
 
 
-def _config(bd: int, warps: int, stages: int = 3, unroll: int = 1, flip: int = 1, backward=False):
-    params = {"BD": bd, "UNROLL": unroll, **({"FLIP": flip} if backward else {})}
+def _config(bd: int, warps: int, stages: int = 3, unroll: int = 1, flip: int = 1, prefetch: int = 2,
+            backward=False):
+    params = {"BD": bd, "UNROLL": unroll, "PREFETCH": prefetch, **({"FLIP": flip} if backward else {})}
     return triton.Config(params, num_warps=warps, num_stages=stages)
 
 
 def _autotune(kernel, reset_to_zero=None, backward=False):
-    configs = [_config(*item, backward=backward) for item in _config_space()]
+    configs = [_config(*item, backward=backward) for item in _config_space(backward)]
     configs = list({str(c): c for c in configs}.values())  # the forward ignores FLIP: drop repeats
     options = {}
     if "cache_results" in inspect.signature(triton.autotune).parameters:
@@ -648,8 +743,8 @@ def _launch(kernel_index: int, grid_shape: tuple[int, int, int], args: tuple, co
         kernels = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel, _scan_bwd_rows_kernel)
         kernel = kernels[kernel_index]
         bd = min(_INTERPRETER_BD, triton.next_power_of_2(dg))
-        tiles = {"UNROLL": 1, "FAST_EXP": False}  # the interpreter runs no PTX: tl.exp2
-        extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_flip()}}.get(kernel_index, {})
+        tiles = {"UNROLL": 1, "FAST_EXP": False, "PREFETCH": _interpreter_knob("PREFETCH")}  # no PTX: tl.exp2
+        extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_knob("FLIP")}}.get(kernel_index, {})
         kernel[(triton.cdiv(dg, bd), groups, batch)](*args, BD=bd, **extra, **consts)
         return
     kernel = _tuned_kernels()[kernel_index]
@@ -663,8 +758,9 @@ def fast_exp() -> bool:
     return torch.version.hip is None
 
 
-def _interpreter_flip() -> int:
-    return int(os.environ.get("MAMBAAD_SCAN_FLIP", "1"))  # tests run both ways of the adjoint scan
+def _interpreter_knob(name: str) -> int:
+    # tests run both ways of the adjoint scan (FLIP) and each way of the state loop's loads (PREFETCH)
+    return int(os.environ.get(f"MAMBAAD_SCAN_{name}", {"FLIP": "1", "PREFETCH": "2"}[name]))
 
 
 def _strides(t: torch.Tensor | None) -> tuple[int, ...]:

@@ -83,6 +83,23 @@ def test_backward_with_the_reverse_scan_matches_too(ts, monkeypatch):
     check_every_gradient(ts, "L not a multiple of the chunk, 3 chunks, z")
 
 
+TUNINGS = {  # knob settings the autotuner can pick, each of which must give the same result
+    "loads not ahead (PREFETCH=0)": {"PREFETCH": "0"},
+    "rows one state ahead (PREFETCH=1)": {"PREFETCH": "1"},
+    "one scan call for h and lambda (FLIP=2)": {"FLIP": "2"},
+    "both": {"PREFETCH": "1", "FLIP": "2"},
+}
+
+
+@pytest.mark.parametrize("tuning", list(TUNINGS), ids=list(TUNINGS))
+@pytest.mark.parametrize("case", ["L not a multiple of the chunk, 3 chunks, z", "N = 1, G = 1", "G = D"])
+def test_every_tuning_of_the_state_loop_matches_too(ts, monkeypatch, tuning, case):
+    # N = 3, 1 and 2: the last state's look-ahead loads its own values again
+    for name, value in TUNINGS[tuning].items():
+        monkeypatch.setenv(f"MAMBAAD_SCAN_{name}", value)
+    check_every_gradient(ts, case)
+
+
 def check_every_gradient(ts, case):
     batch, dim, length, n, groups, z, bias, D, softplus, chunk = CASES[case]
     inputs = make(batch, dim, length, n, groups, z=z, bias=bias, D=D, seed=length)

@@ -1,0 +1,53 @@
+"""One forward (training), one forward (inference) and one backward of the Triton scan, for Nsight Compute.
+
+    MAMBAAD_SCAN_CONFIGS=2:1:3:2 ncu --clock-control none --kernel-name regex:_scan --set full \
+        -o scan python benchmarks/scan_ncu.py --dim 1024 --length 4096 --dtype fp32
+
+Pin one config (MAMBAAD_SCAN_CONFIGS) so that the autotuner launches nothing to profile but the three
+kernels; two warm-up rounds run first (compilation), then the profiled round, which ncu selects with
+``--launch-skip 4 --launch-count 3`` (or all launches: the first two rounds are the same kernels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scan_gpu_dev import inputs  # noqa: E402
+
+from kernels import triton_scan  # noqa: E402
+
+
+def one_round(xs) -> None:
+    u, delta, A, B, C, D, bias = (t.detach().clone().requires_grad_() if t.dim() > 1 else t for t in xs)
+    out = triton_scan.selective_scan_triton(u, delta, A, B, C, D=D, delta_bias=bias, delta_softplus=True)
+    torch.autograd.grad(out, (u, delta, A, B, C), torch.ones_like(out))
+    with torch.no_grad():
+        triton_scan.selective_scan_triton(u, delta, A, B, C, D=D, delta_bias=bias, delta_softplus=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--dim", type=int, default=1024)
+    parser.add_argument("--length", type=int, default=4096)
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    dtype = torch.float32 if args.dtype == "fp32" else torch.bfloat16
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: TRITON_INTERPRET=1, a smoke test
+    xs = inputs(args.batch, args.dim, args.length, dtype, device=device)
+    for _ in range(args.rounds):
+        one_round(xs)
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+if __name__ == "__main__":
+    main()
