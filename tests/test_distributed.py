@@ -337,6 +337,41 @@ def test_graphed_step_replays_the_function_and_falls_back_for_other_shapes():
     torch.testing.assert_close(step(odd), torch.relu(odd @ weight).sum(dim=1))
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_graphed_step_captures_while_another_thread_pins_memory():
+    """As in training: the DataLoader's pin-memory thread allocates pinned buffers while a step is captured.
+    Those allocations must not invalidate the capture (they did under the default global capture mode)."""
+    import threading
+
+    from mambaad_cli.engine.graphs import GraphedStep
+
+    stop, pinned = threading.Event(), []
+
+    def pin_memory_thread():
+        while not stop.is_set():  # new sizes: each allocation reaches cudaHostAlloc, not the cache
+            pinned.append(torch.empty(4096 + len(pinned), pin_memory=True))
+            del pinned[:-64]
+
+    weight = torch.randn(64, 64, device="cuda")
+
+    def work(x):
+        for _ in range(200):  # a capture long enough to overlap many allocations
+            x = torch.tanh(x @ weight)
+        return x
+
+    thread = threading.Thread(target=pin_memory_thread, daemon=True)
+    thread.start()
+    try:
+        step = GraphedStep(work, warmup=1)
+        for _ in range(3):
+            x = torch.randn(8, 64, device="cuda")
+            torch.testing.assert_close(step(x), work(x))
+    finally:
+        stop.set()
+        thread.join()
+    assert step.captured and len(pinned) > 0
+
+
 def test_resumed_learning_rates_take_the_kind_this_run_needs():
     """A graphed run saves its rates as device tensors (they come back on the CPU); an eager run saves floats.
     After a resume the optimizer gets floats when eager, a tensor on the run's device when graphed, and the

@@ -71,7 +71,10 @@ class GraphedStep:
             self.static_input.copy_(x)
         graph = torch.cuda.CUDAGraph()
         torch.cuda.synchronize(x.device)
-        with torch.cuda.graph(graph):
+        # thread_local: only this thread's unsafe calls break the capture. Under the default ("global") the
+        # DataLoader's pin-memory thread, allocating pinned buffers for the next batch meanwhile, invalidated
+        # it (seen on the H200 in real training; the synthetic benchmarks have no loader)
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             self.static_output = self.fn(self.static_input)
         self.graph = graph
         graph.replay()  # capturing records the work without running it
