@@ -340,7 +340,7 @@ def test_graphed_step_replays_the_function_and_falls_back_for_other_shapes():
 def test_graphed_step_captures_in_thread_local_mode(monkeypatch):
     """The capture must not be broken by other threads: in training the DataLoader's pin-memory thread
     allocates pinned buffers (cuMemHostAlloc) meanwhile, which under the default "global" capture mode
-    invalidated the capture (seen on the H200 in real-dev training). Fakes that record stand in for the GPU."""
+    invalidated the capture (seen on the H200 in real-dev training). Recording fakes stand in for the GPU."""
     import contextlib
 
     from mambaad_cli.engine import graphs
