@@ -412,7 +412,9 @@ def _scan_bwd_kernel(
     shuffles per state for a [8, 128] tile at 2 warps, where the forward scan takes 48), so with FLIP its
     inputs are put in reverse time order with a register gather (delta and the gradient once per chunk, C
     per state), scanned forwards, and the result gathered back: the state loop's shuffles go from 171 to 63
-    ([2, 128] tile, one warp). FLIP=0 keeps the reverse scan: faster at L = 64 in the sweep."""
+    ([2, 128] tile, one warp). FLIP=2 also runs h's scan and the flipped adjoint's in one call (both go
+    forwards over their inputs; fewer instructions, the same time at the large shapes). FLIP=0 keeps the
+    reverse scan: faster at L = 64 in the v1.2 sweep. PREFETCH: as in the forward (1 timed best here)."""
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, T)
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
