@@ -1,11 +1,12 @@
 """One forward (training), one forward (inference) and one backward of the Triton scan, for Nsight Compute.
 
-    MAMBAAD_SCAN_CONFIGS=2:1:3:2 ncu --clock-control none --kernel-name regex:_scan --set full \
-        -o scan python benchmarks/scan_ncu.py --dim 1024 --length 4096 --dtype fp32
+    MAMBAAD_SCAN_CONFIGS=2:1:3:1:1:1 ncu --clock-control none --kernel-name regex:_scan_ --launch-skip 3 \
+        --launch-count 3 --set full -o scan python benchmarks/scan_ncu.py --dim 1024 --length 4096 --rounds 2
 
 Pin one config (MAMBAAD_SCAN_CONFIGS) so that the autotuner launches nothing to profile but the three
-kernels; two warm-up rounds run first (compilation), then the profiled round, which ncu selects with
-``--launch-skip 4 --launch-count 3`` (or all launches: the first two rounds are the same kernels).
+kernels. Each round launches three: the forward in training, the backward, the forward at inference. The
+first round compiles; ``--launch-skip 3 --launch-count 3`` then profiles the second (with --rounds R, skip
+3 * (R - 1) for the last).
 """
 
 from __future__ import annotations

@@ -147,22 +147,20 @@ def _bwd_state(d_dtA, d_dtu, y, dt, dtn, dtu, gy, gy_r, first, last, rev, tt, n,
     bb = dtu * Bn[None, :]
     bh = tl.where(first, bb + a * h0n[:, None], bb)
     alpha = _exp2(dtn * A2n[:, None], FAST_EXP)  # a_{t+1}; 1 beyond L, where lambda is 0 anyway
-    if FLIP == 2:  # both scans run forwards in time order of their inputs: one scan call for the two
+    if FLIP:  # the adjoint's inputs in reverse time order, scanned forwards and gathered back
         cg = gy_r * tl.gather(Cn, T - 1 - tt, axis=0)[None, :]
         cg = tl.where(first, cg + alpha * lam_n[:, None], cg)
-        _, hs, _, lt_r = tl.associative_scan((a, bh, alpha, cg), axis=1, combine_fn=_pair_combine2)
+        if FLIP == 2:  # both scans run forwards over their inputs: one scan call for the two
+            _, hs, _, lt_r = tl.associative_scan((a, bh, alpha, cg), axis=1, combine_fn=_pair_combine2)
+        else:
+            _, hs = tl.associative_scan((a, bh), axis=1, combine_fn=_pair_combine)
+            _, lt_r = tl.associative_scan((alpha, cg), axis=1, combine_fn=_pair_combine)
         lt = tl.gather(lt_r, rev, axis=1)
     else:
         _, hs = tl.associative_scan((a, bh), axis=1, combine_fn=_pair_combine)
-        if FLIP:
-            cg = gy_r * tl.gather(Cn, T - 1 - tt, axis=0)[None, :]
-            cg = tl.where(first, cg + alpha * lam_n[:, None], cg)
-            _, lt_r = tl.associative_scan((alpha, cg), axis=1, combine_fn=_pair_combine)
-            lt = tl.gather(lt_r, rev, axis=1)
-        else:
-            cg = gy * Cn[None, :]
-            _, lt = tl.associative_scan((alpha, tl.where(last, cg + alpha * lam_n[:, None], cg)), axis=1,
-                                        combine_fn=_pair_combine, reverse=True)
+        cg = gy * Cn[None, :]
+        _, lt = tl.associative_scan((alpha, tl.where(last, cg + alpha * lam_n[:, None], cg)), axis=1,
+                                    combine_fn=_pair_combine, reverse=True)
     if HAS_Z:
         y += hs * Cn[None, :]
     w = lt * (hs - bb)  # lambda_t a_t h_{t-1}

@@ -77,13 +77,8 @@ def test_fp32_forward_and_every_gradient_match_float64_loop(ts, case):
     check_every_gradient(ts, case)
 
 
-def test_backward_with_the_reverse_scan_matches_too(ts, monkeypatch):
-    # FLIP=0: the adjoint as a reverse scan, the other way the backward kernel can run (a tuning choice)
-    monkeypatch.setenv("MAMBAAD_SCAN_FLIP", "0")
-    check_every_gradient(ts, "L not a multiple of the chunk, 3 chunks, z")
-
-
 TUNINGS = {  # knob settings the autotuner can pick, each of which must give the same result
+    "the adjoint as a reverse scan (FLIP=0)": {"FLIP": "0"},
     "loads not ahead (PREFETCH=0)": {"PREFETCH": "0"},
     "rows one state ahead (PREFETCH=1)": {"PREFETCH": "1"},
     "one scan call for h and lambda (FLIP=2)": {"FLIP": "2"},
