@@ -709,17 +709,50 @@ def _config(bd: int, warps: int, stages: int = 3, unroll: int = 1, flip: int = 1
 def _autotune(kernel, reset_to_zero=None, backward=False):
     configs = [_config(*item, backward=backward) for item in _config_space(backward)]
     configs = list({str(c): c for c in configs}.values())  # the forward ignores FLIP: drop repeats
-    options = {}
-    if "cache_results" in inspect.signature(triton.autotune).parameters:
-        options["cache_results"] = True  # keep the choice on disk with Triton's compile cache
     return triton.autotune(
         configs, key=["DG", "L", "N", "T"], prune_configs_by={"early_config_prune": _prune},
-        reset_to_zero=reset_to_zero, **options,
+        reset_to_zero=reset_to_zero, **_cache_option(),
     )(kernel)
+
+
+def _cache_option() -> dict:
+    # keep the autotuner's choice on disk with Triton's compile cache, where this Triton can
+    return {"cache_results": True} if "cache_results" in inspect.signature(triton.autotune).parameters else {}
 
 
 ROWS_PIECE = 8  # steps per register tile in the channels-last forward: 16 spills registers at N = 16
 _ROWS_CONFIGS = [(32, 1), (64, 2), (128, 4)]  # (BD, num_warps): one channel per lane
+
+
+# The segment forward (triton_seg.py): (BD, num_warps, num_stages, unroll, E steps per lane, PREFETCH).
+# Kept for a chunk length T when a lane holds E or 2E elements of a [BD, T] tile (_seg_prune).
+_SEG_FWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 2, 16, 1), (8, 2, 3, 1, 16, 0), (8, 1, 3, 1, 16, 0),
+                    (16, 2, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
+
+
+def _seg_fits(bd: int, warps: int, e: int, T: int) -> bool:
+    per_lane = bd * T // (32 * warps)
+    return e <= T and per_lane in (e, 2 * e)
+
+
+def _seg_prune(configs, named_args, **kwargs):
+    kept = [c for c in _prune(configs, named_args)
+            if _seg_fits(c.kwargs["BD"], c.num_warps, c.kwargs["E"], kwargs["T"])]
+    return kept or configs[:1]
+
+
+def _seg_config_space() -> list[tuple[int, ...]]:
+    value = os.environ.get("MAMBAAD_SCAN_SEG_CONFIGS")  # developer knob: "4:1:3:1:16:0,8:2:3:1:16:0"
+    if not value:
+        return _SEG_FWD_CONFIGS
+    return [tuple(int(x) for x in item.split(":")) for item in value.split(",")]
+
+
+def seg_enabled(T: int) -> bool:
+    """Whether the segment forward has a config for chunk length T (MAMBAAD_SCAN_SEG=0 turns it off)."""
+    if os.environ.get("MAMBAAD_SCAN_SEG", "1") == "0":
+        return False
+    return interpreting() or any(_seg_fits(c[0], c[1], c[4], T) for c in _seg_config_space())
 
 
 @functools.cache
@@ -732,23 +765,35 @@ def _tuned_kernels():
         )(kernel)
 
     # the outputs the backward kernels add into must be zeroed between the autotuner's trial runs
+    from .triton_seg import _scan_fwd_seg_kernel
+
     tiles_bwd = _autotune(_scan_bwd_kernel, reset_to_zero=["dB_ptr", "dC_ptr", "dA_ptr"], backward=True)
-    return (_autotune(_scan_fwd_kernel), tiles_bwd,
-            rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]))
+    seg_configs = [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
+                                 num_stages=st) for bd, w, st, unroll, e, pf in _seg_config_space()]
+    seg_fwd = triton.autotune(seg_configs, key=["DG", "L", "N", "T"],
+                              prune_configs_by={"early_config_prune": _seg_prune}, **_cache_option())(
+        _scan_fwd_seg_kernel)
+    return (_autotune(_scan_fwd_kernel), tiles_bwd, rows(_scan_fwd_rows_kernel),
+            rows(_scan_bwd_rows_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]), seg_fwd)
 
 
 def _launch(kernel_index: int, grid_shape: tuple[int, int, int], args: tuple, consts: dict) -> None:
     dg, groups, batch = grid_shape
     if interpreting():
-        kernels = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel, _scan_bwd_rows_kernel)
+        from .triton_seg import _scan_fwd_seg_kernel
+
+        kernels = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel, _scan_bwd_rows_kernel,
+                   _scan_fwd_seg_kernel)
         kernel = kernels[kernel_index]
         bd = min(_INTERPRETER_BD, triton.next_power_of_2(dg))
         tiles = {"UNROLL": 1, "FAST_EXP": False, "PREFETCH": _interpreter_knob("PREFETCH")}  # no PTX: tl.exp2
-        extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_knob("FLIP")}}.get(kernel_index, {})
+        seg = {**tiles, "PREFETCH": min(1, tiles["PREFETCH"]),
+               "E": min(_interpreter_knob("SEG_E"), consts["T"])}
+        extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_knob("FLIP")}, 4: seg}.get(kernel_index, {})
         kernel[(triton.cdiv(dg, bd), groups, batch)](*args, BD=bd, **extra, **consts)
         return
     kernel = _tuned_kernels()[kernel_index]
-    if kernel_index < 2:  # the tiles kernels
+    if kernel_index in (0, 1, 4):  # the tiles and segment kernels
         consts = {**consts, "FAST_EXP": fast_exp()}
     kernel[lambda meta: (triton.cdiv(dg, meta["BD"]), groups, batch)](*args, **consts)
 
@@ -760,7 +805,8 @@ def fast_exp() -> bool:
 
 def _interpreter_knob(name: str) -> int:
     # tests run both ways of the adjoint scan (FLIP) and each way of the state loop's loads (PREFETCH)
-    return int(os.environ.get(f"MAMBAAD_SCAN_{name}", {"FLIP": "1", "PREFETCH": "2"}[name]))
+    # and, in the segment kernels, segments of SEG_E steps (4 by default: chunks of 16 steps have 4 segments)
+    return int(os.environ.get(f"MAMBAAD_SCAN_{name}", {"FLIP": "1", "PREFETCH": "2", "SEG_E": "4"}[name]))
 
 
 def _strides(t: torch.Tensor | None) -> tuple[int, ...]:
@@ -825,7 +871,13 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
                   **_flags(D, z4, delta_bias, softplus, table))
     if rows:
         consts["TR"] = _rows_piece(T)
-    _launch(2 if rows else 0, (dg, groups, batch), args, consts)
+        kernel_index = 2
+    elif table is None and seg_enabled(T):  # the segment forward (triton_seg.py): no index tables yet
+        consts["EVEN_L"] = length % T == 0
+        kernel_index = 4
+    else:
+        kernel_index = 0
+    _launch(kernel_index, (dg, groups, batch), args, consts)
     return out, (ckpt if need_ckpt else None), T
 
 

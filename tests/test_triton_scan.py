@@ -83,6 +83,10 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     "rows one state ahead (PREFETCH=1)": {"PREFETCH": "1"},
     "one scan call for h and lambda (FLIP=2)": {"FLIP": "2"},
     "both": {"PREFETCH": "1", "FLIP": "2"},
+    # the segment forward (kernels/triton_seg.py): 4 steps per lane by default, so 4 segments per chunk of 16
+    "segments of 2 steps": {"SEG_E": "2"},
+    "one segment per chunk": {"SEG_E": "16"},
+    "the tiles forward instead of the segment one": {"SEG": "0"},
 }
 
 
@@ -210,7 +214,7 @@ def test_channels_last_inputs_match_on_both_kernels(ts, monkeypatch, rows):
     out.backward(dout.float().to(DEVICE))
     for name in NAMES:
         assert rel(test_in[name].grad, ref_in[name].grad) < 1e-4, name
-    assert launched == ([2, 3] if rows else [0, 1])  # rows forward and backward, or the tiles ones
+    assert launched == ([2, 3] if rows else [4, 1])  # rows forward and backward, or segment and tiles ones
 
 
 def test_fused_directions_on_channels_last_maps(ts):

@@ -1,0 +1,157 @@
+"""Selective scan kernels with time in registers: each lane walks E consecutive steps of a chunk itself.
+
+The tiles kernels (triton_scan.py) scan a [BD, T] tile with ``tl.associative_scan`` in the layout Triton picks
+for its loads: 4 consecutive fp32 steps per lane (one 16-byte vector), 32 lanes along time. Every state then
+pays a 5-level shuffle scan for 4 elements, about 20 instructions per element and state in the forward's
+SASS. These kernels give each lane E = 16 consecutive steps (a [BD, S, E] view of the tile, S = T / E lanes
+along time, the rest of the warp along channels) and scan in three passes:
+
+1. in each lane, the sequential scan of its E steps from zero (one FFMA per step: the products of a are not
+   needed, their total over the segment is exp2(A * sum of delta), with the sum taken once per chunk);
+2. across the S lanes, the scan of the segments' totals (3 shuffle levels for S = 8), and from it each
+   segment's incoming state;
+3. in each lane again, its E steps from the incoming state (one FFMA per step).
+
+That is about 9 instructions per element and state in the forward against the exponential's 8-cycle slot.
+
+The layout is the compiler's choice: Triton gives a load at most 128 bits per lane (4 fp32), but takes the
+widest vector among the loads in the same dataflow slice. An int8 load of the same shape (16 bytes = 16
+elements) is that hint: its value is multiplied by 0.0 and added to delta. It costs one small load per chunk.
+Without it (or on a Triton that lays it out otherwise) the kernels are as correct, only slower.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .triton_scan import _channel_vectors, _delta, _exp2, _pair_combine, _program_channels
+
+
+@triton.jit
+def _layout_hint(x, ptr, offsets, mask):
+    # x + 0.0 * (an int8 load at x's offsets): see the module docstring
+    hint = tl.load(ptr.to(tl.pointer_type(tl.int8)) + offsets, mask=mask, other=0)
+    return x + hint.to(tl.float32) * 0.0
+
+
+@triton.jit
+def _last(x, idx, i, AXIS: tl.constexpr):
+    # x[..., i, ...] along AXIS; held in registers, the pick folds at compile time (x + -0.0 == x)
+    return tl.sum(tl.where(idx == i, x, -0.0), axis=AXIS)
+
+
+@triton.jit
+def _seg_carry(seg_a, seg_b, h0, ss, S: tl.constexpr):
+    """Pass 2 for segment totals (seg_a, seg_b) [BD, S] of h -> a h + b: each segment's incoming state
+    (h0 for the first) and the chunk's final state [BD]."""
+    seg_b = tl.where(ss == 0, seg_b + seg_a * h0[:, None], seg_b)
+    _, inc = tl.associative_scan((seg_a, seg_b), axis=1, combine_fn=_pair_combine)
+    prev = tl.gather(inc, tl.broadcast_to(tl.maximum(ss - 1, 0), inc.shape), axis=1)
+    return tl.where(ss == 0, h0[:, None], prev), _last(inc, ss, S - 1, 1)
+
+
+@triton.jit
+def _seg_forward_state(a, bb, sdt, A2n, h0n, ss, kk, S: tl.constexpr, E: tl.constexpr,
+                       FAST_EXP: tl.constexpr):
+    """h over a chunk for one state: a, bb [BD, S, E] (h_t = a_t h_{t-1} + bb_t), h0n [BD] the state before
+    the chunk. Returns h [BD, S, E] and the chunk's final state [BD]."""
+    _, local = tl.associative_scan((a, bb), axis=2, combine_fn=_pair_combine)  # pass 1 (products unused)
+    carry, h_last = _seg_carry(_exp2(sdt * A2n[:, None], FAST_EXP), _last(local, kk, E - 1, 2), h0n, ss, S)
+    bb = tl.where(kk == 0, bb + a * carry[:, :, None], bb)  # pass 3
+    _, h = tl.associative_scan((a, bb), axis=2, combine_fn=_pair_combine)
+    return h, h_last
+
+
+@triton.jit
+def _scan_fwd_seg_kernel(
+    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, table_ptr,
+    L, DG, n_chunks,
+    su_b, su_g, su_d, su_l,
+    sdt_b, sdt_g, sdt_d, sdt_l,
+    sB_b, sB_g, sB_n, sB_l,
+    sC_b, sC_g, sC_n, sC_l,
+    sz_b, sz_g, sz_d, sz_l,
+    so_b, so_g, so_d, so_l,
+    N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, E: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr, UNROLL: tl.constexpr, FAST_EXP: tl.constexpr,
+    PREFETCH: tl.constexpr, EVEN_L: tl.constexpr,
+):
+    """The forward of ``_scan_fwd_kernel`` (same arguments and outputs, no index table) in three passes over
+    [BD, S, E] views. The chunk-start states go through memory as there; B and C rows are loaded as [BD, T]
+    tiles (the same address in every channel's lane) so that they arrive in the scan's layout."""
+    S: tl.constexpr = T // E
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
+    tt = tl.arange(0, T)
+    ss = tl.arange(0, S)[None, :]
+    kk = tl.arange(0, E)[None, None, :]
+    Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
+    if STORE_CKPT:
+        state = ckpt_ptr + (b * G * DG + ch) * n_chunks * N  # this program's rows, slot c at c * N
+    else:
+        state = ckpt_ptr + (b * G * DG + ch) * 2 * N
+    tl.store(state[:, None] + nn[None, :], tl.zeros([BD, NP], tl.float32), mask=nm)  # slot 0: h = 0
+
+    for c in range(n_chunks):
+        t = c * T + tt
+        tmask = t < L
+        m2 = dmask[:, None] & tmask[None, :]
+        at_u = b * su_b + g * su_g + d[:, None] * su_d + t[None, :] * su_l
+        u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
+        dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + t[None, :] * sdt_l,
+                         mask=m2, other=0.0).to(tl.float32)
+        dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
+        _, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
+        dt3 = tl.reshape(dt, [BD, S, E])
+        dtu3 = tl.reshape(dt * u, [BD, S, E])
+        sdt = tl.sum(dt3, axis=2)  # per segment: its product of a is exp2(A * sdt)
+        if HAS_D:
+            y = tl.reshape(Dv[:, None] * u, [BD, S, E])
+        else:
+            y = tl.zeros([BD, S, E], tl.float32)
+        if STORE_CKPT:
+            s_in = c * N
+            s_out = (c + 1) * N
+        else:
+            s_in = c % 2 * N
+            s_out = (c + 1) % 2 * N
+        tl.debug_barrier()  # the previous chunk's final states are stored, its loads done
+        # B and C need no channel mask; none at all when L is a multiple of T (the masked loads' zeroing costs
+        # a register move per element and state)
+        rmask = None if EVEN_L else tmask[None, :] & (d[:, None] >= 0)
+        B_row = B_ptr + b * sB_b + g * sB_g + t[None, :] * sB_l + 0 * d[:, None]
+        C_row = C_ptr + b * sC_b + g * sC_g + t[None, :] * sC_l + 0 * d[:, None]
+        A2_row = A2_ptr + ch * N
+        h0_row = state + s_in
+        h_out = state + s_out
+        h_mask = dmask & (c + 1 < n_chunks)
+        B_nx = tl.load(B_row, mask=rmask)
+        C_nx = tl.load(C_row, mask=rmask)
+        A2_nx = tl.load(A2_row, mask=dmask, other=0.0)
+        h0_nx = tl.load(h0_row, mask=dmask, other=0.0)
+        for n in tl.range(0, N, loop_unroll_factor=UNROLL):
+            m = tl.minimum(n + 1, N - 1)  # the next state (the last loads its own values again: no mask)
+            if PREFETCH:  # one state ahead (triton_scan.py, _scan_fwd_kernel)
+                Bn, Cn, A2n, h0n = B_nx, C_nx, A2_nx, h0_nx
+                B_nx = tl.load(B_row + m * sB_n, mask=rmask)
+                C_nx = tl.load(C_row + m * sC_n, mask=rmask)
+                A2_nx = tl.load(A2_row + m, mask=dmask, other=0.0)
+                h0_nx = tl.load(h0_row + m, mask=dmask, other=0.0)
+            else:
+                Bn = tl.load(B_row + n * sB_n, mask=rmask)
+                Cn = tl.load(C_row + n * sC_n, mask=rmask)
+                A2n = tl.load(A2_row + n, mask=dmask, other=0.0)
+                h0n = tl.load(h0_row + n, mask=dmask, other=0.0)
+            a = _exp2(dt3 * A2n[:, None, None], FAST_EXP)
+            bb = dtu3 * tl.reshape(Bn.to(tl.float32), [BD, S, E])
+            h, h_last = _seg_forward_state(a, bb, sdt, A2n, h0n, ss, kk, S, E, FAST_EXP)
+            y += h * tl.reshape(Cn.to(tl.float32), [BD, S, E])
+            tl.store(h_out + n, h_last, mask=h_mask)
+        y = tl.reshape(y, [BD, T])
+        if HAS_Z:
+            z = tl.load(z_ptr + b * sz_b + g * sz_g + d[:, None] * sz_d + t[None, :] * sz_l,
+                        mask=m2, other=0.0).to(tl.float32)
+            y = y * z / (1.0 + tl.exp(-z))
+        tl.store(out_ptr + b * so_b + g * so_g + d[:, None] * so_d + t[None, :] * so_l,
+                 y.to(out_ptr.dtype.element_ty), mask=m2)
