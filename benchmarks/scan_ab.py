@@ -9,7 +9,9 @@ triton.testing.do_bench medians: forward as in training, forward at inference, a
 (TRITON_INTERPRET=1, tiny --shapes) it only runs the check, as a smoke test of the script.
 
 With --configs "2:1:3:1:2;4:2:3:1:2;auto" this tree's kernels are checked and timed once per config
-(MAMBAAD_SCAN_CONFIGS syntax, "auto": the default autotuned space), so a config sweep is one call.
+(MAMBAAD_SCAN_CONFIGS syntax, "auto": the default autotuned space), so a config sweep is one call. An entry
+of KEY=VALUE pairs joined by "&" sets MAMBAAD_SCAN_KEY instead: "SEG=0" (the tiles kernels),
+"SEG_CONFIGS=4:1:3:1:16:0" (one config of the segment kernels).
 """
 
 from __future__ import annotations
@@ -80,11 +82,18 @@ def timings(module, xs) -> dict[str, float]:
     return {"fwd": fwd, "fwd_infer": infer, "bwd": bwd}
 
 
+KNOBS = ("CONFIGS", "SEG", "SEG_CONFIGS")
+
+
 def use_configs(spec: str) -> None:
     """Point this tree's autotuners at one config space ("auto": the default) and drop the tuned ones."""
-    if spec == "auto":
-        os.environ.pop("MAMBAAD_SCAN_CONFIGS", None)
-    else:
+    for knob in KNOBS:
+        os.environ.pop(f"MAMBAAD_SCAN_{knob}", None)
+    if "=" in spec:
+        for pair in spec.split("&"):
+            key, value = pair.split("=", 1)
+            os.environ[f"MAMBAAD_SCAN_{key}"] = value
+    elif spec != "auto":
         os.environ["MAMBAAD_SCAN_CONFIGS"] = spec
     triton_scan._tuned_kernels.cache_clear()
 

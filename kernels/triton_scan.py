@@ -728,6 +728,8 @@ _ROWS_CONFIGS = [(32, 1), (64, 2), (128, 4)]  # (BD, num_warps): one channel per
 # Kept for a chunk length T when a lane holds E or 2E elements of a [BD, T] tile (_seg_prune).
 _SEG_FWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 2, 16, 1), (8, 2, 3, 1, 16, 0), (8, 1, 3, 1, 16, 0),
                     (16, 2, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
+_SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (2, 1, 3, 1, 8, 0), (8, 2, 3, 1, 16, 0),
+                    (8, 1, 3, 1, 16, 0), (16, 2, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
 
 
 def _seg_fits(bd: int, warps: int, e: int, T: int) -> bool:
@@ -741,18 +743,18 @@ def _seg_prune(configs, named_args, **kwargs):
     return kept or configs[:1]
 
 
-def _seg_config_space() -> list[tuple[int, ...]]:
-    value = os.environ.get("MAMBAAD_SCAN_SEG_CONFIGS")  # developer knob: "4:1:3:1:16:0,8:2:3:1:16:0"
+def _seg_config_space(backward: bool) -> list[tuple[int, ...]]:
+    value = os.environ.get("MAMBAAD_SCAN_SEG_CONFIGS")  # developer knob, both kernels: "4:1:3:1:16:0,.."
     if not value:
-        return _SEG_FWD_CONFIGS
+        return _SEG_BWD_CONFIGS if backward else _SEG_FWD_CONFIGS
     return [tuple(int(x) for x in item.split(":")) for item in value.split(",")]
 
 
-def seg_enabled(T: int) -> bool:
-    """Whether the segment forward has a config for chunk length T (MAMBAAD_SCAN_SEG=0 turns it off)."""
+def seg_enabled(T: int, backward: bool = False) -> bool:
+    """Whether a segment kernel has a config for chunk length T (MAMBAAD_SCAN_SEG=0 turns both off)."""
     if os.environ.get("MAMBAAD_SCAN_SEG", "1") == "0":
         return False
-    return interpreting() or any(_seg_fits(c[0], c[1], c[4], T) for c in _seg_config_space())
+    return interpreting() or any(_seg_fits(c[0], c[1], c[4], T) for c in _seg_config_space(backward))
 
 
 @functools.cache
@@ -764,36 +766,39 @@ def _tuned_kernels():
             prune_configs_by={"early_config_prune": _prune}, reset_to_zero=reset_to_zero,
         )(kernel)
 
-    # the outputs the backward kernels add into must be zeroed between the autotuner's trial runs
-    from .triton_seg import _scan_fwd_seg_kernel
+    from .triton_seg import _scan_bwd_seg_kernel, _scan_fwd_seg_kernel
 
-    tiles_bwd = _autotune(_scan_bwd_kernel, reset_to_zero=["dB_ptr", "dC_ptr", "dA_ptr"], backward=True)
-    seg_configs = [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
-                                 num_stages=st) for bd, w, st, unroll, e, pf in _seg_config_space()]
-    seg_fwd = triton.autotune(seg_configs, key=["DG", "L", "N", "T"],
-                              prune_configs_by={"early_config_prune": _seg_prune}, **_cache_option())(
-        _scan_fwd_seg_kernel)
-    return (_autotune(_scan_fwd_kernel), tiles_bwd, rows(_scan_fwd_rows_kernel),
-            rows(_scan_bwd_rows_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]), seg_fwd)
+    def seg(kernel, backward, reset_to_zero=None):
+        configs = [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
+                                 num_stages=st) for bd, w, st, unroll, e, pf in _seg_config_space(backward)]
+        return triton.autotune(configs, key=["DG", "L", "N", "T"], reset_to_zero=reset_to_zero,
+                               prune_configs_by={"early_config_prune": _seg_prune}, **_cache_option())(kernel)
+
+    # the outputs the backward kernels add into must be zeroed between the autotuner's trial runs
+    added = ["dB_ptr", "dC_ptr", "dA_ptr"]
+    return (_autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=added, backward=True),
+            rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]),
+            seg(_scan_fwd_seg_kernel, False), seg(_scan_bwd_seg_kernel, True, reset_to_zero=added))
 
 
 def _launch(kernel_index: int, grid_shape: tuple[int, int, int], args: tuple, consts: dict) -> None:
     dg, groups, batch = grid_shape
     if interpreting():
-        from .triton_seg import _scan_fwd_seg_kernel
+        from .triton_seg import _scan_bwd_seg_kernel, _scan_fwd_seg_kernel
 
         kernels = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel, _scan_bwd_rows_kernel,
-                   _scan_fwd_seg_kernel)
+                   _scan_fwd_seg_kernel, _scan_bwd_seg_kernel)
         kernel = kernels[kernel_index]
         bd = min(_INTERPRETER_BD, triton.next_power_of_2(dg))
         tiles = {"UNROLL": 1, "FAST_EXP": False, "PREFETCH": _interpreter_knob("PREFETCH")}  # no PTX: tl.exp2
         seg = {**tiles, "PREFETCH": min(1, tiles["PREFETCH"]),
                "E": min(_interpreter_knob("SEG_E"), consts["T"])}
-        extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_knob("FLIP")}, 4: seg}.get(kernel_index, {})
+        extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_knob("FLIP")}, 4: seg, 5: seg}
+        extra = extra.get(kernel_index, {})
         kernel[(triton.cdiv(dg, bd), groups, batch)](*args, BD=bd, **extra, **consts)
         return
     kernel = _tuned_kernels()[kernel_index]
-    if kernel_index in (0, 1, 4):  # the tiles and segment kernels
+    if kernel_index in (0, 1, 4, 5):  # the tiles and segment kernels
         consts = {**consts, "FAST_EXP": fast_exp()}
     kernel[lambda meta: (triton.cdiv(dg, meta["BD"]), groups, batch)](*args, **consts)
 
@@ -901,7 +906,8 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     dev = u4.device
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
-    if not rows:  # bf16 loads set this kernel's layouts astray (Triton 3.6): it ran 1.3x slower than in fp32
+    seg = not rows and table is None and seg_enabled(T, backward=True)
+    if not rows and not seg:  # bf16 loads set the tiles kernel's layouts astray (Triton 3.6): 1.3x slower
         dout4, u4, dt4, B4, C4, z4 = (_fp32(t) for t in (dout4, u4, dt4, B4, C4, z4))
 
     def grad_buffer():
@@ -924,12 +930,16 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
                               dtype=torch.float32)
     else:  # the adjoint handed from chunk to chunk, two slots by chunk parity
         scratch = torch.empty((2, batch * groups * dg * n_state), device=dev, dtype=torch.float32)
+    if seg:
+        consts["EVEN_L"] = length % T == 0
+        # dB / dC added by inline PTX from each lane (triton_seg._red_add_segments): NVIDIA GPUs, whole chunks
+        consts["VEC_RED"] = consts["EVEN_L"] and fast_exp() and not interpreting()
     tab = table if table is not None else A2
     args = (u4, dt4, A2, B4, C4, Df, bias, z4 if z4 is not None else u4, dout4, ckpt, tab,
             du, ddt, dz, dB, dC, dA, dD, dbias, scratch, length, dg, n_chunks,
             *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(dout4),
             *_strides(du))
-    _launch(3 if rows else 1, (dg, groups, batch), args, consts)
+    _launch(3 if rows else 5 if seg else 1, (dg, groups, batch), args, consts)
     return du, ddt, (dz if z4 is not None else None), dB, dC, dA.sum(0), dD.sum(0), dbias.sum(0)
 
 

@@ -25,7 +25,39 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import _channel_vectors, _delta, _exp2, _pair_combine, _program_channels
+from .triton_scan import (
+    LN_2,
+    _channel_vectors,
+    _delta,
+    _exp2,
+    _pair_combine,
+    _program_channels,
+    _softplus_grad,
+)
+
+
+def _red_asm(e: int) -> tuple[tl.constexpr, tl.constexpr]:
+    # E elements of one lane added to E consecutive floats at one address: E / 4 vector reductions (sm_90).
+    # Operands: E outputs (unused), E copies of the address, E values.
+    asm = " ".join(f"red.global.add.v4.f32 [${e}+{16 * j}], {{${2 * e + 4 * j}, ${2 * e + 4 * j + 1}, "
+                   f"${2 * e + 4 * j + 2}, ${2 * e + 4 * j + 3}}};" for j in range(e // 4))
+    return tl.constexpr(asm), tl.constexpr(",".join(["=r"] * e + ["l"] * e + ["r"] * e))
+
+
+_RED8, _RED8_OPS = _red_asm(8)
+_RED16, _RED16_OPS = _red_asm(16)
+
+
+@triton.jit
+def _red_add_segments(seg_ptr, vals, E: tl.constexpr):
+    """Adds vals [BD, S, E] to memory, lane by lane: seg_ptr [BD, S, 1] is where each lane's E steps go.
+    tl.atomic_add would first move the values to its own layout (4 per lane: shuffles for every state);
+    inline PTX keeps them where they are. GPUs only (E = 8 or 16, 16-byte aligned addresses)."""
+    addr = tl.broadcast_to(seg_ptr.to(tl.int64), vals.shape)
+    if E == 16:
+        tl.inline_asm_elementwise(_RED16, _RED16_OPS, [addr, vals], dtype=tl.int32, is_pure=False, pack=16)
+    else:
+        tl.inline_asm_elementwise(_RED8, _RED8_OPS, [addr, vals], dtype=tl.int32, is_pure=False, pack=8)
 
 
 @triton.jit
@@ -155,3 +187,160 @@ def _scan_fwd_seg_kernel(
             y = y * z / (1.0 + tl.exp(-z))
         tl.store(out_ptr + b * so_b + g * so_g + d[:, None] * so_d + t[None, :] * so_l,
                  y.to(out_ptr.dtype.element_ty), mask=m2)
+
+
+@triton.jit
+def _seg_adjoint_state(alpha, cg, sdtn, A2n, lam_n, ss, kk, S: tl.constexpr, E: tl.constexpr,
+                       FAST_EXP: tl.constexpr):
+    """The adjoint over a chunk for one state, backwards: mu_t = alpha_t mu_{t+1} + cg_t (alpha_t = a_{t+1}),
+    with mu after the chunk = lam_n [BD]. The same three passes as h's, each reversed. Returns mu [BD, S, E]
+    and mu at the chunk's first step [BD]."""
+    _, local = tl.associative_scan((alpha, cg), axis=2, combine_fn=_pair_combine, reverse=True)
+    seg_a = _exp2(sdtn * A2n[:, None], FAST_EXP)
+    seg_b = tl.where(ss == S - 1, _last(local, kk, 0, 2) + seg_a * lam_n[:, None], _last(local, kk, 0, 2))
+    _, inc = tl.associative_scan((seg_a, seg_b), axis=1, combine_fn=_pair_combine, reverse=True)
+    after = tl.gather(inc, tl.broadcast_to(tl.minimum(ss + 1, S - 1), inc.shape), axis=1)
+    carry = tl.where(ss == S - 1, lam_n[:, None], after)
+    cg = tl.where(kk == E - 1, cg + alpha * carry[:, :, None], cg)
+    _, mu = tl.associative_scan((alpha, cg), axis=2, combine_fn=_pair_combine, reverse=True)
+    return mu, _last(inc, ss, 0, 1)
+
+
+@triton.jit
+def _scan_bwd_seg_kernel(
+    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, dout_ptr, ckpt_ptr, table_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, lam_ptr,
+    L, DG, n_chunks,
+    su_b, su_g, su_d, su_l,
+    sdt_b, sdt_g, sdt_d, sdt_l,
+    sB_b, sB_g, sB_n, sB_l,
+    sC_b, sC_g, sC_n, sC_l,
+    sz_b, sz_g, sz_d, sz_l,
+    so_b, so_g, so_d, so_l,
+    sdu_b, sdu_g, sdu_d, sdu_l,
+    N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, E: tl.constexpr,
+    UNROLL: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, EVEN_L: tl.constexpr,
+    VEC_RED: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+    SOFTPLUS: tl.constexpr, HAS_TABLE: tl.constexpr,
+):
+    """The backward of ``_scan_bwd_kernel`` (same arguments and outputs, no index table) on [BD, S, E] views:
+    per chunk (in reverse) and state, h again from the chunk's checkpoint, the adjoint mu backwards from the
+    one handed over by the later chunk (lam, two slots by chunk parity), and every gradient. a_{t+1} comes
+    from delta loaded one step ahead (an exponential per element; a shift across lanes would save it)."""
+    S: tl.constexpr = T // E
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
+    tt = tl.arange(0, T)
+    ss = tl.arange(0, S)[None, :]
+    kk = tl.arange(0, E)[None, None, :]
+    Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
+    dD = tl.zeros([BD], tl.float32)
+    dbias = tl.zeros([BD], tl.float32)
+    dB_base = dB_ptr + (b * G + g) * N * L
+    dC_base = dC_ptr + (b * G + g) * N * L
+    row_n = (b * G * DG + ch) * N  # this program's rows of dA and lam
+    slot = tl.num_programs(2) * G * DG * N  # elements per lam slot
+
+    for i in range(n_chunks):
+        c = n_chunks - 1 - i
+        t = c * T + tt
+        tmask = t < L
+        m2 = dmask[:, None] & tmask[None, :]
+        m2_n = dmask[:, None] & (t + 1 < L)[None, :]
+        at_u = b * su_b + g * su_g + d[:, None] * su_d + t[None, :] * su_l
+        at_dt = b * sdt_b + g * sdt_g + d[:, None] * sdt_d + t[None, :] * sdt_l
+        at_o = b * so_b + g * so_g + d[:, None] * so_d + t[None, :] * so_l
+        dt_raw = tl.load(dt_ptr + at_dt, mask=m2, other=0.0).to(tl.float32)
+        dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
+        x, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
+        dtn_raw = tl.load(dt_ptr + at_dt + sdt_l, mask=m2_n, other=0.0).to(tl.float32)  # delta at t + 1
+        _, dtn = _delta(dtn_raw, bias[:, None], m2_n, HAS_BIAS, SOFTPLUS)
+        u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
+        gout = tl.load(dout_ptr + at_o, mask=m2, other=0.0).to(tl.float32)
+        if HAS_Z:
+            z = tl.load(z_ptr + b * sz_b + g * sz_g + d[:, None] * sz_d + t[None, :] * sz_l,
+                        mask=m2, other=0.0).to(tl.float32)
+            sig_z = 1.0 / (1.0 + tl.exp(-z))
+            gy = gout * z * sig_z  # gradient reaching y (before the gate)
+        else:
+            gy = gout
+        dt3 = tl.reshape(dt, [BD, S, E])
+        dtn3 = tl.reshape(dtn, [BD, S, E])
+        dtu3 = tl.reshape(dt * u, [BD, S, E])
+        gy3 = tl.reshape(gy, [BD, S, E])
+        sdt = tl.sum(dt3, axis=2)
+        sdtn = tl.sum(dtn3, axis=2)
+        y = tl.zeros([BD, S, E], tl.float32)
+        d_dtA = tl.zeros([BD, S, E], tl.float32)  # sum_n A_n mu q, q = a_t h_{t-1} (A in log2 units here)
+        d_dtu = tl.zeros([BD, S, E], tl.float32)  # sum_n mu B_n: du = d_dtu * delta + D gy
+        tl.debug_barrier()  # the previous chunk's lam stores are visible to every thread, its loads done
+        rmask = None if EVEN_L else tmask[None, :] & (d[:, None] >= 0)
+        B_row = B_ptr + b * sB_b + g * sB_g + t[None, :] * sB_l + 0 * d[:, None]
+        C_row = C_ptr + b * sC_b + g * sC_g + t[None, :] * sC_l + 0 * d[:, None]
+        A2_row = A2_ptr + ch * N
+        h0_row = ckpt_ptr + ((b * G * DG + ch) * n_chunks + c) * N
+        lam_row = lam_ptr + (i + 1) % 2 * slot + row_n
+        lam_mask = dmask & (i > 0)
+        lam_out = lam_ptr + i % 2 * slot + row_n
+        seg_t = (c * T + ss * E)[:, :, None] + 0 * d[:, None, None]  # each lane's first step
+        B_nx = tl.load(B_row, mask=rmask)
+        C_nx = tl.load(C_row, mask=rmask)
+        for n in tl.range(0, N, loop_unroll_factor=UNROLL):
+            m = tl.minimum(n + 1, N - 1)
+            if PREFETCH:
+                Bn, Cn = B_nx, C_nx
+                B_nx = tl.load(B_row + m * sB_n, mask=rmask)
+                C_nx = tl.load(C_row + m * sC_n, mask=rmask)
+            else:
+                Bn = tl.load(B_row + n * sB_n, mask=rmask)
+                Cn = tl.load(C_row + n * sC_n, mask=rmask)
+            A2n = tl.load(A2_row + n, mask=dmask, other=0.0)
+            h0n = tl.load(h0_row + n, mask=dmask, other=0.0)
+            lam_n = tl.load(lam_row + n, mask=lam_mask, other=0.0)
+            B3 = tl.reshape(Bn.to(tl.float32), [BD, S, E])
+            C3 = tl.reshape(Cn.to(tl.float32), [BD, S, E])
+            a = _exp2(dt3 * A2n[:, None, None], FAST_EXP)
+            bb = dtu3 * B3
+            h, h_end = _seg_forward_state(a, bb, sdt, A2n, h0n, ss, kk, S, E, FAST_EXP)  # h_end: unused
+            alpha = _exp2(dtn3 * A2n[:, None, None], FAST_EXP)  # a_{t+1}; 1 beyond L, where mu is 0 anyway
+            mu, mu_first = _seg_adjoint_state(alpha, gy3 * C3, sdtn, A2n, lam_n, ss, kk, S, E, FAST_EXP)
+            if HAS_Z:
+                y += h * C3
+            w = mu * (h - bb)  # mu_t a_t h_{t-1}
+            dA_n = tl.sum(tl.sum(w * dt3, axis=2), axis=1)
+            tl.atomic_add(dA_ptr + row_n + n, dA_n, mask=dmask, sem="relaxed")
+            if VEC_RED:  # every channel's lane adds its own values (what mamba_ssm's kernel does, in vectors)
+                _red_add_segments(dB_base + n * L + seg_t, mu * dtu3, E)
+                _red_add_segments(dC_base + n * L + seg_t, gy3 * h, E)
+            else:  # summed over the program's channels first
+                tl.atomic_add(dB_base + n * L + t, tl.reshape(tl.sum(mu * dtu3, axis=0), [T]), mask=tmask,
+                              sem="relaxed")
+                tl.atomic_add(dC_base + n * L + t, tl.reshape(tl.sum(gy3 * h, axis=0), [T]), mask=tmask,
+                              sem="relaxed")
+            tl.store(lam_out + n, mu_first, mask=dmask)
+            d_dtA += A2n[:, None, None] * w
+            d_dtu += mu * B3
+
+        d_dtA = tl.reshape(d_dtA, [BD, T])
+        d_dtu = tl.reshape(d_dtu, [BD, T])
+        d_dt = u * d_dtu + LN_2 * d_dtA
+        du = d_dtu * dt
+        if HAS_D:
+            du += Dv[:, None] * gy
+            dD += tl.sum(gy * u, axis=1)
+        if SOFTPLUS:
+            d_dt = d_dt * _softplus_grad(x)
+        d_dt = tl.where(m2, d_dt, 0.0)
+        dbias += tl.sum(d_dt, axis=1)
+        at_du = b * sdu_b + g * sdu_g + d[:, None] * sdu_d + t[None, :] * sdu_l
+        tl.store(du_ptr + at_du, du.to(du_ptr.dtype.element_ty), mask=m2)
+        tl.store(ddt_ptr + at_du, d_dt.to(ddt_ptr.dtype.element_ty), mask=m2)
+        if HAS_Z:
+            y = tl.reshape(y, [BD, T])
+            if HAS_D:
+                y += Dv[:, None] * u
+            dz = gout * y * sig_z * (1.0 + z * (1.0 - sig_z))
+            tl.store(dz_ptr + at_du, dz.to(dz_ptr.dtype.element_ty), mask=m2)
+
+    row = b * G * DG + ch
+    tl.store(dD_ptr + row, dD, mask=dmask)
+    tl.store(dbias_ptr + row, dbias, mask=dmask)
