@@ -737,10 +737,20 @@ def _seg_fits(bd: int, warps: int, e: int, T: int) -> bool:
     return e <= T and per_lane in (e, 2 * e)
 
 
+def _seg_kept(space, dg: int, T: int) -> list:
+    # the tiles kernels' limit on BD (at most the group's channels, rounded up), then the layout's fit
+    limit = max(4, triton.next_power_of_2(dg))
+    return [c for c in space if c[0] <= limit and _seg_fits(c[0], c[1], c[4], T)]
+
+
 def _seg_prune(configs, named_args, **kwargs):
-    kept = [c for c in _prune(configs, named_args)
-            if _seg_fits(c.kwargs["BD"], c.num_warps, c.kwargs["E"], kwargs["T"])]
-    return kept or configs[:1]
+    def key(c):
+        k = c.kwargs
+        return (k["BD"], c.num_warps, c.num_stages, k["UNROLL"], k["E"], k["PREFETCH"])
+
+    kept = {key(c) for c in configs}
+    kept = set(_seg_kept(kept, int(named_args["DG"]), kwargs["T"]))
+    return [c for c in configs if key(c) in kept]
 
 
 def _seg_config_space(backward: bool) -> list[tuple[int, ...]]:
@@ -750,11 +760,12 @@ def _seg_config_space(backward: bool) -> list[tuple[int, ...]]:
     return [tuple(int(x) for x in item.split(":")) for item in value.split(",")]
 
 
-def seg_enabled(T: int, backward: bool = False) -> bool:
-    """Whether a segment kernel has a config for chunk length T (MAMBAAD_SCAN_SEG=0 turns both off)."""
+def seg_enabled(T: int, dg: int, backward: bool = False) -> bool:
+    """Whether a segment kernel has a config for chunk length T and dg channels per group, so that its lanes
+    hold whole segments (the inline-PTX reductions rely on it); MAMBAAD_SCAN_SEG=0 turns both off."""
     if os.environ.get("MAMBAAD_SCAN_SEG", "1") == "0":
         return False
-    return interpreting() or any(_seg_fits(c[0], c[1], c[4], T) for c in _seg_config_space(backward))
+    return interpreting() or bool(_seg_kept(_seg_config_space(backward), dg, T))
 
 
 @functools.cache
@@ -877,7 +888,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     if rows:
         consts["TR"] = _rows_piece(T)
         kernel_index = 2
-    elif table is None and seg_enabled(T):  # the segment forward (triton_seg.py): no index tables yet
+    elif table is None and seg_enabled(T, dg):  # the segment forward (triton_seg.py): no index tables yet
         consts["EVEN_L"] = length % T == 0
         kernel_index = 4
     else:
@@ -906,7 +917,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     dev = u4.device
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
-    seg = not rows and table is None and seg_enabled(T, backward=True)
+    seg = not rows and table is None and seg_enabled(T, dg, backward=True)
     if not rows and not seg:  # bf16 loads set the tiles kernel's layouts astray (Triton 3.6): 1.3x slower
         dout4, u4, dt4, B4, C4, z4 = (_fp32(t) for t in (dout4, u4, dt4, B4, C4, z4))
 
