@@ -726,21 +726,23 @@ _ROWS_CONFIGS = [(32, 1), (64, 2), (128, 4)]  # (BD, num_warps): one channel per
 
 # The segment forward (triton_seg.py): (BD, num_warps, num_stages, unroll, E steps per lane, PREFETCH).
 # Kept for a chunk length T when a lane holds E or 2E elements of a [BD, T] tile (_seg_prune).
-_SEG_FWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 2, 16, 1), (8, 2, 3, 1, 16, 0), (8, 1, 3, 1, 16, 0),
-                    (16, 2, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
-_SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (2, 1, 3, 1, 8, 0), (8, 2, 3, 1, 16, 0),
-                    (8, 1, 3, 1, 16, 0), (16, 2, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
+_SEG_FWD_CONFIGS = [(4, 1, 3, 1, 16, 1), (8, 1, 3, 1, 16, 0), (8, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 0),
+                    (8, 2, 3, 1, 16, 1), (16, 2, 3, 1, 16, 1), (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
+# the backward keeps one channel per lane (two would spill): E or 8 steps, BD = 32 * warps * E / T
+_SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (2, 1, 3, 1, 8, 1), (2, 1, 3, 1, 8, 0), (8, 2, 3, 1, 16, 0),
+                    (8, 1, 3, 1, 16, 0), (4, 1, 3, 1, 8, 1), (16, 2, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0),
+                    (32, 1, 3, 1, 16, 0)]
 
 
-def _seg_fits(bd: int, warps: int, e: int, T: int) -> bool:
+def _seg_fits(bd: int, warps: int, e: int, T: int, backward: bool = False) -> bool:
     per_lane = bd * T // (32 * warps)
-    return e <= T and per_lane in (e, 2 * e)
+    return e <= T and per_lane in ((e,) if backward else (e, 2 * e))
 
 
-def _seg_kept(space, dg: int, T: int) -> list:
+def _seg_kept(space, dg: int, T: int, backward: bool) -> list:
     # the tiles kernels' limit on BD (at most the group's channels, rounded up), then the layout's fit
     limit = max(4, triton.next_power_of_2(dg))
-    return [c for c in space if c[0] <= limit and _seg_fits(c[0], c[1], c[4], T)]
+    return [c for c in space if c[0] <= limit and _seg_fits(c[0], c[1], c[4], T, backward)]
 
 
 def _seg_prune(configs, named_args, **kwargs):
@@ -749,7 +751,7 @@ def _seg_prune(configs, named_args, **kwargs):
         return (k["BD"], c.num_warps, c.num_stages, k["UNROLL"], k["E"], k["PREFETCH"])
 
     kept = {key(c) for c in configs}
-    kept = set(_seg_kept(kept, int(named_args["DG"]), kwargs["T"]))
+    kept = set(_seg_kept(kept, int(named_args["DG"]), kwargs["T"], "dout_ptr" in named_args))
     return [c for c in configs if key(c) in kept]
 
 
@@ -765,7 +767,7 @@ def seg_enabled(T: int, dg: int, backward: bool = False) -> bool:
     hold whole segments (the inline-PTX reductions rely on it); MAMBAAD_SCAN_SEG=0 turns both off."""
     if os.environ.get("MAMBAAD_SCAN_SEG", "1") == "0":
         return False
-    return interpreting() or bool(_seg_kept(_seg_config_space(backward), dg, T))
+    return interpreting() or bool(_seg_kept(_seg_config_space(backward), dg, T, backward))
 
 
 @functools.cache

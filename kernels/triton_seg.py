@@ -190,20 +190,89 @@ def _scan_fwd_seg_kernel(
 
 
 @triton.jit
-def _seg_adjoint_state(alpha, cg, sdtn, A2n, lam_n, ss, kk, S: tl.constexpr, E: tl.constexpr,
-                       FAST_EXP: tl.constexpr):
-    """The adjoint over a chunk for one state, backwards: mu_t = alpha_t mu_{t+1} + cg_t (alpha_t = a_{t+1}),
-    with mu after the chunk = lam_n [BD]. The same three passes as h's, each reversed. Returns mu [BD, S, E]
-    and mu at the chunk's first step [BD]."""
-    _, local = tl.associative_scan((alpha, cg), axis=2, combine_fn=_pair_combine, reverse=True)
-    seg_a = _exp2(sdtn * A2n[:, None], FAST_EXP)
-    seg_b = tl.where(ss == S - 1, _last(local, kk, 0, 2) + seg_a * lam_n[:, None], _last(local, kk, 0, 2))
+def _unpack(x, BD: tl.constexpr, S: tl.constexpr, E: tl.constexpr, L: tl.constexpr):
+    """x [BD, S, E] (E = 2^L) as a tuple of E tensors [BD, S]: item k is step k of every lane's segment. The
+    E axis lives in registers, so the splits only rename registers; the steps can then be walked one by one
+    in either direction (tl.associative_scan(reverse=True) costs hundreds of shuffles here, Triton 3.6)."""
+    if L == 2:
+        y = tl.reshape(x, [BD, S, 2, 2])
+    elif L == 3:
+        y = tl.reshape(x, [BD, S, 2, 2, 2])
+    else:
+        y = tl.reshape(x, [BD, S, 2, 2, 2, 2])
+    parts = (y,)
+    for _ in tl.static_range(L):  # each split halves along the lowest remaining bit of k
+        halves = ()
+        for i in tl.static_range(len(parts)):
+            lo, hi = tl.split(parts[i])
+            halves = halves + (lo, hi)
+        parts = halves
+    out = ()
+    for k in tl.static_range(E):  # parts[i] holds step k = i with its L bits reversed
+        i = (k % 2) * (E // 2) + (k // 2 % 2) * (E // 4) + (k // 4 % 2) * (E // 8) + (k // 8 % 2) * (E // 16)
+        out = out + (parts[i],)
+    return out
+
+
+@triton.jit
+def _pack(xs, BD: tl.constexpr, S: tl.constexpr, E: tl.constexpr, L: tl.constexpr):
+    """The inverse of _unpack: E tensors [BD, S] back to one [BD, S, E]."""
+    parts = ()
+    for i in tl.static_range(E):
+        k = (i % 2) * (E // 2) + (i // 2 % 2) * (E // 4) + (i // 4 % 2) * (E // 8) + (i // 8 % 2) * (E // 16)
+        parts = parts + (xs[k],)
+    for _ in tl.static_range(L):
+        joined = ()
+        for j in tl.static_range(len(parts) // 2):
+            joined = joined + (tl.join(parts[2 * j], parts[2 * j + 1]),)
+        parts = joined
+    return tl.reshape(parts[0], [BD, S, E])
+
+
+@triton.jit
+def _seg_backward_state(a3, bb3, cg3, sdt, sdtn, dtn_first, A2n, h0n, lam_n, ss, S: tl.constexpr,
+                        E: tl.constexpr, LOG_E: tl.constexpr, FAST_EXP: tl.constexpr):
+    """One state of a chunk in the backward, on [BD, S, E] views: h_t = a_t h_{t-1} + bb_t from the chunk's
+    start state h0n, and backwards the adjoint mu_t = a_{t+1} mu_{t+1} + cg_t from lam_n, mu after the chunk.
+    Both run in the three passes of the module docstring, with each lane's steps walked one by one (unpacked
+    registers), so that the adjoint needs neither a reverse scan nor a second exponential: a_{t+1} is the
+    next register, or the next lane's first (a shuffle), or for the chunk's last step exp2(A delta) at the
+    next chunk's first step (dtn_first). Returns h, a_t h_{t-1} and mu as [BD, S, E], and mu at the chunk's
+    first step [BD]."""
+    a = _unpack(a3, a3.shape[0], S, E, LOG_E)
+    bb = _unpack(bb3, a3.shape[0], S, E, LOG_E)
+    cg = _unpack(cg3, a3.shape[0], S, E, LOG_E)
+    # h: each lane's segment from 0, the segments' incoming states, then each lane again from its own
+    h = bb[0]
+    for k in tl.static_range(1, E):
+        h = a[k] * h + bb[k]
+    h, _ = _seg_carry(_exp2(sdt * A2n[:, None], FAST_EXP), h, h0n, ss, S)
+    hs = ()
+    qs = ()  # a_t h_{t-1}
+    for k in tl.static_range(E):
+        q = a[k] * h
+        h = q + bb[k]
+        qs = qs + (q,)
+        hs = hs + (h,)
+    # mu, backwards: a_{t+1} for the lane's last step comes from the next lane (or the next chunk)
+    a_last = tl.gather(a[0], tl.broadcast_to(tl.minimum(ss + 1, S - 1), a[0].shape), axis=1)
+    a_last = tl.where(ss == S - 1, _exp2(dtn_first * A2n[:, None], FAST_EXP), a_last)
+    m = cg[E - 1]
+    for i in tl.static_range(1, E):
+        m = a[E - i] * m + cg[E - 1 - i]
+    seg_a = _exp2(sdtn * A2n[:, None], FAST_EXP)  # the product of a_{t+1} over each segment
+    seg_b = tl.where(ss == S - 1, m + seg_a * lam_n[:, None], m)
     _, inc = tl.associative_scan((seg_a, seg_b), axis=1, combine_fn=_pair_combine, reverse=True)
-    after = tl.gather(inc, tl.broadcast_to(tl.minimum(ss + 1, S - 1), inc.shape), axis=1)
-    carry = tl.where(ss == S - 1, lam_n[:, None], after)
-    cg = tl.where(kk == E - 1, cg + alpha * carry[:, :, None], cg)
-    _, mu = tl.associative_scan((alpha, cg), axis=2, combine_fn=_pair_combine, reverse=True)
-    return mu, _last(inc, ss, 0, 1)
+    m = tl.gather(inc, tl.broadcast_to(tl.minimum(ss + 1, S - 1), inc.shape), axis=1)
+    m = tl.where(ss == S - 1, lam_n[:, None], m)  # mu after each lane's segment
+    m = a_last * m + cg[E - 1]
+    mus = (m,)
+    for i in tl.static_range(1, E):
+        m = a[E - i] * m + cg[E - 1 - i]
+        mus = (m,) + mus
+    BD: tl.constexpr = a3.shape[0]
+    return (_pack(hs, BD, S, E, LOG_E), _pack(qs, BD, S, E, LOG_E), _pack(mus, BD, S, E, LOG_E),
+            _last(inc, ss, 0, 1))
 
 
 @triton.jit
@@ -228,6 +297,8 @@ def _scan_bwd_seg_kernel(
     one handed over by the later chunk (lam, two slots by chunk parity), and every gradient. a_{t+1} comes
     from delta loaded one step ahead (an exponential per element; a shift across lanes would save it)."""
     S: tl.constexpr = T // E
+    LOG_E: tl.constexpr = 2 if E == 4 else 3 if E == 8 else 4
+    tl.static_assert(E == 4 or E == 8 or E == 16)
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
     tt = tl.arange(0, T)
     ss = tl.arange(0, S)[None, :]
@@ -245,15 +316,17 @@ def _scan_bwd_seg_kernel(
         t = c * T + tt
         tmask = t < L
         m2 = dmask[:, None] & tmask[None, :]
-        m2_n = dmask[:, None] & (t + 1 < L)[None, :]
         at_u = b * su_b + g * su_g + d[:, None] * su_d + t[None, :] * su_l
         at_dt = b * sdt_b + g * sdt_g + d[:, None] * sdt_d + t[None, :] * sdt_l
         at_o = b * so_b + g * so_g + d[:, None] * so_d + t[None, :] * so_l
         dt_raw = tl.load(dt_ptr + at_dt, mask=m2, other=0.0).to(tl.float32)
         dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
         x, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
-        dtn_raw = tl.load(dt_ptr + at_dt + sdt_l, mask=m2_n, other=0.0).to(tl.float32)  # delta at t + 1
-        _, dtn = _delta(dtn_raw, bias[:, None], m2_n, HAS_BIAS, SOFTPLUS)
+        # delta at the next chunk's first step (0 past L: a = 1 there, and mu = 0 anyway)
+        next_mask = dmask & ((c + 1) * T < L)
+        dt_next = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d * sdt_d + (c + 1) * T * sdt_l, mask=next_mask,
+                          other=0.0).to(tl.float32)
+        _, dt_next = _delta(dt_next, bias, next_mask, HAS_BIAS, SOFTPLUS)
         u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
         gout = tl.load(dout_ptr + at_o, mask=m2, other=0.0).to(tl.float32)
         if HAS_Z:
@@ -264,11 +337,14 @@ def _scan_bwd_seg_kernel(
         else:
             gy = gout
         dt3 = tl.reshape(dt, [BD, S, E])
-        dtn3 = tl.reshape(dtn, [BD, S, E])
         dtu3 = tl.reshape(dt * u, [BD, S, E])
         gy3 = tl.reshape(gy, [BD, S, E])
         sdt = tl.sum(dt3, axis=2)
-        sdtn = tl.sum(dtn3, axis=2)
+        # delta one step ahead at each lane's last step: the next lane's first, or the next chunk's
+        dt_first = _last(dt3, kk, 0, 2)
+        dtn_first = tl.gather(dt_first, tl.broadcast_to(tl.minimum(ss + 1, S - 1), dt_first.shape), axis=1)
+        dtn_first = tl.where(ss == S - 1, dt_next[:, None], dtn_first)
+        sdtn = sdt - dt_first + dtn_first  # per lane, the sum of delta one step ahead
         y = tl.zeros([BD, S, E], tl.float32)
         d_dtA = tl.zeros([BD, S, E], tl.float32)  # sum_n A_n mu q, q = a_t h_{t-1} (A in log2 units here)
         d_dtu = tl.zeros([BD, S, E], tl.float32)  # sum_n mu B_n: du = d_dtu * delta + D gy
@@ -299,13 +375,11 @@ def _scan_bwd_seg_kernel(
             B3 = tl.reshape(Bn.to(tl.float32), [BD, S, E])
             C3 = tl.reshape(Cn.to(tl.float32), [BD, S, E])
             a = _exp2(dt3 * A2n[:, None, None], FAST_EXP)
-            bb = dtu3 * B3
-            h, h_end = _seg_forward_state(a, bb, sdt, A2n, h0n, ss, kk, S, E, FAST_EXP)  # h_end: unused
-            alpha = _exp2(dtn3 * A2n[:, None, None], FAST_EXP)  # a_{t+1}; 1 beyond L, where mu is 0 anyway
-            mu, mu_first = _seg_adjoint_state(alpha, gy3 * C3, sdtn, A2n, lam_n, ss, kk, S, E, FAST_EXP)
+            h, q, mu, mu_first = _seg_backward_state(a, dtu3 * B3, gy3 * C3, sdt, sdtn, dtn_first, A2n, h0n,
+                                                     lam_n, ss, S, E, LOG_E, FAST_EXP)
             if HAS_Z:
                 y += h * C3
-            w = mu * (h - bb)  # mu_t a_t h_{t-1}
+            w = mu * q  # mu_t a_t h_{t-1}
             dA_n = tl.sum(tl.sum(w * dt3, axis=2), axis=1)
             tl.atomic_add(dA_ptr + row_n + n, dA_n, mask=dmask, sem="relaxed")
             if VEC_RED:  # every channel's lane adds its own values (what mamba_ssm's kernel does, in vectors)

@@ -84,7 +84,7 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     "one scan call for h and lambda (FLIP=2)": {"FLIP": "2"},
     "both": {"PREFETCH": "1", "FLIP": "2"},
     # the segment forward (kernels/triton_seg.py): 4 steps per lane by default, so 4 segments per chunk of 16
-    "segments of 2 steps": {"SEG_E": "2"},
+    "segments of 8 steps": {"SEG_E": "8"},
     "one segment per chunk": {"SEG_E": "16"},
     "the tiles forward instead of the segment one": {"SEG": "0"},
 }
