@@ -209,8 +209,8 @@ def _unpack(x, BD: tl.constexpr, S: tl.constexpr, E: tl.constexpr, L: tl.constex
         parts = halves
     out = ()
     for k in tl.static_range(E):  # parts[i] holds step k = i with its L bits reversed
-        i = (k % 2) * (E // 2) + (k // 2 % 2) * (E // 4) + (k // 4 % 2) * (E // 8) + (k // 8 % 2) * (E // 16)
-        out = out + (parts[i],)
+        out = out + (parts[(k % 2) * (E // 2) + (k // 2 % 2) * (E // 4)
+                           + (k // 4 % 2) * (E // 8) + (k // 8 % 2) * (E // 16)],)
     return out
 
 
@@ -219,8 +219,8 @@ def _pack(xs, BD: tl.constexpr, S: tl.constexpr, E: tl.constexpr, L: tl.constexp
     """The inverse of _unpack: E tensors [BD, S] back to one [BD, S, E]."""
     parts = ()
     for i in tl.static_range(E):
-        k = (i % 2) * (E // 2) + (i // 2 % 2) * (E // 4) + (i // 4 % 2) * (E // 8) + (i // 8 % 2) * (E // 16)
-        parts = parts + (xs[k],)
+        parts = parts + (xs[(i % 2) * (E // 2) + (i // 2 % 2) * (E // 4)
+                            + (i // 4 % 2) * (E // 8) + (i // 8 % 2) * (E // 16)],)
     for _ in tl.static_range(L):
         joined = ()
         for j in tl.static_range(len(parts) // 2):
