@@ -44,17 +44,44 @@ def _red_asm(e: int) -> tuple[tl.constexpr, tl.constexpr]:
     return tl.constexpr(asm), tl.constexpr(",".join(["=r"] * e + ["l"] * e + ["r"] * e))
 
 
+def _red_part_asm(e: int) -> tuple[tl.constexpr, tl.constexpr]:
+    # E sums held by every lane of a column; the lane of row r adds the r-th 4 of them (rows 0 .. E/4 - 1; the
+    # others, none). Operands: E outputs (unused), E copies of the address, of the row, E values.
+    asm = ["{ .reg .pred p;"]
+    for j in range(e // 4):
+        v = ", ".join(f"${3 * e + 4 * j + i}" for i in range(4))
+        asm.append(f"setp.eq.u32 p, ${2 * e}, {j}; @p red.global.add.v4.f32 [${e}+{16 * j}], {{{v}}};")
+    asm.append("}")
+    return tl.constexpr(" ".join(asm)), tl.constexpr(",".join(["=r"] * e + ["l"] * e + ["r"] * e + ["r"] * e))
+
+
 _RED8, _RED8_OPS = _red_asm(8)
 _RED16, _RED16_OPS = _red_asm(16)
+_PART8, _PART8_OPS = _red_part_asm(8)
+_PART16, _PART16_OPS = _red_part_asm(16)
 
 
 @triton.jit
-def _red_add_segments(seg_ptr, vals, E: tl.constexpr):
-    """Adds vals [BD, S, E] to memory, lane by lane: seg_ptr [BD, S, 1] is where each lane's E steps go.
-    tl.atomic_add would first move the values to its own layout (4 per lane: shuffles for every state);
-    inline PTX keeps them where they are. GPUs only (E = 8 or 16, 16-byte aligned addresses)."""
+def _red_add_segments(seg_ptr, vals, E: tl.constexpr, ROWS_FIRST: tl.constexpr):
+    """Adds the sum over channels of vals [BD, S, E] to memory at seg_ptr [BD, S, 1] (each lane's first step;
+    the same for every channel). tl.atomic_add would first move the values to its own layout (4 per lane:
+    shuffles for every state); inline PTX adds them where they are. GPUs only (E = 8 or 16, 16-byte aligned
+    addresses).
+
+    ROWS_FIRST: sum over the channels (the warp's lane rows) with tl.sum, then lane row r adds the r-th 4
+    sums of its column: one coalesced vector reduction per lane. Otherwise every channel's lane adds its own
+    E values, as mamba_ssm's kernel does (4x the reductions, 4 lanes per address in each instruction)."""
     addr = tl.broadcast_to(seg_ptr.to(tl.int64), vals.shape)
-    if E == 16:
+    if ROWS_FIRST:
+        rows = tl.broadcast_to(tl.arange(0, vals.shape[0])[:, None, None], vals.shape)
+        sums = tl.broadcast_to(tl.sum(vals, axis=0)[None, :, :], vals.shape)
+        if E == 16:
+            tl.inline_asm_elementwise(_PART16, _PART16_OPS, [addr, rows, sums], dtype=tl.int32, is_pure=False,
+                                      pack=16)
+        else:
+            tl.inline_asm_elementwise(_PART8, _PART8_OPS, [addr, rows, sums], dtype=tl.int32, is_pure=False,
+                                      pack=8)
+    elif E == 16:
         tl.inline_asm_elementwise(_RED16, _RED16_OPS, [addr, vals], dtype=tl.int32, is_pure=False, pack=16)
     else:
         tl.inline_asm_elementwise(_RED8, _RED8_OPS, [addr, vals], dtype=tl.int32, is_pure=False, pack=8)
@@ -382,9 +409,9 @@ def _scan_bwd_seg_kernel(
             w = mu * q  # mu_t a_t h_{t-1}
             dA_n = tl.sum(tl.sum(w * dt3, axis=2), axis=1)
             tl.atomic_add(dA_ptr + row_n + n, dA_n, mask=dmask, sem="relaxed")
-            if VEC_RED:  # every channel's lane adds its own values (what mamba_ssm's kernel does, in vectors)
-                _red_add_segments(dB_base + n * L + seg_t, mu * dtu3, E)
-                _red_add_segments(dC_base + n * L + seg_t, gy3 * h, E)
+            if VEC_RED:  # inline PTX vector reductions (_red_add_segments)
+                _red_add_segments(dB_base + n * L + seg_t, mu * dtu3, E, VEC_RED == 2)
+                _red_add_segments(dC_base + n * L + seg_t, gy3 * h, E, VEC_RED == 2)
             else:  # summed over the program's channels first
                 tl.atomic_add(dB_base + n * L + t, tl.reshape(tl.sum(mu * dtu3, axis=0), [T]), mask=tmask,
                               sem="relaxed")

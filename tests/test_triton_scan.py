@@ -110,8 +110,9 @@ def check_every_gradient(ts, case):
             continue
         r, t = ref_in[name].grad, test_in[name].grad
         assert t.shape == r.shape and t.dtype == test_in[name].dtype
-        if r.abs().max() == 0:  # e.g. dA at L = 1 (h_{-1} = 0): the kernel must give exact zeros
-            assert t.abs().max() == 0, name
+        if r.abs().max() == 0:  # e.g. dA at L = 1 (h_{-1} = 0): zeros, up to fp32 rounding on a GPU (the
+            # other gradients here are of order 1; a wrong h_{-1} gives values of order 0.1)
+            assert t.abs().max() < 1e-6, name
         else:
             assert rel(t, r) < 1e-4, name
 
@@ -214,7 +215,10 @@ def test_channels_last_inputs_match_on_both_kernels(ts, monkeypatch, rows):
     out.backward(dout.float().to(DEVICE))
     for name in NAMES:
         assert rel(test_in[name].grad, ref_in[name].grad) < 1e-4, name
-    assert launched == ([2, 3] if rows else [4, 5])  # rows forward and backward, or the segment ones
+    # rows forward and backward, or the segment ones where this chunk length has a segment config (always in
+    # the interpreter; on a GPU, not at T = 16 with 4 channels per group), else the tiles ones
+    seg = ts.seg_enabled(16, 4), ts.seg_enabled(16, 4, backward=True)
+    assert launched == ([2, 3] if rows else [4 if seg[0] else 0, 5 if seg[1] else 1])
 
 
 def test_fused_directions_on_channels_last_maps(ts):
