@@ -726,11 +726,11 @@ _ROWS_CONFIGS = [(32, 1), (64, 2), (128, 4)]  # (BD, num_warps): one channel per
 
 # The segment forward (triton_seg.py): (BD, num_warps, num_stages, unroll, E steps per lane, PREFETCH).
 # Kept for a chunk length T when a lane holds E or 2E elements of a [BD, T] tile (_seg_prune).
-_SEG_FWD_CONFIGS = [(4, 1, 3, 1, 16, 1), (8, 1, 3, 1, 16, 0), (8, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 0),
-                    (8, 2, 3, 1, 16, 1), (16, 2, 3, 1, 16, 1), (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
-# the backward keeps one channel per lane (two would spill): E or 8 steps, BD = 32 * warps * E / T
-_SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (2, 1, 3, 1, 8, 1), (2, 1, 3, 1, 8, 0), (8, 2, 3, 1, 16, 0),
-                    (8, 1, 3, 1, 16, 0), (4, 1, 3, 1, 8, 1), (16, 2, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0),
+_SEG_FWD_CONFIGS = [(8, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0),
+                    (32, 1, 3, 1, 16, 0)]
+# the backward keeps one channel per lane (two would spill): E steps, BD = 32 * warps * E / T. Two warps per
+# program timed 2x slower (their dB / dC sums meet in shared memory), as did every channel adding its own
+_SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (2, 1, 3, 1, 8, 0), (8, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0),
                     (32, 1, 3, 1, 16, 0)]
 
 
@@ -919,7 +919,10 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     dev = u4.device
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
-    seg = not rows and table is None and seg_enabled(T, dg, backward=True)
+    # the segment backward for 16-bit inputs; in fp32 the tiles one timed faster on the H200 (3.0 against
+    # 3.8 ms at 1024 x 4096; bf16 3.9 against 3.6: kernels/NOTES.md, v1.5). MAMBAAD_SCAN_SEG_BWD=1: always
+    seg = (not rows and table is None and seg_enabled(T, dg, backward=True)
+           and (u4.element_size() == 2 or os.environ.get("MAMBAAD_SCAN_SEG_BWD") == "1" or interpreting()))
     if not rows and not seg:  # bf16 loads set the tiles kernel's layouts astray (Triton 3.6): 1.3x slower
         dout4, u4, dt4, B4, C4, z4 = (_fp32(t) for t in (dout4, u4, dt4, B4, C4, z4))
 

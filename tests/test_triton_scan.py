@@ -78,15 +78,16 @@ def test_fp32_forward_and_every_gradient_match_float64_loop(ts, case):
 
 
 TUNINGS = {  # knob settings the autotuner can pick, each of which must give the same result
-    "the adjoint as a reverse scan (FLIP=0)": {"FLIP": "0"},
-    "loads not ahead (PREFETCH=0)": {"PREFETCH": "0"},
-    "rows one state ahead (PREFETCH=1)": {"PREFETCH": "1"},
-    "one scan call for h and lambda (FLIP=2)": {"FLIP": "2"},
-    "both": {"PREFETCH": "1", "FLIP": "2"},
-    # the segment forward (kernels/triton_seg.py): 4 steps per lane by default, so 4 segments per chunk of 16
+    # the tiles kernels (SEG=0; GPUs run their backward on fp32 inputs)
+    "tiles: the adjoint as a reverse scan (FLIP=0)": {"SEG": "0", "FLIP": "0"},
+    "tiles: loads not ahead (PREFETCH=0)": {"SEG": "0", "PREFETCH": "0"},
+    "tiles: rows one state ahead (PREFETCH=1)": {"SEG": "0", "PREFETCH": "1"},
+    "tiles: one scan call for h and lambda (FLIP=2)": {"SEG": "0", "FLIP": "2"},
+    "tiles: both": {"SEG": "0", "PREFETCH": "1", "FLIP": "2"},
+    # the segment kernels (kernels/triton_seg.py): 4 steps per lane by default, so 4 segments per chunk of 16
+    "segments: loads not ahead": {"PREFETCH": "0"},
     "segments of 8 steps": {"SEG_E": "8"},
     "one segment per chunk": {"SEG_E": "16"},
-    "the tiles forward instead of the segment one": {"SEG": "0"},
 }
 
 
