@@ -82,7 +82,7 @@ def timings(module, xs) -> dict[str, float]:
     return {"fwd": fwd, "fwd_infer": infer, "bwd": bwd}
 
 
-KNOBS = ("CONFIGS", "SEG", "SEG_CONFIGS")
+KNOBS = ("CONFIGS", "SEG", "SEG_CONFIGS", "SEG_RED", "SEG_BWD")  # each entry starts from none of them
 
 
 def use_configs(spec: str) -> None:
