@@ -1,17 +1,23 @@
 """Selective scan (Mamba-1 / S6) in Triton: forward and backward, plain or through per-direction index tables.
 
-Design (reference/scan_kernels.md section 4, "Design A"): one program owns BD channels of one (batch, group)
-and walks the whole sequence in chunks of T steps. B and C rows are loaded once per program and reused by
-its BD channels; dB and dC are summed over those channels before one fp32 atomic per (batch, group, n,
-step). The atomics are relaxed (no memory fence: nothing reads the sums before the kernel ends), and
-per-state values (A, the chunk-start state) are loaded from memory inside the state loop, one state ahead,
-rather than picked from [BD, N] register tiles, whose picks cost a shared-memory round trip and a barrier
-each. Within a chunk the recurrence h_t = a_t h_{t-1} + b_t is a pair scan (``tl.associative_scan``) along
-T, with the state carried in from the previous chunk folded into the first b (adding it after the scan as
-the running product of a times h0 costs more: that product is otherwise compiled away); the carries between
-chunks go through memory (one masked store, one barrier per chunk). States stay fp32 on chip;
-a = exp2(delta * A * log2(e)) with A pre-scaled on the host (ex2.approx.ftz on GPUs). The autotuner's space
-leads with one-warp programs, whose scans and channel sums never leave the warp (kernels/NOTES.md, v1.2).
+Which kernel runs (``_scan_forward`` / ``_scan_backward``): without index tables, the segment kernels of
+triton_seg.py (each lane scans 16 consecutive steps itself) for the forward, and for the backward on 16-bit
+inputs; the tiles kernels below for the fp32 backward (1.2-1.3x faster there on the H200), the fused
+directions path, and chunk lengths no segment config fits (kernels/NOTES.md, v1.5).
+
+Design of the tiles kernels (reference/scan_kernels.md section 4, "Design A"): one program owns BD channels
+of one (batch, group) and walks the whole sequence in chunks of T steps. B and C rows are loaded once per
+program and reused by its BD channels; dB and dC are summed over those channels before one fp32 atomic per
+(batch, group, n, step). The atomics are relaxed (no memory fence: nothing reads the sums before the kernel
+ends), and per-state values (A, the chunk-start state) are loaded from memory inside the state loop, one
+state ahead, rather than picked from [BD, N] register tiles, whose picks cost a shared-memory round trip and
+a barrier each. Within a chunk the recurrence h_t = a_t h_{t-1} + b_t is a pair scan
+(``tl.associative_scan``) along T, with the state carried in from the previous chunk folded into the first b
+(adding it after the scan as the running product of a times h0 costs more: that product is otherwise compiled
+away); the carries between chunks go through memory (one masked store, one barrier per chunk). States stay
+fp32 on chip; a = exp2(delta * A * log2(e)) with A pre-scaled on the host (ex2.approx.ftz on GPUs). The
+autotuner's space leads with one-warp programs, whose scans and channel sums never leave the warp
+(kernels/NOTES.md, v1.2).
 
 * forward: for each chunk and each state n, scan and accumulate y += C_n h. In training it stores the state
   at every chunk start (batch, dim, n_chunks, N) fp32, the only thing backward needs besides the inputs.
