@@ -267,3 +267,32 @@ def test_fp32_copy_of_an_expanded_view_stays_a_view(ts):
     assert torch.equal(copy, expanded.float())
     channels_last = torch.randn(2, 5, 3).to(torch.bfloat16).permute(0, 2, 1)
     assert ts._fp32(channels_last).stride() == channels_last.stride()
+
+
+def test_segment_configs_fit_their_chunk_and_channels(ts):
+    # a lane must hold whole segments (E steps, 2E in the forward): the inline-PTX reductions rely on it
+    assert ts._seg_fits(4, 1, 16, 128) and ts._seg_fits(8, 1, 16, 128)  # 16 and 32 steps per lane
+    assert not ts._seg_fits(8, 1, 16, 128, backward=True)  # the backward keeps one channel per lane
+    assert not ts._seg_fits(4, 1, 16, 64)  # 8 steps per lane: half a segment
+    kept = ts._seg_kept(ts._SEG_BWD_CONFIGS, 1024, 128, True)
+    assert kept and all(bd * 128 // (32 * w) == e for bd, w, _, _, e, _ in kept)
+    assert ts._seg_kept(ts._SEG_FWD_CONFIGS, 3, 16, False) == []  # 3 channels: BD 32 is too wide
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="the inline-PTX reductions and whole 128-step chunks: GPUs")
+@pytest.mark.parametrize("dtype,force", [(torch.bfloat16, ""), (torch.float32, "1")])
+def test_segment_backward_on_whole_chunks_matches_float64_loop(ts, monkeypatch, dtype, force):
+    # L a multiple of the 128-step chunk: the segment backward adds dB / dC with red.global.add.v4.f32
+    monkeypatch.setenv("MAMBAAD_SCAN_SEG_BWD", force)
+    inputs = make(2, 64, 256, 16, 4, z=False, seed=5)
+    for k in ("u", "delta", "B", "C"):  # both sides see the same (rounded) numbers
+        inputs[k] = inputs[k].to(dtype).double()
+    launched = []
+    launch = ts._launch
+    monkeypatch.setattr(ts, "_launch", lambda index, *args: launched.append(index) or launch(index, *args))
+    ref_in, test_in, ref, out = run_both(ts, inputs, chunk=None, dtype=dtype)
+    assert launched == [4, 5]  # the segment forward and backward
+    assert rel(out, ref) < (1e-5 if dtype == torch.float32 else 1e-2)
+    for name in NAMES:
+        if test_in[name] is not None:
+            assert rel(test_in[name].grad, ref_in[name].grad) < (1e-4 if dtype == torch.float32 else 2e-2), name
