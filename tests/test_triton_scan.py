@@ -292,7 +292,8 @@ def test_segment_backward_on_whole_chunks_matches_float64_loop(ts, monkeypatch, 
     monkeypatch.setattr(ts, "_launch", lambda index, *args: launched.append(index) or launch(index, *args))
     ref_in, test_in, ref, out = run_both(ts, inputs, chunk=None, dtype=dtype)
     assert launched == [4, 5]  # the segment forward and backward
-    assert rel(out, ref) < (1e-5 if dtype == torch.float32 else 1e-2)
+    fp32 = dtype == torch.float32
+    assert rel(out, ref) < (1e-5 if fp32 else 1e-2)
     for name in NAMES:
         if test_in[name] is not None:
-            assert rel(test_in[name].grad, ref_in[name].grad) < (1e-4 if dtype == torch.float32 else 2e-2), name
+            assert rel(test_in[name].grad, ref_in[name].grad) < (1e-4 if fp32 else 2e-2), name
