@@ -12,7 +12,15 @@ along time, the rest of the warp along channels) and scan in three passes:
    segment's incoming state;
 3. in each lane again, its E steps from the incoming state (one FFMA per step).
 
-That is about 9 instructions per element and state in the forward against the exponential's 8-cycle slot.
+That is about 10 instructions per element and state in the forward against the exponential's 8-cycle slot.
+The backward does the same for h and, backwards, for the adjoint, with each lane's steps unpacked into
+separate registers (``_unpack``) so that the reverse direction costs no shuffles and a_{t+1} needs no second
+exponential: about 33 instructions per element and state against the tiles backward's 53.
+
+Measured on the H200 (kernels/NOTES.md, v1.5), fewer instructions bought little: the forward runs 2-8 %
+faster than the tiles one, the backward 6-9 % faster on bf16 inputs and 20-25 % slower on fp32 ones (so
+fp32 keeps the tiles backward). Both wait on the L2 latency of each state's B and C rows and on the lanes'
+serial FFMA chains, not on instruction issue.
 
 The layout is the compiler's choice: Triton gives a load at most 128 bits per lane (4 fp32), but takes the
 widest vector among the loads in the same dataflow slice. An int8 load of the same shape (16 bytes = 16
@@ -321,8 +329,9 @@ def _scan_bwd_seg_kernel(
 ):
     """The backward of ``_scan_bwd_kernel`` (same arguments and outputs, no index table) on [BD, S, E] views:
     per chunk (in reverse) and state, h again from the chunk's checkpoint, the adjoint mu backwards from the
-    one handed over by the later chunk (lam, two slots by chunk parity), and every gradient. a_{t+1} comes
-    from delta loaded one step ahead (an exponential per element; a shift across lanes would save it)."""
+    one handed over by the later chunk (lam, two slots by chunk parity), and every gradient
+    (``_seg_backward_state``). dB and dC go to memory by ``_red_add_segments`` where VEC_RED (GPUs, whole
+    chunks), else summed over the channels by ``tl.atomic_add``."""
     S: tl.constexpr = T // E
     LOG_E: tl.constexpr = 2 if E == 4 else 3 if E == 8 else 4
     tl.static_assert(E == 4 or E == 8 or E == 16)
