@@ -181,6 +181,24 @@ def _bwd_state(d_dtA, d_dtu, y, dt, dtn, dtu, gy, gy_r, first, last, rev, tt, n,
 
 
 @triton.jit
+def _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_out, ddt_out, HAS_D: tl.constexpr,
+                 SOFTPLUS: tl.constexpr):
+    # a chunk's du = delta sum_n lambda B_n + D gy and d(delta) = u sum_n lambda B_n + ln 2 sum_n A_n lambda q
+    # (through softplus'), stored; the per-channel dD and dbias partials returned with this chunk's terms
+    d_dt = u * d_dtu + LN_2 * d_dtA
+    du = d_dtu * dt
+    if HAS_D:
+        du += Dv[:, None] * gy
+        dD += tl.sum(gy * u, axis=1)
+    if SOFTPLUS:
+        d_dt = d_dt * _softplus_grad(x)
+    d_dt = tl.where(m2, d_dt, 0.0)
+    tl.store(du_out, du.to(du_out.dtype.element_ty), mask=m2)
+    tl.store(ddt_out, d_dt.to(ddt_out.dtype.element_ty), mask=m2)
+    return dD, dbias + tl.sum(d_dt, axis=1)
+
+
+@triton.jit
 def _program_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr):
     # program (channel block, group, batch): its channels within the group (d), overall (ch), the states
     g = tl.program_id(1).to(tl.int64)
@@ -503,27 +521,17 @@ def _scan_bwd_kernel(
         u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
         x, _ = _delta(tl.load(dt_ptr + at_dt, mask=m2, other=0.0).to(tl.float32), bias[:, None], m2, HAS_BIAS,
                       SOFTPLUS)
-        d_dt = u * d_dtu + LN_2 * d_dtA
-        du = d_dtu * dt
-        if HAS_D:
-            y += Dv[:, None] * u
-            du += Dv[:, None] * gy
-            dD += tl.sum(gy * u, axis=1)
-        if SOFTPLUS:
-            d_dt = d_dt * _softplus_grad(x)
-        d_dt = tl.where(m2, d_dt, 0.0)
-        dbias += tl.sum(d_dt, axis=1)
-        tl.store(du_ptr + b * sdu_b + g * sdu_g + d[:, None] * sdu_d + pos[None, :] * sdu_l,
-                 du.to(du_ptr.dtype.element_ty), mask=m2)
-        tl.store(ddt_ptr + b * sdu_b + g * sdu_g + d[:, None] * sdu_d + pos[None, :] * sdu_l,
-                 d_dt.to(ddt_ptr.dtype.element_ty), mask=m2)
+        at_du = b * sdu_b + g * sdu_g + d[:, None] * sdu_d + pos[None, :] * sdu_l
+        dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_ptr + at_du,
+                                 ddt_ptr + at_du, HAS_D, SOFTPLUS)
         if HAS_Z:
+            if HAS_D:
+                y += Dv[:, None] * u
             gout = tl.load(dout_ptr + b * so_b + g * so_g + d[:, None] * so_d + pos[None, :] * so_l,
                            mask=m2, other=0.0).to(tl.float32)
             sig_z = 1.0 / (1.0 + tl.exp(-z))
             dz = gout * y * sig_z * (1.0 + z * (1.0 - sig_z))
-            tl.store(dz_ptr + b * sdu_b + g * sdu_g + d[:, None] * sdu_d + pos[None, :] * sdu_l,
-                     dz.to(dz_ptr.dtype.element_ty), mask=m2)
+            tl.store(dz_ptr + at_du, dz.to(dz_ptr.dtype.element_ty), mask=m2)
 
     row = b * G * DG + ch
     tl.store(dD_ptr + row, dD, mask=dmask)
@@ -926,9 +934,11 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
     # the segment backward for 16-bit inputs; in fp32 the tiles one timed faster on the H200 (3.0 against
-    # 3.8 ms at 1024 x 4096; bf16 3.9 against 3.6: kernels/NOTES.md, v1.5). MAMBAAD_SCAN_SEG_BWD=1: always
+    # 3.8 ms at 1024 x 4096; bf16 3.9 against 3.6: kernels/NOTES.md, v1.5). MAMBAAD_SCAN_SEG_BWD=1: always.
+    # Not with z on a GPU: the gate's terms make it spill (304 bytes of stack at (4, 1), local sm_90 compile)
     seg = (not rows and table is None and seg_enabled(T, dg, backward=True)
-           and (u4.element_size() == 2 or os.environ.get("MAMBAAD_SCAN_SEG_BWD") == "1" or interpreting()))
+           and (interpreting() or (z4 is None and (u4.element_size() == 2
+                                                   or os.environ.get("MAMBAAD_SCAN_SEG_BWD") == "1"))))
     if not rows and not seg:  # bf16 loads set the tiles kernel's layouts astray (Triton 3.6): 1.3x slower
         dout4, u4, dt4, B4, C4, z4 = (_fp32(t) for t in (dout4, u4, dt4, B4, C4, z4))
 

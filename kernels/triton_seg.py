@@ -34,13 +34,12 @@ import triton
 import triton.language as tl
 
 from .triton_scan import (
-    LN_2,
     _channel_vectors,
     _delta,
     _exp2,
+    _input_grads,
     _pair_combine,
     _program_channels,
-    _softplus_grad,
 )
 
 
@@ -430,20 +429,9 @@ def _scan_bwd_seg_kernel(
             d_dtA += A2n[:, None, None] * w
             d_dtu += mu * B3
 
-        d_dtA = tl.reshape(d_dtA, [BD, T])
-        d_dtu = tl.reshape(d_dtu, [BD, T])
-        d_dt = u * d_dtu + LN_2 * d_dtA
-        du = d_dtu * dt
-        if HAS_D:
-            du += Dv[:, None] * gy
-            dD += tl.sum(gy * u, axis=1)
-        if SOFTPLUS:
-            d_dt = d_dt * _softplus_grad(x)
-        d_dt = tl.where(m2, d_dt, 0.0)
-        dbias += tl.sum(d_dt, axis=1)
         at_du = b * sdu_b + g * sdu_g + d[:, None] * sdu_d + t[None, :] * sdu_l
-        tl.store(du_ptr + at_du, du.to(du_ptr.dtype.element_ty), mask=m2)
-        tl.store(ddt_ptr + at_du, d_dt.to(ddt_ptr.dtype.element_ty), mask=m2)
+        dD, dbias = _input_grads(u, x, dt, gy, tl.reshape(d_dtu, [BD, T]), tl.reshape(d_dtA, [BD, T]), Dv, dD,
+                                 dbias, m2, du_ptr + at_du, ddt_ptr + at_du, HAS_D, SOFTPLUS)
         if HAS_Z:
             y = tl.reshape(y, [BD, T])
             if HAS_D:
