@@ -102,6 +102,16 @@ def _layout_hint(x, ptr, offsets, mask):
 
 
 @triton.jit
+def _load_rows(ptrs, tmask, EVEN_L: tl.constexpr):
+    # a B or C row as a [BD, T] tile: no mask when L is a multiple of T (the masked loads' zeroing costs a
+    # register move per element and state), else zeros past L (the backward's adjoint runs through them)
+    if EVEN_L:
+        return tl.load(ptrs)
+    else:
+        return tl.load(ptrs, mask=tmask[None, :], other=0.0)
+
+
+@triton.jit
 def _last(x, idx, i, AXIS: tl.constexpr):
     # x[..., i, ...] along AXIS; held in registers, the pick folds at compile time (x + -0.0 == x)
     return tl.sum(tl.where(idx == i, x, -0.0), axis=AXIS)
@@ -183,30 +193,27 @@ def _scan_fwd_seg_kernel(
             s_in = c % 2 * N
             s_out = (c + 1) % 2 * N
         tl.debug_barrier()  # the previous chunk's final states are stored, its loads done
-        # B and C need no channel mask; none at all when L is a multiple of T (the masked loads' zeroing costs
-        # a register move per element and state)
-        rmask = None if EVEN_L else tmask[None, :] & (d[:, None] >= 0)
         B_row = B_ptr + b * sB_b + g * sB_g + t[None, :] * sB_l + 0 * d[:, None]
         C_row = C_ptr + b * sC_b + g * sC_g + t[None, :] * sC_l + 0 * d[:, None]
         A2_row = A2_ptr + ch * N
         h0_row = state + s_in
         h_out = state + s_out
         h_mask = dmask & (c + 1 < n_chunks)
-        B_nx = tl.load(B_row, mask=rmask)
-        C_nx = tl.load(C_row, mask=rmask)
+        B_nx = _load_rows(B_row, tmask, EVEN_L)
+        C_nx = _load_rows(C_row, tmask, EVEN_L)
         A2_nx = tl.load(A2_row, mask=dmask, other=0.0)
         h0_nx = tl.load(h0_row, mask=dmask, other=0.0)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
             m = tl.minimum(n + 1, N - 1)  # the next state (the last loads its own values again: no mask)
             if PREFETCH:  # one state ahead (triton_scan.py, _scan_fwd_kernel)
                 Bn, Cn, A2n, h0n = B_nx, C_nx, A2_nx, h0_nx
-                B_nx = tl.load(B_row + m * sB_n, mask=rmask)
-                C_nx = tl.load(C_row + m * sC_n, mask=rmask)
+                B_nx = _load_rows(B_row + m * sB_n, tmask, EVEN_L)
+                C_nx = _load_rows(C_row + m * sC_n, tmask, EVEN_L)
                 A2_nx = tl.load(A2_row + m, mask=dmask, other=0.0)
                 h0_nx = tl.load(h0_row + m, mask=dmask, other=0.0)
             else:
-                Bn = tl.load(B_row + n * sB_n, mask=rmask)
-                Cn = tl.load(C_row + n * sC_n, mask=rmask)
+                Bn = _load_rows(B_row + n * sB_n, tmask, EVEN_L)
+                Cn = _load_rows(C_row + n * sC_n, tmask, EVEN_L)
                 A2n = tl.load(A2_row + n, mask=dmask, other=0.0)
                 h0n = tl.load(h0_row + n, mask=dmask, other=0.0)
             a = _exp2(dt3 * A2n[:, None, None], FAST_EXP)
@@ -384,7 +391,6 @@ def _scan_bwd_seg_kernel(
         d_dtA = tl.zeros([BD, S, E], tl.float32)  # sum_n A_n mu q, q = a_t h_{t-1} (A in log2 units here)
         d_dtu = tl.zeros([BD, S, E], tl.float32)  # sum_n mu B_n: du = d_dtu * delta + D gy
         tl.debug_barrier()  # the previous chunk's lam stores are visible to every thread, its loads done
-        rmask = None if EVEN_L else tmask[None, :] & (d[:, None] >= 0)
         B_row = B_ptr + b * sB_b + g * sB_g + t[None, :] * sB_l + 0 * d[:, None]
         C_row = C_ptr + b * sC_b + g * sC_g + t[None, :] * sC_l + 0 * d[:, None]
         A2_row = A2_ptr + ch * N
@@ -393,17 +399,17 @@ def _scan_bwd_seg_kernel(
         lam_mask = dmask & (i > 0)
         lam_out = lam_ptr + i % 2 * slot + row_n
         seg_t = (c * T + ss * E)[:, :, None] + 0 * d[:, None, None]  # each lane's first step
-        B_nx = tl.load(B_row, mask=rmask)
-        C_nx = tl.load(C_row, mask=rmask)
+        B_nx = _load_rows(B_row, tmask, EVEN_L)
+        C_nx = _load_rows(C_row, tmask, EVEN_L)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
             m = tl.minimum(n + 1, N - 1)
             if PREFETCH:
                 Bn, Cn = B_nx, C_nx
-                B_nx = tl.load(B_row + m * sB_n, mask=rmask)
-                C_nx = tl.load(C_row + m * sC_n, mask=rmask)
+                B_nx = _load_rows(B_row + m * sB_n, tmask, EVEN_L)
+                C_nx = _load_rows(C_row + m * sC_n, tmask, EVEN_L)
             else:
-                Bn = tl.load(B_row + n * sB_n, mask=rmask)
-                Cn = tl.load(C_row + n * sC_n, mask=rmask)
+                Bn = _load_rows(B_row + n * sB_n, tmask, EVEN_L)
+                Cn = _load_rows(C_row + n * sC_n, tmask, EVEN_L)
             A2n = tl.load(A2_row + n, mask=dmask, other=0.0)
             h0n = tl.load(h0_row + n, mask=dmask, other=0.0)
             lam_n = tl.load(lam_row + n, mask=lam_mask, other=0.0)
