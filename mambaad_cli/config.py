@@ -72,6 +72,9 @@ class DataConfig:
     classes: list[str] = field(default_factory=list)  # empty: every class found
     image_size: int = 256
     num_workers: int = 2
+    # Decoded, resized images kept on disk ($MAMBAAD_CACHE/images, else ~/.cache/mambaad/images): the first
+    # run decodes each image once, later epochs and runs read them back (data/image_cache.py)
+    cache_images: bool = False
     # Normal training images held out per class to choose deployable thresholds (engine/calibrate.py).
     # 0 keeps the paper's training set; thresholds then come from in-sample training scores.
     val_fraction: float = 0.0

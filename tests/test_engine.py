@@ -322,3 +322,21 @@ def test_first_step_notice_only_when_the_triton_scan_compiles(backend, device, n
     assert (message is not None) == notice
     if notice:
         assert "Triton" in message
+
+
+def test_training_with_the_image_cache_matches_decoding(tmp_path, monkeypatch):
+    """data.cache_images changes where the pixels come from, not what they are: same losses, same metrics."""
+    monkeypatch.setenv("MAMBAAD_CACHE", str(tmp_path / "cache"))
+    data_root = make_dataset(tmp_path / "data", classes=("disc",), n_train=8)
+    common = {"train.epochs": 1, "train.deterministic": True, "model.decoder.drop_path_rate": 0.0}
+    runs = [
+        train(load_preset("folder", tiny_overrides(tmp_path, data_root, run_name=name,
+                                                   **{**common, "data.cache_images": cached})),
+              show_progress=False)
+        for name, cached in (("plain", False), ("cached", True))
+    ]
+    logs = [[row["loss"] for row in csv.DictReader((r.run_dir / "log.csv").open())] for r in runs]
+    assert logs[0] == logs[1] and len(logs[0]) > 0
+    metrics = [json.loads((r.run_dir / "metrics.json").read_text())["mean"] for r in runs]
+    assert metrics[0] == metrics[1]
+    assert list((tmp_path / "cache" / "images").glob("*.json"))  # the cached run built its files

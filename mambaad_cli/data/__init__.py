@@ -1,6 +1,6 @@
 """Datasets behind one interface: every dataset yields `Sample`s read from an ADer-style manifest."""
 
-from mambaad_cli.data.build import build_datasets
+from mambaad_cli.data.build import build_datasets, cache_images
 from mambaad_cli.data.dataset import AnomalyDataset
 from mambaad_cli.data.demo import ensure_demo_dataset
 from mambaad_cli.data.errors import DataError
@@ -16,6 +16,7 @@ __all__ = [
     "DataError",
     "Sample",
     "build_datasets",
+    "cache_images",
     "collate_samples",
     "ensure_demo_dataset",
     "image_to_tensor",

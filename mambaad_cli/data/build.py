@@ -9,6 +9,7 @@ caller builds each split's datasets from split_data_configs(data_cfg).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from mambaad_cli.data.dataset import AnomalyDataset
@@ -126,3 +127,15 @@ def build_datasets(data_cfg) -> tuple[AnomalyDataset, AnomalyDataset, list[str]]
         AnomalyDataset(root, test, data_cfg.image_size),
         classes,
     )
+
+
+def cache_images(datasets: tuple[AnomalyDataset, ...], workers: int,
+                 say: Callable[[str], None] | None = None) -> tuple[AnomalyDataset, ...]:
+    """The datasets reading their images from the image cache (data.cache_images), each split its own
+    cache, decoded first where missing; `say` gets a line before each such build."""
+
+    def notice(n_images: int, folder: Path) -> None:
+        if say is not None:
+            say(f"decoding {n_images} images once into the image cache ({folder}; data.cache_images)")
+
+    return tuple(ds.with_image_cache(workers, on_build=notice) for ds in datasets)

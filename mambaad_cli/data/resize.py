@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 
-def _resize_uint8(array: np.ndarray, size: int) -> torch.Tensor:
+def resize_uint8(array: np.ndarray, size: int) -> torch.Tensor:
     """uint8 (H, W, C) -> uint8 tensor (C, size, size), PIL-style bilinear."""
     tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
     if tensor.shape[1:] == (size, size):
@@ -27,10 +27,15 @@ def _resize_uint8(array: np.ndarray, size: int) -> torch.Tensor:
 
 def image_to_tensor(image: np.ndarray, size: int) -> torch.Tensor:
     """uint8 (H, W, 3) RGB -> float32 (3, size, size) in [0, 1] (the reference's Resize + ToTensor)."""
-    return _resize_uint8(image, size).float().div_(255.0)
+    return resize_uint8(image, size).float().div_(255.0)
+
+
+def mask_to_binary(mask: np.ndarray, size: int) -> torch.Tensor:
+    """bool (H, W) -> bool (1, size, size): resized as a 0/255 grey image, then > 0.5."""
+    grey = mask.astype(np.uint8)[:, :, None] * 255
+    return resize_uint8(grey, size).float() > 127.5
 
 
 def mask_to_tensor(mask: np.ndarray, size: int) -> torch.Tensor:
-    """bool (H, W) -> float32 (1, size, size) in {0, 1}: resized as a 0/255 grey image, then > 0.5."""
-    grey = mask.astype(np.uint8)[:, :, None] * 255
-    return (_resize_uint8(grey, size).float() > 127.5).float()
+    """bool (H, W) -> float32 (1, size, size) in {0, 1} (mask_to_binary)."""
+    return mask_to_binary(mask, size).float()

@@ -39,7 +39,7 @@ def split_validation(
     """Hold out `fraction` of each class's normal training images (at least one when fraction > 0 and the
     class has two or more). Returns (training set, validation set)."""
     if fraction <= 0:
-        return train_ds, AnomalyDataset(train_ds.root, [], train_ds.image_size)
+        return train_ds, train_ds.subset([])
     by_class: dict[str, list[int]] = defaultdict(list)
     for i, rec in enumerate(train_ds.records):
         by_class[rec["cls_name"]].append(i)
@@ -51,8 +51,8 @@ def split_validation(
     train = [r for i, r in enumerate(train_ds.records) if i not in held]
     val = [r for i, r in enumerate(train_ds.records) if i in held]
     return (
-        AnomalyDataset(train_ds.root, train, train_ds.image_size),
-        AnomalyDataset(train_ds.root, val, train_ds.image_size),
+        train_ds.subset(train),
+        train_ds.subset(val),
     )
 
 
@@ -65,7 +65,7 @@ def in_sample_subset(train_ds: AnomalyDataset, seed: int) -> AnomalyDataset:
     rng = np.random.default_rng(seed)
     for recs in by_class.values():
         picked += [recs[j] for j in sorted(rng.permutation(len(recs))[:FALLBACK_IMAGES])]
-    return AnomalyDataset(train_ds.root, picked, train_ds.image_size)
+    return train_ds.subset(picked)
 
 
 @torch.inference_mode()

@@ -23,7 +23,7 @@ import yaml
 
 from mambaad_cli.atomic import write_text
 from mambaad_cli.config import Config, config_from_dict, set_field
-from mambaad_cli.data import build_datasets
+from mambaad_cli.data import build_datasets, cache_images
 from mambaad_cli.engine.checkpoint import load_model, load_run_info, update_model_json
 from mambaad_cli.engine.distributed import (
     broadcast_from_main,
@@ -31,9 +31,10 @@ from mambaad_cli.engine.distributed import (
     distributed_session,
     gather_to_main,
     is_main_process,
+    on_main,
     shard,
 )
-from mambaad_cli.engine.progress import make_progress
+from mambaad_cli.engine.progress import console, make_progress
 from mambaad_cli.engine.runs import resolve_run_dir
 from mambaad_cli.engine.scoring import indices_by_class, make_scorer, score_batches
 from mambaad_cli.errors import UserError
@@ -253,6 +254,9 @@ def _evaluate_one(
     _, test_ds, _ = build_datasets(cfg.data)
     if len(test_ds) == 0:
         raise UserError(f"--data-root {cfg.data.root}: the test split is empty")
+    if cfg.data.cache_images:
+        # rank 0 decodes (once), every rank reads the same files
+        (test_ds,) = on_main(cache_images, (test_ds,), cfg.data.num_workers, console.print)
     result = evaluate(
         model, test_ds, cfg, device, show_progress=show_progress, thresholds=info.get("thresholds") or None
     )

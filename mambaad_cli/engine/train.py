@@ -24,7 +24,7 @@ from kernels.directions import FUSED
 from kernels.dispatch import BackendUnavailableError, check_backend, resolve_backend
 from mambaad_cli.atomic import write_text
 from mambaad_cli.config import Config
-from mambaad_cli.data import build_datasets, collate_samples
+from mambaad_cli.data import build_datasets, cache_images, collate_samples
 from mambaad_cli.data.build import split_data_configs
 from mambaad_cli.engine.acceleration import (
     apply_speed_options,
@@ -169,6 +169,8 @@ def _train_one(
     run_dir = on_main(_prepare_run_dir, cfg, resume)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     train_ds, test_ds, class_names = build_datasets(cfg.data)
+    if cfg.data.cache_images:  # rank 0 decodes (once), every rank reads the same files
+        train_ds, test_ds = on_main(cache_images, (train_ds, test_ds), cfg.data.num_workers, console.print)
     train_ds, val_ds = split_validation(train_ds, cfg.data.val_fraction, cfg.train.seed)
     if len(train_ds) == 0:
         raise UserError(f"--data-root {cfg.data.root}: no training images found")
