@@ -199,6 +199,29 @@ def _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_out, ddt_out,
 
 
 @triton.jit
+def _state_rows(ckpt_ptr, b, G, DG, ch, n_chunks, nn, nm, N: tl.constexpr, BD: tl.constexpr,
+                NP: tl.constexpr, STORE_CKPT: tl.constexpr):
+    # the forward's chunk-start states, this program's rows: in training the checkpoints (rows of n_chunks
+    # slots, slot c at c * N, which the backward reads), at inference two slots by chunk parity. Slot 0 is
+    # set to h = 0 here.
+    if STORE_CKPT:
+        state = ckpt_ptr + (b * G * DG + ch) * n_chunks * N
+    else:
+        state = ckpt_ptr + (b * G * DG + ch) * 2 * N
+    tl.store(state[:, None] + nn[None, :], tl.zeros([BD, NP], tl.float32), mask=nm)
+    return state
+
+
+@triton.jit
+def _state_slots(c, N: tl.constexpr, STORE_CKPT: tl.constexpr):
+    # offsets in a _state_rows row of chunk c's start state and of the next chunk's
+    if STORE_CKPT:
+        return c * N, (c + 1) * N
+    else:
+        return c % 2 * N, (c + 1) % 2 * N
+
+
+@triton.jit
 def _program_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr):
     # program (channel block, group, batch): its channels within the group (d), overall (ch), the states
     g = tl.program_id(1).to(tl.int64)
@@ -261,11 +284,7 @@ def _scan_fwd_kernel(
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     first = tt[None, :] == 0
     last = tt[None, :] == T - 1
-    if STORE_CKPT:
-        state = ckpt_ptr + (b * G * DG + ch) * n_chunks * N  # this program's rows, slot c at c * N
-    else:
-        state = ckpt_ptr + (b * G * DG + ch) * 2 * N
-    tl.store(state[:, None] + nn[None, :], tl.zeros([BD, NP], tl.float32), mask=nm)  # slot 0: h = 0
+    state = _state_rows(ckpt_ptr, b, G, DG, ch, n_chunks, nn, nm, N, BD, NP, STORE_CKPT)
 
     for c in range(n_chunks):
         t = c * T + tt
@@ -282,12 +301,7 @@ def _scan_fwd_kernel(
             y = Dv[:, None] * u
         else:
             y = tl.zeros([BD, T], tl.float32)
-        if STORE_CKPT:
-            s_in = c * N
-            s_out = (c + 1) * N
-        else:
-            s_in = c % 2 * N
-            s_out = (c + 1) % 2 * N
+        s_in, s_out = _state_slots(c, N, STORE_CKPT)
         tl.debug_barrier()  # the previous chunk's final states are stored, its loads done
         B_row = B_ptr + b * sB_b + g * sB_g + pos * sB_l
         C_row = C_ptr + b * sC_b + g * sC_g + pos * sC_l
@@ -708,9 +722,14 @@ def _prune(configs, named_args, **kwargs):
 def _config_space(backward: bool) -> list[tuple[int, ...]]:
     # developer knob, for both kernels: "16:4,4:1:3:2:0:1"
     # (BD:num_warps[:num_stages[:unroll[:FLIP[:PREFETCH]]]])
-    value = os.environ.get("MAMBAAD_SCAN_CONFIGS")
+    return _configs_from_env("MAMBAAD_SCAN_CONFIGS", _BWD_CONFIGS if backward else _FWD_CONFIGS)
+
+
+def _configs_from_env(name: str, default: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    # "a:b:c,d:e:f" -> [(a, b, c), (d, e, f)]; the default where the variable is unset or empty
+    value = os.environ.get(name)
     if not value:
-        return _BWD_CONFIGS if backward else _FWD_CONFIGS
+        return default
     return [tuple(int(x) for x in item.split(":")) for item in value.split(",")]
 
 
@@ -770,10 +789,8 @@ def _seg_prune(configs, named_args, **kwargs):
 
 
 def _seg_config_space(backward: bool) -> list[tuple[int, ...]]:
-    value = os.environ.get("MAMBAAD_SCAN_SEG_CONFIGS")  # developer knob, both kernels: "4:1:3:1:16:0,.."
-    if not value:
-        return _SEG_BWD_CONFIGS if backward else _SEG_FWD_CONFIGS
-    return [tuple(int(x) for x in item.split(":")) for item in value.split(",")]
+    # developer knob, both kernels: "4:1:3:1:16:0,.."
+    return _configs_from_env("MAMBAAD_SCAN_SEG_CONFIGS", _SEG_BWD_CONFIGS if backward else _SEG_FWD_CONFIGS)
 
 
 def seg_enabled(T: int, dg: int, backward: bool = False) -> bool:

@@ -40,6 +40,8 @@ from .triton_scan import (
     _input_grads,
     _pair_combine,
     _program_channels,
+    _state_rows,
+    _state_slots,
 )
 
 
@@ -163,11 +165,7 @@ def _scan_fwd_seg_kernel(
     ss = tl.arange(0, S)[None, :]
     kk = tl.arange(0, E)[None, None, :]
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
-    if STORE_CKPT:
-        state = ckpt_ptr + (b * G * DG + ch) * n_chunks * N  # this program's rows, slot c at c * N
-    else:
-        state = ckpt_ptr + (b * G * DG + ch) * 2 * N
-    tl.store(state[:, None] + nn[None, :], tl.zeros([BD, NP], tl.float32), mask=nm)  # slot 0: h = 0
+    state = _state_rows(ckpt_ptr, b, G, DG, ch, n_chunks, nn, nm, N, BD, NP, STORE_CKPT)
 
     for c in range(n_chunks):
         t = c * T + tt
@@ -186,12 +184,7 @@ def _scan_fwd_seg_kernel(
             y = tl.reshape(Dv[:, None] * u, [BD, S, E])
         else:
             y = tl.zeros([BD, S, E], tl.float32)
-        if STORE_CKPT:
-            s_in = c * N
-            s_out = (c + 1) * N
-        else:
-            s_in = c % 2 * N
-            s_out = (c + 1) % 2 * N
+        s_in, s_out = _state_slots(c, N, STORE_CKPT)
         tl.debug_barrier()  # the previous chunk's final states are stored, its loads done
         B_row = B_ptr + b * sB_b + g * sB_g + t[None, :] * sB_l + 0 * d[:, None]
         C_row = C_ptr + b * sC_b + g * sC_g + t[None, :] * sC_l + 0 * d[:, None]
