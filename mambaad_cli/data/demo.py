@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mambaad_cli.data.cache_dir import user_cache_dir
 from mambaad_cli.data.demo_scenes import CATEGORIES, SIZE, render
 from mambaad_cli.data.errors import DataError
 from mambaad_cli.data.imageio import write_png
@@ -30,9 +31,7 @@ DEMO_CLASSES = tuple(sorted(CATEGORIES))
 
 
 def default_demo_root() -> Path:
-    cache = os.environ.get("MAMBAAD_CACHE")
-    base = Path(cache).expanduser() if cache else Path.home() / ".cache" / "mambaad"
-    return base / DEMO_NAME
+    return user_cache_dir() / DEMO_NAME
 
 
 def _seeds(category: str, split: str, index: int) -> tuple[np.random.SeedSequence, np.random.SeedSequence]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from mambaad_cli.atomic import atomic_path, write_text
+from mambaad_cli.data.cache_dir import user_cache_dir
 from mambaad_cli.data.errors import DataError
 from mambaad_cli.data.imageio import read_image, read_mask
 from mambaad_cli.data.resize import mask_to_binary, resize_uint8
@@ -34,8 +34,7 @@ VERSION = 1
 
 def cache_root() -> Path:
     """$MAMBAAD_CACHE/images, else ~/.cache/mambaad/images (where the demo dataset lives too)."""
-    base = os.environ.get("MAMBAAD_CACHE")
-    return (Path(base).expanduser() if base else Path.home() / ".cache" / "mambaad") / "images"
+    return user_cache_dir() / "images"
 
 
 def _stamp(path: Path) -> list[int]:
