@@ -941,8 +941,9 @@ def _fp32(t: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, ckpt, T):
-    """Gradients on the same 4-D views: (du4, ddt4, dz4) as (batch, G, DG, L) fp32, dB4 / dC4 (batch, G, N, L)
-    fp32, and dA (dim, N), dD, dbias (dim,) fp32 summed over the batch."""
+    """Gradients on the same 4-D views: (du4, ddt4, dz4) as (batch, G, DG, L) (fp32, or the inputs' dtypes
+    where the segment kernel runs), dB4 / dC4 (batch, G, N, L) fp32, and dA (dim, N), dD, dbias (dim,) fp32
+    summed over the batch."""
     batch, groups, dg, length = dt4.shape
     n_state = A.shape[1]
     n_chunks = triton.cdiv(length, T)
@@ -959,13 +960,16 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     if not rows and not seg:  # bf16 loads set the tiles kernel's layouts astray (Triton 3.6): 1.3x slower
         dout4, u4, dt4, B4, C4, z4 = (_fp32(t) for t in (dout4, u4, dt4, B4, C4, z4))
 
-    def grad_buffer():
+    def grad_buffer(like):
+        # the segment kernel stores du / ddt / dz in their input's dtype (16-bit: no fp32 buffer and cast
+        # afterwards); the others in fp32
+        dtype = like.dtype if seg else torch.float32
         if rows:  # gradients in the inputs' layout, so that the rows kernel stores whole rows
-            buffer = torch.empty((batch, length, groups, dg), device=dev, dtype=torch.float32)
+            buffer = torch.empty((batch, length, groups, dg), device=dev, dtype=dtype)
             return buffer.permute(0, 2, 3, 1)
-        return torch.empty((batch, groups, dg, length), device=dev, dtype=torch.float32)
-    du, ddt = grad_buffer(), grad_buffer()
-    dz = grad_buffer() if z4 is not None else du
+        return torch.empty((batch, groups, dg, length), device=dev, dtype=dtype)
+    du, ddt = grad_buffer(u4), grad_buffer(dt4)
+    dz = grad_buffer(z4) if z4 is not None else du
     dB = torch.zeros((batch, groups, n_state, length), device=dev, dtype=torch.float32)
     dC = torch.zeros_like(dB)
     dA = torch.zeros((batch, groups * dg, n_state), device=dev, dtype=torch.float32)  # the tiles kernel adds
