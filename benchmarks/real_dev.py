@@ -8,6 +8,7 @@ With --minutes, a few timed steps measure the throughput first and the epoch cou
 (the lr schedule needs the total up front). Equivalent CLI command:
     mambaad train --preset folder --data-root ROOT --set model.encoder.name=tf_efficientnet_lite0 \
         --set model.encoder.weights=bundled --epochs N [--precision bf16 --channels-last] [--cuda-graphs]
+        [--set data.cache_images=true]
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def config(args: argparse.Namespace, epochs: int, run_name: str, max_steps: int 
             "train.channels_last": args.channels_last,
             "train.cuda_graphs": args.cuda_graphs,
             "eval.cuda_graphs": args.cuda_graphs,
+            "data.cache_images": args.cache_images,
             "model.decoder.scan_backend": args.backend,
             "train.max_steps": max_steps,
             "train.eval_at_end": max_steps == 0,
@@ -62,6 +64,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--cuda-graphs", action="store_true", help="train and evaluate as CUDA graphs")
     parser.add_argument("--backend", default="auto", help="model.decoder.scan_backend")
+    parser.add_argument("--cache-images", action="store_true", help="data.cache_images: decoded, on disk")
     args = parser.parse_args()
     epochs = args.epochs
     if not epochs:
