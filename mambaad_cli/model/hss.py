@@ -19,7 +19,6 @@ from torch import nn
 from kernels import selective_scan, selective_scan_directions
 from kernels.direction_glue import DirectionPlan, cross_merge, cross_scan, direction_plan
 from kernels.directions import FUSED
-from mambaad_cli.model.norm import LayerNormKeepDtype
 from mambaad_cli.model.scans import direction_tables
 
 # torch.compile fuses the glue around the scan but not the scan itself: the Triton/CUDA kernels are already
@@ -74,7 +73,7 @@ class SS2D(nn.Module):
         self.dt_projs_bias = nn.Parameter(torch.empty(K, D))
         self.A_logs = nn.Parameter(torch.empty(K * D, N))
         self.Ds = nn.Parameter(torch.empty(K * D))
-        self.out_norm = LayerNormKeepDtype(D)  # bf16 in, bf16 out under bf16 autocast (model/norm.py)
+        self.out_norm = nn.LayerNorm(D)
         self.out_proj = nn.Linear(D, d_model, bias=False)
         self._init_ssm(dt_min, dt_max, dt_floor)
 
