@@ -749,7 +749,11 @@ def _autotune(kernel, reset_to_zero=None, backward=False):
 
 
 def _cache_option() -> dict:
-    # keep the autotuner's choice on disk with Triton's compile cache, where this Triton can
+    # keep the autotuner's choice on disk with Triton's compile cache, where this Triton can. Developer knob
+    # MAMBAAD_SCAN_TUNE_CACHE=0: not for processes that share the GPU (a benchmark's parallel warm-ups, which
+    # should fill the compile cache only): their timings, and so their picks, are disturbed by each other
+    if os.environ.get("MAMBAAD_SCAN_TUNE_CACHE", "1") == "0":
+        return {}
     return {"cache_results": True} if "cache_results" in inspect.signature(triton.autotune).parameters else {}
 
 
