@@ -11,7 +11,8 @@ triton.testing.do_bench medians: forward as in training, forward at inference, a
 With --configs "2:1:3:1:2;4:2:3:1:2;auto" this tree's kernels are checked and timed once per config
 (MAMBAAD_SCAN_CONFIGS syntax, "auto": the default autotuned space), so a config sweep is one call. An entry
 of KEY=VALUE pairs joined by "&" sets MAMBAAD_SCAN_KEY instead: "SEG=0" (the tiles kernels),
-"SEG_CONFIGS=4:1:3:1:16:0" (one config of the segment kernels).
+"SEG_CONFIGS=4:1:3:1:16:0" (one config of the segment kernels), "SEG_RED=3" (the reduce-scatter of dB / dC),
+"CHUNK=64" (64-step chunks: the segment backward then sums 8 channels per lane column).
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def timings(module, xs) -> dict[str, float]:
     return {"fwd": fwd, "fwd_infer": infer, "bwd": bwd}
 
 
-KNOBS = ("CONFIGS", "SEG", "SEG_CONFIGS", "SEG_RED", "SEG_BWD")  # each entry starts from none of them
+# each entry starts from none of them
+KNOBS = ("CONFIGS", "SEG", "SEG_CONFIGS", "SEG_RED", "SEG_BWD", "CHUNK")
 
 
 def use_configs(spec: str) -> None:

@@ -992,7 +992,10 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         # dB / dC added by inline PTX (triton_seg._red_add_segments): NVIDIA GPUs, whole chunks. 2 sums over
         # the lane rows first, 1 adds every channel's own (developer knob MAMBAAD_SCAN_SEG_RED)
         vec = consts["EVEN_L"] and fast_exp() and not interpreting()
-        consts["VEC_RED"] = int(os.environ.get("MAMBAAD_SCAN_SEG_RED", "2")) if vec else 0
+        mode = int(os.environ.get("MAMBAAD_SCAN_SEG_RED", "2"))
+        # 3: the reduce-scatter (triton_seg._red_scatter_rows), which also runs without PTX (tl.atomic_add)
+        consts["VEC_RED"] = mode if vec or mode == 3 else 0
+        consts["PTX_RED"] = vec
     tab = table if table is not None else A2
     args = (u4, dt4, A2, B4, C4, Df, bias, z4 if z4 is not None else u4, dout4, ckpt, tab,
             du, ddt, dz, dB, dC, dA, dD, dbias, scratch, length, dg, n_chunks,

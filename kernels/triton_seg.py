@@ -65,6 +65,9 @@ def _red_part_asm(e: int) -> tuple[tl.constexpr, tl.constexpr]:
 
 
 _RED8, _RED8_OPS = _red_asm(8)
+_RED4, _RED4_OPS = _red_asm(4)
+_RED2 = tl.constexpr("red.global.add.v2.f32 [$2], {$4, $5};")
+_RED2_OPS = tl.constexpr("=r,=r,l,l,r,r")
 _RED16, _RED16_OPS = _red_asm(16)
 _PART8, _PART8_OPS = _red_part_asm(8)
 _PART16, _PART16_OPS = _red_part_asm(16)
@@ -94,6 +97,53 @@ def _red_add_segments(seg_ptr, vals, E: tl.constexpr, ROWS_FIRST: tl.constexpr):
         tl.inline_asm_elementwise(_RED16, _RED16_OPS, [addr, vals], dtype=tl.int32, is_pure=False, pack=16)
     else:
         tl.inline_asm_elementwise(_RED8, _RED8_OPS, [addr, vals], dtype=tl.int32, is_pure=False, pack=8)
+
+
+@triton.jit
+def _red_scatter_rows(row_ptr, first, L, vals, S: tl.constexpr, E: tl.constexpr, LOG_E: tl.constexpr,
+                      PTX: tl.constexpr):
+    """Adds the sum over channels of vals [BD, S, E] to the row at row_ptr, steps first [BD, S] (each lane's
+    first step) onwards, steps past L left out, by a reduce-scatter over the lane rows. At level i a lane
+    keeps half of its values, sends the other half to the lane of row r ^ 2^i and adds what it receives:
+    E/2 + E/4 + ... values move, where _red_add_segments' tl.sum moves E per level and its predicated adds
+    compile to branches. Afterwards each lane holds the sums of E / 2^levels consecutive steps at its own
+    offset and adds them with one vector reduction (PTX: GPUs, whole chunks), or tl.atomic_add. In the
+    local sm_90 compile the state loop goes from 533 to 495 instructions, but tl.gather along the rows
+    takes more shuffles than the values it moves (92 against 100 in all). Developer knob
+    MAMBAAD_SCAN_SEG_RED=3 (kernels/NOTES.md, v1.6: tested, not timed yet)."""
+    BD: tl.constexpr = vals.shape[0]
+    LOG_BD: tl.constexpr = (0 if BD == 1 else 1 if BD == 2 else 2 if BD == 4 else 3 if BD == 8
+                            else 4 if BD == 16 else 5)
+    LEVELS: tl.constexpr = LOG_BD if LOG_BD < LOG_E else LOG_E
+    xs = _unpack(vals, BD, S, E, LOG_E)
+    rows = tl.broadcast_to(tl.arange(0, BD)[:, None], [BD, S])
+    offset = tl.zeros([BD, S], tl.int32)
+    for i in tl.static_range(LEVELS):  # level i halves E / 2^i values (E >> (i + 1) kept)
+        upper = ((rows >> i) & 1) == 1  # this lane keeps the upper half
+        partner = rows ^ (1 << i)
+        kept = ()
+        for k in tl.static_range(E >> (i + 1)):
+            keep = tl.where(upper, xs[k + (E >> (i + 1))], xs[k])
+            send = tl.where(upper, xs[k], xs[k + (E >> (i + 1))])
+            kept = kept + (keep + tl.gather(send, partner, axis=0),)
+        offset += tl.where(upper, E >> (i + 1), 0)
+        xs = kept
+    M: tl.constexpr = len(xs)
+    step = first + offset
+    ptr = row_ptr + step
+    if PTX and M == 4:
+        v = _pack(xs, BD, S, 4, 2)  # [BD, S, 4], in each lane's registers
+        addr = tl.broadcast_to(ptr.to(tl.int64)[:, :, None], [BD, S, 4])
+        tl.inline_asm_elementwise(_RED4, _RED4_OPS, [addr, v], dtype=tl.int32, is_pure=False, pack=4)
+    elif PTX and M == 2:
+        v = _pack(xs, BD, S, 2, 1)
+        addr = tl.broadcast_to(ptr.to(tl.int64)[:, :, None], [BD, S, 2])
+        tl.inline_asm_elementwise(_RED2, _RED2_OPS, [addr, v], dtype=tl.int32, is_pure=False, pack=2)
+    else:
+        for j in tl.static_range(M):
+            # + -0.0: the same value (folded on GPUs); under TRITON_INTERPRET a contiguous copy, where
+            # atomic_add misreads the strided view that tl.split gives (Triton 3.8)
+            tl.atomic_add(ptr + j, xs[j] + -0.0, mask=step + j < L, sem="relaxed")
 
 
 @triton.jit
@@ -323,8 +373,8 @@ def _scan_bwd_seg_kernel(
     sdu_b, sdu_g, sdu_d, sdu_l,
     N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, E: tl.constexpr,
     UNROLL: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, EVEN_L: tl.constexpr,
-    VEC_RED: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
-    SOFTPLUS: tl.constexpr, HAS_TABLE: tl.constexpr,
+    VEC_RED: tl.constexpr, PTX_RED: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_TABLE: tl.constexpr,
 ):
     """The backward of ``_scan_bwd_kernel`` (same arguments and outputs, no index table) on [BD, S, E] views:
     per chunk (in reverse) and state, h again from the chunk's checkpoint, the adjoint mu backwards from the
@@ -392,6 +442,7 @@ def _scan_bwd_seg_kernel(
         lam_mask = dmask & (i > 0)
         lam_out = lam_ptr + i % 2 * slot + row_n
         seg_t = (c * T + ss * E)[:, :, None] + 0 * d[:, None, None]  # each lane's first step
+        seg_t2 = c * T + ss * E + 0 * d[:, None]
         B_nx = _load_rows(B_row, tmask, EVEN_L)
         C_nx = _load_rows(C_row, tmask, EVEN_L)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
@@ -416,7 +467,10 @@ def _scan_bwd_seg_kernel(
             w = mu * q  # mu_t a_t h_{t-1}
             dA_n = tl.sum(tl.sum(w * dt3, axis=2), axis=1)
             tl.atomic_add(dA_ptr + row_n + n, dA_n, mask=dmask, sem="relaxed")
-            if VEC_RED:  # inline PTX vector reductions (_red_add_segments)
+            if VEC_RED == 3:  # reduce-scatter over the lane rows (_red_scatter_rows)
+                _red_scatter_rows(dB_base + n * L, seg_t2, L, mu * dtu3, S, E, LOG_E, PTX_RED)
+                _red_scatter_rows(dC_base + n * L, seg_t2, L, gy3 * h, S, E, LOG_E, PTX_RED)
+            elif VEC_RED:  # inline PTX vector reductions (_red_add_segments)
                 _red_add_segments(dB_base + n * L + seg_t, mu * dtu3, E, VEC_RED == 2)
                 _red_add_segments(dC_base + n * L + seg_t, gy3 * h, E, VEC_RED == 2)
             else:  # summed over the program's channels first

@@ -88,6 +88,9 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     "segments: loads not ahead": {"PREFETCH": "0"},
     "segments of 8 steps": {"SEG_E": "8"},
     "one segment per chunk": {"SEG_E": "16"},
+    # dB / dC by a reduce-scatter over the lane rows (triton_seg._red_scatter_rows; tl.atomic_add here)
+    "segments: reduce-scatter of dB / dC": {"SEG_RED": "3"},
+    "segments of 8 steps, reduce-scatter": {"SEG_E": "8", "SEG_RED": "3"},
 }
 
 
@@ -280,10 +283,12 @@ def test_segment_configs_fit_their_chunk_and_channels(ts):
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="the inline-PTX reductions and whole 128-step chunks: GPUs")
+@pytest.mark.parametrize("red", ["2", "3"])  # lane-row sums, or the reduce-scatter (MAMBAAD_SCAN_SEG_RED=3)
 @pytest.mark.parametrize("dtype,force", [(torch.bfloat16, ""), (torch.float32, "1")])
-def test_segment_backward_on_whole_chunks_matches_float64_loop(ts, monkeypatch, dtype, force):
+def test_segment_backward_on_whole_chunks_matches_float64_loop(ts, monkeypatch, dtype, force, red):
     # L a multiple of the 128-step chunk: the segment backward adds dB / dC with red.global.add.v4.f32
     monkeypatch.setenv("MAMBAAD_SCAN_SEG_BWD", force)
+    monkeypatch.setenv("MAMBAAD_SCAN_SEG_RED", red)
     inputs = make(2, 64, 256, 16, 4, z=False, seed=5)
     for k in ("u", "delta", "B", "C"):  # both sides see the same (rounded) numbers
         inputs[k] = inputs[k].to(dtype).double()
