@@ -302,3 +302,16 @@ def test_segment_backward_on_whole_chunks_matches_float64_loop(ts, monkeypatch, 
     for name in NAMES:
         if test_in[name] is not None:
             assert rel(test_in[name].grad, ref_in[name].grad) < (1e-4 if fp32 else 2e-2), name
+
+
+def test_tune_cache_knob_keeps_autotuning_picks_in_the_process(ts, monkeypatch):
+    # benchmark warm-ups share one GPU: MAMBAAD_SCAN_TUNE_CACHE=0 keeps their disturbed picks off the disk
+    import inspect
+
+    import triton
+
+    monkeypatch.delenv("MAMBAAD_SCAN_TUNE_CACHE", raising=False)
+    if "cache_results" in inspect.signature(triton.autotune).parameters:  # Triton 3.2 and later
+        assert ts._cache_option() == {"cache_results": True}
+    monkeypatch.setenv("MAMBAAD_SCAN_TUNE_CACHE", "0")
+    assert ts._cache_option() == {}
