@@ -989,11 +989,11 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         scratch = torch.empty((2, batch * groups * dg * n_state), device=dev, dtype=torch.float32)
     if seg:
         consts["EVEN_L"] = length % T == 0
-        # dB / dC added by inline PTX (triton_seg._red_add_segments): NVIDIA GPUs, whole chunks. 2 sums over
-        # the lane rows first, 1 adds every channel's own (developer knob MAMBAAD_SCAN_SEG_RED)
+        # dB / dC added by inline PTX (triton_seg._red_add_segments): NVIDIA GPUs, whole chunks. Developer
+        # knob MAMBAAD_SCAN_SEG_RED: 2 sums over the lane rows first, 1 adds every channel's own, 3 the
+        # reduce-scatter (triton_seg._red_scatter_rows), which also runs without PTX (tl.atomic_add)
         vec = consts["EVEN_L"] and fast_exp() and not interpreting()
         mode = int(os.environ.get("MAMBAAD_SCAN_SEG_RED", "2"))
-        # 3: the reduce-scatter (triton_seg._red_scatter_rows), which also runs without PTX (tl.atomic_add)
         consts["VEC_RED"] = mode if vec or mode == 3 else 0
         consts["PTX_RED"] = vec
     tab = table if table is not None else A2

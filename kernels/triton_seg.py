@@ -45,11 +45,12 @@ from .triton_scan import (
 )
 
 
-def _red_asm(e: int) -> tuple[tl.constexpr, tl.constexpr]:
-    # E elements of one lane added to E consecutive floats at one address: E / 4 vector reductions (sm_90).
-    # Operands: E outputs (unused), E copies of the address, E values.
-    asm = " ".join(f"red.global.add.v4.f32 [${e}+{16 * j}], {{${2 * e + 4 * j}, ${2 * e + 4 * j + 1}, "
-                   f"${2 * e + 4 * j + 2}, ${2 * e + 4 * j + 3}}};" for j in range(e // 4))
+def _red_asm(e: int, width: int = 4) -> tuple[tl.constexpr, tl.constexpr]:
+    # E elements of one lane added to E consecutive floats at one address: E / width vector reductions
+    # (.v2 or .v4, sm_90). Operands: E outputs (unused), E copies of the address, E values.
+    asm = " ".join(
+        f"red.global.add.v{width}.f32 [${e}+{4 * width * j}], "
+        f"{{{', '.join(f'${2 * e + width * j + i}' for i in range(width))}}};" for j in range(e // width))
     return tl.constexpr(asm), tl.constexpr(",".join(["=r"] * e + ["l"] * e + ["r"] * e))
 
 
@@ -66,8 +67,7 @@ def _red_part_asm(e: int) -> tuple[tl.constexpr, tl.constexpr]:
 
 _RED8, _RED8_OPS = _red_asm(8)
 _RED4, _RED4_OPS = _red_asm(4)
-_RED2 = tl.constexpr("red.global.add.v2.f32 [$2], {$4, $5};")
-_RED2_OPS = tl.constexpr("=r,=r,l,l,r,r")
+_RED2, _RED2_OPS = _red_asm(2, width=2)
 _RED16, _RED16_OPS = _red_asm(16)
 _PART8, _PART8_OPS = _red_part_asm(8)
 _PART16, _PART16_OPS = _red_part_asm(16)
@@ -441,8 +441,8 @@ def _scan_bwd_seg_kernel(
         lam_row = lam_ptr + (i + 1) % 2 * slot + row_n
         lam_mask = dmask & (i > 0)
         lam_out = lam_ptr + i % 2 * slot + row_n
-        seg_t = (c * T + ss * E)[:, :, None] + 0 * d[:, None, None]  # each lane's first step
-        seg_t2 = c * T + ss * E + 0 * d[:, None]
+        seg_t2 = c * T + ss * E + 0 * d[:, None]  # each lane's first step, [BD, S]
+        seg_t = seg_t2[:, :, None]
         B_nx = _load_rows(B_row, tmask, EVEN_L)
         C_nx = _load_rows(C_row, tmask, EVEN_L)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
