@@ -766,8 +766,9 @@ _ROWS_CONFIGS = [(32, 1), (64, 2), (128, 4)]  # (BD, num_warps): one channel per
 _SEG_FWD_CONFIGS = [(8, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0),
                     (32, 1, 3, 1, 16, 0)]
 # the backward keeps one channel per lane (two would spill): E steps, BD = 32 * warps * E / T. Two warps per
-# program timed 2x slower (their dB / dC sums meet in shared memory), as did every channel adding its own
-_SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (2, 1, 3, 1, 8, 0), (8, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0),
+# program timed 2x slower (their dB / dC sums meet in shared memory), as did every channel adding its own.
+# Segments of 8 steps timed slower than 16 at 128-step chunks (BD = 2) and faster at 64 (BD = 4): H200, v1.7
+_SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 8, 0), (8, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0),
                     (32, 1, 3, 1, 16, 0)]
 
 
@@ -989,11 +990,14 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         scratch = torch.empty((2, batch * groups * dg * n_state), device=dev, dtype=torch.float32)
     if seg:
         consts["EVEN_L"] = length % T == 0
-        # dB / dC added by inline PTX (triton_seg._red_add_segments): NVIDIA GPUs, whole chunks. Developer
-        # knob MAMBAAD_SCAN_SEG_RED: 2 sums over the lane rows first, 1 adds every channel's own, 3 the
-        # reduce-scatter (triton_seg._red_scatter_rows), which also runs without PTX (tl.atomic_add)
+        # dB / dC added by inline PTX (triton_seg._red_add_segments): NVIDIA GPUs, whole chunks. Modes: 2
+        # sums over the lane rows first, 1 adds every channel's own, 3 the reduce-scatter
+        # (triton_seg._red_scatter_rows), which also runs without PTX (tl.atomic_add). 3 timed faster on
+        # the H200 at 128-step chunks (bf16 backward 3.20 -> 2.78 ms at 1024 x 4096, 0.85 -> 0.69 at
+        # 4096 x 256), 2 at 64 (0.82 against 1.01 at 8192 x 64): kernels/NOTES.md, v1.7. Developer knob
+        # MAMBAAD_SCAN_SEG_RED
         vec = consts["EVEN_L"] and fast_exp() and not interpreting()
-        mode = int(os.environ.get("MAMBAAD_SCAN_SEG_RED", "2"))
+        mode = int(os.environ.get("MAMBAAD_SCAN_SEG_RED", "3" if T >= 128 else "2"))
         consts["VEC_RED"] = mode if vec or mode == 3 else 0
         consts["PTX_RED"] = vec
     tab = table if table is not None else A2

@@ -109,8 +109,8 @@ def _red_scatter_rows(row_ptr, first, L, vals, S: tl.constexpr, E: tl.constexpr,
     compile to branches. Afterwards each lane holds the sums of E / 2^levels consecutive steps at its own
     offset and adds them with one vector reduction (PTX: GPUs, whole chunks), or tl.atomic_add. In the
     local sm_90 compile the state loop goes from 533 to 495 instructions, but tl.gather along the rows
-    takes more shuffles than the values it moves (92 against 100 in all). Developer knob
-    MAMBAAD_SCAN_SEG_RED=3 (kernels/NOTES.md, v1.6: tested, not timed yet)."""
+    takes more shuffles than the values it moves (92 against 100 in all). The default at 128-step chunks:
+    it timed faster there on the H200 (kernels/NOTES.md, v1.7)."""
     BD: tl.constexpr = vals.shape[0]
     LOG_BD: tl.constexpr = (0 if BD == 1 else 1 if BD == 2 else 2 if BD == 4 else 3 if BD == 8
                             else 4 if BD == 16 else 5)
