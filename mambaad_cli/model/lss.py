@@ -14,11 +14,25 @@ import math
 import torch
 from torch import nn
 
+from kernels.instance_norm import instance_norm_silu
 from mambaad_cli.model.hss import HSSBlock
 
 
+class InstanceNormSiLU(nn.Module):
+    """InstanceNorm2d (no affine) then SiLU, fused into one Triton kernel for channels-last CUDA maps
+    (kernels/instance_norm.py: PyTorch's instance_norm copies those to NCHW and back)."""
+
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return instance_norm_silu(x, self.eps)
+
+
 def conv_norm_silu(channels: int, kernel: int, depthwise: bool) -> nn.Sequential:
-    """Conv (1x1 with bias, or depthwise k x k without) -> InstanceNorm2d (no affine) -> SiLU."""
+    """Conv (1x1 with bias, or depthwise k x k without) -> InstanceNorm2d (no affine) -> SiLU. The conv
+    stays at index 0: the state dict's keys are those of Sequential(conv, InstanceNorm2d, SiLU)."""
     return nn.Sequential(
         nn.Conv2d(
             channels,
@@ -28,8 +42,7 @@ def conv_norm_silu(channels: int, kernel: int, depthwise: bool) -> nn.Sequential
             groups=channels if depthwise else 1,
             bias=not depthwise,
         ),
-        nn.InstanceNorm2d(channels),
-        nn.SiLU(),
+        InstanceNormSiLU(),
     )
 
 

@@ -1,0 +1,108 @@
+"""``instance_norm_silu``: SiLU(InstanceNorm(x)) (no affine, biased variance), the LSS local branches' tail.
+
+Backends: ``torch`` (the reference: F.instance_norm then F.silu, any layout and device) and ``triton``
+(kernels/triton_norm.py: channels-last CUDA tensors, or CPU tensors under TRITON_INTERPRET=1). ``auto``
+picks Triton for channels-last CUDA maps: PyTorch's instance_norm runs batch_norm on a contiguous
+(1, B*C, H, W) view, so a channels-last map is copied to NCHW on the way in and back by the next
+convolution, forwards and backwards (kernels/NOTES.md, v1.7). Developer knob MAMBAAD_NORM_BACKEND=torch
+turns the Triton path off, for side-by-side timing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from .dispatch import _triton_available, interpreting
+
+NORM_BACKENDS = ("auto", "torch", "triton")
+
+
+def instance_norm_silu_torch(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    if x.dim() == 4 and x.shape[0] == 1 and not x.is_contiguous() and x.shape[2] * x.shape[3] > 1:
+        # torch 2.14.1 on CPU: instance_norm's input gradient is wrong for one channels-last image whose
+        # upstream gradient is channels-last too (the NCHW copy it normalises and that gradient disagree);
+        # tests/test_instance_norm.py checks this path against float64. Plain ops keep any layout right.
+        var, mean = torch.var_mean(x.float(), dim=(2, 3), unbiased=False, keepdim=True)
+        return F.silu(((x.float() - mean) * torch.rsqrt(var + eps)).to(x.dtype))
+    return F.silu(F.instance_norm(x, eps=eps))
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _layout(x: torch.Tensor) -> tuple[int, int, int, int, int, int]:
+    """B, C, H*W, rows per program, tile rows, channels per program (MAMBAAD_NORM_ROWS: tests' chunks)."""
+    import triton
+
+    batch, channels, h, w = x.shape
+    hw = h * w
+    rows = int(os.environ.get("MAMBAAD_NORM_ROWS", 256))
+    rows = min(rows, triton.next_power_of_2(hw))
+    sub = min(32, rows)
+    block_c = min(64, max(2, triton.next_power_of_2(channels)))
+    return batch, channels, hw, rows, sub, block_c
+
+
+class _InstanceNormSiLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, eps):
+        import triton
+
+        from .triton_norm import _norm_silu_kernel, _stats_kernel
+
+        batch, channels, hw, rows, sub, block_c = _layout(x)
+        n_chunks = triton.cdiv(hw, rows)
+        grid = (n_chunks, triton.cdiv(channels, block_c), batch)
+        part = torch.empty((batch, n_chunks, 2, channels), device=x.device, dtype=torch.float32)
+        stats = torch.empty((batch, 2, channels), device=x.device, dtype=torch.float32)
+        y = torch.empty_like(x, memory_format=torch.channels_last)
+        _stats_kernel[grid](x, part, hw, channels, x.stride(0), n_chunks, ROWS=rows, SUB=sub, BLOCK_C=block_c)
+        _norm_silu_kernel[grid](x, y, part, stats, hw, channels, x.stride(0), n_chunks, eps, ROWS=rows,
+                                SUB=sub, BLOCK_C=block_c, NCH=max(2, triton.next_power_of_2(n_chunks)))
+        ctx.save_for_backward(x, stats)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        import triton
+
+        from .triton_norm import _bwd_dx_kernel, _bwd_sums_kernel
+
+        x, stats = ctx.saved_tensors
+        dy = dy.contiguous(memory_format=torch.channels_last)  # the kernels read it with x's strides
+        batch, channels, hw, rows, sub, block_c = _layout(x)
+        n_chunks = triton.cdiv(hw, rows)
+        grid = (n_chunks, triton.cdiv(channels, block_c), batch)
+        part = torch.empty((batch, n_chunks, 2, channels), device=x.device, dtype=torch.float32)
+        dx = torch.empty_like(x, memory_format=torch.channels_last)
+        _bwd_sums_kernel[grid](x, dy, stats, part, hw, channels, x.stride(0), n_chunks, ROWS=rows, SUB=sub,
+                               BLOCK_C=block_c)
+        _bwd_dx_kernel[grid](x, dy, dx, stats, part, hw, channels, x.stride(0), n_chunks, ROWS=rows, SUB=sub,
+                             BLOCK_C=block_c, NCH=max(2, triton.next_power_of_2(n_chunks)))
+        return dx, None
+
+
+def _use_triton(x: torch.Tensor, backend: str) -> bool:
+    if backend not in NORM_BACKENDS:
+        choices = ", ".join(NORM_BACKENDS)
+        raise ValueError(f"instance_norm_silu: backend must be one of {choices}, got {backend!r}")
+    fits = _is_channels_last(x) and x.shape[2] * x.shape[3] > 1  # one position: let instance_norm raise
+    if backend == "triton":
+        if not (fits and _triton_available() and (x.is_cuda or interpreting())):
+            raise ValueError("instance_norm_silu: backend 'triton' needs a channels-last (B, C, H, W) map "
+                             "with H*W > 1 on a CUDA device (or TRITON_INTERPRET=1)")
+        return True
+    return (backend == "auto" and fits and x.is_cuda and os.environ.get("MAMBAAD_NORM_BACKEND") != "torch"
+            and _triton_available())
+
+
+def instance_norm_silu(x: torch.Tensor, eps: float = 1e-5, backend: str = "auto") -> torch.Tensor:
+    """silu(instance_norm(x)) for a (B, C, H, W) map, statistics per image and channel in fp32, the result
+    in x's dtype and layout."""
+    if _use_triton(x, backend):
+        return _InstanceNormSiLU.apply(x, eps)
+    return instance_norm_silu_torch(x, eps)
