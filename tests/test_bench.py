@@ -215,15 +215,3 @@ def test_a_wrong_row_makes_the_command_exit_1(monkeypatch, capsys, no_gpu):
     assert main(["bench", "--shapes", "8:16", "--warmup-ms", "0", "--rep-ms", "1"]) == 1
     text = capsys.readouterr().out
     assert "WRONG" in text[text.rindex("summary:"):]
-
-
-def test_bench_tunes_without_the_disk_cache(monkeypatch):
-    # the bench's autotuners neither read nor write picks on disk, and the setting ends with the bench
-    pytest.importorskip("triton")
-    from kernels import triton_scan
-    from mambaad_cli.engine.bench import fresh_autotuning
-
-    monkeypatch.delenv("MAMBAAD_SCAN_TUNE_CACHE", raising=False)
-    with fresh_autotuning():
-        assert triton_scan._cache_option() == {}
-    assert "MAMBAAD_SCAN_TUNE_CACHE" not in os.environ

@@ -14,21 +14,17 @@ directly, so no autograd overhead is counted against it.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.metadata
 import json
 import math
-import os
 import platform
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from unittest import mock
 
 import torch
 from rich import print as rich_print
@@ -866,51 +862,6 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _bench_all(options, plan, device, timer, bandwidth, exp_rate, log):
-    """The scan, SS2D and model tables, printed as they come."""
-    from mambaad_cli.engine.bench_tables import model_table, scan_table, ss2d_table
-
-    scan_rows = bench_scan(plan.batches, plan.shapes, plan.dtypes, plan.backends, device, timer, bandwidth,
-                           exp_rate, log)
-    log(scan_table(scan_rows))
-
-    ss2d_rows: list[dict[str, Any]] = []
-    if device.type != "cuda":
-        log("SS2D rows: skipped (the fused kernel is Triton: it needs a CUDA GPU)")
-    elif "triton" not in plan.backends:
-        log("SS2D rows: skipped (they time the Triton fused kernel; backend triton is not selected)")
-    else:
-        ss2d_rows = bench_ss2d(plan.batches, plan.dtypes, options.scan, device, timer, log)
-        if ss2d_rows:
-            log(ss2d_table(ss2d_rows))
-
-    model_rows: list[dict[str, Any]] = []
-    if options.model:
-        model_rows = bench_model(plan.batches, device, options.scan, log=log)
-        log(model_table(model_rows))
-
-    return scan_rows, ss2d_rows, model_rows
-
-
-@contextlib.contextmanager
-def fresh_autotuning():
-    """The Triton scan's autotuner picks for this run only, neither read from nor written to the disk cache:
-    picks stored by a run on a busy machine would be timed here as if they were the best (kernels/NOTES.md,
-    v1.7)."""
-
-    def rebuild():
-        module = sys.modules.get("kernels.triton_scan")
-        if module is not None:
-            module._tuned_kernels.cache_clear()
-
-    with mock.patch.dict(os.environ, {"MAMBAAD_SCAN_TUNE_CACHE": "0"}):
-        rebuild()
-        try:
-            yield
-        finally:
-            rebuild()
-
-
 def run_bench(options: BenchOptions, console=None) -> dict[str, Any]:
     """Run every benchmark `options` asks for, print the tables as they come, and return all numbers.
 
@@ -921,7 +872,14 @@ def run_bench(options: BenchOptions, console=None) -> dict[str, Any]:
     from rich.console import Console
 
     from mambaad_cli.atomic import write_text
-    from mambaad_cli.engine.bench_tables import floors_table, summary_rows, summary_table
+    from mambaad_cli.engine.bench_tables import (
+        floors_table,
+        model_table,
+        scan_table,
+        ss2d_table,
+        summary_rows,
+        summary_table,
+    )
     from mambaad_cli.engine.device import resolve_device
 
     console = console or Console()
@@ -953,8 +911,24 @@ def run_bench(options: BenchOptions, console=None) -> dict[str, Any]:
     log(floors_table(floor_rows))
 
     timer = make_timer(device, options.warmup_ms, options.rep_ms)
-    with fresh_autotuning():
-        scan_rows, ss2d_rows, model_rows = _bench_all(options, plan, device, timer, bandwidth, exp_rate, log)
+    scan_rows = bench_scan(plan.batches, plan.shapes, plan.dtypes, plan.backends, device, timer, bandwidth,
+                           exp_rate, log)
+    log(scan_table(scan_rows))
+
+    ss2d_rows: list[dict[str, Any]] = []
+    if device.type != "cuda":
+        log("SS2D rows: skipped (the fused kernel is Triton: it needs a CUDA GPU)")
+    elif "triton" not in plan.backends:
+        log("SS2D rows: skipped (they time the Triton fused kernel; backend triton is not selected)")
+    else:
+        ss2d_rows = bench_ss2d(plan.batches, plan.dtypes, options.scan, device, timer, log)
+        if ss2d_rows:
+            log(ss2d_table(ss2d_rows))
+
+    model_rows: list[dict[str, Any]] = []
+    if options.model:
+        model_rows = bench_model(plan.batches, device, options.scan, log=log)
+        log(model_table(model_rows))
 
     result: dict[str, Any] = {
         "command": options.command,
