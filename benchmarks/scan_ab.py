@@ -141,6 +141,7 @@ def main() -> None:
                     row["new"], row["old"] = timings(triton_scan, xs), old_times
                     total = {k: row[k]["fwd"] + row[k]["bwd"] for k in ("old", "new")}
                     row["old_over_new_fwd_bwd"] = total["old"] / total["new"]
+                    row["picks"] = triton_scan.tuned_picks()  # this tree's autotuner picks so far
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     if args.json:

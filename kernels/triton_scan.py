@@ -830,6 +830,18 @@ def _tuned_kernels():
             seg(_scan_fwd_seg_kernel, False), seg(_scan_bwd_seg_kernel, True, reset_to_zero=added))
 
 
+TUNED_KERNEL_NAMES = ("tiles_fwd", "tiles_bwd", "rows_fwd", "rows_bwd", "seg_fwd", "seg_bwd")
+
+
+def tuned_picks() -> dict[str, dict[str, str]]:
+    """This process's autotuner picks, {kernel: {key: config}} (the key: DG, L, N, T, ..., then the argument
+    dtypes), for benchmark records: the same shape has timed up to 1.5x apart in two processes (v1.7)."""
+    if interpreting() or _tuned_kernels.cache_info().currsize == 0:
+        return {}
+    return {name: {str(key): str(config) for key, config in tuner.cache.items()}
+            for name, tuner in zip(TUNED_KERNEL_NAMES, _tuned_kernels(), strict=True) if tuner.cache}
+
+
 def _launch(kernel_index: int, grid_shape: tuple[int, int, int], args: tuple, consts: dict) -> None:
     dg, groups, batch = grid_shape
     if interpreting():

@@ -315,3 +315,22 @@ def test_tune_cache_knob_keeps_autotuning_picks_in_the_process(ts, monkeypatch):
         assert ts._cache_option() == {"cache_results": True}
     monkeypatch.setenv("MAMBAAD_SCAN_TUNE_CACHE", "0")
     assert ts._cache_option() == {}
+
+
+def test_tuned_picks_name_every_kernel_and_key(ts, monkeypatch):
+    # the benchmark record of the autotuner's picks: one entry per tuned kernel that ran, key -> config
+    import functools
+    import types
+
+    tuners = [types.SimpleNamespace(cache={}) for _ in ts.TUNED_KERNEL_NAMES]
+    tuners[1].cache[(64, 256, 16, 128, "torch.float32")] = "BD: 8, num_warps: 4"
+    tuners[5].cache[(128, 4096, 16, 128, "torch.bfloat16")] = "BD: 4, E: 16"
+    fake = functools.cache(lambda: tuple(tuners))
+    monkeypatch.setattr(ts, "interpreting", lambda: False)
+    monkeypatch.setattr(ts, "_tuned_kernels", fake)
+    assert ts.tuned_picks() == {}  # nothing built yet in this process
+    fake()
+    assert ts.tuned_picks() == {
+        "tiles_bwd": {"(64, 256, 16, 128, 'torch.float32')": "BD: 8, num_warps: 4"},
+        "seg_bwd": {"(128, 4096, 16, 128, 'torch.bfloat16')": "BD: 4, E: 16"},
+    }

@@ -21,6 +21,7 @@ import math
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -866,8 +867,9 @@ def run_bench(options: BenchOptions, console=None) -> dict[str, Any]:
     """Run every benchmark `options` asks for, print the tables as they come, and return all numbers.
 
     The result has keys command, environment, options, plan, rates, floors, scan, ss2d, model, summary and
-    ok (False when a row is WRONG or failed). With options.json_path the result is also written there
-    (atomically). The last thing printed is the summary table.
+    ok (False when a row is WRONG or failed), and autotune_picks where the Triton scan ran. With
+    options.json_path the result is also written there (atomically). The last thing printed is the summary
+    table.
     """
     from rich.console import Console
 
@@ -941,6 +943,8 @@ def run_bench(options: BenchOptions, console=None) -> dict[str, Any]:
         "ss2d": ss2d_rows,
         "model": model_rows,
     }
+    if "kernels.triton_scan" in sys.modules:  # the picks behind the Triton rows (never imports triton)
+        result["autotune_picks"] = sys.modules["kernels.triton_scan"].tuned_picks()
     failed = [r for r in scan_rows + ss2d_rows + model_rows if r.get("status") != "OK"]
     result["ok"] = not failed
     result["summary"] = summary_rows(result)
