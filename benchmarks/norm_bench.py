@@ -76,9 +76,9 @@ def main() -> None:
                     row[f"{b}_gpu_fwd_bwd_ms"] = gpu_ms(lambda b=b, x=x, dy=dy: step(x, dy, b))
                 row["speedup_fwd_bwd"] = row["torch_fwd_bwd_ms"] / row["triton_fwd_bwd_ms"]
                 row["speedup_gpu"] = row["torch_gpu_fwd_bwd_ms"] / row["triton_gpu_fwd_bwd_ms"]
-                # bytes the fused pair must move at least: x read twice and y written (forward); x, dy read
-                # twice and dx written (backward)
-                row["fused_GBps"] = 7 * x.numel() * x.element_size() / row["triton_gpu_fwd_bwd_ms"] / 1e6
+                # bytes the four kernels move: x read twice and y written (forward); x and dy read twice
+                # and dx written (backward)
+                row["fused_GBps"] = 8 * x.numel() * x.element_size() / row["triton_gpu_fwd_bwd_ms"] / 1e6
             rows.append(row)
             print(json.dumps(row), flush=True)
     if args.json:
