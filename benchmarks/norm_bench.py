@@ -20,6 +20,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_time import gpu_ms  # noqa: E402
+
 from kernels.instance_norm import instance_norm_silu  # noqa: E402
 
 SHAPES = ((64, 64), (128, 32), (256, 16))  # (channels, side)
@@ -28,19 +31,6 @@ SHAPES = ((64, 64), (128, 32), (256, 16))  # (channels, side)
 def step(x, dy, backend):
     y = instance_norm_silu(x, backend=backend)
     return torch.autograd.grad(y, x, dy)[0]
-
-
-def gpu_ms(fn, reps: int = 20) -> float:
-    """GPU time of fn alone (the profiler's kernel times summed), without Python's launch overhead, which is
-    as large as these kernels at batch 64 and which the model's graphed steps do not pay."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        for _ in range(reps):
-            fn()
-        torch.cuda.synchronize()
-    return sum(e.self_device_time_total for e in prof.key_averages()) / reps / 1000
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ kernels/ from another commit, on MambaAD's shapes, so that the ratio is measured
     python benchmarks/scan_ab.py --baseline .devcarry/prev/kernels --json ab.json
 
 Both versions are first checked against each other (forward and every gradient), then timed with
-triton.testing.do_bench medians: forward as in training, forward at inference, and backward. On a CPU
+triton.testing.do_bench medians: forward as in training, forward at inference, and backward, and the GPU
+time of the training forward and the backward alone (benchmarks/gpu_time.py). On a CPU
 (TRITON_INTERPRET=1, tiny --shapes) it only runs the check, as a smoke test of the script.
 
 With --configs "2:1:3:1:2;4:2:3:1:2;auto" this tree's kernels are checked and timed once per config
@@ -28,6 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from gpu_time import gpu_ms  # noqa: E402
 from scan_gpu_dev import inputs, rel  # noqa: E402  (the same inputs as the main dev script)
 
 from kernels import triton_scan  # noqa: E402
@@ -78,9 +80,13 @@ def timings(module, xs) -> dict[str, float]:
         infer = triton.testing.do_bench(lambda: run(module, x), return_mode="median")
     out = run(module, x)
     dout = torch.randn_like(out)
-    bwd = triton.testing.do_bench(lambda: torch.autograd.grad(out, grads, dout, retain_graph=True),
-                                  return_mode="median")
-    return {"fwd": fwd, "fwd_infer": infer, "bwd": bwd}
+    def backward():
+        return torch.autograd.grad(out, grads, dout, retain_graph=True)
+
+    bwd = triton.testing.do_bench(backward, return_mode="median")
+    # the same calls' GPU time alone: where it is well below the wall clock, the host's launches set the pace
+    return {"fwd": fwd, "fwd_infer": infer, "bwd": bwd,
+            "fwd_gpu": gpu_ms(lambda: run(module, x)), "bwd_gpu": gpu_ms(backward)}
 
 
 # each entry starts from none of them
