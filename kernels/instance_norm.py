@@ -10,6 +10,7 @@ turns the Triton path off, for side-by-side timing.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -97,12 +98,22 @@ def _use_triton(x: torch.Tensor, backend: str) -> bool:
                              "with H*W > 1 on a CUDA device (or TRITON_INTERPRET=1)")
         return True
     return (backend == "auto" and fits and x.is_cuda and os.environ.get("MAMBAAD_NORM_BACKEND") != "torch"
-            and _triton_available())
+            and _triton_ready())
+
+
+@functools.cache
+def _triton_ready() -> bool:
+    # asked 36 times a training step: find_spec and the version check once per process
+    return _triton_available()
+
+
+# torch.compile (train.compile) fuses the torch path, and leaves the Triton kernels alone as it does the scan
+_instance_norm_silu_triton = torch.compiler.disable(_InstanceNormSiLU.apply)
 
 
 def instance_norm_silu(x: torch.Tensor, eps: float = 1e-5, backend: str = "auto") -> torch.Tensor:
     """silu(instance_norm(x)) for a (B, C, H, W) map, statistics per image and channel in fp32, the result
     in x's dtype and layout."""
     if _use_triton(x, backend):
-        return _InstanceNormSiLU.apply(x, eps)
+        return _instance_norm_silu_triton(x, eps)
     return instance_norm_silu_torch(x, eps)
