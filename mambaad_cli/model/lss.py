@@ -19,8 +19,9 @@ from mambaad_cli.model.hss import HSSBlock
 
 
 class InstanceNormSiLU(nn.Module):
-    """InstanceNorm2d (no affine) then SiLU, fused into one Triton kernel for channels-last CUDA maps
-    (kernels/instance_norm.py: PyTorch's instance_norm copies those to NCHW and back)."""
+    """InstanceNorm2d (no affine) then SiLU, fused in Triton kernels (two forward, two backward) for
+    channels-last CUDA maps (kernels/instance_norm.py: PyTorch's instance_norm copies those to NCHW and
+    back); PyTorch's ops elsewhere."""
 
     def __init__(self, eps: float = 1e-5):
         super().__init__()
