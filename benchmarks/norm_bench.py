@@ -20,10 +20,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_time import gpu_ms  # noqa: E402
-
 from kernels.instance_norm import instance_norm_silu  # noqa: E402
+from mambaad_cli.engine.gpu_time import gpu_ms  # noqa: E402
 
 SHAPES = ((64, 64), (128, 32), (256, 16))  # (channels, side)
 

@@ -6,7 +6,7 @@ kernels/ from another commit, on MambaAD's shapes, so that the ratio is measured
 
 Both versions are first checked against each other (forward and every gradient), then timed with
 triton.testing.do_bench medians: forward as in training, forward at inference, and backward, and the GPU
-time of the training forward and the backward alone (benchmarks/gpu_time.py). On a CPU
+time of the training forward and the backward alone (mambaad_cli/engine/gpu_time.py). On a CPU
 (TRITON_INTERPRET=1, tiny --shapes) it only runs the check, as a smoke test of the script.
 
 With --configs "2:1:3:1:2;4:2:3:1:2;auto" this tree's kernels are checked and timed once per config
@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gpu_time import gpu_ms  # noqa: E402
 from scan_gpu_dev import inputs, rel  # noqa: E402  (the same inputs as the main dev script)
 
 from kernels import triton_scan  # noqa: E402
+from mambaad_cli.engine.gpu_time import gpu_ms  # noqa: E402
 
 GRADS = ("u", "delta", "A", "B", "C")
 

@@ -14,7 +14,7 @@ import torch
 
 import kernels
 from mambaad_cli.cli import main
-from mambaad_cli.engine import bench
+from mambaad_cli.engine import bench, bench_tables
 
 
 @pytest.fixture
@@ -106,6 +106,40 @@ def test_bench_scan_gates_and_compares_with_the_cuda_kernel(monkeypatch, scale, 
     assert torch_row["speedup_vs_cuda"] == pytest.approx(cuda_row["fwd_bwd_ms"] / torch_row["fwd_bwd_ms"])
     floor = bench.floors(2, 16, 24, 16, 8, 4, 1e10, None)
     assert torch_row["fwd_pct_floor"] == pytest.approx(100 * floor["floor_us"] / (torch_row["fwd_ms"] * 1e3))
+
+
+def test_bench_scan_reports_gpu_time_beside_the_wall_clock(monkeypatch):
+    # on a GPU each row also gets the kernels' time alone (engine/gpu_time.py) and its own speed-up; faked
+    # here: the timer runs the call it is given and returns 2 ms for the first backend, 3 for the second
+    monkeypatch.setattr(bench, "_import_selective_scan_cuda", lambda: _fake_selective_scan_cuda([], 1.0))
+    given = iter([2.0, 3.0])
+
+    def fake_gpu_timer(fn):
+        fn()
+        return next(given)
+
+    monkeypatch.setattr(bench, "make_gpu_timer", lambda device: fake_gpu_timer)
+    cpu = torch.device("cpu")
+    rows = bench.bench_scan((2,), ((16, 24),), ("fp32",), ("torch", "cuda"), cpu, bench.make_timer(cpu, 0, 1),
+                            bandwidth=1e10, exp_rate=None, log=lambda line: None)
+
+    torch_row, cuda_row = rows
+    assert (torch_row["fwd_bwd_gpu_ms"], cuda_row["fwd_bwd_gpu_ms"]) == (2.0, 3.0)
+    assert torch_row["speedup_gpu_vs_cuda"] == pytest.approx(1.5)
+    summary = bench_tables.summary_rows({"scan": rows, "ss2d": [], "model": []})
+    assert summary[0]["speedup_gpu"] == pytest.approx(1.5)
+
+
+def test_a_failing_gpu_timer_leaves_the_wall_clock(monkeypatch):
+    def broken(fn):
+        raise RuntimeError("no CUPTI")
+
+    monkeypatch.setattr(bench, "make_gpu_timer", lambda device: broken)
+    cpu = torch.device("cpu")
+    (row,) = bench.bench_scan((1,), ((8, 16),), ("fp32",), ("torch",), cpu, bench.make_timer(cpu, 0, 1),
+                              bandwidth=1e10, exp_rate=None, log=lambda line: None)
+    assert row["status"] == "OK" and row["fwd_bwd_ms"] > 0
+    assert row["fwd_bwd_gpu_ms"] is None and "no CUPTI" in row["gpu_time_error"]
 
 
 def test_cpu_run_prints_tables_and_writes_json(tmp_path, capsys, no_gpu):

@@ -403,8 +403,10 @@ def _mamba_fn_scan(u, delta, A, B, C, D, delta_bias):
     return _mamba_selective_scan_fn()(u, delta, A, B, C, D, None, delta_bias, True)
 
 
-def _time_autograd(scan: Callable[..., torch.Tensor], inputs: dict[str, torch.Tensor], timer: Timer):
-    """(forward output, {fwd_ms, bwd_ms, fwd_bwd_ms, bwd_method}) of a scan that runs through autograd."""
+def _time_autograd(scan: Callable[..., torch.Tensor], inputs: dict[str, torch.Tensor], timer: Timer,
+                   gpu_timer: Timer | None = None):
+    """(forward output, {fwd_ms, bwd_ms, fwd_bwd_ms, bwd_method[, fwd_bwd_gpu_ms]}) of a scan that runs
+    through autograd."""
     leaves = {k: v.detach().requires_grad_(True) for k, v in inputs.items() if k in GRAD_INPUTS}
     args = {**inputs, **leaves}
     grad_inputs = list(leaves.values())
@@ -415,20 +417,25 @@ def _time_autograd(scan: Callable[..., torch.Tensor], inputs: dict[str, torch.Te
     out = forward()
     dout = torch.randn_like(out)
 
+    def fwd_bwd_call():
+        return torch.autograd.grad(forward(), grad_inputs, dout)
+
     def timings() -> dict[str, Any]:
         fwd = timer(forward)
-        fwd_bwd = timer(lambda: torch.autograd.grad(forward(), grad_inputs, dout))
+        fwd_bwd = timer(fwd_bwd_call)
         try:
             bwd = timer(lambda: torch.autograd.grad(out, grad_inputs, dout, retain_graph=True))
             method = "retain_graph"
         except RuntimeError:  # a backward that frees what it saved: derive it
             bwd, method = fwd_bwd - fwd, "f+b minus fwd"
-        return {"fwd_ms": fwd, "bwd_ms": bwd, "fwd_bwd_ms": fwd_bwd, "bwd_method": method}
+        times = {"fwd_ms": fwd, "bwd_ms": bwd, "fwd_bwd_ms": fwd_bwd, "bwd_method": method}
+        return {**times, **_gpu_times(gpu_timer, fwd_bwd_call)}
 
     return out.detach(), timings
 
 
-def _time_cuda_extension(module, inputs: dict[str, torch.Tensor], timer: Timer):
+def _time_cuda_extension(module, inputs: dict[str, torch.Tensor], timer: Timer,
+                         gpu_timer: Timer | None = None):
     """(forward output, timings) of selective_scan_cuda.fwd / .bwd called directly."""
     u, delta, A, B, C, D, bias = (inputs[k].contiguous() for k in GRAD_INPUTS)
 
@@ -453,18 +460,39 @@ def _time_cuda_extension(module, inputs: dict[str, torch.Tensor], timer: Timer):
             "bwd_ms": timer(lambda: backward(out, x)),
             "fwd_bwd_ms": timer(fwd_bwd),
             "bwd_method": "selective_scan_cuda.bwd",
+            **_gpu_times(gpu_timer, fwd_bwd),
         }
 
     return out, timings
 
 
-def _scan_runner(backend: str, inputs: dict[str, torch.Tensor], timer: Timer):
+def _scan_runner(backend: str, inputs: dict[str, torch.Tensor], timer: Timer, gpu_timer: Timer | None = None):
     if backend == "cuda":
         module = _import_selective_scan_cuda()
         if module is not None:
-            return _time_cuda_extension(module, inputs, timer)
-        return _time_autograd(_mamba_fn_scan, inputs, timer)
-    return _time_autograd(_kernels_scan(backend), inputs, timer)
+            return _time_cuda_extension(module, inputs, timer, gpu_timer)
+        return _time_autograd(_mamba_fn_scan, inputs, timer, gpu_timer)
+    return _time_autograd(_kernels_scan(backend), inputs, timer, gpu_timer)
+
+
+def make_gpu_timer(device: torch.device) -> Timer | None:
+    """fn -> ms of GPU kernels alone per call (engine/gpu_time.py) on a CUDA device, else None. The wall
+    clock of an eager call includes the host's launches; where they outlast the kernels (short sequences)
+    the two differ, and a CUDA-graphed model step pays only the GPU's side."""
+    if device.type != "cuda":
+        return None
+    from mambaad_cli.engine.gpu_time import gpu_ms
+
+    return gpu_ms
+
+
+def _gpu_times(gpu_timer: Timer | None, fwd_bwd: Callable[[], Any]) -> dict[str, Any]:
+    if gpu_timer is None:
+        return {}
+    try:
+        return {"fwd_bwd_gpu_ms": gpu_timer(fwd_bwd)}
+    except Exception as e:  # noqa: BLE001 - no profiler here (e.g. CUPTI missing): the wall clock still stands
+        return {"fwd_bwd_gpu_ms": None, "gpu_time_error": f"{type(e).__name__}: {e}"}
 
 
 def _reference_forward(inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
@@ -505,6 +533,7 @@ def bench_scan(
 ) -> list[dict[str, Any]]:
     """One row per (batch, shape, dtype, backend): correctness gate, timings, GB/s, % of floor, x CUDA."""
     rows: list[dict[str, Any]] = []
+    gpu_timer = make_gpu_timer(device)
     for batch in batches:
         for dim, length in shapes:
             for dtype in dtypes:
@@ -522,7 +551,7 @@ def bench_scan(
                         if not reference:
                             reference.append(_reference_forward(inputs))
                         ref, ref_rows = reference[0]
-                        out, timings = _scan_runner(backend, inputs, timer)
+                        out, timings = _scan_runner(backend, inputs, timer, gpu_timer)
                         row["rel_err"], row["status"] = check_forward(out[ref_rows], ref, dtype)
                         if row["status"] != "OK":
                             log(f"[red bold]WRONG[/red bold]: backend {backend}, batch {batch}, "
@@ -543,6 +572,9 @@ def bench_scan(
                 for row in group:
                     ok = cuda is not None and "fwd_bwd_ms" in row
                     row["speedup_vs_cuda"] = cuda["fwd_bwd_ms"] / row["fwd_bwd_ms"] if ok else None
+                    gpu = ok and cuda.get("fwd_bwd_gpu_ms") and row.get("fwd_bwd_gpu_ms")
+                    row["speedup_gpu_vs_cuda"] = cuda["fwd_bwd_gpu_ms"] / row["fwd_bwd_gpu_ms"] if gpu \
+                        else None
                 rows += group
                 for row in group:  # progress as it goes: a run cut short still shows what it measured
                     if "fwd_bwd_ms" in row:

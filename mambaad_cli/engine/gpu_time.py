@@ -2,7 +2,9 @@
 
 Wall-clock medians (triton.testing.do_bench) of an eager call include the host's launch overhead wherever
 it is larger than the GPU work; a CUDA-graphed model step does not pay it. This reports the GPU's side, so
-both can be quoted. CUDA only.
+both can be quoted (`mambaad bench`'s GPU columns, benchmarks/scan_ab.py, benchmarks/norm_bench.py). CUDA
+only. CUDA-graph replay (triton.testing.do_bench_cudagraph) would be the other way; capturing
+autograd.grad on a leaf tensor failed under graph capture on the H200 (kernels/NOTES.md, v1.7).
 """
 
 from __future__ import annotations
