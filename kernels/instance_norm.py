@@ -35,13 +35,20 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
 
 
+MAX_CHUNKS = 64  # every program merges its image's chunk statistics: a [chunks, channels] tile
+MAX_ROWS = 1024  # the row loop is unrolled: 32 tiles at most
+
+
 def _layout(x: torch.Tensor) -> tuple[int, int, int, int, int, int]:
-    """B, C, H*W, rows per program, tile rows, channels per program (MAMBAAD_NORM_ROWS: tests' chunks)."""
+    """B, C, H*W, rows per program, tile rows, channels per program (MAMBAAD_NORM_ROWS: tests' chunks).
+    256 rows per program; more on maps over 128 x 128 so that an image has at most MAX_CHUNKS chunks, up
+    to MAX_ROWS (256 x 256 maps, a 1024-pixel input; larger maps get more chunks)."""
     import triton
 
     batch, channels, h, w = x.shape
     hw = h * w
     rows = int(os.environ.get("MAMBAAD_NORM_ROWS", 256))
+    rows = min(max(rows, triton.next_power_of_2(triton.cdiv(hw, MAX_CHUNKS))), MAX_ROWS)
     rows = min(rows, triton.next_power_of_2(hw))
     sub = min(32, rows)
     block_c = min(64, max(2, triton.next_power_of_2(channels)))

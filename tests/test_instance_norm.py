@@ -48,7 +48,21 @@ CASES = {
     "one column": ((3, 4, 9, 1), 4, 0.0, 1.0),
     "one row": ((1, 6, 1, 10), 4, 0.0, 1.0),
     "large mean": ((2, 4, 6, 6), 8, 300.0, 0.5),
+    "more than MAX_CHUNKS chunks of 8 rows: longer chunks": ((1, 3, 24, 30), 8, 0.0, 1.0),
 }
+
+
+def test_large_maps_take_longer_chunks(monkeypatch):
+    # an image's chunk statistics fit one tile: at most MAX_CHUNKS chunks, whatever the map's size
+    from kernels import instance_norm
+
+    monkeypatch.delenv("MAMBAAD_NORM_ROWS", raising=False)
+    for side in (16, 64, 128, 256):
+        x = torch.empty(1, 2, side, side)
+        _, _, hw, rows, sub, _ = instance_norm._layout(x)
+        assert -(-hw // rows) <= instance_norm.MAX_CHUNKS and rows % sub == 0
+        assert rows == (256 if hw <= 256 * 64 else hw // 64)
+    assert instance_norm._layout(torch.empty(1, 2, 1024, 1024))[3] == instance_norm.MAX_ROWS  # unrolled
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
