@@ -114,13 +114,14 @@ def _triton_ready() -> bool:
     return _triton_available()
 
 
-# torch.compile (train.compile) fuses the torch path, and leaves the Triton kernels alone as it does the scan
+# an explicit backend="triton" inside a torch.compile'd region runs eagerly, as the scan does
 _instance_norm_silu_triton = torch.compiler.disable(_InstanceNormSiLU.apply)
 
 
 def instance_norm_silu(x: torch.Tensor, eps: float = 1e-5, backend: str = "auto") -> torch.Tensor:
     """silu(instance_norm(x)) for a (B, C, H, W) map, statistics per image and channel in fp32, the result
-    in x's dtype and layout."""
-    if _use_triton(x, backend):
+    in x's dtype and layout. Under torch.compile (train.compile) ``auto`` leaves it to the compiler, which
+    generates its own fused kernels, as before v1.7; the Triton path is for eager and CUDA-graphed runs."""
+    if not (backend == "auto" and torch.compiler.is_compiling()) and _use_triton(x, backend):
         return _instance_norm_silu_triton(x, eps)
     return instance_norm_silu_torch(x, eps)

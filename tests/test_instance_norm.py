@@ -128,6 +128,19 @@ def test_reference_gradient_on_channels_last(batch):
     torch.testing.assert_close(dx.double(), reference(x, dy.double())[1], rtol=0, atol=1e-5)
 
 
+def test_compiled_regions_get_the_torch_path(monkeypatch):
+    # under torch.compile, auto hands the norm to the compiler (as before v1.7) instead of the Triton kernels
+    from kernels import instance_norm
+
+    def no_triton(x, backend):
+        raise AssertionError("the Triton path was considered inside a compiled region")
+
+    monkeypatch.setattr(instance_norm, "_use_triton", no_triton)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    x = torch.randn(2, 3, 4, 4)
+    assert torch.equal(instance_norm.instance_norm_silu(x), instance_norm_silu_torch(x))
+
+
 def test_triton_backend_refuses_what_it_cannot_run():
     with pytest.raises(ValueError, match="channels-last"):
         instance_norm_silu(torch.randn(2, 3, 4, 4, device=DEVICE), backend="triton")
