@@ -41,6 +41,9 @@ def main() -> None:
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     timing = device == "cuda"
+    if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        parser.exit(2, "norm_bench.py: needs a CUDA GPU, or TRITON_INTERPRET=1 for the CPU smoke test "
+                       "(--batch 1 --small)\n")
     rows = []
     for dtype in [getattr(torch, name) for name in args.dtypes.split(",")]:
         for channels, side in SHAPES:
