@@ -55,42 +55,44 @@ def _layout(x: torch.Tensor) -> tuple[int, int, int, int, int, int]:
     return batch, channels, hw, rows, sub, block_c
 
 
+def _launch_plan(x: torch.Tensor):
+    """What the forward's and the backward's kernel pairs share: the grid (chunk, channel block, image), the
+    per-chunk statistics buffer [B, n_chunks, 2, C], the sizes passed after the tensors, the tiling
+    constants, and the merging kernel's NCH (n_chunks as a power of two)."""
+    import triton
+
+    batch, channels, hw, rows, sub, block_c = _layout(x)
+    n_chunks = triton.cdiv(hw, rows)
+    grid = (n_chunks, triton.cdiv(channels, block_c), batch)
+    part = torch.empty((batch, n_chunks, 2, channels), device=x.device, dtype=torch.float32)
+    sizes = (hw, channels, x.stride(0), n_chunks)
+    tiles = dict(ROWS=rows, SUB=sub, BLOCK_C=block_c)
+    return grid, part, sizes, tiles, max(2, triton.next_power_of_2(n_chunks))
+
+
 class _InstanceNormSiLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, eps):
-        import triton
-
         from .triton_norm import _norm_silu_kernel, _stats_kernel
 
-        batch, channels, hw, rows, sub, block_c = _layout(x)
-        n_chunks = triton.cdiv(hw, rows)
-        grid = (n_chunks, triton.cdiv(channels, block_c), batch)
-        part = torch.empty((batch, n_chunks, 2, channels), device=x.device, dtype=torch.float32)
-        stats = torch.empty((batch, 2, channels), device=x.device, dtype=torch.float32)
+        grid, part, sizes, tiles, nch = _launch_plan(x)
+        stats = torch.empty((x.shape[0], 2, x.shape[1]), device=x.device, dtype=torch.float32)
         y = torch.empty_like(x, memory_format=torch.channels_last)
-        _stats_kernel[grid](x, part, hw, channels, x.stride(0), n_chunks, ROWS=rows, SUB=sub, BLOCK_C=block_c)
-        _norm_silu_kernel[grid](x, y, part, stats, hw, channels, x.stride(0), n_chunks, eps, ROWS=rows,
-                                SUB=sub, BLOCK_C=block_c, NCH=max(2, triton.next_power_of_2(n_chunks)))
+        _stats_kernel[grid](x, part, *sizes, **tiles)
+        _norm_silu_kernel[grid](x, y, part, stats, *sizes, eps, **tiles, NCH=nch)
         ctx.save_for_backward(x, stats)
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        import triton
-
         from .triton_norm import _bwd_dx_kernel, _bwd_sums_kernel
 
         x, stats = ctx.saved_tensors
         dy = dy.contiguous(memory_format=torch.channels_last)  # the kernels read it with x's strides
-        batch, channels, hw, rows, sub, block_c = _layout(x)
-        n_chunks = triton.cdiv(hw, rows)
-        grid = (n_chunks, triton.cdiv(channels, block_c), batch)
-        part = torch.empty((batch, n_chunks, 2, channels), device=x.device, dtype=torch.float32)
+        grid, part, sizes, tiles, nch = _launch_plan(x)
         dx = torch.empty_like(x, memory_format=torch.channels_last)
-        _bwd_sums_kernel[grid](x, dy, stats, part, hw, channels, x.stride(0), n_chunks, ROWS=rows, SUB=sub,
-                               BLOCK_C=block_c)
-        _bwd_dx_kernel[grid](x, dy, dx, stats, part, hw, channels, x.stride(0), n_chunks, ROWS=rows, SUB=sub,
-                             BLOCK_C=block_c, NCH=max(2, triton.next_power_of_2(n_chunks)))
+        _bwd_sums_kernel[grid](x, dy, stats, part, *sizes, **tiles)
+        _bwd_dx_kernel[grid](x, dy, dx, stats, part, *sizes, **tiles, NCH=nch)
         return dx, None
 
 
@@ -100,7 +102,7 @@ def _use_triton(x: torch.Tensor, backend: str) -> bool:
         raise ValueError(f"instance_norm_silu: backend must be one of {choices}, got {backend!r}")
     fits = _is_channels_last(x) and x.shape[2] * x.shape[3] > 1  # one position: let instance_norm raise
     if backend == "triton":
-        if not (fits and _triton_available() and (x.is_cuda or interpreting())):
+        if not (fits and _triton_ready() and (x.is_cuda or interpreting())):
             raise ValueError("instance_norm_silu: backend 'triton' needs a channels-last (B, C, H, W) map "
                              "with H*W > 1 on a CUDA device (or TRITON_INTERPRET=1)")
         return True
@@ -110,7 +112,8 @@ def _use_triton(x: torch.Tensor, backend: str) -> bool:
 
 @functools.cache
 def _triton_ready() -> bool:
-    # asked 36 times a training step: find_spec and the version check once per process
+    # asked 36 times a training step: find_spec and the version check once per process (the interpreter
+    # and the CUDA device it depends on do not change within a process)
     return _triton_available()
 
 

@@ -28,6 +28,23 @@ def _tile(b, stride_b, r0, cols, HW, C, SUB: tl.constexpr):
 
 
 @triton.jit
+def _store_parts(part_ptr, b, chunk, cols, C, n_chunks, first, second):
+    """Chunk `chunk` of image b's two per-channel statistics, into part [B, n_chunks, 2, C]."""
+    out = part_ptr + ((b * n_chunks + chunk) * 2) * C + cols
+    tl.store(out, first, mask=cols < C)
+    tl.store(out + C, second, mask=cols < C)
+
+
+@triton.jit
+def _load_parts(part_ptr, b, cols, C, n_chunks, NCH: tl.constexpr):
+    """All chunks' two statistics of image b as [NCH, BLOCK_C] tiles (0 past the last chunk), the mask."""
+    ch = tl.arange(0, NCH)
+    mask = (ch < n_chunks)[:, None] & (cols < C)[None, :]
+    ptrs = part_ptr + ((b * n_chunks + ch[:, None]) * 2) * C + cols[None, :]
+    return tl.load(ptrs, mask=mask, other=0.0), tl.load(ptrs + C, mask=mask, other=0.0), mask
+
+
+@triton.jit
 def _silu_parts(x, mean, rstd, mask):
     """xhat, silu(xhat) and its derivative, elementwise (xhat = 0 off the map: no exp overflow there)."""
     xhat = tl.where(mask, (x - mean[None, :]) * rstd[None, :], 0.0)
@@ -55,20 +72,14 @@ def _stats_kernel(x_ptr, part_ptr, HW, C, stride_b, n_chunks,
         mean += delta * weight
         m2 += tl.sum(dev * dev, axis=0) + delta * delta * count * weight
         count = total
-    out = part_ptr + ((b * n_chunks + chunk) * 2) * C + cols
-    tl.store(out, mean, mask=cols < C)
-    tl.store(out + C, m2, mask=cols < C)
+    _store_parts(part_ptr, b, chunk, cols, C, n_chunks, mean, m2)
 
 
 @triton.jit
 def _merged(part_ptr, b, cols, HW, C, n_chunks, ROWS: tl.constexpr, NCH: tl.constexpr):
     """Mean and M2 over all positions of image b, merged from its chunks' (Chan's formula)."""
-    ch = tl.arange(0, NCH)
-    mask = (ch < n_chunks)[:, None] & (cols < C)[None, :]
-    ptrs = part_ptr + ((b * n_chunks + ch[:, None]) * 2) * C + cols[None, :]
-    p_mean = tl.load(ptrs, mask=mask, other=0.0)
-    p_m2 = tl.load(ptrs + C, mask=mask, other=0.0)
-    counts = tl.minimum(HW - ch * ROWS, ROWS).to(tl.float32)[:, None]
+    p_mean, p_m2, mask = _load_parts(part_ptr, b, cols, C, n_chunks, NCH)
+    counts = tl.minimum(HW - tl.arange(0, NCH) * ROWS, ROWS).to(tl.float32)[:, None]
     counts = tl.where(mask, counts, 0.0)
     mean = tl.sum(p_mean * counts, axis=0) / HW
     dev = tl.where(mask, p_mean - mean[None, :], 0.0)
@@ -116,9 +127,7 @@ def _bwd_sums_kernel(x_ptr, dy_ptr, stats_ptr, part_ptr, HW, C, stride_b, n_chun
         g = tl.where(mask, dy * dsilu, 0.0)
         sum_g += tl.sum(g, axis=0)
         sum_gx += tl.sum(g * xhat, axis=0)
-    out = part_ptr + ((b * n_chunks + chunk) * 2) * C + cols
-    tl.store(out, sum_g, mask=cols < C)
-    tl.store(out + C, sum_gx, mask=cols < C)
+    _store_parts(part_ptr, b, chunk, cols, C, n_chunks, sum_g, sum_gx)
 
 
 @triton.jit
@@ -127,11 +136,9 @@ def _bwd_dx_kernel(x_ptr, dy_ptr, dx_ptr, stats_ptr, part_ptr, HW, C, stride_b, 
     chunk, cb, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     cols = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     mean, rstd = _load_stats(stats_ptr, b, cols, C)
-    ch = tl.arange(0, NCH)
-    mask2 = (ch < n_chunks)[:, None] & (cols < C)[None, :]
-    ptrs2 = part_ptr + ((b * n_chunks + ch[:, None]) * 2) * C + cols[None, :]
-    mean_g = tl.sum(tl.load(ptrs2, mask=mask2, other=0.0), axis=0) / HW
-    mean_gx = tl.sum(tl.load(ptrs2 + C, mask=mask2, other=0.0), axis=0) / HW
+    sums_g, sums_gx, _ = _load_parts(part_ptr, b, cols, C, n_chunks, NCH)
+    mean_g = tl.sum(sums_g, axis=0) / HW
+    mean_gx = tl.sum(sums_gx, axis=0) / HW
     for r in tl.static_range(0, ROWS, SUB):
         offs, mask, _ = _tile(b, stride_b, chunk * ROWS + r, cols, HW, C, SUB)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
