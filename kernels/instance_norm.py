@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .dispatch import _triton_available, interpreting
+from .launch import cdiv, next_power_of_2
 
 NORM_BACKENDS = ("auto", "torch", "triton")
 
@@ -43,15 +44,13 @@ def _layout(x: torch.Tensor) -> tuple[int, int, int, int, int, int]:
     """B, C, H*W, rows per program, tile rows, channels per program (MAMBAAD_NORM_ROWS: tests' chunks).
     256 rows per program; more on maps over 128 x 128 so that an image has at most MAX_CHUNKS chunks, up
     to MAX_ROWS (256 x 256 maps, a 1024-pixel input; larger maps get more chunks)."""
-    import triton
-
     batch, channels, h, w = x.shape
     hw = h * w
     rows = int(os.environ.get("MAMBAAD_NORM_ROWS", 256))
-    rows = min(max(rows, triton.next_power_of_2(triton.cdiv(hw, MAX_CHUNKS))), MAX_ROWS)
-    rows = min(rows, triton.next_power_of_2(hw))
+    rows = min(max(rows, next_power_of_2(cdiv(hw, MAX_CHUNKS))), MAX_ROWS)
+    rows = min(rows, next_power_of_2(hw))
     sub = min(32, rows)
-    block_c = min(64, max(2, triton.next_power_of_2(channels)))
+    block_c = min(64, max(2, next_power_of_2(channels)))
     return batch, channels, hw, rows, sub, block_c
 
 
@@ -59,15 +58,13 @@ def _launch_plan(x: torch.Tensor):
     """What the forward's and the backward's kernel pairs share: the grid (chunk, channel block, image), the
     per-chunk statistics buffer [B, n_chunks, 2, C], the sizes passed after the tensors, the tiling
     constants, and the merging kernel's NCH (n_chunks as a power of two)."""
-    import triton
-
     batch, channels, hw, rows, sub, block_c = _layout(x)
-    n_chunks = triton.cdiv(hw, rows)
-    grid = (n_chunks, triton.cdiv(channels, block_c), batch)
+    n_chunks = cdiv(hw, rows)
+    grid = (n_chunks, cdiv(channels, block_c), batch)
     part = torch.empty((batch, n_chunks, 2, channels), device=x.device, dtype=torch.float32)
     sizes = (hw, channels, x.stride(0), n_chunks)
     tiles = dict(ROWS=rows, SUB=sub, BLOCK_C=block_c)
-    return grid, part, sizes, tiles, max(2, triton.next_power_of_2(n_chunks))
+    return grid, part, sizes, tiles, max(2, next_power_of_2(n_chunks))
 
 
 class _InstanceNormSiLU(torch.autograd.Function):

@@ -22,6 +22,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch import cdiv
+
 BLOCK_D = 32
 BLOCK_L = 64
 
@@ -65,7 +67,7 @@ def gather_directions_triton(x: torch.Tensor, table: torch.Tensor) -> torch.Tens
     batch, dim, length = x.shape
     K = table.shape[0]
     out = torch.empty((batch, K, dim, length), device=x.device, dtype=x.dtype)
-    grid = (triton.cdiv(length, BLOCK_L), triton.cdiv(dim, BLOCK_D), batch * K)
+    grid = (cdiv(length, BLOCK_L), cdiv(dim, BLOCK_D), batch * K)
     _gather_directions_kernel[grid](x, table, out, dim, length, *x.stride(), K=K, BD=BLOCK_D, BL=BLOCK_L,
                                     num_warps=4)
     return out
@@ -75,7 +77,7 @@ def merge_directions_triton(ys: torch.Tensor, order: torch.Tensor, rel: torch.Te
                             out: torch.Tensor) -> torch.Tensor:
     """ys (batch, K, D, L) contiguous; order (L,), rel (K, L) int32; writes and returns out (batch, D, L)."""
     batch, K, dim, length = ys.shape
-    grid = (triton.cdiv(length, BLOCK_L), triton.cdiv(dim, BLOCK_D), batch)
+    grid = (cdiv(length, BLOCK_L), cdiv(dim, BLOCK_D), batch)
     _merge_directions_kernel[grid](ys, order, rel, out, dim, length, *out.stride(), K=K, BD=BLOCK_D,
                                    BL=BLOCK_L, F64=ys.dtype == torch.float64, num_warps=4)
     return out

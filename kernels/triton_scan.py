@@ -46,8 +46,8 @@ import triton
 import triton.language as tl
 
 from .dispatch import interpreting
+from .launch import cdiv, launch_tuned, next_power_of_2
 
-LOG2_E = 1.4426950408889634
 LN_2 = tl.constexpr(0.6931471805599453)  # used inside kernels: a Triton constexpr global
 
 
@@ -222,8 +222,18 @@ def _state_slots(c, N: tl.constexpr, STORE_CKPT: tl.constexpr):
 
 
 @triton.jit
-def _program_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr):
-    # program (channel block, group, batch): its channels within the group (d), overall (ch), the states
+def _program_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, BLOCKS_LAST: tl.constexpr):
+    # program (channel block, group, batch): its channels within the group (d), overall (ch), the states.
+    # BLOCKS_LAST: the grid is (group, batch, channel block) instead, so that the programs resident at once
+    # belong to many (batch, group) pairs rather than to few (fewer of them add into the same dB / dC rows)
+    if BLOCKS_LAST:
+        g = tl.program_id(0).to(tl.int64)
+        b = tl.program_id(1).to(tl.int64)
+        d = tl.program_id(2) * BD + tl.arange(0, BD)
+        dmask = d < DG
+        nn = tl.arange(0, NP)
+        nm = dmask[:, None] & (nn[None, :] < N)
+        return g, b, tl.num_programs(0), d, dmask, g * DG + d, nn, nm
     g = tl.program_id(1).to(tl.int64)
     b = tl.program_id(2).to(tl.int64)
     d = tl.program_id(0) * BD + tl.arange(0, BD)
@@ -234,15 +244,22 @@ def _program_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr):
 
 
 @triton.jit
+def _load_A2(ptr, mask):
+    # A of the program's channels (one state) in log2 units: exp(A x) = exp2(A2 x). Scaled here, not on the
+    # host: a torch op fewer per call, where small scans are bound by the host's launches (kernels/NOTES.md)
+    return tl.load(ptr, mask=mask, other=0.0).to(tl.float32) * 1.4426950408889634
+
+
+@triton.jit
 def _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD: tl.constexpr, HAS_D: tl.constexpr,
                      HAS_BIAS: tl.constexpr):
     # D and delta_bias of the program's channels (zeros when absent)
     if HAS_D:
-        Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0)
+        Dv = tl.load(D_ptr + ch, mask=dmask, other=0.0).to(tl.float32)
     else:
         Dv = tl.zeros([BD], tl.float32)
     if HAS_BIAS:
-        bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0)
+        bias = tl.load(bias_ptr + ch, mask=dmask, other=0.0).to(tl.float32)
     else:
         bias = tl.zeros([BD], tl.float32)
     return Dv, bias
@@ -254,7 +271,7 @@ def _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD: tl.constexpr, HAS_D: tl.con
 
 @triton.jit
 def _scan_fwd_kernel(
-    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, table_ptr,
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, table_ptr,
     L, DG, n_chunks,
     su_b, su_g, su_d, su_l,
     sdt_b, sdt_g, sdt_d, sdt_l,
@@ -279,7 +296,7 @@ def _scan_fwd_kernel(
     ahead, 2 its A_n and chunk-start state too (the forward's best; the backward's is 1). Two states per
     iteration with alternating buffers, which avoids the copy of the loaded values at the loop's end (where
     Nsight Compute still finds waits), timed slower on the H200 in both kernels (kernels/NOTES.md)."""
-    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, False)
     tt = tl.arange(0, T)
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     first = tt[None, :] == 0
@@ -306,14 +323,14 @@ def _scan_fwd_kernel(
         B_row = B_ptr + b * sB_b + g * sB_g + pos * sB_l
         C_row = C_ptr + b * sC_b + g * sC_g + pos * sC_l
         # A_n and the chunk-start state from memory (L1), not picked from a register tile
-        A2_row = A2_ptr + ch * N
+        A_row = A_ptr + ch * N
         h0_row = state + s_in
         h_out = state[:, None] + s_out + 0 * tt[None, :]  # + n: where state n's final value goes
         h_mask = dmask[:, None] & last & (c + 1 < n_chunks)
         # loads one state ahead (see the docstring); the first state's, where PREFETCH leaves them unused, are
         # compiled away
         B_nx, C_nx = _load_rows(B_row, C_row, 0, sB_n, sC_n, tmask)
-        A2_nx = tl.load(A2_row, mask=dmask, other=0.0)
+        A2_nx = _load_A2(A_row, dmask)
         h0_nx = tl.load(h0_row, mask=dmask, other=0.0)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
             m = tl.minimum(n + 1, N - 1)  # the next state (the last loads its own values again: no mask)
@@ -324,10 +341,10 @@ def _scan_fwd_kernel(
                 Bn, Cn = _load_rows(B_row, C_row, n, sB_n, sC_n, tmask)
             if PREFETCH >= 2:  # and the per-channel values
                 A2n, h0n = A2_nx, h0_nx
-                A2_nx = tl.load(A2_row + m, mask=dmask, other=0.0)
+                A2_nx = _load_A2(A_row + m, dmask)
                 h0_nx = tl.load(h0_row + m, mask=dmask, other=0.0)
             else:
-                A2n = tl.load(A2_row + n, mask=dmask, other=0.0)
+                A2n = _load_A2(A_row + n, dmask)
                 h0n = tl.load(h0_row + n, mask=dmask, other=0.0)
             y = _fwd_state(y, dt, dtu, first, Bn, Cn, A2n, h0n, h_out + n, h_mask, FAST_EXP)
         if HAS_Z:
@@ -340,7 +357,7 @@ def _scan_fwd_kernel(
 
 @triton.jit(do_not_specialize=["su_d", "sdt_d", "sz_d", "so_d"])
 def _scan_fwd_rows_kernel(
-    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, table_ptr,
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, table_ptr,
     L, DG, n_chunks,
     su_b, su_g, su_d, su_l,
     sdt_b, sdt_g, sdt_d, sdt_l,
@@ -359,7 +376,7 @@ def _scan_fwd_rows_kernel(
     the backward's chunk. The channel strides are left unspecialised so that Triton keeps one channel per
     lane instead of packing 4 per lane; the n loop is unrolled so that every row pick folds to a register;
     the next piece's loads are issued before the current piece is computed."""
-    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, False)
     tt = tl.arange(0, TR)
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     u_base = u_ptr + b * su_b + g * su_g + d[None, :] * su_d
@@ -394,7 +411,7 @@ def _scan_fwd_rows_kernel(
                 tl.store(ckpt_ptr + ((b * G * DG + ch)[None, :] * n_chunks + c) * N + nn[:, None], h,
                          mask=dmask[None, :] & (nn[:, None] < N))
         for n in tl.static_range(N):
-            A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)
+            A2n = _load_A2(A_ptr + ch * N + n, dmask)
             Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos_here * sB_l, mask=tmask,
                          other=0.0).to(tl.float32)
             Cn = tl.load(C_ptr + b * sC_b + g * sC_g + n * sC_n + pos_here * sC_l, mask=tmask,
@@ -417,7 +434,7 @@ def _scan_fwd_rows_kernel(
 
 @triton.jit
 def _scan_bwd_kernel(
-    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, dout_ptr, ckpt_ptr, table_ptr,
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, dout_ptr, ckpt_ptr, table_ptr,
     du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, lam_ptr,
     L, DG, n_chunks,
     su_b, su_g, su_d, su_l,
@@ -451,7 +468,7 @@ def _scan_bwd_kernel(
     ([2, 128] tile, one warp). FLIP=2 also runs h's scan and the flipped adjoint's in one call (both go
     forwards over their inputs; fewer instructions, the same time at the large shapes). FLIP=0 keeps the
     reverse scan: faster at L = 64 in the v1.2 sweep. PREFETCH: as in the forward (1 timed best here)."""
-    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, False)
     tt = tl.arange(0, T)
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     dD = tl.zeros([BD], tl.float32)
@@ -499,7 +516,7 @@ def _scan_bwd_kernel(
         tl.debug_barrier()  # the previous chunk's lam stores are visible to every thread, its loads done
         B_row = B_ptr + b * sB_b + g * sB_g + pos * sB_l
         C_row = C_ptr + b * sC_b + g * sC_g + pos * sC_l
-        A2_row = A2_ptr + ch * N
+        A_row = A_ptr + ch * N
         h0_row = ckpt_ptr + ((b * G * DG + ch) * n_chunks + c) * N
         lam_row = lam_ptr + (i + 1) % 2 * slot + row_n
         lam_mask = dmask & (i > 0)
@@ -508,7 +525,7 @@ def _scan_bwd_kernel(
         # their state as in the forward (PREFETCH)
         lam_out = lam_ptr + i % 2 * slot + row_n[:, None] + 0 * tt[None, :]  # + n: lambda at chunk start
         B_nx, C_nx = _load_rows(B_row, C_row, 0, sB_n, sC_n, tmask)
-        A2_nx = tl.load(A2_row, mask=dmask, other=0.0)
+        A2_nx = _load_A2(A_row, dmask)
         h0_nx = tl.load(h0_row, mask=dmask, other=0.0)
         lam_nx = tl.load(lam_row, mask=lam_mask, other=0.0)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
@@ -520,11 +537,11 @@ def _scan_bwd_kernel(
                 Bn, Cn = _load_rows(B_row, C_row, n, sB_n, sC_n, tmask)
             if PREFETCH >= 2:
                 A2n, h0n, lam_n = A2_nx, h0_nx, lam_nx
-                A2_nx = tl.load(A2_row + m, mask=dmask, other=0.0)
+                A2_nx = _load_A2(A_row + m, dmask)
                 h0_nx = tl.load(h0_row + m, mask=dmask, other=0.0)
                 lam_nx = tl.load(lam_row + m, mask=lam_mask, other=0.0)
             else:
-                A2n = tl.load(A2_row + n, mask=dmask, other=0.0)
+                A2n = _load_A2(A_row + n, dmask)
                 h0n = tl.load(h0_row + n, mask=dmask, other=0.0)
                 lam_n = tl.load(lam_row + n, mask=lam_mask, other=0.0)
             d_dtA, d_dtu, y = _bwd_state(d_dtA, d_dtu, y, dt, dtn, dtu, gy, gy_r, first, last, rev, tt, n,
@@ -554,7 +571,7 @@ def _scan_bwd_kernel(
 
 @triton.jit(do_not_specialize=["su_d", "sdt_d", "sz_d", "so_d", "sdu_d"])
 def _scan_bwd_rows_kernel(
-    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, dout_ptr, ckpt_ptr, table_ptr,
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, dout_ptr, ckpt_ptr, table_ptr,
     du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, scratch_ptr,
     L, DG, n_chunks,
     su_b, su_g, su_d, su_l,
@@ -573,7 +590,7 @@ def _scan_bwd_rows_kernel(
     scratch (batch, dim, T/TR, NP), then the pieces are walked in reverse: recompute h from the saved
     state, adjoint scan in-lane, gradients; dB/dC are summed over the program's channels (across lanes)
     before one fp32 atomic per (b, g, n, t). Same outputs as ``_scan_bwd_kernel``."""
-    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, False)
     tt = tl.arange(0, TR)
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     PIECES: tl.constexpr = T // TR
@@ -603,7 +620,7 @@ def _scan_bwd_rows_kernel(
             _x, dt = _delta(x, bias[None, :], m2, HAS_BIAS, SOFTPLUS)
             dtu = dt * u
             for n in tl.static_range(N):
-                A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)
+                A2n = _load_A2(A_ptr + ch * N + n, dmask)
                 Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos * sB_l, mask=tmask, other=0.0)
                 a = tl.exp2(dt * A2n[None, :])
                 bb = dtu * Bn.to(tl.float32)[:, None]
@@ -641,7 +658,7 @@ def _scan_bwd_rows_kernel(
             d_dt = tl.zeros([TR, BD], tl.float32)
             d_dtu = tl.zeros([TR, BD], tl.float32)
             for n in tl.static_range(N):
-                A2n = tl.load(A2_ptr + ch * N + n, mask=dmask, other=0.0)
+                A2n = _load_A2(A_ptr + ch * N + n, dmask)
                 Bn = tl.load(B_ptr + b * sB_b + g * sB_g + n * sB_n + pos * sB_l, mask=tmask, other=0.0)
                 Cn = tl.load(C_ptr + b * sC_b + g * sC_g + n * sC_n + pos * sC_l, mask=tmask, other=0.0)
                 Bn, Cn = Bn.to(tl.float32)[:, None], Cn.to(tl.float32)[:, None]
@@ -704,7 +721,7 @@ _INTERPRETER_BD = 4  # the interpreter loops over every element: keep tiles tiny
 
 def chunk_length(length: int) -> int:
     """Steps per chunk for a sequence of ``length``: one chunk up to MAX_CHUNK, at least 16."""
-    return min(_chunk_override() or MAX_CHUNK, max(16, triton.next_power_of_2(length)))
+    return min(_chunk_override() or MAX_CHUNK, max(16, next_power_of_2(length)))
 
 
 def _chunk_override() -> int | None:
@@ -714,7 +731,7 @@ def _chunk_override() -> int | None:
 
 def _prune(configs, named_args, **kwargs):
     # no point in more channels per program than a group has (G = dim in the extreme)
-    limit = max(4, triton.next_power_of_2(int(named_args["DG"])))
+    limit = max(4, next_power_of_2(int(named_args["DG"])))
     kept = [c for c in configs if c.kwargs["BD"] <= limit]
     return kept or configs[:1]
 
@@ -779,7 +796,7 @@ def _seg_fits(bd: int, warps: int, e: int, T: int, backward: bool = False) -> bo
 
 def _seg_kept(space, dg: int, T: int, backward: bool) -> list:
     # the tiles kernels' limit on BD (at most the group's channels, rounded up), then the layout's fit
-    limit = max(4, triton.next_power_of_2(dg))
+    limit = max(4, next_power_of_2(dg))
     return [c for c in space if c[0] <= limit and _seg_fits(c[0], c[1], c[4], T, backward)]
 
 
@@ -842,26 +859,30 @@ def tuned_picks() -> dict[str, dict[str, str]]:
             for name, tuner in zip(TUNED_KERNEL_NAMES, _tuned_kernels(), strict=True) if tuner.cache}
 
 
-def _launch(kernel_index: int, grid_shape: tuple[int, int, int], args: tuple, consts: dict) -> None:
-    dg, groups, batch = grid_shape
+def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, consts: dict) -> None:
+    dg, groups, batch, length = shape  # channels per group, groups, batch, steps
+    last = consts.get("BLOCKS_LAST", False)  # the segment backward's grid order (_program_channels)
+
+    def grid(bd):
+        return (groups, batch, cdiv(dg, bd)) if last else (cdiv(dg, bd), groups, batch)
     if interpreting():
         from .triton_seg import _scan_bwd_seg_kernel, _scan_fwd_seg_kernel
 
         kernels = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel, _scan_bwd_rows_kernel,
                    _scan_fwd_seg_kernel, _scan_bwd_seg_kernel)
         kernel = kernels[kernel_index]
-        bd = min(_INTERPRETER_BD, triton.next_power_of_2(dg))
+        bd = min(_INTERPRETER_BD, next_power_of_2(dg))
         tiles = {"UNROLL": 1, "FAST_EXP": False, "PREFETCH": _interpreter_knob("PREFETCH")}  # no PTX: tl.exp2
         seg = {**tiles, "PREFETCH": min(1, tiles["PREFETCH"]),
                "E": min(_interpreter_knob("SEG_E"), consts["T"])}
         extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_knob("FLIP")}, 4: seg, 5: seg}
         extra = extra.get(kernel_index, {})
-        kernel[(triton.cdiv(dg, bd), groups, batch)](*args, BD=bd, **extra, **consts)
+        kernel[grid(bd)](*args, BD=bd, **extra, **consts)
         return
-    kernel = _tuned_kernels()[kernel_index]
+    tuner = _tuned_kernels()[kernel_index]
     if kernel_index in (0, 1, 4, 5):  # the tiles and segment kernels
         consts = {**consts, "FAST_EXP": fast_exp()}
-    kernel[lambda meta: (triton.cdiv(dg, meta["BD"]), groups, batch)](*args, **consts)
+    launch_tuned(tuner, lambda meta: grid(meta["BD"]), args, consts, {"DG": dg, "L": length, **consts})
 
 
 def fast_exp() -> bool:
@@ -891,11 +912,11 @@ def _rows_piece(T: int) -> int:
 
 
 def _host_params(A, D, delta_bias):
-    """A * log2(e), D and delta_bias as contiguous fp32 (A2 stands in for an absent one: never read)."""
-    A2 = (A.float() * LOG2_E).contiguous()
-    Df = D.float().contiguous() if D is not None else A2
-    bias = delta_bias.float().contiguous() if delta_bias is not None else A2
-    return A2, Df, bias
+    """A, D and delta_bias contiguous, in their own dtypes: the kernels cast them to fp32 and scale A by
+    log2(e) (_load_A2). A stands in for an absent D or delta_bias: never read."""
+    A = A.contiguous()
+    bias = delta_bias.contiguous() if delta_bias is not None else A
+    return A, (D.contiguous() if D is not None else A), bias
 
 
 def channels_last(u4, dt4, z4=None) -> bool:
@@ -920,8 +941,8 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     batch, groups, dg, length = dt4.shape
     n_state = A.shape[1]
     T = chunk or chunk_length(length)
-    n_chunks = triton.cdiv(length, T)
-    A2, Df, bias = _host_params(A, D, delta_bias)
+    n_chunks = cdiv(length, T)
+    Ac, Df, bias = _host_params(A, D, delta_bias)
     rows = channels_last(u4, dt4, z4) and rows_enabled()
     if rows:  # the output in the same layout: (batch, L, G, DG) in memory
         out = torch.empty((batch, length, groups, dg), device=u4.device, dtype=out_dtype).permute(0, 2, 3, 1)
@@ -930,10 +951,10 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     # the checkpoints, or at inference the tiles kernel's two state slots (the rows kernel ignores them)
     ckpt = torch.empty((batch, groups * dg, n_chunks if need_ckpt else 2, n_state), device=u4.device,
                        dtype=torch.float32)
-    tab = table if table is not None else A2
-    args = (u4, dt4, A2, B4, C4, Df, bias, z4 if z4 is not None else u4, out, ckpt, tab, length, dg, n_chunks,
+    tab = table if table is not None else Ac
+    args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, out, ckpt, tab, length, dg, n_chunks,
             *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(out))
-    consts = dict(N=n_state, NP=triton.next_power_of_2(n_state), T=T, STORE_CKPT=need_ckpt,
+    consts = dict(N=n_state, NP=next_power_of_2(n_state), T=T, STORE_CKPT=need_ckpt,
                   **_flags(D, z4, delta_bias, softplus, table))
     if rows:
         consts["TR"] = _rows_piece(T)
@@ -943,7 +964,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
         kernel_index = 4
     else:
         kernel_index = 0
-    _launch(kernel_index, (dg, groups, batch), args, consts)
+    _launch(kernel_index, (dg, groups, batch, length), args, consts)
     return out, (ckpt if need_ckpt else None), T
 
 
@@ -959,12 +980,12 @@ def _fp32(t: torch.Tensor | None) -> torch.Tensor | None:
 
 def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, ckpt, T):
     """Gradients on the same 4-D views: (du4, ddt4, dz4) as (batch, G, DG, L) (fp32, or the inputs' dtypes
-    where the segment kernel runs), dB4 / dC4 (batch, G, N, L) fp32, and dA (dim, N), dD, dbias (dim,) fp32
-    summed over the batch."""
+    where the segment kernel runs), dB4 and dC4 stacked as dBC (2, batch, G, N, L) fp32 (one cast for both),
+    and dA (dim, N), dD, dbias (dim,) fp32 summed over the batch."""
     batch, groups, dg, length = dt4.shape
     n_state = A.shape[1]
-    n_chunks = triton.cdiv(length, T)
-    A2, Df, bias = _host_params(A, D, delta_bias)
+    n_chunks = cdiv(length, T)
+    Ac, Df, bias = _host_params(A, D, delta_bias)
     dev = u4.device
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
@@ -987,12 +1008,18 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         return torch.empty((batch, groups, dg, length), device=dev, dtype=dtype)
     du, ddt = grad_buffer(u4), grad_buffer(dt4)
     dz = grad_buffer(z4) if z4 is not None else du
-    dB = torch.zeros((batch, groups, n_state, length), device=dev, dtype=torch.float32)
-    dC = torch.zeros_like(dB)
-    dA = torch.zeros((batch, groups * dg, n_state), device=dev, dtype=torch.float32)  # the tiles kernel adds
-    dD = torch.empty((batch, groups * dg), device=dev, dtype=torch.float32)
-    dbias = torch.empty_like(dD)
-    consts = dict(N=n_state, NP=triton.next_power_of_2(n_state), T=T,
+    # what the kernels add into, zeroed by one op (each op costs the host ~20 us, and small scans are bound by
+    # the host): dB and dC, in `slots` copies that the segment backward can spread its adds over (summed
+    # below), and dA, per batch element (the tiles kernel adds over chunks)
+    slots = int(os.environ.get("MAMBAAD_SCAN_SEG_SLOTS", "1")) if seg else 1
+    n_bc = slots * batch * groups * n_state * length
+    added = torch.zeros(2 * n_bc + batch * groups * dg * n_state, device=dev, dtype=torch.float32)
+    dBC = added[:2 * n_bc].view(2, slots, batch, groups, n_state, length)
+    dB, dC = dBC[0], dBC[1]
+    dA = added[2 * n_bc:].view(batch, groups * dg, n_state)
+    dDb = torch.empty((2, batch, groups * dg), device=dev, dtype=torch.float32)  # dD, dbias per batch element
+    dD, dbias = dDb[0], dDb[1]
+    consts = dict(N=n_state, NP=next_power_of_2(n_state), T=T,
                   **_flags(D, z4, delta_bias, softplus, table))
     if rows:
         consts["TR"] = _rows_piece(T)
@@ -1012,13 +1039,20 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         mode = int(os.environ.get("MAMBAAD_SCAN_SEG_RED", "3" if T >= 128 else "2"))
         consts["VEC_RED"] = mode if vec or mode == 3 else 0
         consts["PTX_RED"] = vec
-    tab = table if table is not None else A2
-    args = (u4, dt4, A2, B4, C4, Df, bias, z4 if z4 is not None else u4, dout4, ckpt, tab,
+        # developer knobs for the dB / dC traffic: the grid's order, copies, and (timing only) no adds at all
+        order = os.environ.get("MAMBAAD_SCAN_SEG_ORDER", "1" if n_chunks <= 2 else "0")
+        consts["BLOCKS_LAST"] = order == "1"
+        consts["SLOTS"] = slots
+        consts["RED_SKIP"] = os.environ.get("MAMBAAD_SCAN_SEG_RED_SKIP", "0") == "1"
+    tab = table if table is not None else Ac
+    args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, dout4, ckpt, tab,
             du, ddt, dz, dB, dC, dA, dD, dbias, scratch, length, dg, n_chunks,
             *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(dout4),
             *_strides(du))
-    _launch(3 if rows else 5 if seg else 1, (dg, groups, batch), args, consts)
-    return du, ddt, (dz if z4 is not None else None), dB, dC, dA.sum(0), dD.sum(0), dbias.sum(0)
+    _launch(3 if rows else 5 if seg else 1, (dg, groups, batch, length), args, consts)
+    dBC = dBC[:, 0] if slots == 1 else dBC.sum(1)
+    dD, dbias = dDb.sum(1)
+    return du, ddt, (dz if z4 is not None else None), dBC, dA.sum(0), dD, dbias
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -1029,6 +1063,14 @@ def _cast(grad: torch.Tensor | None, like: torch.Tensor | None) -> torch.Tensor 
     if grad is None or like is None:
         return None
     return grad.to(like.dtype)
+
+
+def _cast_pair(dBC: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # dB and dC in B's and C's dtypes: one cast where they share one
+    if B.dtype == C.dtype:
+        dB, dC = dBC.to(B.dtype)
+        return dB, dC
+    return dBC[0].to(B.dtype), dBC[1].to(C.dtype)
 
 
 def _grouped(B, C, dim):
@@ -1058,14 +1100,13 @@ class _TritonScan(torch.autograd.Function):
     def backward(ctx, dout):
         u, delta, A, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
         B4, C4, split = _grouped(B, C, u.shape[1])
-        du, ddt, dz, dB, dC, dA, dD, dbias = _scan_backward(
+        du, ddt, dz, dBC, dA, dD, dbias = _scan_backward(
             _split(dout, split), _split(u, split), _split(delta, split), A, B4, C4, D, _split(z, split),
             delta_bias, None, ctx.delta_softplus, ckpt, ctx.T,
         )
-        if B.dim() == 3:
-            dB, dC = dB.squeeze(1), dC.squeeze(1)
-        return (_cast(du.flatten(1, 2), u), _cast(ddt.flatten(1, 2), delta), _cast(dA, A), _cast(dB, B),
-                _cast(dC, C), _cast(dD, D), _cast(dz.flatten(1, 2) if dz is not None else None, z),
+        dB, dC = _cast_pair(dBC if B.dim() == 4 else dBC.squeeze(2), B, C)
+        return (_cast(du.flatten(1, 2), u), _cast(ddt.flatten(1, 2), delta), _cast(dA, A), dB, dC,
+                _cast(dD, D), _cast(dz.flatten(1, 2) if dz is not None else None, z),
                 _cast(dbias, delta_bias), None, None)
 
 
@@ -1087,11 +1128,12 @@ class _TritonDirections(torch.autograd.Function):
         u, delta, A, B, C, D, delta_bias, table, ckpt = ctx.saved_tensors
         batch, dn, length = u.shape
         K = delta.shape[1]
-        du, ddt, _, dB, dC, dA, dD, dbias = _scan_backward(
+        du, ddt, _, dBC, dA, dD, dbias = _scan_backward(
             dout.unsqueeze(1).expand(batch, K, dn, length), u.unsqueeze(1).expand(batch, K, dn, length),
             delta, A, B, C, D, None, delta_bias, table, ctx.delta_softplus, ckpt, ctx.T,
         )
-        return (_cast(du.sum(1), u), _cast(ddt, delta), _cast(dA, A), _cast(dB, B), _cast(dC, C),
+        dB, dC = _cast_pair(dBC, B, C)
+        return (_cast(du.sum(1), u), _cast(ddt, delta), _cast(dA, A), dB, dC,
                 _cast(dD, D), _cast(dbias, delta_bias), None, None, None)
 
 

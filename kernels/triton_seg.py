@@ -38,6 +38,7 @@ from .triton_scan import (
     _delta,
     _exp2,
     _input_grads,
+    _load_A2,
     _pair_combine,
     _program_channels,
     _state_rows,
@@ -193,7 +194,7 @@ def _seg_forward_state(a, bb, sdt, A2n, h0n, ss, kk, S: tl.constexpr, E: tl.cons
 
 @triton.jit
 def _scan_fwd_seg_kernel(
-    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, table_ptr,
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, table_ptr,
     L, DG, n_chunks,
     su_b, su_g, su_d, su_l,
     sdt_b, sdt_g, sdt_d, sdt_l,
@@ -210,7 +211,7 @@ def _scan_fwd_seg_kernel(
     [BD, S, E] views. The chunk-start states go through memory as there; B and C rows are loaded as [BD, T]
     tiles (the same address in every channel's lane) so that they arrive in the scan's layout."""
     S: tl.constexpr = T // E
-    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, False)
     tt = tl.arange(0, T)
     ss = tl.arange(0, S)[None, :]
     kk = tl.arange(0, E)[None, None, :]
@@ -238,13 +239,13 @@ def _scan_fwd_seg_kernel(
         tl.debug_barrier()  # the previous chunk's final states are stored, its loads done
         B_row = B_ptr + b * sB_b + g * sB_g + t[None, :] * sB_l + 0 * d[:, None]
         C_row = C_ptr + b * sC_b + g * sC_g + t[None, :] * sC_l + 0 * d[:, None]
-        A2_row = A2_ptr + ch * N
+        A_row = A_ptr + ch * N
         h0_row = state + s_in
         h_out = state + s_out
         h_mask = dmask & (c + 1 < n_chunks)
         B_nx = _load_rows(B_row, tmask, EVEN_L)
         C_nx = _load_rows(C_row, tmask, EVEN_L)
-        A2_nx = tl.load(A2_row, mask=dmask, other=0.0)
+        A2_nx = _load_A2(A_row, dmask)
         h0_nx = tl.load(h0_row, mask=dmask, other=0.0)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
             m = tl.minimum(n + 1, N - 1)  # the next state (the last loads its own values again: no mask)
@@ -252,12 +253,12 @@ def _scan_fwd_seg_kernel(
                 Bn, Cn, A2n, h0n = B_nx, C_nx, A2_nx, h0_nx
                 B_nx = _load_rows(B_row + m * sB_n, tmask, EVEN_L)
                 C_nx = _load_rows(C_row + m * sC_n, tmask, EVEN_L)
-                A2_nx = tl.load(A2_row + m, mask=dmask, other=0.0)
+                A2_nx = _load_A2(A_row + m, dmask)
                 h0_nx = tl.load(h0_row + m, mask=dmask, other=0.0)
             else:
                 Bn = _load_rows(B_row + n * sB_n, tmask, EVEN_L)
                 Cn = _load_rows(C_row + n * sC_n, tmask, EVEN_L)
-                A2n = tl.load(A2_row + n, mask=dmask, other=0.0)
+                A2n = _load_A2(A_row + n, dmask)
                 h0n = tl.load(h0_row + n, mask=dmask, other=0.0)
             a = _exp2(dt3 * A2n[:, None, None], FAST_EXP)
             bb = dtu3 * tl.reshape(Bn.to(tl.float32), [BD, S, E])
@@ -361,7 +362,7 @@ def _seg_backward_state(a3, bb3, cg3, sdt, sdtn, dtn_first, A2n, h0n, lam_n, ss,
 
 @triton.jit
 def _scan_bwd_seg_kernel(
-    u_ptr, dt_ptr, A2_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, dout_ptr, ckpt_ptr, table_ptr,
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, dout_ptr, ckpt_ptr, table_ptr,
     du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, lam_ptr,
     L, DG, n_chunks,
     su_b, su_g, su_d, su_l,
@@ -374,7 +375,8 @@ def _scan_bwd_seg_kernel(
     N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, E: tl.constexpr,
     UNROLL: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, EVEN_L: tl.constexpr,
     VEC_RED: tl.constexpr, PTX_RED: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
-    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_TABLE: tl.constexpr,
+    HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_TABLE: tl.constexpr, BLOCKS_LAST: tl.constexpr,
+    SLOTS: tl.constexpr, RED_SKIP: tl.constexpr,
 ):
     """The backward of ``_scan_bwd_kernel`` (same arguments and outputs, no index table) on [BD, S, E] views:
     per chunk (in reverse) and state, h again from the chunk's checkpoint, the adjoint mu backwards from the
@@ -384,17 +386,21 @@ def _scan_bwd_seg_kernel(
     S: tl.constexpr = T // E
     LOG_E: tl.constexpr = 2 if E == 4 else 3 if E == 8 else 4
     tl.static_assert(E == 4 or E == 8 or E == 16)
-    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD)
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, BLOCKS_LAST)
     tt = tl.arange(0, T)
     ss = tl.arange(0, S)[None, :]
     kk = tl.arange(0, E)[None, None, :]
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     dD = tl.zeros([BD], tl.float32)
     dbias = tl.zeros([BD], tl.float32)
-    dB_base = dB_ptr + (b * G + g) * N * L
-    dC_base = dC_ptr + (b * G + g) * N * L
+    n_batch = tl.num_programs(1) if BLOCKS_LAST else tl.num_programs(2)
+    # SLOTS copies of dB / dC (summed afterwards): channel block j adds into copy j % SLOTS
+    block = (tl.program_id(2) if BLOCKS_LAST else tl.program_id(0)).to(tl.int64)
+    copy = (block % SLOTS) * n_batch * G
+    dB_base = dB_ptr + (copy + b * G + g) * N * L
+    dC_base = dC_ptr + (copy + b * G + g) * N * L
     row_n = (b * G * DG + ch) * N  # this program's rows of dA and lam
-    slot = tl.num_programs(2) * G * DG * N  # elements per lam slot
+    slot = n_batch * G * DG * N  # elements per lam slot
 
     for i in range(n_chunks):
         c = n_chunks - 1 - i
@@ -436,7 +442,7 @@ def _scan_bwd_seg_kernel(
         tl.debug_barrier()  # the previous chunk's lam stores are visible to every thread, its loads done
         B_row = B_ptr + b * sB_b + g * sB_g + t[None, :] * sB_l + 0 * d[:, None]
         C_row = C_ptr + b * sC_b + g * sC_g + t[None, :] * sC_l + 0 * d[:, None]
-        A2_row = A2_ptr + ch * N
+        A_row = A_ptr + ch * N
         h0_row = ckpt_ptr + ((b * G * DG + ch) * n_chunks + c) * N
         lam_row = lam_ptr + (i + 1) % 2 * slot + row_n
         lam_mask = dmask & (i > 0)
@@ -454,7 +460,7 @@ def _scan_bwd_seg_kernel(
             else:
                 Bn = _load_rows(B_row + n * sB_n, tmask, EVEN_L)
                 Cn = _load_rows(C_row + n * sC_n, tmask, EVEN_L)
-            A2n = tl.load(A2_row + n, mask=dmask, other=0.0)
+            A2n = _load_A2(A_row + n, dmask)
             h0n = tl.load(h0_row + n, mask=dmask, other=0.0)
             lam_n = tl.load(lam_row + n, mask=lam_mask, other=0.0)
             B3 = tl.reshape(Bn.to(tl.float32), [BD, S, E])
@@ -467,7 +473,9 @@ def _scan_bwd_seg_kernel(
             w = mu * q  # mu_t a_t h_{t-1}
             dA_n = tl.sum(tl.sum(w * dt3, axis=2), axis=1)
             tl.atomic_add(dA_ptr + row_n + n, dA_n, mask=dmask, sem="relaxed")
-            if VEC_RED == 3:  # reduce-scatter over the lane rows (_red_scatter_rows)
+            if RED_SKIP:  # developer timing only: the gradients of B and C are left at zero
+                pass
+            elif VEC_RED == 3:  # reduce-scatter over the lane rows (_red_scatter_rows)
                 _red_scatter_rows(dB_base + n * L, seg_t2, L, mu * dtu3, S, E, LOG_E, PTX_RED)
                 _red_scatter_rows(dC_base + n * L, seg_t2, L, gy3 * h, S, E, LOG_E, PTX_RED)
             elif VEC_RED:  # inline PTX vector reductions (_red_add_segments)
