@@ -1084,30 +1084,47 @@ def _split(t: torch.Tensor | None, split: tuple[int, int]) -> torch.Tensor | Non
     return t.unflatten(1, split) if t is not None else None
 
 
+def selective_scan_fwd(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                       need_ckpt=True, chunk=None):
+    """The forward without autograd, as mamba_ssm's ``selective_scan_cuda.fwd``: (out, ckpt, T), where ckpt
+    (the chunks' start states, None without ``need_ckpt``) and the chunk length T are what
+    ``selective_scan_bwd`` needs. ``selective_scan_triton`` is these two inside an autograd Function;
+    ``mambaad bench`` times them directly too, as it times the CUDA kernel."""
+    batch, dim, length = u.shape
+    B4, C4, split = _grouped(B, C, dim)
+    out, ckpt, T = _scan_forward(_split(u, split), _split(delta, split), A, B4, C4, D, _split(z, split),
+                                 delta_bias, None, delta_softplus, u.dtype, need_ckpt, chunk)
+    return out.view(batch, dim, length), ckpt, T
+
+
+def selective_scan_bwd(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus, ckpt, T):
+    """The gradients of u, delta, A, B, C, D, z, delta_bias (None for an absent input) in the inputs'
+    dtypes, from ``selective_scan_fwd``'s ckpt and T."""
+    B4, C4, split = _grouped(B, C, u.shape[1])
+    du, ddt, dz, dBC, dA, dD, dbias = _scan_backward(
+        _split(dout, split), _split(u, split), _split(delta, split), A, B4, C4, D, _split(z, split),
+        delta_bias, None, delta_softplus, ckpt, T,
+    )
+    dB, dC = _cast_pair(dBC if B.dim() == 4 else dBC.squeeze(2), B, C)
+    return (_cast(du.flatten(1, 2), u), _cast(ddt.flatten(1, 2), delta), _cast(dA, A), dB, dC,
+            _cast(dD, D), _cast(dz.flatten(1, 2) if dz is not None else None, z), _cast(dbias, delta_bias))
+
+
 class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk):
-        batch, dim, length = u.shape
-        B4, C4, split = _grouped(B, C, dim)
         need_ckpt = any(ctx.needs_input_grad)  # inference (no_grad) skips the checkpoints
-        out, ckpt, T = _scan_forward(_split(u, split), _split(delta, split), A, B4, C4, D, _split(z, split),
-                                     delta_bias, None, delta_softplus, u.dtype, need_ckpt, chunk)
+        out, ckpt, T = selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, need_ckpt,
+                                          chunk)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt)
         ctx.delta_softplus, ctx.T = delta_softplus, T
-        return out.view(batch, dim, length)
+        return out
 
     @staticmethod
     def backward(ctx, dout):
         u, delta, A, B, C, D, z, delta_bias, ckpt = ctx.saved_tensors
-        B4, C4, split = _grouped(B, C, u.shape[1])
-        du, ddt, dz, dBC, dA, dD, dbias = _scan_backward(
-            _split(dout, split), _split(u, split), _split(delta, split), A, B4, C4, D, _split(z, split),
-            delta_bias, None, ctx.delta_softplus, ckpt, ctx.T,
-        )
-        dB, dC = _cast_pair(dBC if B.dim() == 4 else dBC.squeeze(2), B, C)
-        return (_cast(du.flatten(1, 2), u), _cast(ddt.flatten(1, 2), delta), _cast(dA, A), dB, dC,
-                _cast(dD, D), _cast(dz.flatten(1, 2) if dz is not None else None, z),
-                _cast(dbias, delta_bias), None, None)
+        grads = selective_scan_bwd(dout, u, delta, A, B, C, D, z, delta_bias, ctx.delta_softplus, ckpt, ctx.T)
+        return (*grads, None, None)
 
 
 class _TritonDirections(torch.autograd.Function):

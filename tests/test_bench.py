@@ -249,3 +249,28 @@ def test_a_wrong_row_makes_the_command_exit_1(monkeypatch, capsys, no_gpu):
     assert main(["bench", "--shapes", "8:16", "--warmup-ms", "0", "--rep-ms", "1"]) == 1
     text = capsys.readouterr().out
     assert "WRONG" in text[text.rindex("summary:"):]
+
+
+def test_triton_rows_compare_with_cuda_called_alike(monkeypatch):
+    # both kernels are also timed without autograd (ours: selective_scan_fwd / _bwd, under the interpreter
+    # here), and the speed-up over CUDA divides those two direct times, in the rows and in the summary
+    if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
+        pytest.skip("needs a GPU or the Triton interpreter")
+    monkeypatch.setattr(bench, "_import_selective_scan_cuda", lambda: _fake_selective_scan_cuda([], 1.0))
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    times = iter(range(1, 100))
+
+    def timer(fn):  # one call each (the interpreter is slow); 1, 2, 3 ... ms in the order they are timed
+        fn()
+        return float(next(times))
+
+    rows = bench.bench_scan((1,), ((16, 16),), ("fp32",), ("triton", "cuda"), dev, timer, bandwidth=1e10,
+                            exp_rate=None, log=lambda line: None)
+
+    ours, cuda = rows
+    assert ours["status"] == "OK" and ours["fwd_bwd_direct_ms"] > 0
+    assert cuda["fwd_bwd_direct_ms"] == cuda["fwd_bwd_ms"]  # the extension is always called directly
+    assert ours["speedup_timed"] == "direct"
+    assert ours["speedup_vs_cuda"] == pytest.approx(cuda["fwd_bwd_ms"] / ours["fwd_bwd_direct_ms"])
+    (summary,) = bench_tables.summary_rows({"scan": rows, "ss2d": [], "model": []})
+    assert (summary["ours_ms"], summary["baseline_ms"]) == (ours["fwd_bwd_direct_ms"], cuda["fwd_bwd_ms"])
