@@ -90,8 +90,7 @@ def timings(module, xs) -> dict[str, float]:
 
 
 # each entry starts from none of them
-KNOBS = ("CONFIGS", "SEG", "SEG_CONFIGS", "SEG_RED", "SEG_BWD", "CHUNK", "SEG_ORDER", "SEG_SLOTS",
-         "SEG_RED_SKIP")
+KNOBS = ("CONFIGS", "SEG", "SEG_CONFIGS", "SEG_RED", "SEG_BWD", "CHUNK", "SEG_ORDER", "SEG_RED_SKIP")
 
 
 def use_configs(spec: str) -> None:

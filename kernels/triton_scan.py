@@ -1008,13 +1008,11 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         return torch.empty((batch, groups, dg, length), device=dev, dtype=dtype)
     du, ddt = grad_buffer(u4), grad_buffer(dt4)
     dz = grad_buffer(z4) if z4 is not None else du
-    # what the kernels add into, zeroed by one op (each op costs the host ~20 us, and small scans are bound by
-    # the host): dB and dC, in `slots` copies that the segment backward can spread its adds over (summed
-    # below), and dA, per batch element (the tiles kernel adds over chunks)
-    slots = int(os.environ.get("MAMBAAD_SCAN_SEG_SLOTS", "1")) if seg else 1
-    n_bc = slots * batch * groups * n_state * length
+    # what the kernels add into, zeroed by one op (each op costs the H200's host ~20 us, and small scans are
+    # bound by the host): dB and dC, stacked, and dA per batch element (the tiles kernel adds over chunks)
+    n_bc = batch * groups * n_state * length
     added = torch.zeros(2 * n_bc + batch * groups * dg * n_state, device=dev, dtype=torch.float32)
-    dBC = added[:2 * n_bc].view(2, slots, batch, groups, n_state, length)
+    dBC = added[:2 * n_bc].view(2, batch, groups, n_state, length)
     dB, dC = dBC[0], dBC[1]
     dA = added[2 * n_bc:].view(batch, groups * dg, n_state)
     dDb = torch.empty((2, batch, groups * dg), device=dev, dtype=torch.float32)  # dD, dbias per batch element
@@ -1039,10 +1037,12 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         mode = int(os.environ.get("MAMBAAD_SCAN_SEG_RED", "3" if T >= 128 else "2"))
         consts["VEC_RED"] = mode if vec or mode == 3 else 0
         consts["PTX_RED"] = vec
-        # developer knobs for the dB / dC traffic: the grid's order, copies, and (timing only) no adds at all
+        # the grid with channel blocks last (_program_channels) at up to two chunks: the backward timed 5 %
+        # (4096 x 256) and 13 % (8192 x 64) faster, 0-2 % either way at longer sequences (H200, bf16,
+        # kernels/NOTES.md v1.8). Developer knobs: MAMBAAD_SCAN_SEG_ORDER, and MAMBAAD_SCAN_SEG_RED_SKIP=1,
+        # which leaves dB / dC at zero (wrong gradients; it timed their adds at 17 % of the backward)
         order = os.environ.get("MAMBAAD_SCAN_SEG_ORDER", "1" if n_chunks <= 2 else "0")
         consts["BLOCKS_LAST"] = order == "1"
-        consts["SLOTS"] = slots
         consts["RED_SKIP"] = os.environ.get("MAMBAAD_SCAN_SEG_RED_SKIP", "0") == "1"
     tab = table if table is not None else Ac
     args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, dout4, ckpt, tab,
@@ -1050,7 +1050,6 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
             *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(dout4),
             *_strides(du))
     _launch(3 if rows else 5 if seg else 1, (dg, groups, batch, length), args, consts)
-    dBC = dBC[:, 0] if slots == 1 else dBC.sum(1)
     dD, dbias = dDb.sum(1)
     return du, ddt, (dz if z4 is not None else None), dBC, dA.sum(0), dD, dbias
 

@@ -376,7 +376,7 @@ def _scan_bwd_seg_kernel(
     UNROLL: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, EVEN_L: tl.constexpr,
     VEC_RED: tl.constexpr, PTX_RED: tl.constexpr, HAS_D: tl.constexpr, HAS_Z: tl.constexpr,
     HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_TABLE: tl.constexpr, BLOCKS_LAST: tl.constexpr,
-    SLOTS: tl.constexpr, RED_SKIP: tl.constexpr,
+    RED_SKIP: tl.constexpr,
 ):
     """The backward of ``_scan_bwd_kernel`` (same arguments and outputs, no index table) on [BD, S, E] views:
     per chunk (in reverse) and state, h again from the chunk's checkpoint, the adjoint mu backwards from the
@@ -393,14 +393,10 @@ def _scan_bwd_seg_kernel(
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     dD = tl.zeros([BD], tl.float32)
     dbias = tl.zeros([BD], tl.float32)
-    n_batch = tl.num_programs(1) if BLOCKS_LAST else tl.num_programs(2)
-    # SLOTS copies of dB / dC (summed afterwards): channel block j adds into copy j % SLOTS
-    block = (tl.program_id(2) if BLOCKS_LAST else tl.program_id(0)).to(tl.int64)
-    copy = (block % SLOTS) * n_batch * G
-    dB_base = dB_ptr + (copy + b * G + g) * N * L
-    dC_base = dC_ptr + (copy + b * G + g) * N * L
+    dB_base = dB_ptr + (b * G + g) * N * L
+    dC_base = dC_ptr + (b * G + g) * N * L
     row_n = (b * G * DG + ch) * N  # this program's rows of dA and lam
-    slot = n_batch * G * DG * N  # elements per lam slot
+    slot = (tl.num_programs(1) if BLOCKS_LAST else tl.num_programs(2)) * G * DG * N  # elements per lam slot
 
     for i in range(n_chunks):
         c = n_chunks - 1 - i

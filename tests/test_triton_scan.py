@@ -91,6 +91,9 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     # dB / dC by a reduce-scatter over the lane rows (triton_seg._red_scatter_rows; tl.atomic_add here)
     "segments: reduce-scatter of dB / dC": {"SEG_RED": "3"},
     "segments of 8 steps, reduce-scatter": {"SEG_E": "8", "SEG_RED": "3"},
+    # the segment backward's grid: channel blocks first, or last (the default at up to two chunks)
+    "segments: channel blocks first in the grid": {"SEG_ORDER": "0"},
+    "segments: channel blocks last in the grid": {"SEG_ORDER": "1"},
 }
 
 
