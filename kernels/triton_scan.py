@@ -15,7 +15,7 @@ a barrier each. Within a chunk the recurrence h_t = a_t h_{t-1} + b_t is a pair 
 (``tl.associative_scan``) along T, with the state carried in from the previous chunk folded into the first b
 (adding it after the scan as the running product of a times h0 costs more: that product is otherwise compiled
 away); the carries between chunks go through memory (one masked store, one barrier per chunk). States stay
-fp32 on chip; a = exp2(delta * A * log2(e)) with A pre-scaled on the host (ex2.approx.ftz on GPUs). The
+fp32 on chip; a = exp2(delta * A * log2(e)) with A scaled as it is loaded (ex2.approx.ftz on GPUs). The
 autotuner's space leads with one-warp programs, whose scans and channel sums never leave the warp
 (kernels/NOTES.md, v1.2).
 
@@ -33,6 +33,12 @@ natural order. The plain mamba_ssm layout is the special case without a table.
 
 Numerics: fp32 inside for fp32 and bf16 inputs. Padding steps (t >= L) are the identity pair (a = 1, b = 0),
 so carries stay exact.
+
+Entry points: ``selective_scan_triton`` (autograd, mamba_ssm's ``selective_scan_fn``), and the two calls it
+makes, ``selective_scan_fwd`` / ``selective_scan_bwd`` (mamba_ssm's ``selective_scan_cuda.fwd`` / ``.bwd``,
+which ``mambaad bench`` times too); ``selective_scan_directions_triton`` for the fused SS2D core. The host
+side keeps to few torch ops and launches through ``launch.launch_tuned``: at short sequences the H200's host,
+not its GPU, sets the pace (kernels/NOTES.md, v1.8).
 """
 
 from __future__ import annotations
