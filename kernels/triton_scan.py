@@ -1014,8 +1014,9 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         return torch.empty((batch, groups, dg, length), device=dev, dtype=dtype)
     du, ddt = grad_buffer(u4), grad_buffer(dt4)
     dz = grad_buffer(z4) if z4 is not None else du
-    # what the kernels add into, zeroed by one op (each op costs the H200's host ~20 us, and small scans are
-    # bound by the host): dB and dC, stacked, and dA per batch element (the tiles kernel adds over chunks)
+    # what the kernels add into, zeroed by one op (every torch op costs the H200's slow host time, and small
+    # scans are bound by the host): dB and dC, stacked, and dA per batch element (the tiles kernel adds over
+    # chunks)
     n_bc = batch * groups * n_state * length
     added = torch.zeros(2 * n_bc + batch * groups * dg * n_state, device=dev, dtype=torch.float32)
     dBC = added[:2 * n_bc].view(2, batch, groups, n_state, length)
