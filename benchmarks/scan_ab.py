@@ -90,7 +90,8 @@ def timings(module, xs) -> dict[str, float]:
 
 
 # each entry starts from none of them
-KNOBS = ("CONFIGS", "SEG", "SEG_CONFIGS", "SEG_RED", "SEG_BWD", "CHUNK", "SEG_ORDER", "SEG_RED_SKIP")
+KNOBS = ("CONFIGS", "SEG", "SEG_CONFIGS", "SEG_RED", "SEG_BWD", "CHUNK", "SEG_ORDER", "SEG_RED_SKIP",
+         "BC_FP32")
 
 
 def use_configs(spec: str) -> None:

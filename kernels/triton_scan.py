@@ -957,6 +957,9 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     # the checkpoints, or at inference the tiles kernel's two state slots (the rows kernel ignores them)
     ckpt = torch.empty((batch, groups * dg, n_chunks if need_ckpt else 2, n_state), device=u4.device,
                        dtype=torch.float32)
+    seg = not rows and table is None and seg_enabled(T, dg)  # the segment forward: no index tables yet
+    if seg:
+        B4, C4 = _bc_for_segments(B4, C4)
     tab = table if table is not None else Ac
     args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, out, ckpt, tab, length, dg, n_chunks,
             *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(out))
@@ -965,7 +968,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     if rows:
         consts["TR"] = _rows_piece(T)
         kernel_index = 2
-    elif table is None and seg_enabled(T, dg):  # the segment forward (triton_seg.py): no index tables yet
+    elif seg:
         consts["EVEN_L"] = length % T == 0
         kernel_index = 4
     else:
@@ -982,6 +985,15 @@ def _fp32(t: torch.Tensor | None) -> torch.Tensor | None:
         one = t[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in t.stride())]
         return one.float().expand(t.shape)
     return t.float()
+
+
+def _bc_for_segments(B4, C4):
+    # developer knob MAMBAAD_SCAN_BC_FP32=1: 16-bit B / C rows cast to fp32 once per call (one torch op each)
+    # instead of in every program's state loop, where the local sm_90 compile spends 48 of the backward's 540
+    # loop instructions converting them; untimed yet (kernels/NOTES.md, v1.8)
+    if B4.element_size() == 2 and os.environ.get("MAMBAAD_SCAN_BC_FP32") == "1":
+        return _fp32(B4), _fp32(C4)
+    return B4, C4
 
 
 def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, ckpt, T):
@@ -1003,6 +1015,8 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
                                                    or os.environ.get("MAMBAAD_SCAN_SEG_BWD") == "1"))))
     if not rows and not seg:  # bf16 loads set the tiles kernel's layouts astray (Triton 3.6): 1.3x slower
         dout4, u4, dt4, B4, C4, z4 = (_fp32(t) for t in (dout4, u4, dt4, B4, C4, z4))
+    elif seg:
+        B4, C4 = _bc_for_segments(B4, C4)
 
     def grad_buffer(like):
         # the segment kernel stores du / ddt / dz in their input's dtype (16-bit: no fp32 buffer and cast

@@ -95,6 +95,7 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     "segments: channel blocks first in the grid": {"SEG_ORDER": "0"},
     "segments: channel blocks last in the grid": {"SEG_ORDER": "1"},
 }
+BF16_TUNINGS = {"as shipped": {}, "B / C cast to fp32 before the segment kernels": {"BC_FP32": "1"}}
 
 
 @pytest.mark.parametrize("tuning", list(TUNINGS), ids=list(TUNINGS))
@@ -136,13 +137,28 @@ def test_extreme_deltas_underflow_to_zero_without_nan(ts):
         assert rel(test_in[name].grad, ref_in[name].grad) < 1e-4, name
 
 
-def test_bf16_inputs_keep_fp32_state(ts):
+@pytest.mark.parametrize("tuning", list(BF16_TUNINGS), ids=list(BF16_TUNINGS))
+def test_bf16_inputs_keep_fp32_state(ts, monkeypatch, tuning):
+    for name, value in BF16_TUNINGS[tuning].items():
+        monkeypatch.setenv(f"MAMBAAD_SCAN_{name}", value)
+    launched = []  # (kernel, the dtype of B as it receives it: argument 3)
+    launch = ts._launch
+
+    def spy(index, shape, args, consts):
+        launched.append((index, args[3].dtype))
+        launch(index, shape, args, consts)
+
+    monkeypatch.setattr(ts, "_launch", spy)
     inputs = make(1, 4, 24, 4, 2, z=True, seed=5)
     # round the inputs to bf16 first, so that both sides see the same numbers
     for k in ("u", "delta", "B", "C", "z"):
         inputs[k] = inputs[k].to(torch.bfloat16).double()
     ref_in, test_in, ref, out = run_both(ts, inputs, chunk=16, dtype=torch.bfloat16)
+    seg = [dtype for index, dtype in launched if index in (4, 5)]  # the segment kernels
+    assert seg == [torch.float32 if BF16_TUNINGS[tuning] else torch.bfloat16] * len(seg)
+    assert len(seg) == 2 or DEVICE == "cuda"  # a GPU runs the tiles kernels at this size (no segment config)
     assert out.dtype == torch.bfloat16 and test_in["u"].grad.dtype == torch.bfloat16
+    assert test_in["B"].grad.dtype == test_in["C"].grad.dtype == torch.bfloat16
     assert rel(out, ref) < 1e-2  # only the bf16 rounding of the output
     for name in NAMES:
         assert rel(test_in[name].grad, ref_in[name].grad) < 2e-2, name
