@@ -233,20 +233,16 @@ def _program_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, B
     # BLOCKS_LAST: the grid is (group, batch, channel block) instead, so that the programs resident at once
     # belong to many (batch, group) pairs rather than to few (fewer of them add into the same dB / dC rows)
     if BLOCKS_LAST:
-        g = tl.program_id(0).to(tl.int64)
-        b = tl.program_id(1).to(tl.int64)
-        d = tl.program_id(2) * BD + tl.arange(0, BD)
-        dmask = d < DG
-        nn = tl.arange(0, NP)
-        nm = dmask[:, None] & (nn[None, :] < N)
-        return g, b, tl.num_programs(0), d, dmask, g * DG + d, nn, nm
-    g = tl.program_id(1).to(tl.int64)
-    b = tl.program_id(2).to(tl.int64)
-    d = tl.program_id(0) * BD + tl.arange(0, BD)
+        g, b, block, G = tl.program_id(0), tl.program_id(1), tl.program_id(2), tl.num_programs(0)
+    else:
+        g, b, block, G = tl.program_id(1), tl.program_id(2), tl.program_id(0), tl.num_programs(1)
+    g = g.to(tl.int64)
+    b = b.to(tl.int64)
+    d = block * BD + tl.arange(0, BD)
     dmask = d < DG
     nn = tl.arange(0, NP)  # N padded to a power of two
     nm = dmask[:, None] & (nn[None, :] < N)
-    return g, b, tl.num_programs(1), d, dmask, g * DG + d, nn, nm
+    return g, b, G, d, dmask, g * DG + d, nn, nm
 
 
 @triton.jit
