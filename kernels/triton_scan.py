@@ -781,14 +781,19 @@ _ROWS_CONFIGS = [(32, 1), (64, 2), (128, 4)]  # (BD, num_warps): one channel per
 
 
 # The segment forward (triton_seg.py): (BD, num_warps, num_stages, unroll, E steps per lane, PREFETCH).
-# Kept for a chunk length T when a lane holds E or 2E elements of a [BD, T] tile (_seg_prune).
-_SEG_FWD_CONFIGS = [(8, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0),
+# Kept for a chunk length T when a lane holds E or 2E elements of a [BD, T] tile (_seg_prune). PREFETCH:
+# 0 none, 1 the next state's values in registers, 2 the next state's B / C rows into L1 (prefetch.global.L1:
+# no registers held). Two channels per lane with PREFETCH=2 timed 2-9 % faster than without in fp32, 0-3 % in
+# bf16 (where one channel with PREFETCH=1 stays best at the long sequences): H200, kernels/NOTES.md v1.9
+_SEG_FWD_CONFIGS = [(8, 1, 3, 1, 16, 2), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0),
                     (32, 1, 3, 1, 16, 0)]
 # the backward keeps one channel per lane (two would spill): E steps, BD = 32 * warps * E / T. Two warps per
 # program timed 2x slower (their dB / dC sums meet in shared memory), as did every channel adding its own.
-# Segments of 8 steps timed slower than 16 at 128-step chunks (BD = 2) and faster at 64 (BD = 4): H200, v1.7
-_SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 8, 0), (8, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0),
-                    (32, 1, 3, 1, 16, 0)]
+# Segments of 8 steps timed slower than 16 at 128-step chunks (BD = 2) and faster at 64 (BD = 4): H200, v1.7.
+# PREFETCH=1 spills 64 bytes at 128-step chunks in bf16 (local sm_90 compile) and still timed 6-7 % faster at
+# the long sequences, where PREFETCH=2 gained 4-6 % (v1.9)
+_SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 8, 0), (4, 1, 3, 1, 8, 1),
+                    (8, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
 
 
 def _seg_fits(bd: int, warps: int, e: int, T: int, backward: bool = False) -> bool:
@@ -983,6 +988,17 @@ def _fp32(t: torch.Tensor | None) -> torch.Tensor | None:
     return t.float()
 
 
+def segment_backward_on_gpu(T: int, element_size: int, gated: bool) -> bool:
+    """Whether a GPU runs the segment backward rather than the tiles one (where a segment config fits). For
+    16-bit inputs, and in fp32 at chunks of up to 64 steps: at longer chunks the tiles one timed faster in
+    fp32 on the H200 (3.0 against 3.2 ms at 1024 x 4096, but 0.45 against 0.39 at 8192 x 64:
+    kernels/NOTES.md, v1.5 and v1.9). Never with the gate z: its terms make the kernel spill (304 bytes of
+    stack at (4, 1), local sm_90 compile). Developer knob MAMBAAD_SCAN_SEG_BWD=1: always, z aside."""
+    if gated:
+        return False
+    return element_size == 2 or T <= 64 or os.environ.get("MAMBAAD_SCAN_SEG_BWD") == "1"
+
+
 def _bc_for_segments(B4, C4):
     # developer knob MAMBAAD_SCAN_BC_FP32=1: 16-bit B / C rows cast to fp32 once per call (one torch op each)
     # instead of in every program's state loop, where the local sm_90 compile spends 48 of the backward's 540
@@ -1003,12 +1019,8 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     dev = u4.device
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
-    # the segment backward for 16-bit inputs; in fp32 the tiles one timed faster on the H200 (3.0 against
-    # 3.8 ms at 1024 x 4096; bf16 3.9 against 3.6: kernels/NOTES.md, v1.5). MAMBAAD_SCAN_SEG_BWD=1: always.
-    # Not with z on a GPU: the gate's terms make it spill (304 bytes of stack at (4, 1), local sm_90 compile)
     seg = (not rows and table is None and seg_enabled(T, dg, backward=True)
-           and (interpreting() or (z4 is None and (u4.element_size() == 2
-                                                   or os.environ.get("MAMBAAD_SCAN_SEG_BWD") == "1"))))
+           and (interpreting() or segment_backward_on_gpu(T, u4.element_size(), z4 is not None)))
     if not rows and not seg:  # bf16 loads set the tiles kernel's layouts astray (Triton 3.6): 1.3x slower
         dout4, u4, dt4, B4, C4, z4 = (_fp32(t) for t in (dout4, u4, dt4, B4, C4, z4))
     elif seg:

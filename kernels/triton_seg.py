@@ -155,6 +155,15 @@ def _layout_hint(x, ptr, offsets, mask):
 
 
 @triton.jit
+def _prefetch_rows(ptr, first, L, sl):
+    """Asks for a state's B or C row in L1 a state ahead of its load, holding no registers meanwhile: one
+    prefetch per lane, at its segment's first step (first [BD, S], kept below L), which with E = 16 covers
+    the lane's 32 or 64 bytes. GPUs only (inline PTX)."""
+    at = (ptr + tl.minimum(first, L - 1) * sl).to(tl.int64)
+    tl.inline_asm_elementwise("prefetch.global.L1 [$1];", "=r,l", [at], dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
 def _load_rows(ptrs, tmask, EVEN_L: tl.constexpr):
     # a B or C row as a [BD, T] tile: no mask when L is a multiple of T (the masked loads' zeroing costs a
     # register move per element and state), else zeros past L (the backward's adjoint runs through them)
@@ -239,6 +248,9 @@ def _scan_fwd_seg_kernel(
         tl.debug_barrier()  # the previous chunk's final states are stored, its loads done
         B_row = B_ptr + b * sB_b + g * sB_g + t[None, :] * sB_l + 0 * d[:, None]
         C_row = C_ptr + b * sC_b + g * sC_g + t[None, :] * sC_l + 0 * d[:, None]
+        B_seg = B_ptr + b * sB_b + g * sB_g  # the rows' starts, for _prefetch_rows
+        C_seg = C_ptr + b * sC_b + g * sC_g
+        seg_t2 = c * T + ss * E + 0 * d[:, None]  # each lane's first step, [BD, S]
         A_row = A_ptr + ch * N
         h0_row = state + s_in
         h_out = state + s_out
@@ -249,7 +261,10 @@ def _scan_fwd_seg_kernel(
         h0_nx = tl.load(h0_row, mask=dmask, other=0.0)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
             m = tl.minimum(n + 1, N - 1)  # the next state (the last loads its own values again: no mask)
-            if PREFETCH:  # one state ahead (triton_scan.py, _scan_fwd_kernel)
+            if PREFETCH == 2:  # the next state's rows into L1 (_prefetch_rows), then this state's loads
+                _prefetch_rows(B_seg + m * sB_n, seg_t2, L, sB_l)
+                _prefetch_rows(C_seg + m * sC_n, seg_t2, L, sC_l)
+            if PREFETCH == 1:  # one state ahead in registers (triton_scan.py, _scan_fwd_kernel)
                 Bn, Cn, A2n, h0n = B_nx, C_nx, A2_nx, h0_nx
                 B_nx = _load_rows(B_row + m * sB_n, tmask, EVEN_L)
                 C_nx = _load_rows(C_row + m * sC_n, tmask, EVEN_L)
@@ -438,6 +453,8 @@ def _scan_bwd_seg_kernel(
         tl.debug_barrier()  # the previous chunk's lam stores are visible to every thread, its loads done
         B_row = B_ptr + b * sB_b + g * sB_g + t[None, :] * sB_l + 0 * d[:, None]
         C_row = C_ptr + b * sC_b + g * sC_g + t[None, :] * sC_l + 0 * d[:, None]
+        B_seg = B_ptr + b * sB_b + g * sB_g  # the rows' starts, for _prefetch_rows
+        C_seg = C_ptr + b * sC_b + g * sC_g
         A_row = A_ptr + ch * N
         h0_row = ckpt_ptr + ((b * G * DG + ch) * n_chunks + c) * N
         lam_row = lam_ptr + (i + 1) % 2 * slot + row_n
@@ -449,7 +466,10 @@ def _scan_bwd_seg_kernel(
         C_nx = _load_rows(C_row, tmask, EVEN_L)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
             m = tl.minimum(n + 1, N - 1)
-            if PREFETCH:
+            if PREFETCH == 2:
+                _prefetch_rows(B_seg + m * sB_n, seg_t2, L, sB_l)
+                _prefetch_rows(C_seg + m * sC_n, seg_t2, L, sC_l)
+            if PREFETCH == 1:
                 Bn, Cn = B_nx, C_nx
                 B_nx = _load_rows(B_row + m * sB_n, tmask, EVEN_L)
                 C_nx = _load_rows(C_row + m * sC_n, tmask, EVEN_L)

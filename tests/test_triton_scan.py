@@ -301,6 +301,19 @@ def test_segment_configs_fit_their_chunk_and_channels(ts):
     assert ts._seg_kept(ts._SEG_FWD_CONFIGS, 3, 16, False) == []  # 3 channels: BD 32 is too wide
 
 
+def test_gpu_routes_the_backward_by_dtype_chunk_and_gate(ts, monkeypatch):
+    # the segment backward for 16-bit inputs and for fp32 at short chunks; the tiles one for fp32 at 128-step
+    # chunks (faster there on the H200) and wherever the gate z is fused
+    monkeypatch.delenv("MAMBAAD_SCAN_SEG_BWD", raising=False)
+    wanted = ts.segment_backward_on_gpu
+    assert wanted(128, 2, False) and wanted(64, 2, False)
+    assert wanted(64, 4, False) and wanted(16, 4, False)
+    assert not wanted(128, 4, False)
+    assert not wanted(64, 2, True) and not wanted(128, 4, True)
+    monkeypatch.setenv("MAMBAAD_SCAN_SEG_BWD", "1")
+    assert wanted(128, 4, False) and not wanted(128, 4, True)
+
+
 @pytest.mark.skipif(DEVICE != "cuda", reason="the inline-PTX reductions and whole 128-step chunks: GPUs")
 @pytest.mark.parametrize("red", ["2", "3"])  # lane-row sums, or the reduce-scatter (MAMBAAD_SCAN_SEG_RED=3)
 @pytest.mark.parametrize("dtype,force", [(torch.bfloat16, ""), (torch.float32, "1")])
