@@ -19,8 +19,10 @@ exponential: about 33 instructions per element and state against the tiles backw
 
 Measured on the H200 (kernels/NOTES.md, v1.5), fewer instructions bought little: the forward runs 2-8 %
 faster than the tiles one, the backward 6-9 % faster on bf16 inputs and 20-25 % slower on fp32 ones (so
-fp32 keeps the tiles backward). Both wait on the L2 latency of each state's B and C rows and on the lanes'
-serial FFMA chains, not on instruction issue.
+fp32 keeps the tiles backward at 128-step chunks). Both wait on the L2 latency of each state's B and C rows
+and on the lanes' serial FFMA chains, not on instruction issue. The config field PREFETCH takes the rows'
+loads a state ahead: 1 into registers (the backward's best in v1.9, though it spills), 2 into L1 by a
+prefetch instruction that holds no registers (the two-channel forward's best).
 
 The layout is the compiler's choice: Triton gives a load at most 128 bits per lane (4 fp32), but takes the
 widest vector among the loads in the same dataflow slice. An int8 load of the same shape (16 bytes = 16
