@@ -880,7 +880,7 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
         kernel = kernels[kernel_index]
         bd = min(_INTERPRETER_BD, next_power_of_2(dg))
         tiles = {"UNROLL": 1, "FAST_EXP": False, "PREFETCH": _interpreter_knob("PREFETCH")}  # no PTX: tl.exp2
-        seg = {**tiles, "PREFETCH": min(1, tiles["PREFETCH"]),
+        seg = {**tiles, "PREFETCH": _interpreter_knob("SEG_PREFETCH"),
                "E": min(_interpreter_knob("SEG_E"), consts["T"])}
         extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_knob("FLIP")}, 4: seg, 5: seg}
         extra = extra.get(kernel_index, {})
@@ -898,9 +898,10 @@ def fast_exp() -> bool:
 
 
 def _interpreter_knob(name: str) -> int:
-    # tests run both ways of the adjoint scan (FLIP) and each way of the state loop's loads (PREFETCH)
-    # and, in the segment kernels, segments of SEG_E steps (4 by default: chunks of 16 steps have 4 segments)
-    return int(os.environ.get(f"MAMBAAD_SCAN_{name}", {"FLIP": "1", "PREFETCH": "2", "SEG_E": "4"}[name]))
+    # tests run both ways of the adjoint scan (FLIP) and each way of the state loop's loads (PREFETCH, and
+    # SEG_PREFETCH in the segment kernels) and segments of SEG_E steps (4 by default: 4 per 16-step chunk)
+    defaults = {"FLIP": "1", "PREFETCH": "2", "SEG_PREFETCH": "1", "SEG_E": "4"}
+    return int(os.environ.get(f"MAMBAAD_SCAN_{name}", defaults[name]))
 
 
 def _strides(t: torch.Tensor | None) -> tuple[int, ...]:

@@ -160,7 +160,8 @@ def _layout_hint(x, ptr, offsets, mask):
 def _prefetch_rows(ptr, first, L, sl):
     """Asks for a state's B or C row in L1 a state ahead of its load, holding no registers meanwhile: one
     prefetch per lane, at its segment's first step (first [BD, S], kept below L), which with E = 16 covers
-    the lane's 32 or 64 bytes. GPUs only (inline PTX)."""
+    the lane's 32 or 64 bytes. NVIDIA GPUs only (inline PTX): elsewhere PREFETCH=2 loads each state's rows in
+    its own iteration."""
     at = (ptr + tl.minimum(first, L - 1) * sl).to(tl.int64)
     tl.inline_asm_elementwise("prefetch.global.L1 [$1];", "=r,l", [at], dtype=tl.int32, is_pure=False, pack=1)
 
@@ -263,7 +264,8 @@ def _scan_fwd_seg_kernel(
         h0_nx = tl.load(h0_row, mask=dmask, other=0.0)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
             m = tl.minimum(n + 1, N - 1)  # the next state (the last loads its own values again: no mask)
-            if PREFETCH == 2:  # the next state's rows into L1 (_prefetch_rows), then this state's loads
+            if PREFETCH == 2 and FAST_EXP:  # the next state's rows into L1 (_prefetch_rows; inline PTX, so
+                # NVIDIA GPUs only, as FAST_EXP), then this state's loads
                 _prefetch_rows(B_seg + m * sB_n, seg_t2, L, sB_l)
                 _prefetch_rows(C_seg + m * sC_n, seg_t2, L, sC_l)
             if PREFETCH == 1:  # one state ahead in registers (triton_scan.py, _scan_fwd_kernel)
@@ -468,7 +470,7 @@ def _scan_bwd_seg_kernel(
         C_nx = _load_rows(C_row, tmask, EVEN_L)
         for n in tl.range(0, N, loop_unroll_factor=UNROLL):
             m = tl.minimum(n + 1, N - 1)
-            if PREFETCH == 2:
+            if PREFETCH == 2 and FAST_EXP:  # inline PTX: NVIDIA GPUs only, as FAST_EXP
                 _prefetch_rows(B_seg + m * sB_n, seg_t2, L, sB_l)
                 _prefetch_rows(C_seg + m * sC_n, seg_t2, L, sC_l)
             if PREFETCH == 1:

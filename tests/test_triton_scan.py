@@ -85,7 +85,9 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     "tiles: one scan call for h and lambda (FLIP=2)": {"SEG": "0", "FLIP": "2"},
     "tiles: both": {"SEG": "0", "PREFETCH": "1", "FLIP": "2"},
     # the segment kernels (kernels/triton_seg.py): 4 steps per lane by default, so 4 segments per chunk of 16
-    "segments: loads not ahead": {"PREFETCH": "0"},
+    "segments: loads not ahead": {"SEG_PREFETCH": "0"},
+    # PREFETCH=2 asks for the next state's rows in L1 on NVIDIA GPUs; here the loads stay in their own state
+    "segments: rows asked for ahead (PREFETCH=2)": {"SEG_PREFETCH": "2"},
     "segments of 8 steps": {"SEG_E": "8"},
     "one segment per chunk": {"SEG_E": "16"},
     # dB / dC by a reduce-scatter over the lane rows (triton_seg._red_scatter_rows; tl.atomic_add here)
