@@ -1003,7 +1003,8 @@ def segment_backward_on_gpu(T: int, element_size: int, gated: bool) -> bool:
 def _bc_for_segments(B4, C4):
     # developer knob MAMBAAD_SCAN_BC_FP32=1: 16-bit B / C rows cast to fp32 once per call (one torch op each)
     # instead of in every program's state loop, where the local sm_90 compile spends 48 of the backward's 540
-    # loop instructions converting them; untimed yet (kernels/NOTES.md, v1.8)
+    # loop instructions converting them. Off by default: it timed slower on the H200, the fp32 rows doubling
+    # the bytes each state loads (bf16 backward 2.74 -> 3.13 ms at 1024 x 4096: kernels/NOTES.md, v1.9)
     if B4.element_size() == 2 and os.environ.get("MAMBAAD_SCAN_BC_FP32") == "1":
         return _fp32(B4), _fp32(C4)
     return B4, C4

@@ -249,10 +249,10 @@ def _scan_fwd_seg_kernel(
             y = tl.zeros([BD, S, E], tl.float32)
         s_in, s_out = _state_slots(c, N, STORE_CKPT)
         tl.debug_barrier()  # the previous chunk's final states are stored, its loads done
-        B_row = B_ptr + b * sB_b + g * sB_g + t[None, :] * sB_l + 0 * d[:, None]
-        C_row = C_ptr + b * sC_b + g * sC_g + t[None, :] * sC_l + 0 * d[:, None]
-        B_seg = B_ptr + b * sB_b + g * sB_g  # the rows' starts, for _prefetch_rows
+        B_seg = B_ptr + b * sB_b + g * sB_g  # the rows' starts (_prefetch_rows asks for them per lane)
         C_seg = C_ptr + b * sC_b + g * sC_g
+        B_row = B_seg + t[None, :] * sB_l + 0 * d[:, None]
+        C_row = C_seg + t[None, :] * sC_l + 0 * d[:, None]
         seg_t2 = c * T + ss * E + 0 * d[:, None]  # each lane's first step, [BD, S]
         A_row = A_ptr + ch * N
         h0_row = state + s_in
@@ -455,10 +455,10 @@ def _scan_bwd_seg_kernel(
         d_dtA = tl.zeros([BD, S, E], tl.float32)  # sum_n A_n mu q, q = a_t h_{t-1} (A in log2 units here)
         d_dtu = tl.zeros([BD, S, E], tl.float32)  # sum_n mu B_n: du = d_dtu * delta + D gy
         tl.debug_barrier()  # the previous chunk's lam stores are visible to every thread, its loads done
-        B_row = B_ptr + b * sB_b + g * sB_g + t[None, :] * sB_l + 0 * d[:, None]
-        C_row = C_ptr + b * sC_b + g * sC_g + t[None, :] * sC_l + 0 * d[:, None]
-        B_seg = B_ptr + b * sB_b + g * sB_g  # the rows' starts, for _prefetch_rows
+        B_seg = B_ptr + b * sB_b + g * sB_g  # the rows' starts (_prefetch_rows asks for them per lane)
         C_seg = C_ptr + b * sC_b + g * sC_g
+        B_row = B_seg + t[None, :] * sB_l + 0 * d[:, None]
+        C_row = C_seg + t[None, :] * sC_l + 0 * d[:, None]
         A_row = A_ptr + ch * N
         h0_row = ckpt_ptr + ((b * G * DG + ch) * n_chunks + c) * N
         lam_row = lam_ptr + (i + 1) % 2 * slot + row_n
