@@ -497,7 +497,6 @@ def _scan_runner(backend: str, inputs: dict[str, torch.Tensor], timer: Timer, gp
     return out, timings
 
 
-
 def make_gpu_timer(device: torch.device) -> Timer | None:
     """fn -> ms of GPU kernels alone per call (engine/gpu_time.py) on a CUDA device, else None. The wall
     clock of an eager call includes the host's launches; where they outlast the kernels (short sequences)
