@@ -783,17 +783,20 @@ _ROWS_CONFIGS = [(32, 1), (64, 2), (128, 4)]  # (BD, num_warps): one channel per
 # The segment forward (triton_seg.py): (BD, num_warps, num_stages, unroll, E steps per lane, PREFETCH).
 # Kept for a chunk length T when a lane holds E or 2E elements of a [BD, T] tile (_seg_prune). PREFETCH:
 # 0 none, 1 the next state's values in registers, 2 the next state's B / C rows into L1 (prefetch.global.L1:
-# no registers held). Two channels per lane with PREFETCH=2 timed 2-9 % faster than without in fp32, 0-3 % in
-# bf16 (where one channel with PREFETCH=1 stays best at the long sequences): H200, kernels/NOTES.md v1.9
-_SEG_FWD_CONFIGS = [(8, 1, 3, 1, 16, 2), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0),
-                    (32, 1, 3, 1, 16, 0)]
+# no registers held), 3 as 1 plus the rows two states ahead into L1. Two channels per lane with PREFETCH=2
+# timed 2-9 % faster than without in fp32, 0-3 % in bf16 (where one channel with PREFETCH=1 stays best at the
+# long sequences): H200, kernels/NOTES.md v1.9. PREFETCH=3 took 3 % off bf16's forward at 4096 steps and was
+# level or slower elsewhere (v1.10)
+_SEG_FWD_CONFIGS = [(8, 1, 3, 1, 16, 2), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3), (4, 1, 3, 1, 16, 0),
+                    (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
 # the backward keeps one channel per lane (two would spill): E steps, BD = 32 * warps * E / T. Two warps per
 # program timed 2x slower (their dB / dC sums meet in shared memory), as did every channel adding its own.
 # Segments of 8 steps timed slower than 16 at 128-step chunks (BD = 2) and faster at 64 (BD = 4): H200, v1.7.
 # PREFETCH=1 spills 64 bytes at 128-step chunks in bf16 (local sm_90 compile) and still timed 6-7 % faster at
-# the long sequences, where PREFETCH=2 gained 4-6 % (v1.9)
-_SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 8, 0), (4, 1, 3, 1, 8, 1),
-                    (8, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
+# the long sequences, where PREFETCH=2 gained 4-6 % (v1.9); PREFETCH=3 (80 bytes spilled) 1.5 % more in bf16
+# at 4096 steps (v1.10)
+_SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3), (4, 1, 3, 1, 8, 0),
+                    (4, 1, 3, 1, 8, 1), (8, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
 
 
 def _seg_fits(bd: int, warps: int, e: int, T: int, backward: bool = False) -> bool:

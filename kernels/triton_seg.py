@@ -22,7 +22,8 @@ faster than the tiles one, the backward 6-9 % faster on bf16 inputs and 20-25 % 
 fp32 keeps the tiles backward at 128-step chunks). Both wait on the L2 latency of each state's B and C rows
 and on the lanes' serial FFMA chains, not on instruction issue. The config field PREFETCH takes the rows'
 loads a state ahead: 1 into registers (the backward's best in v1.9, though it spills), 2 into L1 by a
-prefetch instruction that holds no registers (the two-channel forward's best).
+prefetch instruction that holds no registers (the two-channel forward's best), 3 as 1 and the rows two states
+ahead into L1 as well (bf16's best at 4096 steps in v1.10).
 
 The layout is the compiler's choice: Triton gives a load at most 128 bits per lane (4 fp32), but takes the
 widest vector among the loads in the same dataflow slice. An int8 load of the same shape (16 bytes = 16
@@ -161,7 +162,7 @@ def _prefetch_rows(ptr, first, L, sl):
     """Asks for a state's B or C row in L1 a state ahead of its load, holding no registers meanwhile: one
     prefetch per lane, at its segment's first step (first [BD, S], kept below L), which with E = 16 covers
     the lane's 32 or 64 bytes. NVIDIA GPUs only (inline PTX): elsewhere PREFETCH=2 loads each state's rows in
-    its own iteration."""
+    its own iteration, and 3 is 1."""
     at = (ptr + tl.minimum(first, L - 1) * sl).to(tl.int64)
     tl.inline_asm_elementwise("prefetch.global.L1 [$1];", "=r,l", [at], dtype=tl.int32, is_pure=False, pack=1)
 
@@ -268,7 +269,10 @@ def _scan_fwd_seg_kernel(
                 # NVIDIA GPUs only, as FAST_EXP), then this state's loads
                 _prefetch_rows(B_seg + m * sB_n, seg_t2, L, sB_l)
                 _prefetch_rows(C_seg + m * sC_n, seg_t2, L, sC_l)
-            if PREFETCH == 1:  # one state ahead in registers (triton_scan.py, _scan_fwd_kernel)
+            if PREFETCH == 3 and FAST_EXP:  # the rows two states ahead into L1, as well as 1's loads
+                _prefetch_rows(B_seg + tl.minimum(n + 2, N - 1) * sB_n, seg_t2, L, sB_l)
+                _prefetch_rows(C_seg + tl.minimum(n + 2, N - 1) * sC_n, seg_t2, L, sC_l)
+            if PREFETCH == 1 or PREFETCH == 3:  # one state ahead in registers (as in triton_scan.py)
                 Bn, Cn, A2n, h0n = B_nx, C_nx, A2_nx, h0_nx
                 B_nx = _load_rows(B_row + m * sB_n, tmask, EVEN_L)
                 C_nx = _load_rows(C_row + m * sC_n, tmask, EVEN_L)
@@ -473,7 +477,10 @@ def _scan_bwd_seg_kernel(
             if PREFETCH == 2 and FAST_EXP:  # inline PTX: NVIDIA GPUs only, as FAST_EXP
                 _prefetch_rows(B_seg + m * sB_n, seg_t2, L, sB_l)
                 _prefetch_rows(C_seg + m * sC_n, seg_t2, L, sC_l)
-            if PREFETCH == 1:
+            if PREFETCH == 3 and FAST_EXP:  # as in the forward
+                _prefetch_rows(B_seg + tl.minimum(n + 2, N - 1) * sB_n, seg_t2, L, sB_l)
+                _prefetch_rows(C_seg + tl.minimum(n + 2, N - 1) * sC_n, seg_t2, L, sC_l)
+            if PREFETCH == 1 or PREFETCH == 3:
                 Bn, Cn = B_nx, C_nx
                 B_nx = _load_rows(B_row + m * sB_n, tmask, EVEN_L)
                 C_nx = _load_rows(C_row + m * sC_n, tmask, EVEN_L)

@@ -88,6 +88,8 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     "segments: loads not ahead": {"SEG_PREFETCH": "0"},
     # PREFETCH=2 asks for the next state's rows in L1 on NVIDIA GPUs; here the loads stay in their own state
     "segments: rows asked for ahead (PREFETCH=2)": {"SEG_PREFETCH": "2"},
+    # PREFETCH=3: 1's loads, and on NVIDIA GPUs the rows two states ahead into L1 as well
+    "segments: rows one state ahead and asked for two ahead (PREFETCH=3)": {"SEG_PREFETCH": "3"},
     "segments of 8 steps": {"SEG_E": "8"},
     "one segment per chunk": {"SEG_E": "16"},
     # dB / dC by a reduce-scatter over the lane rows (triton_seg._red_scatter_rows; tl.atomic_add here)

@@ -19,6 +19,7 @@ from torch import nn
 from kernels import selective_scan, selective_scan_directions
 from kernels.direction_glue import DirectionPlan, cross_merge, cross_scan, direction_plan
 from kernels.directions import FUSED
+from kernels.layer_norm import layer_norm
 from mambaad_cli.model.scans import direction_tables
 
 # torch.compile fuses the glue around the scan but not the scan itself: the Triton/CUDA kernels are already
@@ -97,8 +98,9 @@ class SS2D(nn.Module):
         x, z = self.in_proj(x).chunk(2, dim=-1)
         x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))
         y = self.scan_core(x)  # (B, D, H*W)
-        y = self.out_norm(y.transpose(1, 2).reshape(B, H, W, self.d_inner))
-        return self.out_proj(y * F.silu(z))
+        # out_norm(y) * silu(z), in one kernel under bf16 autocast on GPUs (kernels/layer_norm.py)
+        y = layer_norm(y.transpose(1, 2).reshape(B, H, W, self.d_inner), self.out_norm, gate=z)
+        return self.out_proj(y)
 
     def scan_core(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W) -> (B, D, H*W): K directional scans, summed in natural row-major order (a view of a
@@ -166,4 +168,5 @@ class HSSBlock(nn.Module):
         self.drop_path = DropPath(drop_path)  # per-sample stochastic depth; identity at 0 or in eval
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.drop_path(self.ss2d(self.norm(x)))
+        # in_proj reads the norm first: under bf16 autocast on GPUs one kernel writes its bf16 input
+        return x + self.drop_path(self.ss2d(layer_norm(x, self.norm)))

@@ -1,0 +1,128 @@
+"""``layer_norm``: an nn.LayerNorm over the last dim, optionally times silu(gate) (SS2D's out_norm and gate).
+
+Backends: ``torch`` (the reference: the module, then ``* F.silu(gate)``: exactly the model's ops) and
+``triton`` (kernels/triton_layer_norm.py: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1). ``auto``
+picks Triton for CUDA tensors under bf16 autocast only. There PyTorch runs LayerNorm in fp32 and the next
+matrix product rounds its result to bf16; the kernels do the same fp32 arithmetic and write that bf16 result
+themselves, so a following Linear (which autocast runs in bf16) sees the same values, without the casts'
+and the fp32 tensors' passes over memory. So the result is in the autocast dtype, where PyTorch's would
+be fp32: use it only where a bf16 product reads it next. fp32 (the paper's recipe) and tf32 keep PyTorch's
+LayerNorm. Developer knob MAMBAAD_LN_BACKEND=torch turns the Triton path off, for side-by-side timing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dispatch import _triton_available, interpreting
+from .launch import cdiv, next_power_of_2
+
+LN_BACKENDS = ("auto", "torch", "triton")
+TILE = 4096  # elements per program's tile: 64 rows of 64 channels, 4 of 1024
+BWD_PROGRAMS = 1024  # the backward's programs at most (each sums its rows' dweight / dbias; the host adds)
+
+
+def layer_norm_torch(x: torch.Tensor, norm: nn.LayerNorm, gate: torch.Tensor | None = None) -> torch.Tensor:
+    y = norm(x)
+    return y if gate is None else y * F.silu(gate)
+
+
+def _tiles(C: int) -> tuple[int, int, int]:
+    block_c = next_power_of_2(C)
+    block_r = max(1, TILE // block_c)
+    return block_r, block_c, 8 if block_c >= 2048 else 4
+
+
+def _rows_view(t: torch.Tensor, C: int) -> torch.Tensor:
+    """(rows, C) with unit column stride: a view where the leading dims merge (SS2D's gate, half of
+    in_proj's output, does), else a copy."""
+    t = t.reshape(-1, C)
+    return t if t.stride(1) == 1 else t.contiguous()
+
+
+class _LayerNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, gate, eps, out_dtype):
+        from .triton_layer_norm import _ln_fwd_kernel
+
+        C = x.shape[-1]
+        x2 = _rows_view(x, C)
+        z2 = _rows_view(gate, C) if gate is not None else x2
+        rows = x2.shape[0]
+        out = torch.empty((rows, C), device=x.device, dtype=out_dtype)
+        mean = torch.empty(rows, device=x.device, dtype=torch.float32)
+        rstd = torch.empty_like(mean)
+        block_r, block_c, warps = _tiles(C)
+        _ln_fwd_kernel[(cdiv(rows, block_r),)](
+            x2, weight, bias, z2, out, mean, rstd, rows, C, x2.stride(0), z2.stride(0), out.stride(0), eps,
+            BLOCK_R=block_r, BLOCK_C=block_c, GATE=gate is not None, num_warps=warps)
+        ctx.save_for_backward(x2, weight, bias, z2, mean, rstd)
+        ctx.gated, ctx.shape, ctx.gate_shape = gate is not None, x.shape, None if gate is None else gate.shape
+        return out.view(x.shape)
+
+    @staticmethod
+    def backward(ctx, dout):
+        from .triton_layer_norm import _ln_bwd_kernel
+
+        x2, weight, bias, z2, mean, rstd = ctx.saved_tensors
+        rows, C = x2.shape
+        g2 = _rows_view(dout, C)
+        dx = torch.empty((rows, C), device=x2.device, dtype=x2.dtype)
+        dz = torch.empty((rows, C), device=x2.device, dtype=z2.dtype) if ctx.gated else dx
+        block_r, block_c, warps = _tiles(C)
+        n_tiles = cdiv(rows, block_r)
+        per_program = cdiv(n_tiles, BWD_PROGRAMS)
+        programs = cdiv(n_tiles, per_program)
+        dw = torch.empty((programs, C), device=x2.device, dtype=torch.float32)
+        db = torch.empty_like(dw)
+        _ln_bwd_kernel[(programs,)](
+            x2, weight, bias, z2, g2, mean, rstd, dx, dz, dw, db, rows, C, x2.stride(0), z2.stride(0),
+            g2.stride(0), dx.stride(0), dz.stride(0), per_program,
+            BLOCK_R=block_r, BLOCK_C=block_c, GATE=ctx.gated, num_warps=warps)
+        dgate = dz.view(ctx.gate_shape) if ctx.gated else None
+        return (dx.view(ctx.shape), dw.sum(0).to(weight.dtype), db.sum(0).to(bias.dtype), dgate, None, None)
+
+
+@functools.cache
+def _triton_ready() -> bool:
+    return _triton_available()  # once per process (asked twice per HSS block and step)
+
+
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    kind = x.device.type
+    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+
+
+def _use_triton(x: torch.Tensor, norm: nn.LayerNorm, gate: torch.Tensor | None, backend: str) -> bool:
+    if backend not in LN_BACKENDS:
+        raise ValueError(f"layer_norm: backend must be one of {', '.join(LN_BACKENDS)}, got {backend!r}")
+    fits = (norm.elementwise_affine and norm.bias is not None and len(norm.normalized_shape) == 1
+            and x.shape[-1] == norm.normalized_shape[0] and x.numel() > 0
+            and (gate is None or gate.shape == x.shape))
+    if backend == "triton":
+        if not (fits and _triton_ready() and (x.is_cuda or interpreting())):
+            raise ValueError("layer_norm: backend 'triton' needs an affine LayerNorm over the last dim (a "
+                             "gate of x's shape) on a CUDA device (or TRITON_INTERPRET=1)")
+        return True
+    return (backend == "auto" and fits and x.is_cuda and _autocast_dtype(x) == torch.bfloat16
+            and os.environ.get("MAMBAAD_LN_BACKEND") != "torch" and _triton_ready())
+
+
+# an explicit backend="triton" inside a torch.compile'd region runs eagerly, as the scan does
+_layer_norm_triton = torch.compiler.disable(_LayerNorm.apply)
+
+
+def layer_norm(x: torch.Tensor, norm: nn.LayerNorm, gate: torch.Tensor | None = None,
+               backend: str = "auto") -> torch.Tensor:
+    """norm(x), times silu(gate) when a gate is given. The Triton path writes the autocast dtype when
+    autocast is on (else x's dtype); statistics and products in fp32. Under torch.compile ``auto`` leaves it
+    to the compiler, which fuses the casts itself."""
+    if not (backend == "auto" and torch.compiler.is_compiling()) and _use_triton(x, norm, gate, backend):
+        out_dtype = _autocast_dtype(x) or x.dtype
+        return _layer_norm_triton(x, norm.weight, norm.bias, gate, norm.eps, out_dtype)
+    return layer_norm_torch(x, norm, gate)

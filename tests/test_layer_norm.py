@@ -1,0 +1,201 @@
+"""layer_norm (kernels/layer_norm.py): the Triton kernels against nn.LayerNorm (times silu(gate)) in float64,
+forward and every gradient; autocast's roundings in bf16; the dispatch; the HSS block that uses it.
+
+Without a GPU the kernels run in Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1): tiny sizes.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernels import layer_norm as ln_module
+from kernels.layer_norm import layer_norm, layer_norm_torch
+
+pytest.importorskip("triton")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+NAMES = ["x", "weight", "bias", "gate"]  # the gradients' order
+
+
+@pytest.fixture(autouse=True)
+def _triton_runs():
+    if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("no GPU and TRITON_INTERPRET is not set (tests/conftest.py sets it before triton loads)")
+
+
+def rand(*shape, seed=0, mean=0.0, std=1.0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(*shape, generator=g, dtype=torch.float64) * std + mean).to(DEVICE, dtype)
+
+
+def make_norm(C, seed=3):
+    norm = nn.LayerNorm(C).to(DEVICE)
+    with torch.no_grad():  # not the init's ones and zeros: the weight and bias terms must show
+        norm.weight.copy_(1.0 + 0.5 * rand(C, seed=seed))
+        norm.bias.copy_(0.3 * rand(C, seed=seed + 1))
+    return norm
+
+
+def reference(x, norm, gate, dout):
+    """Output and gradients (x, weight, bias, gate) of the module's ops in float64."""
+    leaves = [x, norm.weight, norm.bias] + ([gate] if gate is not None else [])
+    leaves = [t.detach().double().cpu().requires_grad_() for t in leaves]
+    y = F.layer_norm(leaves[0], leaves[0].shape[-1:], leaves[1], leaves[2], norm.eps)
+    if gate is not None:
+        y = y * F.silu(leaves[3])
+    return y, torch.autograd.grad(y, leaves, dout.double().cpu())
+
+
+def run(x, norm, gate, dout, backend="triton"):
+    x = x.clone().requires_grad_()
+    leaves = [x, norm.weight, norm.bias]
+    if gate is not None:
+        gate = gate.detach().requires_grad_()
+        leaves.append(gate)
+    y = layer_norm(x, norm, gate, backend=backend)
+    return y, torch.autograd.grad(y, leaves, dout)
+
+
+# (leading shape, C, mean, std): C not a power of two, rows not a multiple of the tile's, one row, one
+# channel past a power of two, a large mean over a small spread (E[x^2] - E[x]^2 would cancel)
+CASES = {
+    "map": ((2, 3, 5), 6, 0.0, 1.0),
+    "wide rows": ((7,), 70, 0.5, 2.0),
+    "one row": ((1,), 33, 0.0, 1.0),
+    "large mean": ((3, 4), 16, 300.0, 0.5),
+}
+
+
+@pytest.mark.parametrize("gated", [False, True], ids=["plain", "gated"])
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_matches_float64_reference(case, gated, monkeypatch):
+    lead, C, mean, std = CASES[case]
+    monkeypatch.setattr(ln_module, "BWD_PROGRAMS", 2)  # several tiles per backward program
+    monkeypatch.setattr(ln_module, "TILE", 64)  # several rows per tile, several tiles
+    x = rand(*lead, C, mean=mean, std=std)
+    norm = make_norm(C)
+    gate = rand(*lead, C, seed=5, std=2.0) if gated else None
+    dout = rand(*lead, C, seed=7)
+    y, grads = run(x, norm, gate, dout)
+    ref_y, ref_grads = reference(x, norm, gate, dout)
+    assert y.shape == x.shape and y.dtype == torch.float32
+    # fp32 statistics: xhat carries about ulp(mean) / std of error; dx scales with 1 / std
+    tol = 2e-5 + 8 * torch.finfo(torch.float32).eps * abs(mean) / std
+    torch.testing.assert_close(y.double().cpu(), ref_y, rtol=0, atol=tol)
+    for name, got, want in zip(NAMES[: len(grads)], grads, ref_grads, strict=True):
+        scale = max(want.abs().max().item(), 1.0)
+        assert got.dtype == torch.float32, name
+        torch.testing.assert_close(got.double().cpu() / scale, want / scale, rtol=0, atol=tol, msg=name)
+
+
+def test_gate_as_a_strided_view():
+    # SS2D's gate is the second half of in_proj's output: rows of stride 2C, read without a copy
+    C = 12
+    xz = rand(2, 3, 4, 2 * C, seed=1)
+    x, z = xz.chunk(2, dim=-1)
+    norm, dout = make_norm(C), rand(2, 3, 4, C, seed=2)
+    y, grads = run(x, norm, z, dout)
+    ref_y, ref_grads = reference(x, norm, z, dout)
+    torch.testing.assert_close(y.double().cpu(), ref_y, rtol=0, atol=2e-5)
+    torch.testing.assert_close(grads[3].double().cpu(), ref_grads[3], rtol=0, atol=2e-5)
+
+
+def bf16_steps(got, want):
+    """|got - want| in units of bf16's spacing at want (2^-7 relative: 8 significant bits)."""
+    return (got.double() - want.double()).abs() / (2.0**-7 * want.double().abs().clamp(min=2.0**-20))
+
+
+def test_bf16_under_autocast_gives_what_the_next_product_would_read():
+    # autocast: LayerNorm in fp32 and silu(gate) in bf16, the product in fp32, then rounded to bf16 by the
+    # next Linear. The kernels write that bf16 value from the same fp32 arithmetic. Triton's interpreter
+    # rounds fp32 -> bf16 toward zero (GPUs to nearest; test_matches_autocast_on_gpu): up to two steps here
+    C = 40
+    x = rand(3, 5, C, mean=1.0, std=2.0, dtype=torch.bfloat16)
+    gate = rand(3, 5, C, seed=5, std=2.0, dtype=torch.bfloat16)
+    norm, dout = make_norm(C), rand(3, 5, C, seed=7, dtype=torch.bfloat16)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        y, grads = run(x, norm, gate, dout)
+        plain, _ = run(x, norm, None, dout)
+    assert y.dtype == plain.dtype == torch.bfloat16
+    assert grads[0].dtype == grads[3].dtype == torch.bfloat16 and grads[1].dtype == torch.float32
+    ln = F.layer_norm(x.double(), (C,), norm.weight.double(), norm.bias.double(), norm.eps)
+    want = ln * F.silu(gate.float()).to(torch.bfloat16).double()
+    assert bf16_steps(y, want).max() <= 2 and bf16_steps(plain, ln).max() <= 1
+    ref_y, ref_grads = reference(x, norm, gate, dout)
+    for name, got, want_g in zip(NAMES[: len(grads)], grads, ref_grads, strict=True):
+        scale = want_g.abs().max().item()
+        torch.testing.assert_close(got.double().cpu() / scale, want_g / scale, rtol=0, atol=0.02, msg=name)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="autocast bf16 on a GPU, rounding to nearest")
+def test_matches_autocast_on_gpu():
+    # SS2D's out_norm and gate at one of MambaAD's widths: the kernels against PyTorch's autocast ops
+    # rounded to bf16 (what out_proj reads), forward and gradients
+    C = 256
+    x = rand(4, 16, 16, C, mean=0.5, std=2.0, dtype=torch.bfloat16)
+    gate = rand(4, 16, 16, C, seed=5, std=2.0, dtype=torch.bfloat16)
+    norm, dout = make_norm(C), rand(4, 16, 16, C, seed=7, dtype=torch.bfloat16)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        y, grads = run(x, norm, gate, dout)
+        ref_y, ref_grads = run(x, norm, gate, dout, backend="torch")
+    steps = bf16_steps(y, ref_y.to(torch.bfloat16))
+    assert steps.max() <= 1 and (steps == 0).float().mean() > 0.99
+    for name, got, want in zip(NAMES[: len(grads)], grads, ref_grads, strict=True):
+        assert got.dtype == want.dtype, name
+        scale = want.abs().max().item()
+        torch.testing.assert_close(got.float() / scale, want.float() / scale, rtol=0, atol=0.01, msg=name)
+
+
+def test_auto_is_the_module_where_the_kernels_do_not_apply(monkeypatch):
+    # CPU tensors, and CUDA tensors without bf16 autocast, take the module's own ops: the very same numbers
+    norm, x, z = make_norm(8), rand(2, 8), rand(2, 8, seed=1)
+    assert torch.equal(layer_norm(x, norm, z), norm(x) * F.silu(z))
+    assert torch.equal(layer_norm(x, norm), norm(x))
+    monkeypatch.setenv("MAMBAAD_LN_BACKEND", "torch")
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        assert torch.equal(layer_norm(x, norm, z), layer_norm_torch(x, norm, z))
+
+
+def test_auto_takes_the_kernels_only_under_bf16_autocast_on_cuda(monkeypatch):
+    monkeypatch.setattr(ln_module, "_triton_ready", lambda: True)
+    norm = nn.LayerNorm(8)
+    x = torch.empty(2, 8)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    monkeypatch.setattr(ln_module, "_autocast_dtype", lambda t: torch.bfloat16)
+    assert ln_module._use_triton(x, norm, None, "auto")
+    monkeypatch.setattr(ln_module, "_autocast_dtype", lambda t: None)  # fp32 / tf32: PyTorch's LayerNorm
+    assert not ln_module._use_triton(x, norm, None, "auto")
+
+
+def test_triton_backend_refuses_what_it_cannot_run():
+    with pytest.raises(ValueError, match="affine LayerNorm"):
+        layer_norm(rand(2, 8), nn.LayerNorm(8, elementwise_affine=False).to(DEVICE), backend="triton")
+    with pytest.raises(ValueError, match="affine LayerNorm"):
+        layer_norm(rand(2, 8), make_norm(8), gate=rand(2, 4), backend="triton")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        layer_norm(rand(2, 8), make_norm(8), backend="apex")
+
+
+def test_hss_block_with_the_kernels_matches_its_modules(monkeypatch):
+    # the block's two norms (HSSBlock.norm, SS2D.out_norm with its gate) through the kernels, against the
+    # modules' ops, output and parameter gradients
+    from mambaad_cli.model.hss import HSSBlock
+
+    torch.manual_seed(0)
+    block = HSSBlock(8, d_state=4, directions=2, scan="sweep", scan_backend="torch").to(DEVICE)
+    x = rand(2, 4, 4, 8, seed=9)
+    results = []
+    for forced in (True, False):
+        monkeypatch.setattr(ln_module, "_use_triton", lambda *a, forced=forced: forced)
+        block.zero_grad()
+        y = block(x)
+        y.square().sum().backward()
+        results.append((y.detach(), {n: p.grad.clone() for n, p in block.named_parameters()}))
+    (y, grads), (ref_y, ref_grads) = results
+    torch.testing.assert_close(y, ref_y, rtol=1e-5, atol=1e-5)
+    for name in ("norm.weight", "ss2d.out_norm.bias", "ss2d.in_proj.weight", "ss2d.A_logs"):
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-5, msg=name)
