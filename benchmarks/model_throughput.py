@@ -43,6 +43,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tf32+graphs": {"train.precision": "tf32", "train.cuda_graphs": True},
     "bf16+cl+graphs": {**BF16_CL, "train.cuda_graphs": True},
     # PyTorch's LayerNorm (fp32 under autocast) instead of kernels/layer_norm.py's, to time the kernels
+    "bf16+cl+torchln": {**BF16_CL, "env": {"MAMBAAD_LN_BACKEND": "torch"}},
     "bf16+cl+graphs+torchln": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_BACKEND": "torch"}},
 }
 

@@ -78,14 +78,14 @@ class _LayerNorm(torch.autograd.Function):
         n_tiles = cdiv(rows, block_r)
         per_program = cdiv(n_tiles, BWD_PROGRAMS)
         programs = cdiv(n_tiles, per_program)
-        dw = torch.empty((programs, C), device=x2.device, dtype=torch.float32)
-        db = torch.empty_like(dw)
+        parts = torch.empty((2, programs, C), device=x2.device, dtype=torch.float32)  # dweight's, dbias's
         _ln_bwd_kernel[(programs,)](
-            x2, weight, bias, z2, g2, mean, rstd, dx, dz, dw, db, rows, C, x2.stride(0), z2.stride(0),
-            g2.stride(0), dx.stride(0), dz.stride(0), per_program,
+            x2, weight, bias, z2, g2, mean, rstd, dx, dz, parts[0], parts[1], rows, C, x2.stride(0),
+            z2.stride(0), g2.stride(0), dx.stride(0), dz.stride(0), per_program,
             BLOCK_R=block_r, BLOCK_C=block_c, GATE=ctx.gated, num_warps=warps)
+        dw, db = parts.sum(1)  # one reduction for both
         dgate = dz.view(ctx.gate_shape) if ctx.gated else None
-        return (dx.view(ctx.shape), dw.sum(0).to(weight.dtype), db.sum(0).to(bias.dtype), dgate, None, None)
+        return dx.view(ctx.shape), dw.to(weight.dtype), db.to(bias.dtype), dgate, None, None
 
 
 @functools.cache
