@@ -45,25 +45,31 @@ def _rows_view(t: torch.Tensor, C: int) -> torch.Tensor:
     return t if t.stride(1) == 1 else t.contiguous()
 
 
+def _ln_forward(x, weight, bias, gate, eps, out_dtype):
+    """The forward kernel's launch: the result, and what the backward reads (rows views, mean, rstd)."""
+    from .triton_layer_norm import _ln_fwd_kernel
+
+    C = x.shape[-1]
+    x2 = _rows_view(x, C)
+    z2 = _rows_view(gate, C) if gate is not None else x2
+    rows = x2.shape[0]
+    out = torch.empty((rows, C), device=x.device, dtype=out_dtype)
+    mean = torch.empty(rows, device=x.device, dtype=torch.float32)
+    rstd = torch.empty_like(mean)
+    block_r, block_c, warps = _tiles(C)
+    _ln_fwd_kernel[(cdiv(rows, block_r),)](
+        x2, weight, bias, z2, out, mean, rstd, rows, C, x2.stride(0), z2.stride(0), out.stride(0), eps,
+        BLOCK_R=block_r, BLOCK_C=block_c, GATE=gate is not None, num_warps=warps)
+    return out.view(x.shape), (x2, z2, mean, rstd)
+
+
 class _LayerNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, gate, eps, out_dtype):
-        from .triton_layer_norm import _ln_fwd_kernel
-
-        C = x.shape[-1]
-        x2 = _rows_view(x, C)
-        z2 = _rows_view(gate, C) if gate is not None else x2
-        rows = x2.shape[0]
-        out = torch.empty((rows, C), device=x.device, dtype=out_dtype)
-        mean = torch.empty(rows, device=x.device, dtype=torch.float32)
-        rstd = torch.empty_like(mean)
-        block_r, block_c, warps = _tiles(C)
-        _ln_fwd_kernel[(cdiv(rows, block_r),)](
-            x2, weight, bias, z2, out, mean, rstd, rows, C, x2.stride(0), z2.stride(0), out.stride(0), eps,
-            BLOCK_R=block_r, BLOCK_C=block_c, GATE=gate is not None, num_warps=warps)
+        out, (x2, z2, mean, rstd) = _ln_forward(x, weight, bias, gate, eps, out_dtype)
         ctx.save_for_backward(x2, weight, bias, z2, mean, rstd)
         ctx.gated, ctx.shape, ctx.gate_shape = gate is not None, x.shape, None if gate is None else gate.shape
-        return out.view(x.shape)
+        return out
 
     @staticmethod
     def backward(ctx, dout):
@@ -122,7 +128,11 @@ def layer_norm(x: torch.Tensor, norm: nn.LayerNorm, gate: torch.Tensor | None = 
     """norm(x), times silu(gate) when a gate is given. The Triton path writes the autocast dtype when
     autocast is on (else x's dtype); statistics and products in fp32. Under torch.compile ``auto`` leaves it
     to the compiler, which fuses the casts itself."""
-    if not (backend == "auto" and torch.compiler.is_compiling()) and _use_triton(x, norm, gate, backend):
+    compiling = torch.compiler.is_compiling()
+    if not (backend == "auto" and compiling) and _use_triton(x, norm, gate, backend):
         out_dtype = _autocast_dtype(x) or x.dtype
-        return _layer_norm_triton(x, norm.weight, norm.bias, gate, norm.eps, out_dtype)
+        if torch.is_grad_enabled() or compiling:
+            return _layer_norm_triton(x, norm.weight, norm.bias, gate, norm.eps, out_dtype)
+        # inference (no_grad / inference_mode): the launch alone, without autograd's host work
+        return _ln_forward(x, norm.weight, norm.bias, gate, norm.eps, out_dtype)[0]
     return layer_norm_torch(x, norm, gate)

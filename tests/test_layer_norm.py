@@ -199,3 +199,14 @@ def test_hss_block_with_the_kernels_matches_its_modules(monkeypatch):
     torch.testing.assert_close(y, ref_y, rtol=1e-5, atol=1e-5)
     for name in ("norm.weight", "ss2d.out_norm.bias", "ss2d.in_proj.weight", "ss2d.A_logs"):
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_inference_skips_autograd_with_the_same_result():
+    # under no_grad / inference_mode the kernel is launched without the autograd Function (host time)
+    C = 24
+    x, z, norm = rand(3, 4, C, seed=1), rand(3, 4, C, seed=2), make_norm(C)
+    with_grad = layer_norm(x.clone().requires_grad_(), norm, z, backend="triton")
+    with torch.inference_mode():
+        plain = layer_norm(x, norm, z, backend="triton")
+    assert with_grad.grad_fn is not None and plain.grad_fn is None
+    assert torch.equal(plain, with_grad.detach())
