@@ -210,3 +210,14 @@ def test_inference_skips_autograd_with_the_same_result():
         plain = layer_norm(x, norm, z, backend="triton")
     assert with_grad.grad_fn is not None and plain.grad_fn is None
     assert torch.equal(plain, with_grad.detach())
+
+
+def test_compiled_regions_get_the_torch_path(monkeypatch):
+    # under torch.compile, auto leaves the norm (and its casts) to the compiler instead of the kernels
+    def no_triton(*args):
+        raise AssertionError("the Triton path was considered inside a compiled region")
+
+    monkeypatch.setattr(ln_module, "_use_triton", no_triton)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    norm, x, z = make_norm(8), rand(2, 8), rand(2, 8, seed=1)
+    assert torch.equal(layer_norm(x, norm, z), layer_norm_torch(x, norm, z))
