@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import torch
 
-from .dispatch import _triton_available, check_triton
+from .dispatch import check_triton, triton_ready
 
 GLUE_BACKENDS = ("auto", "torch", "triton")
 
@@ -86,7 +86,7 @@ def _glue(x: torch.Tensor, backend: str | None) -> _Glue:
     if backend not in GLUE_BACKENDS:
         raise ValueError(f"direction glue: unknown backend {backend!r}; choose {', '.join(GLUE_BACKENDS)}")
     if backend == "auto":
-        backend = "triton" if x.is_cuda and _triton_available() else "torch"
+        backend = "triton" if x.is_cuda and triton_ready() else "torch"
     if backend == "torch":
         return _Glue(gather_directions_torch, merge_directions_torch)
     check_triton(x, "direction glue")

@@ -51,6 +51,13 @@ def _triton_available() -> bool:
     return (torch.cuda.is_available() or interpreting()) and not triton_too_old()
 
 
+@functools.cache
+def triton_ready() -> bool:
+    """``_triton_available`` once per process (the find_spec and the version check do not change within one):
+    the norms and the directions' glue ask on every call, several times per HSS block."""
+    return _triton_available()
+
+
 def check_triton(u: torch.Tensor, what: str = "selective_scan") -> None:
     """Raise BackendUnavailableError unless the Triton kernel can run on u's device."""
     if importlib.util.find_spec("triton") is None:

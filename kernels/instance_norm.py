@@ -10,13 +10,12 @@ turns the Triton path off, for side-by-side timing.
 
 from __future__ import annotations
 
-import functools
 import os
 
 import torch
 import torch.nn.functional as F
 
-from .dispatch import _triton_available, interpreting
+from .dispatch import interpreting, triton_ready
 from .launch import cdiv, next_power_of_2
 
 NORM_BACKENDS = ("auto", "torch", "triton")
@@ -99,19 +98,12 @@ def _use_triton(x: torch.Tensor, backend: str) -> bool:
         raise ValueError(f"instance_norm_silu: backend must be one of {choices}, got {backend!r}")
     fits = _is_channels_last(x) and x.shape[2] * x.shape[3] > 1  # one position: let instance_norm raise
     if backend == "triton":
-        if not (fits and _triton_ready() and (x.is_cuda or interpreting())):
+        if not (fits and triton_ready() and (x.is_cuda or interpreting())):
             raise ValueError("instance_norm_silu: backend 'triton' needs a channels-last (B, C, H, W) map "
                              "with H*W > 1 on a CUDA device (or TRITON_INTERPRET=1)")
         return True
     return (backend == "auto" and fits and x.is_cuda and os.environ.get("MAMBAAD_NORM_BACKEND") != "torch"
-            and _triton_ready())
-
-
-@functools.cache
-def _triton_ready() -> bool:
-    # asked 36 times a training step: find_spec and the version check once per process (the interpreter
-    # and the CUDA device it depends on do not change within a process)
-    return _triton_available()
+            and triton_ready())
 
 
 # an explicit backend="triton" inside a torch.compile'd region runs eagerly, as the scan does

@@ -12,14 +12,13 @@ LayerNorm. Developer knob MAMBAAD_LN_BACKEND=torch turns the Triton path off, fo
 
 from __future__ import annotations
 
-import functools
 import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dispatch import _triton_available, interpreting
+from .dispatch import interpreting, triton_ready
 from .launch import cdiv, next_power_of_2
 
 LN_BACKENDS = ("auto", "torch", "triton")
@@ -94,11 +93,6 @@ class _LayerNorm(torch.autograd.Function):
         return dx.view(ctx.shape), dw.to(weight.dtype), db.to(bias.dtype), dgate, None, None
 
 
-@functools.cache
-def _triton_ready() -> bool:
-    return _triton_available()  # once per process (asked twice per HSS block and step)
-
-
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
     kind = x.device.type
     return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
@@ -111,12 +105,12 @@ def _use_triton(x: torch.Tensor, norm: nn.LayerNorm, gate: torch.Tensor | None, 
             and x.shape[-1] == norm.normalized_shape[0] and x.numel() > 0
             and (gate is None or gate.shape == x.shape))
     if backend == "triton":
-        if not (fits and _triton_ready() and (x.is_cuda or interpreting())):
+        if not (fits and triton_ready() and (x.is_cuda or interpreting())):
             raise ValueError("layer_norm: backend 'triton' needs an affine LayerNorm over the last dim (a "
                              "gate of x's shape) on a CUDA device (or TRITON_INTERPRET=1)")
         return True
     return (backend == "auto" and fits and x.is_cuda and _autocast_dtype(x) == torch.bfloat16
-            and os.environ.get("MAMBAAD_LN_BACKEND") != "torch" and _triton_ready())
+            and os.environ.get("MAMBAAD_LN_BACKEND") != "torch" and triton_ready())
 
 
 # an explicit backend="triton" inside a torch.compile'd region runs eagerly, as the scan does
