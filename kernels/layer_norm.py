@@ -67,7 +67,7 @@ class _LayerNorm(torch.autograd.Function):
     def forward(ctx, x, weight, bias, gate, eps, out_dtype):
         out, (x2, z2, mean, rstd) = _ln_forward(x, weight, bias, gate, eps, out_dtype)
         ctx.save_for_backward(x2, weight, bias, z2, mean, rstd)
-        ctx.gated, ctx.shape, ctx.gate_shape = gate is not None, x.shape, None if gate is None else gate.shape
+        ctx.gated, ctx.shape = gate is not None, x.shape  # a gate has x's shape (_use_triton checks)
         return out
 
     @staticmethod
@@ -89,7 +89,7 @@ class _LayerNorm(torch.autograd.Function):
             z2.stride(0), g2.stride(0), dx.stride(0), dz.stride(0), per_program,
             BLOCK_R=block_r, BLOCK_C=block_c, GATE=ctx.gated, num_warps=warps)
         dw, db = parts.sum(1)  # one reduction for both
-        dgate = dz.view(ctx.gate_shape) if ctx.gated else None
+        dgate = dz.view(ctx.shape) if ctx.gated else None
         return dx.view(ctx.shape), dw.to(weight.dtype), db.to(bias.dtype), dgate, None, None
 
 
