@@ -7,7 +7,7 @@ KolektorSDD), bundled EfficientNet-Lite0 encoder, then the seven metrics per cla
 With --minutes, a few timed steps measure the throughput first and the epoch count is chosen from it
 (the lr schedule needs the total up front). Equivalent CLI command:
     mambaad train --preset folder --data-root ROOT --set model.encoder.name=tf_efficientnet_lite0 \
-        --set model.encoder.weights=bundled --epochs N [--precision bf16 --channels-last] [--cuda-graphs]
+        --set model.encoder.weights=bundled --epochs N [--precision bf16 --channels-last] [--no-cuda-graphs]
         [--set data.cache_images=true]
 """
 
@@ -62,7 +62,8 @@ def main() -> None:
     parser.add_argument("--run-name", default="real-dev")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--channels-last", action="store_true")
-    parser.add_argument("--cuda-graphs", action="store_true", help="train and evaluate as CUDA graphs")
+    parser.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default="auto",
+                        help="train and evaluate as CUDA graphs (default auto: on one GPU, as mambaad train)")
     parser.add_argument("--backend", default="auto", help="model.decoder.scan_backend")
     parser.add_argument("--cache-images", action="store_true", help="data.cache_images: decoded, on disk")
     args = parser.parse_args()

@@ -71,11 +71,13 @@ def train_cmd(
         bool, typer.Option("--compile", help="torch.compile the fusion and decoder (train.compile).")
     ] = False,
     cuda_graphs: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--cuda-graphs", help="Replay each step and the final scoring as CUDA graphs (*.cuda_graphs)."
+            "--cuda-graphs/--no-cuda-graphs",
+            help="Replay each step and the final scoring as CUDA graphs (*.cuda_graphs). Default: auto, on "
+            "one GPU without --compile, eager if a capture fails; --cuda-graphs insists.",
         ),
-    ] = False,
+    ] = None,
     run_name: Annotated[str | None, typer.Option(help="Run folder name (default: a timestamp).")] = None,
     output_dir: Annotated[str | None, typer.Option(help="Where runs/<preset>/<name> go.")] = None,
     resume: Annotated[
@@ -105,8 +107,8 @@ def train_cmd(
             "train.precision": precision,
             "train.channels_last": channels_last,
             "train.compile": compile_ or None,
-            "train.cuda_graphs": cuda_graphs or None,
-            "eval.cuda_graphs": cuda_graphs or None,
+            "train.cuda_graphs": cuda_graphs,
+            "eval.cuda_graphs": cuda_graphs,
         },
     )
     if resume:
@@ -151,8 +153,13 @@ def eval_cmd(
         str | None, typer.Option(help="fp32 (exact, the default), tf32 or bf16 autocast (eval.precision).")
     ] = None,
     cuda_graphs: Annotated[
-        bool, typer.Option("--cuda-graphs", help="Replay the scoring as CUDA graphs (eval.cuda_graphs).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--cuda-graphs/--no-cuda-graphs",
+            help="Replay the scoring as CUDA graphs (eval.cuda_graphs; default auto: on a GPU, eager if a "
+            "capture fails).",
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     set_: SetOption = None,
 ) -> None:
@@ -169,7 +176,7 @@ def eval_cmd(
             "train.device": device,
             "eval.batch_size": batch_size,
             "eval.precision": precision,
-            "eval.cuda_graphs": cuda_graphs or None,
+            "eval.cuda_graphs": cuda_graphs,
         },
     )
     run_dir, result, cfg = evaluate_run(run, overrides, show_progress=progress)

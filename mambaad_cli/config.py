@@ -29,8 +29,10 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 # String fields restricted to a few values, checked wherever a value is set (preset, --set, options).
 # kernels/dispatch.py and kernels/directions.py
 SCAN_BACKENDS = ("auto", "torch", "triton", "cuda", "triton-fused")
-CHOICES: dict[str, tuple[str, ...]] = {
+GRAPHS = ("auto", True, False)  # train.cuda_graphs / eval.cuda_graphs (engine/graphs.py)
+CHOICES: dict[str, tuple[str | bool, ...]] = {
     "train.precision": PRECISIONS, "eval.precision": PRECISIONS, "model.decoder.scan_backend": SCAN_BACKENDS,
+    "train.cuda_graphs": GRAPHS, "eval.cuda_graphs": GRAPHS,
 }
 
 
@@ -106,7 +108,9 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | tf32 | bf16
     channels_last: bool = False  # NHWC images and conv weights (faster convolutions on tensor cores)
     compile: bool = False  # torch.compile the trainable fusion and decoder
-    cuda_graphs: bool = False  # replay each training step as one CUDA graph (one GPU; engine/graphs.py)
+    # replay each training step as one CUDA graph (engine/graphs.py). auto: wherever it applies (one CUDA
+    # process, no compile), falling back to eager steps if the capture fails; true: insist; false: eager
+    cuda_graphs: bool | str = "auto"
 
 
 @dataclass
@@ -115,7 +119,7 @@ class EvalConfig:
     sigma: float = 4.0  # Gaussian smoothing of the anomaly map (pixels)
     score: str = "max"  # image score = max of the smoothed map (the paper's choice)
     precision: str = "fp32"  # fp32 | tf32 | bf16: forward passes of evaluate / calibrate (fp32: exact)
-    cuda_graphs: bool = False  # replay the scoring of each batch shape as one CUDA graph (engine/graphs.py)
+    cuda_graphs: bool | str = "auto"  # replay the scoring as one CUDA graph (engine/graphs.py); as train's
 
 
 @dataclass
@@ -242,7 +246,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
 def _coerce(tp: Any, value: Any, key: str) -> Any:
     result = _coerce_type(tp, value, key)
     if key in CHOICES and result not in CHOICES[key]:
-        raise ConfigError(f"config key '{key}': {value!r} is not one of {', '.join(CHOICES[key])}")
+        names = ", ".join(str(c).lower() for c in CHOICES[key])
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {names}")
     return result
 
 

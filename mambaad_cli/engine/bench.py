@@ -717,7 +717,7 @@ def model_throughput(
     """
     from mambaad_cli.config import load_preset
     from mambaad_cli.engine.acceleration import apply_speed_options, to_model_input
-    from mambaad_cli.engine.graphs import WARMUP_CALLS
+    from mambaad_cli.engine.graphs import WARMUP_CALLS, use_cuda_graphs
     from mambaad_cli.engine.scoring import make_scorer
     from mambaad_cli.engine.train import adamw, make_train_step
     from mambaad_cli.model import build_model
@@ -725,15 +725,17 @@ def model_throughput(
     device = torch.device(device)
     cfg = load_preset(
         preset,
-        {"model.encoder.weights": "none", "model.decoder.scan_backend": backend, **(overrides or {})},
+        # eager unless a variant asks for graphs: "fp32" is the issue's fp32 eager baseline
+        {"model.encoder.weights": "none", "model.decoder.scan_backend": backend, "train.cuda_graphs": False,
+         **(overrides or {})},
     )
     # inference in the training's settings: the scorer reads eval.*
     cfg.eval.precision, cfg.eval.cuda_graphs = cfg.train.precision, cfg.train.cuda_graphs
     size = image_size or cfg.data.image_size
     model = apply_speed_options(build_model(cfg).to(device), cfg.train)
     params = [p for p in model.parameters() if p.requires_grad]
-    graphs = cfg.train.cuda_graphs and device.type == "cuda"
-    train_fn = make_train_step(model, model, adamw(params, device, 1e-4, graphs), cfg)  # train's own step
+    graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, 1, cfg.train.compile)
+    train_fn = make_train_step(model, model, adamw(params, device, 1e-4, graphs), cfg, graphs)  # train's step
     infer_fn = make_scorer(model, cfg, device)  # evaluate's own scoring: the model and the anomaly map
     x = to_model_input(torch.rand(batch_size, 3, size, size), device, cfg.train.channels_last)
     warmup = max(warmup, WARMUP_CALLS + 2) if graphs else warmup  # the capture is not timed

@@ -12,6 +12,11 @@ and autotune the Triton kernels and settle the allocator), then one call is capt
 an input of the same shape, dtype and strides copy it into the captured input and replay. Any other
 input (a last, smaller batch) runs eagerly, which gives the same result. Outputs are returned as clones,
 so they outlive the next replay.
+
+``train.cuda_graphs`` and ``eval.cuda_graphs`` default to ``auto``: graphs wherever they can apply (one CUDA
+process, modules not torch.compile'd), and a capture that fails falls back to eager calls with one line
+saying so. ``true`` insists (train checks first that it can apply) and lets a failed capture raise; ``false``
+stays eager.
 """
 
 from __future__ import annotations
@@ -20,7 +25,30 @@ from collections.abc import Callable
 
 import torch
 
+from mambaad_cli.engine.progress import console
+
 WARMUP_CALLS = 3  # eager calls before the capture (PyTorch's examples use 3 on a side stream)
+GRAPH_SETTINGS = ("auto", True, False)  # the values of train.cuda_graphs / eval.cuda_graphs
+
+
+def use_cuda_graphs(
+    setting: bool | str, device: torch.device, world_size: int = 1, compiled: bool = False
+) -> bool:
+    """Whether a step runs as a CUDA graph. auto: on a CUDA device in one process whose modules are not
+    torch.compile'd (data-parallel steps all-reduce through NCCL, and compiled regions bring their own
+    graphs: neither is captured here). true: on a CUDA device (train's check_cuda_graphs refuses the rest
+    with one line first). false: never."""
+    if device.type != "cuda" or setting is False:
+        return False
+    if setting == "auto":
+        return world_size == 1 and not compiled
+    return bool(setting)
+
+
+def is_compiled(model: torch.nn.Module) -> bool:
+    """True when a module of `model` was compiled in place (nn.Module.compile, engine/acceleration.py), which
+    keeps its compiled call in `_compiled_call_impl`."""
+    return any(getattr(m, "_compiled_call_impl", None) is not None for m in model.modules())
 
 
 def _signature(x: torch.Tensor) -> tuple:
@@ -28,11 +56,22 @@ def _signature(x: torch.Tensor) -> tuple:
 
 
 class GraphedStep:
-    """Calls ``fn(x)``; from the ``warmup``+1-th call on, by replaying a CUDA graph of it."""
+    """Calls ``fn(x)``; from the ``warmup``+1-th call on, by replaying a CUDA graph of it.
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], warmup: int = WARMUP_CALLS):
+    With ``on_failure`` (train.cuda_graphs / eval.cuda_graphs auto), a capture that raises is reported
+    once through it and every call from then on, that one included, runs ``fn`` eagerly; without, the
+    error propagates."""
+
+    def __init__(
+        self,
+        fn: Callable[[torch.Tensor], torch.Tensor],
+        warmup: int = WARMUP_CALLS,
+        on_failure: Callable[[str], None] | None = None,
+    ):
         self.fn = fn
         self.warmup = warmup
+        self.on_failure = on_failure
+        self.failed = False  # a capture raised: eager from then on
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_input: torch.Tensor | None = None
@@ -43,7 +82,7 @@ class GraphedStep:
         return self.graph is not None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.is_cuda:
+        if not x.is_cuda or self.failed:
             return self.fn(x)
         if self.graph is not None:
             if _signature(x) == _signature(self.static_input):
@@ -54,7 +93,21 @@ class GraphedStep:
         self.calls += 1
         if self.calls <= self.warmup:
             return self._on_side_stream(x)
-        return self._capture(x)
+        return self._capture_or_fall_back(x)
+
+    def _capture_or_fall_back(self, x: torch.Tensor) -> torch.Tensor:
+        if self.on_failure is None:
+            return self._capture(x)
+        stream = torch.cuda.current_stream(x.device) if x.is_cuda else None
+        try:
+            return self._capture(x)
+        except Exception as e:  # noqa: BLE001 - any failed capture; the eager call below shows fn's own errors
+            if stream is not None:  # torch.cuda.graph leaves its capture stream current if capture_end raises
+                torch.cuda.set_stream(stream)
+            self.graph, self.static_input, self.static_output, self.failed = None, None, None, True
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            self.on_failure(first)
+            return self.fn(x)
 
     def _on_side_stream(self, x: torch.Tensor) -> torch.Tensor:
         side = torch.cuda.Stream(device=x.device)
@@ -79,3 +132,14 @@ class GraphedStep:
         self.graph = graph
         graph.replay()  # capturing records the work without running it
         return self.static_output.clone()
+
+
+def graph_step(fn: Callable[[torch.Tensor], torch.Tensor], setting: bool | str, section: str) -> GraphedStep:
+    """GraphedStep of fn for the config value `setting` of `section`.cuda_graphs: under auto a failed capture
+    prints one line and the calls go on eagerly; under true it raises."""
+
+    def notice(reason: str) -> None:
+        console.print(f"CUDA graphs: the capture failed ({reason}); going on eagerly "
+                      f"(--set {section}.cuda_graphs=false skips the attempt)")
+
+    return GraphedStep(fn, on_failure=notice if setting == "auto" else None)

@@ -5,7 +5,8 @@ predict does (the same model call and anomaly_map) and label it by the paper's p
 when its mask, resized to the map, has a pixel above 0.5. eval.precision bf16 runs the model under
 bfloat16 autocast (engine/acceleration.py; predict follows eval.precision or its --precision); the maps
 are float32 either way.
-eval.cuda_graphs replays the model call and anomaly_map as one CUDA graph per batch shape (engine/graphs.py).
+eval.cuda_graphs (auto: on CUDA devices) replays the model call and anomaly_map as one CUDA graph for the
+evaluation's batch shape (engine/graphs.py); other shapes (a last, smaller batch) run eagerly.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch.utils.data import DataLoader, Subset
 from mambaad_cli.config import Config
 from mambaad_cli.data import collate_samples
 from mambaad_cli.engine.acceleration import autocast
-from mambaad_cli.engine.graphs import GraphedStep
+from mambaad_cli.engine.graphs import graph_step, is_compiled, use_cuda_graphs
 from mambaad_cli.model import anomaly_map, image_scores
 
 
@@ -53,7 +54,8 @@ def make_scorer(model: torch.nn.Module, cfg: Config, device: torch.device) -> Sc
             enc, dec = model(images)
         return anomaly_map(enc, dec, out_size=images.shape[-2:], sigma=cfg.eval.sigma).float()
 
-    return GraphedStep(score) if cfg.eval.cuda_graphs and device.type == "cuda" else score
+    graphs = use_cuda_graphs(cfg.eval.cuda_graphs, device, compiled=is_compiled(model))
+    return graph_step(score, cfg.eval.cuda_graphs, "eval") if graphs else score
 
 
 @torch.inference_mode()

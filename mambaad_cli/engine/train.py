@@ -51,7 +51,7 @@ from mambaad_cli.engine.distributed import (
     sync_buffers_from_main,
 )
 from mambaad_cli.engine.evaluate import EvalResult, evaluate, write_metrics
-from mambaad_cli.engine.graphs import GraphedStep
+from mambaad_cli.engine.graphs import WARMUP_CALLS, graph_step, use_cuda_graphs
 from mambaad_cli.engine.progress import console, make_progress
 from mambaad_cli.engine.runs import new_run_dir, point_latest
 from mambaad_cli.engine.splits import train_splits
@@ -104,8 +104,9 @@ def match_lr_kinds(optimizer: torch.optim.Optimizer, scheduler, device: torch.de
 
 
 def check_cuda_graphs(cfg: Config, device: torch.device, world_size: int) -> None:
-    """One line (UserError) when --cuda-graphs cannot apply: it needs one CUDA device and eager modules."""
-    if not cfg.train.cuda_graphs:
+    """One line (UserError) when --cuda-graphs (train.cuda_graphs true) cannot apply: it needs one CUDA
+    device and eager modules. auto needs no check: it turns graphs off there (engine/graphs.py)."""
+    if cfg.train.cuda_graphs is not True:
         return
     if device.type != "cuda":
         raise UserError(
@@ -166,6 +167,7 @@ def _train_one(
 ) -> TrainResult:
     check_scan_backend(cfg.model.decoder.scan_backend, device)
     check_cuda_graphs(cfg, device, ctx.world_size)
+    graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.world_size, cfg.train.compile)
     run_dir = on_main(_prepare_run_dir, cfg, resume)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     train_ds, test_ds, class_names = build_datasets(cfg.data)
@@ -186,7 +188,7 @@ def _train_one(
     lr = cfg.train.lr * cfg.train.batch_size / 16  # the global batch, whatever the number of processes
     groups = param_groups(model, cfg.train.weight_decay)
     betas = tuple(cfg.train.betas)
-    optimizer = adamw(groups, device, lr, cfg.train.cuda_graphs, betas=betas, eps=cfg.train.eps)
+    optimizer = adamw(groups, device, lr, graphs, betas=betas, eps=cfg.train.eps)
     total_steps = cfg.train.epochs * len(loader)
     if cfg.train.max_steps:
         total_steps = min(total_steps, cfg.train.max_steps)
@@ -196,11 +198,14 @@ def _train_one(
     step, start_epoch = 0, 0
     if resume is not None:
         step, start_epoch = load_train_state(run_dir, model, optimizer, scheduler)
-        match_lr_kinds(optimizer, scheduler, device, cfg.train.cuda_graphs)
+        match_lr_kinds(optimizer, scheduler, device, graphs)
         if ctx.is_main:
             console.print(f"resumed {run_dir} at epoch {start_epoch}, step {step}")
     net = data_parallel(model, device) if ctx.enabled else model
-    train_step = make_train_step(net, model, optimizer, cfg)
+    train_step = make_train_step(net, model, optimizer, cfg, graphs)
+    if graphs and ctx.is_main:
+        console.print(f"CUDA graphs: each training step is captured after {WARMUP_CALLS} eager ones, then "
+                      "replayed (train.cuda_graphs; --no-cuda-graphs runs eagerly)")
 
     log = TrainLog(run_dir / "log.csv", append=resume is not None) if ctx.is_main else None
     start = time.perf_counter()
@@ -242,6 +247,7 @@ def _train_one(
         if log is not None:
             log.close()
     seconds = time.perf_counter() - start
+    del train_step  # a captured step's memory pool, before calibration and evaluation capture their own
     sync_buffers_from_main(model)
     # Calibration on rank 0 alone: its sampling walks the images in order, so it matches one process.
     calibration = on_main(_calibrate, model, train_ds, val_ds, cfg, device)
@@ -315,12 +321,20 @@ def _train_loader(
 
 
 def make_train_step(
-    net: torch.nn.Module, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: Config
+    net: torch.nn.Module,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    cfg: Config,
+    graphs: bool | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """One iteration on a batch already on the device, returning the loss; `net` is the model or its DDP
-    wrapper (which averages the gradients over ranks). With train.cuda_graphs, replayed as a CUDA graph
-    after a few eager calls (engine/graphs.py): everything in it stays on the GPU."""
+    wrapper (which averages the gradients over ranks). With `graphs` (default: train.cuda_graphs resolved
+    for one process, engine/graphs.py), replayed as a CUDA graph after a few eager calls: everything in it
+    stays on the GPU. The optimizer must then be adamw(..., graphed=True). Under train.cuda_graphs auto a
+    capture that fails is reported in one line and the steps go on eagerly."""
     device = next(model.parameters()).device
+    if graphs is None:
+        graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, 1, cfg.train.compile)
 
     def iteration(images: torch.Tensor) -> torch.Tensor:
         with tf32_matmuls(cfg.train.precision == "tf32"):  # the backward's products too
@@ -338,7 +352,7 @@ def make_train_step(
         optimizer.step()
         return loss.detach()
 
-    return GraphedStep(iteration) if cfg.train.cuda_graphs else iteration
+    return graph_step(iteration, cfg.train.cuda_graphs, "train") if graphs else iteration
 
 
 def _calibrate(model, train_ds, val_ds, cfg: Config, device: torch.device) -> dict[str, Any]:

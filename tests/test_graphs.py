@@ -1,0 +1,238 @@
+"""CUDA graphs (engine/graphs.py): when train / eval use them, the capture and replay, the fallback to eager
+calls when a capture fails under auto, and the learning rates a graphed step needs.
+
+The GPU-only tests run on the H200 in device sessions; on CPU, fakes stand in for torch.cuda's graph API."""
+
+import contextlib
+
+import pytest
+import torch
+
+from mambaad_cli.cli import main
+from mambaad_cli.config import ConfigError, load_preset
+from mambaad_cli.engine import graphs
+from mambaad_cli.engine.graphs import GraphedStep, is_compiled, use_cuda_graphs
+from mambaad_cli.engine.train import check_cuda_graphs, match_lr_kinds, step_schedule
+from mambaad_cli.errors import UserError
+
+
+def test_cuda_graphs_need_one_cuda_process_and_say_so_in_one_line(tmp_path, capsys):
+    cfg = load_preset("folder", {"train.cuda_graphs": True})
+    with pytest.raises(UserError, match="--cuda-graphs: needs a CUDA device"):
+        check_cuda_graphs(cfg, torch.device("cpu"), 1)
+    with pytest.raises(UserError, match="one process only"):
+        check_cuda_graphs(cfg, torch.device("cuda"), 2)
+    with pytest.raises(UserError, match="not with --compile"):
+        check_cuda_graphs(load_preset("folder", {"train.cuda_graphs": True, "train.compile": True}),
+                          torch.device("cuda"), 1)
+    check_cuda_graphs(load_preset("folder"), torch.device("cpu"), 1)  # off: nothing to check
+    code = main(["train", "--preset", "folder", "--data-root", str(tmp_path), "--device", "cpu",
+                 "--output-dir", str(tmp_path / "runs"), "--cuda-graphs"])
+    err = capsys.readouterr().err
+    assert code == 2  # the resolved config, then the one error line
+    assert err.strip().splitlines()[-1] == (
+        "error: --cuda-graphs: needs a CUDA device, got train.device cpu (--set train.cuda_graphs=false)"
+    )
+    assert not (tmp_path / "runs").exists()  # refused before any run folder was made
+
+
+def test_graphed_step_leaves_cpu_tensors_to_the_function():
+    calls = []
+    step = GraphedStep(lambda x: calls.append(x) or x * 2, warmup=1)
+    for _ in range(3):
+        torch.testing.assert_close(step(torch.ones(2)), torch.full((2,), 2.0))
+    assert len(calls) == 3 and not step.captured
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_graphed_step_replays_the_function_and_falls_back_for_other_shapes():
+    weight = torch.randn(4, 4, device="cuda")
+    step = GraphedStep(lambda x: torch.relu(x @ weight).sum(dim=1), warmup=2)
+    for i in range(6):
+        x = torch.randn(3, 4, device="cuda") + i
+        torch.testing.assert_close(step(x), torch.relu(x @ weight).sum(dim=1))
+    assert step.captured
+    odd = torch.randn(5, 4, device="cuda")
+    torch.testing.assert_close(step(odd), torch.relu(odd @ weight).sum(dim=1))
+
+
+def test_graphed_step_captures_in_thread_local_mode(monkeypatch):
+    """The capture must not be broken by other threads: in training the DataLoader's pin-memory thread
+    allocates pinned buffers (cuMemHostAlloc) meanwhile, which under the default "global" capture mode
+    invalidated the capture (seen on the H200 in real-dev training). Recording fakes stand in for the GPU."""
+    modes = []
+
+    class FakeGraph:
+        def replay(self):
+            pass
+
+    @contextlib.contextmanager
+    def fake_graph(graph, **kwargs):
+        modes.append(kwargs.get("capture_error_mode", "global"))
+        yield
+
+    monkeypatch.setattr(graphs.torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(graphs.torch.cuda, "graph", fake_graph)
+    monkeypatch.setattr(graphs.torch.cuda, "synchronize", lambda device=None: None)
+    step = graphs.GraphedStep(lambda x: x * 2, warmup=0)
+    torch.testing.assert_close(step._capture(torch.ones(3)), torch.full((3,), 2.0))
+    assert modes == ["thread_local"] and step.captured
+
+
+def test_resumed_learning_rates_take_the_kind_this_run_needs():
+    """A graphed run saves its rates as device tensors (they come back on the CPU); an eager run saves floats.
+    After a resume the optimizer gets floats when eager, a tensor on the run's device when graphed, and the
+    scheduler's bases are floats, so its next step writes the decayed rate where the optimizer reads it."""
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.AdamW([w], lr=0.5)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, step_schedule(10, 0.5, 0.1))
+    opt.param_groups[0]["lr"] = torch.tensor(0.5)  # as loaded from a graphed run's state
+    sched.base_lrs = [torch.tensor(0.5)]
+    match_lr_kinds(opt, sched, torch.device("cpu"), graphed=False)
+    assert type(opt.param_groups[0]["lr"]) is float and sched.base_lrs == [0.5]
+    for _ in range(6):
+        w.grad = torch.ones(3)
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)  # decayed after half the steps
+    match_lr_kinds(opt, sched, torch.device("cpu"), graphed=True)
+    lr = opt.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor) and float(lr) == pytest.approx(0.05)
+    sched.step()
+    assert opt.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(0.05)  # filled in place
+
+
+# --------------------------------------------------------------------------- auto: on where graphs apply
+
+
+CUDA, CPU = torch.device("cuda"), torch.device("cpu")
+
+
+@pytest.mark.parametrize(
+    ("setting", "device", "world", "compiled", "expected"),
+    [
+        ("auto", CUDA, 1, False, True),  # the default on one GPU
+        ("auto", CPU, 1, False, False),
+        ("auto", CUDA, 2, False, False),  # data-parallel: eager (NCCL all-reduces are not captured)
+        ("auto", CUDA, 1, True, False),  # torch.compile'd modules: eager
+        (True, CUDA, 1, False, True),
+        (True, CPU, 1, False, False),  # check_cuda_graphs refuses this first, with one line
+        (False, CUDA, 1, False, False),
+    ],
+)
+def test_auto_turns_graphs_on_only_for_one_cuda_process_without_compile(setting, device, world, compiled,
+                                                                        expected):
+    assert use_cuda_graphs(setting, device, world, compiled) is expected
+
+
+def test_graphs_default_to_auto_and_take_only_auto_true_or_false():
+    cfg = load_preset("folder")
+    assert cfg.train.cuda_graphs == "auto" and cfg.eval.cuda_graphs == "auto"
+    assert load_preset("folder", {"train.cuda_graphs": "false"}).train.cuda_graphs is False
+    assert load_preset("folder", {"eval.cuda_graphs": "yes"}).eval.cuda_graphs is True
+    with pytest.raises(ConfigError, match="'train.cuda_graphs': 'sometimes' is not one of auto, true, false"):
+        load_preset("folder", {"train.cuda_graphs": "sometimes"})
+    # auto never asks for a check: only an explicit true can be refused
+    check_cuda_graphs(cfg, CPU, 2)
+
+
+def test_compiled_modules_are_recognised():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    assert not is_compiled(model)
+    model[0].compile()  # in place, as engine/acceleration.py does; compiles lazily, on the first call
+    assert is_compiled(model)
+
+
+def test_no_cuda_graphs_option_turns_them_off_for_train_and_eval(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train(cfg, resume=None, show_progress=True):
+        seen["train"], seen["eval"] = cfg.train.cuda_graphs, cfg.eval.cuda_graphs
+        raise UserError("stop here")
+
+    monkeypatch.setattr("mambaad_cli.engine.train", fake_train)
+    code = main(["train", "--preset", "folder", "--data-root", str(tmp_path), "--device", "cpu",
+                 "--output-dir", str(tmp_path / "runs"), "--no-cuda-graphs"])
+    assert code == 2 and seen == {"train": False, "eval": False}
+
+
+# --------------------------------------------------------------------------- a capture that fails
+
+
+class _FailingCapture:
+    """torch.cuda's graph API faked so that the capture raises as capture_end does for an operation that
+    cannot be captured (a host read inside the step), leaving the capture stream current."""
+
+    def __init__(self, monkeypatch):
+        self.current, self.set_to = "main stream", []
+
+        @contextlib.contextmanager
+        def failing_graph(graph, **kwargs):
+            self.current = "capture stream"
+            yield
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore detail")
+
+        monkeypatch.setattr(graphs.torch.cuda, "CUDAGraph", lambda: object())
+        monkeypatch.setattr(graphs.torch.cuda, "graph", failing_graph)
+        monkeypatch.setattr(graphs.torch.cuda, "synchronize", lambda device=None: None)
+        monkeypatch.setattr(graphs.torch.cuda, "current_stream", lambda device=None: self.current)
+        monkeypatch.setattr(graphs.torch.cuda, "set_stream", self.set_to.append)
+
+
+def test_a_failed_capture_under_auto_says_so_once_and_runs_eagerly(monkeypatch):
+    fake = _FailingCapture(monkeypatch)
+    notices, calls = [], []
+    step = GraphedStep(lambda x: calls.append(x) or x * 3, warmup=0, on_failure=notices.append)
+    x = torch.arange(4.0)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))  # let the CPU tensor in
+    torch.testing.assert_close(step(x), x * 3)  # the capture's call: the eager result
+    assert notices == ["CUDA error: operation not permitted when stream is capturing"]
+    assert fake.set_to == ["main stream"]  # the stream current before the capture is current again
+    assert step.failed and not step.captured
+    torch.testing.assert_close(step(x + 1), (x + 1) * 3)
+    assert len(calls) == 3 and len(notices) == 1  # the capture's call, its eager rerun, then one eager call
+
+
+def test_a_failed_capture_raises_when_graphs_were_asked_for(monkeypatch):
+    _FailingCapture(monkeypatch)
+    step = graphs.graph_step(lambda x: x * 3, True, "train")
+    step.warmup = 0
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    with pytest.raises(RuntimeError, match="not permitted when stream is capturing"):
+        step(torch.ones(2))
+
+
+def test_graph_step_reports_a_failure_in_one_line_naming_the_option(monkeypatch, capsys):
+    _FailingCapture(monkeypatch)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    step = graphs.graph_step(lambda x: x + 1, "auto", "eval")
+    step.warmup = 0
+    torch.testing.assert_close(step(torch.zeros(2)), torch.ones(2))
+    err = " ".join(capsys.readouterr().err.split())
+    assert err == ("CUDA graphs: the capture failed (CUDA error: operation not permitted when stream is "
+                   "capturing); going on eagerly (--set eval.cuda_graphs=false skips the attempt)")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_a_host_read_in_the_step_falls_back_and_later_captures_still_work():
+    """On a GPU: a step that reads a value on the host (not capturable) runs eagerly after its failed
+    capture, on the stream that was current before, and a later capture in the same process succeeds."""
+    weight = torch.randn(4, 4, device="cuda")
+
+    def host_read(x):
+        y = x @ weight
+        return y * (y.sum() > 0).item()  # .item() syncs: not permitted while capturing
+
+    notices = []
+    stream = torch.cuda.current_stream()
+    step = GraphedStep(host_read, warmup=1, on_failure=notices.append)
+    for i in range(4):
+        x = torch.randn(3, 4, device="cuda") + i
+        torch.testing.assert_close(step(x), host_read(x))
+    assert len(notices) == 1 and step.failed and not step.captured
+    assert torch.cuda.current_stream() == stream
+    fine = GraphedStep(lambda x: torch.relu(x @ weight), warmup=1)
+    for i in range(4):
+        x = torch.randn(3, 4, device="cuda") - i
+        torch.testing.assert_close(fine(x), torch.relu(x @ weight))
+    assert fine.captured
