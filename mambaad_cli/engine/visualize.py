@@ -26,7 +26,7 @@ from mambaad_cli.engine.device import resolve_device
 from mambaad_cli.engine.predict import ANOMALOUS, NORMAL, Calibration, rows_csv
 from mambaad_cli.engine.progress import make_progress
 from mambaad_cli.engine.runs import resolve_run_dir
-from mambaad_cli.engine.scoring import indices_by_class, score_batches
+from mambaad_cli.engine.scoring import indices_by_class, make_scorer, score_batches
 from mambaad_cli.errors import UserError
 from mambaad_cli.viz.overlay import PREDICTED_OUTLINE, TRUTH_OUTLINE, heat_overlay, side_by_side
 from mambaad_cli.viz.report import ClassSection, Report, Tile, render_report
@@ -106,12 +106,13 @@ def score_test_split(
     sections, rows = [], []
     with make_progress(show_progress) as progress:
         task = progress.add_task("visualize", total=len(test_ds), extra="")
+        scorer = make_scorer(model, cfg, device)  # one for all classes: a CUDA graph captured once
         for cls_name, indices in indices_by_class(test_ds).items():
             threshold = calib.thresholds.get(cls_name)
             lo, hi = calib.map_range(cls_name)
             scores, labels = [], []
             high_normal, low_defect = WorstCases(worst), WorstCases(worst)
-            for sb in score_batches(model, test_ds, cfg, device, indices):
+            for sb in score_batches(model, test_ds, cfg, device, indices, scorer):
                 batch, maps, masks = sb.batch, sb.maps, sb.masks
                 for j, (score, label) in enumerate(zip(sb.scores.tolist(), sb.labels.tolist(), strict=True)):
                     scores.append(score)
