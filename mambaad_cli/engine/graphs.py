@@ -76,6 +76,7 @@ class GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_input: torch.Tensor | None = None
         self.static_output: torch.Tensor | None = None
+        self._capturing: torch.cuda.CUDAGraph | None = None  # the graph being captured, for _undo_capture
 
     @property
     def captured(self) -> bool:
@@ -99,11 +100,12 @@ class GraphedStep:
         if self.on_failure is None:
             return self._capture(x)
         stream = torch.cuda.current_stream(x.device) if x.is_cuda else None
+        generator = _default_generator(x.device)
+        rng = generator.clone_state() if generator is not None else None  # not in capture mode
         try:
             return self._capture(x)
         except Exception as e:  # noqa: BLE001 - any failed capture; the eager call below shows fn's own errors
-            if stream is not None:  # torch.cuda.graph leaves its capture stream current if capture_end raises
-                torch.cuda.set_stream(stream)
+            _undo_capture(self._capturing, x.device, stream, generator, rng)
             self.graph, self.static_input, self.static_output, self.failed = None, None, None, True
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             self.on_failure(first)
@@ -122,7 +124,7 @@ class GraphedStep:
         if self.static_input.stride() != x.stride():  # clone keeps dense strides; be exact
             self.static_input = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
             self.static_input.copy_(x)
-        graph = torch.cuda.CUDAGraph()
+        graph = self._capturing = torch.cuda.CUDAGraph()
         torch.cuda.synchronize(x.device)
         # thread_local: only this thread's unsafe calls break the capture. Under the default ("global") the
         # DataLoader's pin-memory thread, allocating pinned buffers for the next batch meanwhile, invalidated
@@ -132,6 +134,31 @@ class GraphedStep:
         self.graph = graph
         graph.replay()  # capturing records the work without running it
         return self.static_output.clone()
+
+
+def _default_generator(device: torch.device) -> torch.Generator | None:
+    # the CUDA generator a capture registers by itself (dropout / drop_path draw from it)
+    generators = torch.cuda.default_generators
+    return generators[device.index] if device.index is not None and device.index < len(generators) else None
+
+
+def _undo_capture(graph, device: torch.device, stream, generator, rng) -> None:
+    """What a capture that raised leaves behind, so that eager calls (and later captures) work: when
+    capture_end raises, torch.cuda.graph does not restore the current stream, the default generator stays
+    in capture mode (its next eager draw raises "Offset increment outside graph capture"), and the caching
+    allocator keeps the graph's private pool open. The generator goes back to its state before the capture
+    (the draws recorded meanwhile never ran)."""
+    if stream is not None:
+        torch.cuda.set_stream(stream)
+    if generator is not None:
+        generator.graphsafe_set_state(rng)
+    if graph is not None and device.type == "cuda":
+        try:  # private allocator calls (torch 2.4+); harmless if the capture had already closed the pool
+            pool = graph.pool()
+            torch._C._cuda_endAllocateToPool(device.index, pool)
+            torch._C._cuda_releasePool(device.index, pool)
+        except (AttributeError, RuntimeError, TypeError):
+            pass
 
 
 def graph_step(fn: Callable[[torch.Tensor], torch.Tensor], setting: bool | str, section: str) -> GraphedStep:
