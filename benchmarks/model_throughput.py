@@ -45,6 +45,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # PyTorch's LayerNorm (fp32 under autocast) instead of kernels/layer_norm.py's, to time the kernels
     "bf16+cl+torchln": {**BF16_CL, "env": {"MAMBAAD_LN_BACKEND": "torch"}},
     "bf16+cl+graphs+torchln": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_BACKEND": "torch"}},
+    # the lane forward (kernels/triton_lane.py, opt-in) in place of the segment one
+    "bf16+cl+graphs+lane": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "1"}},
+    "fp32+lane": {"env": {"MAMBAAD_SCAN_LANE": "1"}},
 }
 
 

@@ -799,6 +799,16 @@ _SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3
                     (4, 1, 3, 1, 8, 1), (8, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
 
 
+# the lane forward (triton_lane.py, opt-in): one channel per lane, so BD = 32 * warps; E = 16 steps per block
+_LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 2), (64, 2, 3, 1, 16, 0), (64, 2, 3, 1, 16, 2)]
+
+
+def lane_enabled() -> bool:
+    """The lane forward (kernels/triton_lane.py) in place of the segment one: opt-in while it is measured,
+    MAMBAAD_SCAN_LANE=1 (kernels/NOTES.md, v1.11)."""
+    return os.environ.get("MAMBAAD_SCAN_LANE", "0") == "1"
+
+
 def _seg_fits(bd: int, warps: int, e: int, T: int, backward: bool = False) -> bool:
     per_lane = bd * T // (32 * warps)
     return e <= T and per_lane in ((e,) if backward else (e, 2 * e))
@@ -850,14 +860,21 @@ def _tuned_kernels():
         return triton.autotune(configs, key=["DG", "L", "N", "T"], reset_to_zero=reset_to_zero,
                                prune_configs_by={"early_config_prune": _seg_prune}, **_cache_option())(kernel)
 
+    from .triton_lane import _scan_fwd_lane_kernel
+
+    lane_configs = [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
+                                  num_stages=st)
+                    for bd, w, st, unroll, e, pf in _configs_from_env("MAMBAAD_SCAN_LANE_CONFIGS",
+                                                                      _LANE_FWD_CONFIGS)]
+    lane = triton.autotune(lane_configs, key=["DG", "L", "N", "T"], **_cache_option())(_scan_fwd_lane_kernel)
     # the outputs the backward kernels add into must be zeroed between the autotuner's trial runs
     added = ["dB_ptr", "dC_ptr", "dA_ptr"]
     return (_autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=added, backward=True),
             rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]),
-            seg(_scan_fwd_seg_kernel, False), seg(_scan_bwd_seg_kernel, True, reset_to_zero=added))
+            seg(_scan_fwd_seg_kernel, False), seg(_scan_bwd_seg_kernel, True, reset_to_zero=added), lane)
 
 
-TUNED_KERNEL_NAMES = ("tiles_fwd", "tiles_bwd", "rows_fwd", "rows_bwd", "seg_fwd", "seg_bwd")
+TUNED_KERNEL_NAMES = ("tiles_fwd", "tiles_bwd", "rows_fwd", "rows_bwd", "seg_fwd", "seg_bwd", "lane_fwd")
 
 
 def tuned_picks() -> dict[str, dict[str, str]]:
@@ -876,21 +893,23 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
     def grid(bd):
         return (groups, batch, cdiv(dg, bd)) if last else (cdiv(dg, bd), groups, batch)
     if interpreting():
+        from .triton_lane import _scan_fwd_lane_kernel
         from .triton_seg import _scan_bwd_seg_kernel, _scan_fwd_seg_kernel
 
         kernels = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel, _scan_bwd_rows_kernel,
-                   _scan_fwd_seg_kernel, _scan_bwd_seg_kernel)
+                   _scan_fwd_seg_kernel, _scan_bwd_seg_kernel, _scan_fwd_lane_kernel)
         kernel = kernels[kernel_index]
         bd = min(_INTERPRETER_BD, next_power_of_2(dg))
         tiles = {"UNROLL": 1, "FAST_EXP": False, "PREFETCH": _interpreter_knob("PREFETCH")}  # no PTX: tl.exp2
         seg = {**tiles, "PREFETCH": _interpreter_knob("SEG_PREFETCH"),
                "E": min(_interpreter_knob("SEG_E"), consts["T"])}
-        extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_knob("FLIP")}, 4: seg, 5: seg}
+        lane = {**tiles, "PREFETCH": 0, "E": min(_interpreter_knob("SEG_E"), consts["T"])}
+        extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_knob("FLIP")}, 4: seg, 5: seg, 6: lane}
         extra = extra.get(kernel_index, {})
         kernel[grid(bd)](*args, BD=bd, **extra, **consts)
         return
     tuner = _tuned_kernels()[kernel_index]
-    if kernel_index in (0, 1, 4, 5):  # the tiles and segment kernels
+    if kernel_index in (0, 1, 4, 5, 6):  # the tiles, segment and lane kernels
         consts = {**consts, "FAST_EXP": fast_exp()}
     launch_tuned(tuner, lambda meta: grid(meta["BD"]), args, consts, {"DG": dg, "L": length, **consts})
 
@@ -975,7 +994,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
         kernel_index = 2
     elif seg:
         consts["EVEN_L"] = length % T == 0
-        kernel_index = 4
+        kernel_index = 6 if lane_enabled() else 4
     else:
         kernel_index = 0
     _launch(kernel_index, (dg, groups, batch, length), args, consts)

@@ -98,8 +98,13 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     # the segment backward's grid: channel blocks first, or last (the default at up to two chunks)
     "segments: channel blocks first in the grid": {"SEG_ORDER": "0"},
     "segments: channel blocks last in the grid": {"SEG_ORDER": "1"},
+    # the lane forward (kernels/triton_lane.py, MAMBAAD_SCAN_LANE=1): blocks of 4 steps here, 4 per chunk
+    # of 16, so the checkpoints are stored every 4th block; then blocks of 16, one per chunk
+    "lane forward": {"LANE": "1"},
+    "lane forward, 16-step blocks": {"LANE": "1", "SEG_E": "16"},
 }
-BF16_TUNINGS = {"as shipped": {}, "B / C cast to fp32 before the segment kernels": {"BC_FP32": "1"}}
+BF16_TUNINGS = {"as shipped": {}, "B / C cast to fp32 before the segment kernels": {"BC_FP32": "1"},
+                "the lane forward": {"LANE": "1"}}
 
 
 @pytest.mark.parametrize("tuning", list(TUNINGS), ids=list(TUNINGS))
@@ -158,8 +163,9 @@ def test_bf16_inputs_keep_fp32_state(ts, monkeypatch, tuning):
     for k in ("u", "delta", "B", "C", "z"):
         inputs[k] = inputs[k].to(torch.bfloat16).double()
     ref_in, test_in, ref, out = run_both(ts, inputs, chunk=16, dtype=torch.bfloat16)
-    seg = [dtype for index, dtype in launched if index in (4, 5)]  # the segment kernels
-    assert seg == [torch.float32 if BF16_TUNINGS[tuning] else torch.bfloat16] * len(seg)
+    seg = [dtype for index, dtype in launched if index in (4, 5, 6)]  # the segment (and lane) kernels
+    assert seg == [torch.float32 if "BC_FP32" in BF16_TUNINGS[tuning] else torch.bfloat16] * len(seg)
+    assert ("LANE" in BF16_TUNINGS[tuning]) == (6 in [index for index, _ in launched]) or DEVICE == "cuda"
     assert len(seg) == 2 or DEVICE == "cuda"  # a GPU runs the tiles kernels at this size (no segment config)
     assert out.dtype == torch.bfloat16 and test_in["u"].grad.dtype == torch.bfloat16
     assert test_in["B"].grad.dtype == test_in["C"].grad.dtype == torch.bfloat16
@@ -168,7 +174,9 @@ def test_bf16_inputs_keep_fp32_state(ts, monkeypatch, tuning):
         assert rel(test_in[name].grad, ref_in[name].grad) < 2e-2, name
 
 
-def test_inference_skips_checkpoints_and_matches_training_forward(ts):
+@pytest.mark.parametrize("lane", ["0", "1"])
+def test_inference_skips_checkpoints_and_matches_training_forward(ts, monkeypatch, lane):
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE", lane)
     inputs = make(1, 4, 33, 2, 1, seed=9)
     args = {k: (v.float().to(DEVICE) if v is not None else None) for k, v in inputs.items()}
     with torch.no_grad():
