@@ -45,9 +45,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # PyTorch's LayerNorm (fp32 under autocast) instead of kernels/layer_norm.py's, to time the kernels
     "bf16+cl+torchln": {**BF16_CL, "env": {"MAMBAAD_LN_BACKEND": "torch"}},
     "bf16+cl+graphs+torchln": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_BACKEND": "torch"}},
-    # the lane forward (kernels/triton_lane.py, opt-in) in place of the segment one
+    # the scan forward always on the segment kernel (v1.10), or always on the lane one
+    # (kernels/triton_lane.py), instead of the faster of the two per shape
+    "bf16+cl+graphs+seg": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "0"}},
     "bf16+cl+graphs+lane": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "1"}},
-    "fp32+lane": {"env": {"MAMBAAD_SCAN_LANE": "1"}},
 }
 
 

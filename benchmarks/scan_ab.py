@@ -91,7 +91,7 @@ def timings(module, xs) -> dict[str, float]:
 
 # each entry starts from none of them
 KNOBS = ("CONFIGS", "SEG", "SEG_CONFIGS", "SEG_RED", "SEG_BWD", "CHUNK", "SEG_ORDER", "SEG_RED_SKIP",
-         "BC_FP32")
+         "BC_FP32", "LANE", "LANE_CONFIGS")
 
 
 def use_configs(spec: str) -> None:
@@ -105,6 +105,7 @@ def use_configs(spec: str) -> None:
     elif spec != "auto":
         os.environ["MAMBAAD_SCAN_CONFIGS"] = spec
     triton_scan._tuned_kernels.cache_clear()
+    getattr(triton_scan, "_LANE_PICKS", {}).clear()
 
 
 def main() -> None:

@@ -803,10 +803,32 @@ _SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3
 _LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 2), (64, 2, 3, 1, 16, 0), (64, 2, 3, 1, 16, 2)]
 
 
-def lane_enabled() -> bool:
-    """The lane forward (kernels/triton_lane.py) in place of the segment one: opt-in while it is measured,
-    MAMBAAD_SCAN_LANE=1 (kernels/NOTES.md, v1.11)."""
-    return os.environ.get("MAMBAAD_SCAN_LANE", "0") == "1"
+_LANE_PICKS: dict[tuple, bool] = {}  # per forward key: whether the lane kernel timed faster (this process)
+
+
+def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -> bool:
+    """Whether the lane forward (kernels/triton_lane.py) runs instead of the segment one. It has one lane
+    per (batch, channel), so it wins where there are many of them and loses where there are few: on the
+    H200 (kernels/NOTES.md, v1.11) 16-22 % faster at 2048 x 1024 and 4096 x 256 at batch 16, 43-55 % slower
+    at 1024 x 4096 (16 K lanes). So on GPUs both run, each autotuned, on the first call of each shape and
+    kind (training or inference forward, dtypes), and the faster one is kept for the process. Knob
+    MAMBAAD_SCAN_LANE: 1 always, 0 never (the interpreter: never, unless 1)."""
+    mode = os.environ.get("MAMBAAD_SCAN_LANE", "auto")
+    if mode in ("0", "1"):
+        return mode == "1"
+    if interpreting() or torch.cuda.is_current_stream_capturing():
+        return False
+    key = (shape, consts["STORE_CKPT"], consts["T"], args[0].dtype, args[1].dtype, args[3].dtype,
+           *(consts[f] for f in ("HAS_D", "HAS_Z", "HAS_BIAS", "SOFTPLUS", "EVEN_L")))
+    if key not in _LANE_PICKS:
+        from triton.testing import do_bench
+
+        ms = {}
+        for index in (4, 6):  # the segment and lane kernels, autotuned by their first launch
+            _launch(index, shape, args, consts)
+            ms[index] = do_bench(lambda index=index: _launch(index, shape, args, consts), warmup=5, rep=20)
+        _LANE_PICKS[key] = ms[6] < ms[4]
+    return _LANE_PICKS[key]
 
 
 def _seg_fits(bd: int, warps: int, e: int, T: int, backward: bool = False) -> bool:
@@ -882,8 +904,11 @@ def tuned_picks() -> dict[str, dict[str, str]]:
     dtypes), for benchmark records: the same shape has timed up to 1.5x apart in two processes (v1.7)."""
     if interpreting() or _tuned_kernels.cache_info().currsize == 0:
         return {}
-    return {name: {str(key): str(config) for key, config in tuner.cache.items()}
-            for name, tuner in zip(TUNED_KERNEL_NAMES, _tuned_kernels(), strict=True) if tuner.cache}
+    picks = {name: {str(key): str(config) for key, config in tuner.cache.items()}
+             for name, tuner in zip(TUNED_KERNEL_NAMES, _tuned_kernels(), strict=True) if tuner.cache}
+    if _LANE_PICKS:  # the forward kernel chosen per shape (_lane_forward)
+        picks["lane_or_seg_fwd"] = {str(key): "lane" if lane else "seg" for key, lane in _LANE_PICKS.items()}
+    return picks
 
 
 def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, consts: dict) -> None:
@@ -994,7 +1019,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
         kernel_index = 2
     elif seg:
         consts["EVEN_L"] = length % T == 0
-        kernel_index = 6 if lane_enabled() else 4
+        kernel_index = 6 if _lane_forward((dg, groups, batch, length), args, consts) else 4
     else:
         kernel_index = 0
     _launch(kernel_index, (dg, groups, batch, length), args, consts)

@@ -378,3 +378,38 @@ def test_tuned_picks_name_every_kernel_and_key(ts, monkeypatch):
         "tiles_bwd": {"(64, 256, 16, 128, 'torch.float32')": "BD: 8, num_warps: 4"},
         "seg_bwd": {"(128, 4096, 16, 128, 'torch.bfloat16')": "BD: 4, E: 16"},
     }
+
+
+def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monkeypatch):
+    """On GPUs the segment (index 4) and lane (6) forwards are both timed on the first call of a shape and
+    the faster one kept; MAMBAAD_SCAN_LANE=0 / 1 decide without timing. Launches and timings faked here."""
+    import triton.testing
+
+    launched, timed = [], []
+    speed = {4: 2.0, 6: 1.0}
+    monkeypatch.setattr(ts, "interpreting", lambda: False)
+    monkeypatch.setattr(ts.torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(ts, "_launch", lambda index, shape, args, consts: launched.append(index))
+
+    def bench(fn, warmup, rep):
+        before = len(launched)
+        fn()
+        timed.append(launched[before])
+        return speed[launched[before]]
+
+    monkeypatch.setattr(triton.testing, "do_bench", bench)
+    monkeypatch.delenv("MAMBAAD_SCAN_LANE", raising=False)
+    ts._LANE_PICKS.clear()
+    args = (torch.zeros(1), torch.zeros(1), None, torch.zeros(1, dtype=torch.bfloat16))
+    consts = {"STORE_CKPT": True, "T": 128, "HAS_D": True, "HAS_Z": False, "HAS_BIAS": True, "SOFTPLUS": True,
+              "EVEN_L": True}
+    assert ts._lane_forward((256, 8, 16, 4096), args, consts) is True  # lane timed faster
+    assert sorted(timed) == [4, 6]
+    assert ts._lane_forward((256, 8, 16, 4096), args, consts) is True and len(timed) == 2  # kept
+    speed[4] = 0.5
+    assert ts._lane_forward((256, 8, 16, 4096), args, {**consts, "STORE_CKPT": False}) is False  # its own key
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE", "0")
+    assert ts._lane_forward((256, 8, 16, 4096), args, consts) is False
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE", "1")
+    assert ts._lane_forward((512, 8, 16, 64), args, consts) is True and len(timed) == 4
+    ts._LANE_PICKS.clear()
