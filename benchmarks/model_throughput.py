@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 from typing import Any
 from unittest import mock
 
@@ -107,6 +108,11 @@ def main() -> None:
                                                 args.image_size, args.steps, args.warmup, overrides))
             except Exception as e:  # noqa: BLE001 - one failing variant (OOM, compile) must not stop the rest
                 row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            scan = sys.modules.get("kernels.triton_scan")
+            if scan is not None and getattr(scan, "_LANE_PICKS", None):  # the scan forward's kernel per shape
+                row["scan_forward"] = {str(k[0]) + (" train" if k[1] else " infer"): "lane" if v else "seg"
+                                       for k, v in scan._LANE_PICKS.items()}
+                scan._LANE_PICKS.clear()
             rows.append(row)
             print(json.dumps(row), flush=True)
             if args.device.startswith("cuda"):
