@@ -800,6 +800,7 @@ _SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3
 
 
 # the lane forward (triton_lane.py, opt-in): one channel per lane, so BD = 32 * warps; E = 16 steps per block
+# (H200, v1.11: BD = 32 picked at 7 of 8 shapes, PREFETCH 0 and 2 about evenly)
 _LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 2), (64, 2, 3, 1, 16, 0), (64, 2, 3, 1, 16, 2)]
 
 
@@ -810,10 +811,12 @@ def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -
     """Whether the lane forward (kernels/triton_lane.py) runs instead of the segment one. It has one lane
     per (batch, channel), so it wins where there are many of them and loses where there are few: on the
     H200 (kernels/NOTES.md, v1.11) 16-22 % faster at 2048 x 1024 and 4096 x 256 at batch 16, 43-55 % slower
-    at 1024 x 4096 (16 K lanes). So on GPUs both run, each autotuned, on the first call of each shape and
-    kind (training or inference forward, dtypes), and the faster one is kept for the process. Knob
-    MAMBAAD_SCAN_LANE: 1 always, 0 never (the interpreter: never, unless 1)."""
-    mode = os.environ.get("MAMBAAD_SCAN_LANE", "auto")
+    at 1024 x 4096 (16 K lanes). MAMBAAD_SCAN_LANE=auto runs both on GPUs, each autotuned, on the first call
+    of each shape and kind (training or inference forward, dtypes), and keeps the faster one for the process;
+    1 always takes the lane kernel; 0, the default for now, never. Not yet the default: in the model the
+    first steps then compile and autotune both kernels, and that cost and auto's images/s are not measured
+    yet (a model benchmark on a fresh H200 did not finish its first setting within 230 s; v1.11)."""
+    mode = os.environ.get("MAMBAAD_SCAN_LANE", "0")
     if mode in ("0", "1"):
         return mode == "1"
     if interpreting() or torch.cuda.is_current_stream_capturing():

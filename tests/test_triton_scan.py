@@ -381,8 +381,9 @@ def test_tuned_picks_name_every_kernel_and_key(ts, monkeypatch):
 
 
 def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monkeypatch):
-    """On GPUs the segment (index 4) and lane (6) forwards are both timed on the first call of a shape and
-    the faster one kept; MAMBAAD_SCAN_LANE=0 / 1 decide without timing. Launches and timings faked here."""
+    """With MAMBAAD_SCAN_LANE=auto, on GPUs the segment (index 4) and lane (6) forwards are both timed on the
+    first call of a shape and the faster one kept; 0 (the default) and 1 decide without timing. Launches and
+    timings faked here."""
     import triton.testing
 
     launched, timed = [], []
@@ -400,6 +401,8 @@ def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monke
     monkeypatch.setattr(triton.testing, "do_bench", bench)
     monkeypatch.delenv("MAMBAAD_SCAN_LANE", raising=False)
     ts._LANE_PICKS.clear()
+    assert ts._lane_forward((256, 8, 16, 4096), (), {}) is False and not launched  # the default: segment
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE", "auto")
     args = (torch.zeros(1), torch.zeros(1), None, torch.zeros(1, dtype=torch.bfloat16))
     consts = {"STORE_CKPT": True, "T": 128, "HAS_D": True, "HAS_Z": False, "HAS_BIAS": True, "SOFTPLUS": True,
               "EVEN_L": True}
