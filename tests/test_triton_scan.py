@@ -102,6 +102,7 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     # of 16, so the checkpoints are stored every 4th block; then blocks of 16, one per chunk
     "lane forward": {"LANE": "1"},
     "lane forward, 16-step blocks": {"LANE": "1", "SEG_E": "16"},
+    "lane forward, 8-step blocks": {"LANE": "1", "SEG_E": "8"},
 }
 BF16_TUNINGS = {"as shipped": {}, "B / C cast to fp32 before the segment kernels": {"BC_FP32": "1"},
                 "the lane forward": {"LANE": "1"}}
