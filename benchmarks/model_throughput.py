@@ -46,10 +46,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # PyTorch's LayerNorm (fp32 under autocast) instead of kernels/layer_norm.py's, to time the kernels
     "bf16+cl+torchln": {**BF16_CL, "env": {"MAMBAAD_LN_BACKEND": "torch"}},
     "bf16+cl+graphs+torchln": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_BACKEND": "torch"}},
-    # the scan forward always on the lane kernel (kernels/triton_lane.py), or on the faster of the lane and
-    # segment kernels per shape (MAMBAAD_SCAN_LANE=auto), instead of the segment one
+    # the scan forward always on the lane kernel (kernels/triton_lane.py), on it by shape (MAMBAAD_SCAN_LANE=
+    # auto), or on the faster of the two timed per shape (time), instead of always on the segment one
     "bf16+cl+graphs+lane": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "1"}},
     "bf16+cl+graphs+laneauto": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "auto"}},
+    "bf16+cl+graphs+lanetime": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "time"}},
+    "fp32+laneauto": {"env": {"MAMBAAD_SCAN_LANE": "auto"}},
 }
 
 

@@ -800,29 +800,52 @@ _SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3
 
 
 # the lane forward (triton_lane.py, opt-in): one channel per lane, so BD = 32 * warps; E = 16 steps per block
-# (H200, v1.11: BD = 32 picked at 7 of 8 shapes, PREFETCH 0 and 2 about evenly). 8-step blocks: not timed
-# yet; in the local sm_90 compile they drop the 16-step body's spill (192 bytes of stack in bf16) at 246
-# registers, with the same instructions per element and state
-_LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 2), (32, 1, 3, 1, 8, 0), (64, 2, 3, 1, 16, 0)]
+# (H200, v1.11: BD = 32 picked at 7 of 8 shapes, PREFETCH 0 and 2 about evenly; BD = 64 only at 8192 x 64,
+# which auto leaves to the segment kernel, so it is out: every config is a long compile at first use).
+# 8-step blocks: not timed yet; in the local sm_90 compile they drop the 16-step body's spill (192 bytes of
+# stack in bf16) at 246 registers, with the same instructions per element and state
+_LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 2), (32, 1, 3, 1, 8, 0)]
 
 
 _LANE_PICKS: dict[tuple, bool] = {}  # per forward key: whether the lane kernel timed faster (this process)
+LANE_MIN_WARPS_PER_SM = 6  # auto: lane forward from this many of its warps per SM (H200: 3.9 lost, 7.8 won)
+LANE_MIN_STEPS = 128  # auto: and sequences of at least this many steps (fp32 lost at 64, bf16 won)
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def lane_by_shape(lanes: int, length: int, sm_count: int) -> bool:
+    """MAMBAAD_SCAN_LANE=auto's rule: the lane forward where its one warp per 32 (batch, channel) pairs gives
+    each SM at least LANE_MIN_WARPS_PER_SM warps, on sequences of at least LANE_MIN_STEPS steps. On the H200
+    at batch 16 (132 SMs) that is 2048 x 1024 and 4096 x 256 (7.8 and 15.5 warps per SM, 15-22 % faster than
+    the segment forward), not 1024 x 4096 (3.9, 43-55 % slower) nor 8192 x 64 (fp32 46 % slower, bf16 16 %
+    faster): kernels/NOTES.md, v1.11."""
+    return lanes / 32 / sm_count >= LANE_MIN_WARPS_PER_SM and length >= LANE_MIN_STEPS
 
 
 def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -> bool:
     """Whether the lane forward (kernels/triton_lane.py) runs instead of the segment one. It has one lane
-    per (batch, channel), so it wins where there are many of them and loses where there are few: on the
-    H200 (kernels/NOTES.md, v1.11) 16-22 % faster at 2048 x 1024 and 4096 x 256 at batch 16, 43-55 % slower
-    at 1024 x 4096 (16 K lanes). MAMBAAD_SCAN_LANE=auto runs both on GPUs, each autotuned, on the first call
-    of each shape and kind (training or inference forward, dtypes), and keeps the faster one for the process;
-    1 always takes the lane kernel; 0, the default for now, never. Not yet the default: in the model the
-    first steps then compile and autotune both kernels, and that cost and auto's images/s are not measured
-    yet (a model benchmark on a fresh H200 did not finish its first setting within 230 s; v1.11)."""
+    per (batch, channel), so it wins where there are many of them and loses where there are few (H200,
+    kernels/NOTES.md v1.11). Knob MAMBAAD_SCAN_LANE:
+    - 0, the default for now: never (v1.10's segment forward);
+    - 1: always;
+    - auto: by shape (lane_by_shape), with no extra work at first use;
+    - time: both kernels run, each autotuned, on the first call of each shape and kind (training or inference
+      forward, dtypes), and the faster is kept for the process.
+    Neither auto nor time is the default yet: in the model they were not measured (a model benchmark with
+    time on a fresh H200 did not finish its first setting within 230 s of compiling and autotuning both
+    kernels; forced on at batch 64 the lane forward gave +11 % inference). The interpreter: 1 only."""
     mode = os.environ.get("MAMBAAD_SCAN_LANE", "0")
     if mode in ("0", "1"):
         return mode == "1"
     if interpreting() or torch.cuda.is_current_stream_capturing():
         return False
+    dg, groups, batch, length = shape
+    if mode == "auto":
+        return lane_by_shape(dg * groups * batch, length, _sm_count(args[0].device.index or 0))
     key = (shape, consts["STORE_CKPT"], consts["T"], args[0].dtype, args[1].dtype, args[3].dtype,
            *(consts[f] for f in ("HAS_D", "HAS_Z", "HAS_BIAS", "SOFTPLUS", "EVEN_L")))
     if key not in _LANE_PICKS:

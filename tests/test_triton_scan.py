@@ -382,7 +382,7 @@ def test_tuned_picks_name_every_kernel_and_key(ts, monkeypatch):
 
 
 def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monkeypatch):
-    """With MAMBAAD_SCAN_LANE=auto, on GPUs the segment (index 4) and lane (6) forwards are both timed on the
+    """With MAMBAAD_SCAN_LANE=time, on GPUs the segment (index 4) and lane (6) forwards are both timed on the
     first call of a shape and the faster one kept; 0 (the default) and 1 decide without timing. Launches and
     timings faked here."""
     import triton.testing
@@ -403,7 +403,7 @@ def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monke
     monkeypatch.delenv("MAMBAAD_SCAN_LANE", raising=False)
     ts._LANE_PICKS.clear()
     assert ts._lane_forward((256, 8, 16, 4096), (), {}) is False and not launched  # the default: segment
-    monkeypatch.setenv("MAMBAAD_SCAN_LANE", "auto")
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE", "time")
     args = (torch.zeros(1), torch.zeros(1), None, torch.zeros(1, dtype=torch.bfloat16))
     consts = {"STORE_CKPT": True, "T": 128, "HAS_D": True, "HAS_Z": False, "HAS_BIAS": True, "SOFTPLUS": True,
               "EVEN_L": True}
@@ -417,3 +417,21 @@ def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monke
     monkeypatch.setenv("MAMBAAD_SCAN_LANE", "1")
     assert ts._lane_forward((512, 8, 16, 64), args, consts) is True and len(timed) == 4
     ts._LANE_PICKS.clear()
+
+
+@pytest.mark.parametrize(("dim", "length", "batch", "lane"), [
+    (1024, 4096, 16, False),  # 16 K lanes: 3.9 warps per SM on an H200's 132 SMs (the lane kernel lost)
+    (2048, 1024, 16, True),  # 7.8 (won)
+    (4096, 256, 16, True),  # 15.5 (won)
+    (8192, 64, 16, False),  # too short (fp32 lost)
+    (1024, 4096, 64, True),  # the model's longest sequence at batch 64 (the forced lane kernel gained there)
+])
+def test_auto_takes_the_lane_forward_by_warps_per_sm_and_length(ts, monkeypatch, dim, length, batch, lane):
+    assert ts.lane_by_shape(dim * batch, length, 132) is lane
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE", "auto")
+    monkeypatch.setattr(ts, "interpreting", lambda: False)
+    monkeypatch.setattr(ts.torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
+    monkeypatch.setattr(ts, "_launch", lambda *a: pytest.fail("auto launches nothing to decide"))
+    u = torch.zeros(1)
+    assert ts._lane_forward((dim // 8, 8, batch, length), (u,), {}) is lane
