@@ -28,7 +28,6 @@ import torch
 from mambaad_cli.engine.progress import console
 
 WARMUP_CALLS = 3  # eager calls before the capture (PyTorch's examples use 3 on a side stream)
-GRAPH_SETTINGS = ("auto", True, False)  # the values of train.cuda_graphs / eval.cuda_graphs
 
 
 def use_cuda_graphs(
@@ -107,6 +106,7 @@ class GraphedStep:
         except Exception as e:  # noqa: BLE001 - any failed capture; the eager call below shows fn's own errors
             _undo_capture(self._capturing, x.device, stream, generator, rng)
             self.graph, self.static_input, self.static_output, self.failed = None, None, None, True
+            self._capturing = None
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             self.on_failure(first)
             return self.fn(x)
