@@ -24,54 +24,30 @@ import triton
 import triton.language as tl
 
 from .triton_scan import _channel_vectors, _delta, _exp2, _program_channels
-from .triton_seg import _layout_hint, _prefetch_rows
+from .triton_seg import _layout_hint, _pack, _prefetch_rows, _unpack
 
 
 @triton.jit
 def _columns(x, BD: tl.constexpr, K: tl.constexpr):
-    """x [BD, K] (K = 1 .. 16, a power of two) as a tuple of its K columns [BD]. K lives in each lane's
-    registers, so the reshape and splits only rename registers (a pick by tl.sum of a tl.where costs an add
-    per column: Triton makes its -0.0 a +0.0)."""
-    if K == 1:
-        return (tl.reshape(x, [BD]),)
-    elif K == 2:
-        parts = (tl.reshape(x, [BD, 2]),)
-    elif K == 4:
-        parts = (tl.reshape(x, [BD, 2, 2]),)
-    elif K == 8:
-        parts = (tl.reshape(x, [BD, 2, 2, 2]),)
-    else:
-        parts = (tl.reshape(x, [BD, 2, 2, 2, 2]),)
-    LOG_K: tl.constexpr = 1 if K == 2 else 2 if K == 4 else 3 if K == 8 else 4
-    for _ in tl.static_range(LOG_K):  # each split halves along the lowest remaining bit of the column
-        halves = ()
-        for i in tl.static_range(len(parts)):
-            lo, hi = tl.split(parts[i])
-            halves = halves + (lo, hi)
-        parts = halves
+    """x [BD, K] (K = 1 .. 16, a power of two) as a tuple of its K columns [BD], by triton_seg's _unpack: K
+    lives in each lane's registers, so this only renames registers (a pick by tl.sum of a tl.where costs an
+    add per column: Triton makes its -0.0 a +0.0)."""
+    LOG_K: tl.constexpr = 0 if K == 1 else 1 if K == 2 else 2 if K == 4 else 3 if K == 8 else 4
+    cols = _unpack(tl.reshape(x, [BD, 1, K]), BD, 1, K, LOG_K)
     out = ()
-    for k in tl.static_range(K):  # parts[i] holds column k = i with its LOG_K bits reversed
-        out = out + (parts[(k % 2) * (K // 2) + (k // 2 % 2) * (K // 4) + (k // 4 % 2) * (K // 8)
-                           + (k // 8 % 2) * (K // 16)],)
+    for k in tl.static_range(K):
+        out = out + (tl.reshape(cols[k], [BD]),)
     return out
 
 
 @triton.jit
 def _stack(cols, BD: tl.constexpr, K: tl.constexpr):
-    """The inverse of _columns: K columns [BD] back to one [BD, K] tile."""
-    if K == 1:
-        return tl.reshape(cols[0], [BD, 1])
-    LOG_K: tl.constexpr = 1 if K == 2 else 2 if K == 4 else 3 if K == 8 else 4
+    """The inverse of _columns (triton_seg's _pack): K columns [BD] back to one [BD, K] tile."""
+    LOG_K: tl.constexpr = 0 if K == 1 else 1 if K == 2 else 2 if K == 4 else 3 if K == 8 else 4
     parts = ()
-    for i in tl.static_range(K):  # the order _columns' splits leave (bit reversal is its own inverse)
-        parts = parts + (cols[(i % 2) * (K // 2) + (i // 2 % 2) * (K // 4) + (i // 4 % 2) * (K // 8)
-                              + (i // 8 % 2) * (K // 16)],)
-    for _ in tl.static_range(LOG_K):
-        joined = ()
-        for j in tl.static_range(len(parts) // 2):
-            joined = joined + (tl.join(parts[2 * j], parts[2 * j + 1]),)
-        parts = joined
-    return tl.reshape(parts[0], [BD, K])
+    for k in tl.static_range(K):
+        parts = parts + (tl.reshape(cols[k], [BD, 1]),)
+    return tl.reshape(_pack(parts, BD, 1, K, LOG_K), [BD, K])
 
 
 @triton.jit

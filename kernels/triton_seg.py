@@ -299,10 +299,15 @@ def _scan_fwd_seg_kernel(
 
 @triton.jit
 def _unpack(x, BD: tl.constexpr, S: tl.constexpr, E: tl.constexpr, L: tl.constexpr):
-    """x [BD, S, E] (E = 2^L) as a tuple of E tensors [BD, S]: item k is step k of every lane's segment. The
-    E axis lives in registers, so the splits only rename registers; the steps can then be walked one by one
-    in either direction (tl.associative_scan(reverse=True) costs hundreds of shuffles here, Triton 3.6)."""
-    if L == 2:
+    """x [BD, S, E] (E = 2^L, L = 0 .. 4) as a tuple of E tensors [BD, S]: item k is step k of every lane's
+    segment. The E axis lives in registers, so the splits only rename registers; the steps can then be walked
+    one by one in either direction (tl.associative_scan(reverse=True) costs hundreds of shuffles here, Triton
+    3.6). triton_lane.py takes the columns of its [BD, K] tiles through it too."""
+    if L == 0:
+        return (tl.reshape(x, [BD, S]),)
+    elif L == 1:
+        y = x
+    elif L == 2:
         y = tl.reshape(x, [BD, S, 2, 2])
     elif L == 3:
         y = tl.reshape(x, [BD, S, 2, 2, 2])
@@ -325,6 +330,8 @@ def _unpack(x, BD: tl.constexpr, S: tl.constexpr, E: tl.constexpr, L: tl.constex
 @triton.jit
 def _pack(xs, BD: tl.constexpr, S: tl.constexpr, E: tl.constexpr, L: tl.constexpr):
     """The inverse of _unpack: E tensors [BD, S] back to one [BD, S, E]."""
+    if L == 0:
+        return tl.reshape(xs[0], [BD, S, 1])
     parts = ()
     for i in tl.static_range(E):
         parts = parts + (xs[(i % 2) * (E // 2) + (i // 2 % 2) * (E // 4)
