@@ -52,6 +52,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+laneauto": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "auto"}},
     "bf16+cl+graphs+lanetime": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "time"}},
     "fp32+laneauto": {"env": {"MAMBAAD_SCAN_LANE": "auto"}},
+    # and the backward on the lane kernel too, always or by shape (MAMBAAD_SCAN_LANE_BWD)
+    "bf16+cl+graphs+laneauto+lanebwd": {**BF16_CL, "train.cuda_graphs": True,
+                                        "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "1"}},
+    # the lane backward reading a checkpoint every 16 steps (MAMBAAD_SCAN_LANE_CKPT=16), and with B / C cast
+    # to fp32 once per call (MAMBAAD_SCAN_BC_FP32=1: its broadcast loads then need no conversion per state)
+    "bf16+cl+graphs+laneauto+lanebwd16": {
+        **BF16_CL, "train.cuda_graphs": True,
+        "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "1", "MAMBAAD_SCAN_LANE_CKPT": "16"}},
+    "bf16+cl+graphs+laneauto+lanebwd16+bc32": {
+        **BF16_CL, "train.cuda_graphs": True,
+        "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "1", "MAMBAAD_SCAN_LANE_CKPT": "16",
+                "MAMBAAD_SCAN_BC_FP32": "1"}},
+    "bf16+cl+graphs+laneauto+lanebwdauto": {
+        **BF16_CL, "train.cuda_graphs": True,
+        "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "auto"}},
 }
 
 

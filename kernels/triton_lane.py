@@ -23,8 +23,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import _channel_vectors, _delta, _exp2, _program_channels
-from .triton_seg import _layout_hint, _pack, _prefetch_rows, _unpack
+from .triton_scan import _channel_vectors, _delta, _exp2, _input_grads, _load_A2, _program_channels
+from .triton_seg import _layout_hint, _pack, _prefetch_rows, _red_scatter_rows, _unpack
 
 
 @triton.jit
@@ -48,6 +48,46 @@ def _stack(cols, BD: tl.constexpr, K: tl.constexpr):
     for k in tl.static_range(K):
         parts = parts + (tl.reshape(cols[k], [BD, 1]),)
     return tl.reshape(_pack(parts, BD, 1, K, LOG_K), [BD, K])
+
+
+@triton.jit
+def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD: tl.constexpr,
+           N: tl.constexpr, NP: tl.constexpr, E: tl.constexpr, EVEN_L: tl.constexpr, FAST_EXP: tl.constexpr,
+           WITH_Y: tl.constexpr):
+    """One block of E steps t [1, E] for all N states: h [BD, NP] the states before it, dts / dtus / ys the
+    block's columns of delta, delta u and y (tuples of E [BD]). Returns the states after it ([BD, NP]) and,
+    WITH_Y, ys plus C h (the forward); without, ys as given (the backward's pass over a chunk needs h only,
+    not C's rows)."""
+    hs = _columns(h, BD, NP)
+    B_row = B_seg + t * sB_l + 0 * d[:, None]  # [BD, E]: the same addresses in every lane
+    C_row = C_seg + t * sC_l + 0 * d[:, None]
+    new_hs = ()
+    for n in tl.static_range(N):
+        Bs = _columns(_rows(B_row + n * sB_n, tmask, EVEN_L), BD, E)
+        if WITH_Y:
+            Cs = _columns(_rows(C_row + n * sC_n, tmask, EVEN_L), BD, E)
+        hn = hs[n]
+        new_ys = ()
+        for k in tl.static_range(E):
+            a = _exp2(dts[k] * A2s[n], FAST_EXP)
+            hn = a * hn + dtus[k] * Bs[k]
+            if WITH_Y:
+                new_ys = new_ys + (ys[k] + hn * Cs[k],)
+        if WITH_Y:
+            ys = new_ys
+        new_hs = new_hs + (hn,)
+    for n in tl.static_range(N, NP):  # padding states: never updated
+        new_hs = new_hs + (hs[n],)
+    return _stack(new_hs, BD, NP), ys
+
+
+@triton.jit
+def _rows(ptrs, tmask, EVEN_L: tl.constexpr):
+    # a B or C row over a block, fp32 [BD, E] (zeros past L)
+    if EVEN_L:
+        return tl.load(ptrs).to(tl.float32)
+    else:
+        return tl.load(ptrs, mask=tmask, other=0.0).to(tl.float32)
 
 
 @triton.jit
@@ -109,30 +149,8 @@ def _scan_fwd_lane_kernel(
                 ys = _columns(Dv[:, None] * u, BD, E)
             else:
                 ys = _columns(tl.zeros_like(u), BD, E)
-            hs = _columns(h, BD, NP)
-            B_row = B_seg + t * sB_l + 0 * d[:, None]  # [BD, E]: the same addresses in every lane
-            C_row = C_seg + t * sC_l + 0 * d[:, None]
-            new_hs = ()
-            for n in tl.static_range(N):
-                if EVEN_L:
-                    Bn = tl.load(B_row + n * sB_n).to(tl.float32)
-                    Cn = tl.load(C_row + n * sC_n).to(tl.float32)
-                else:
-                    Bn = tl.load(B_row + n * sB_n, mask=tmask, other=0.0).to(tl.float32)
-                    Cn = tl.load(C_row + n * sC_n, mask=tmask, other=0.0).to(tl.float32)
-                Bs = _columns(Bn, BD, E)
-                Cs = _columns(Cn, BD, E)
-                hn = hs[n]
-                new_ys = ()
-                for k in tl.static_range(E):
-                    a = _exp2(dts[k] * A2s[n], FAST_EXP)
-                    hn = a * hn + dtus[k] * Bs[k]
-                    new_ys = new_ys + (ys[k] + hn * Cs[k],)
-                ys = new_ys
-                new_hs = new_hs + (hn,)
-            for n in tl.static_range(N, NP):  # padding states: never updated
-                new_hs = new_hs + (hs[n],)
-            h = _stack(new_hs, BD, NP)
+            h, ys = _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD, N,
+                           NP, E, EVEN_L, FAST_EXP, True)
             y = _stack(ys, BD, E)
             if HAS_Z:
                 z = tl.load(z_ptr + b * sz_b + g * sz_g + d[:, None] * sz_d + t * sz_l,
@@ -140,3 +158,167 @@ def _scan_fwd_lane_kernel(
                 y = y * z / (1.0 + tl.exp(-z))
             tl.store(out_ptr + b * so_b + g * so_g + d[:, None] * so_d + t * so_l,
                      y.to(out_ptr.dtype.element_ty), mask=m2)
+
+
+@triton.jit
+def _scan_bwd_lane_kernel(
+    u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, dout_ptr, ckpt_ptr, table_ptr,
+    du_ptr, ddt_ptr, dz_ptr, dB_ptr, dC_ptr, dA_ptr, dD_ptr, dbias_ptr, work_ptr,
+    L, DG, n_chunks,
+    su_b, su_g, su_d, su_l,
+    sdt_b, sdt_g, sdt_d, sdt_l,
+    sB_b, sB_g, sB_n, sB_l,
+    sC_b, sC_g, sC_n, sC_l,
+    sz_b, sz_g, sz_d, sz_l,
+    so_b, so_g, so_d, so_l,
+    sdu_b, sdu_g, sdu_d, sdu_l,
+    N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, E: tl.constexpr,
+    UNROLL: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, EVEN_L: tl.constexpr,
+    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    HAS_TABLE: tl.constexpr, PTX_RED: tl.constexpr,
+):
+    """The backward on the lane layout (same arguments and outputs as the segment backward, no gate z, no
+    index table; work_ptr: fp32 scratch of (T / E + 1) x NP x rows, rows = batch x G x DG). Per chunk, in
+    reverse: pass 1 runs the chunk forwards from its checkpoint, all states in registers as in the forward,
+    and keeps each block's start states in the scratch; pass 2 walks the blocks backwards and, per state n
+    (a loop), runs the block's h forwards again from its start state, then the adjoint mu backwards from the
+    one the later block left in the scratch, with every gradient: mu's chain needs a_{t+1}, the next
+    register, or for the block's last step exp2(A delta) at the next block's first step. dB / dC, sums over
+    the channels (the lanes), go by triton_seg's reduce-scatter; dA by one add per state and block.
+
+    Per element and state that is pass 1's 3 instructions, pass 2's 12 and the reduce-scatters' ~8, against
+    ~33 in the segment backward, with the lane layout's parallelism: one lane per (batch, channel)."""
+    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, False)
+    LOG_E: tl.constexpr = 2 if E == 4 else 3 if E == 8 else 4
+    ee = tl.arange(0, E)[None, :]
+    Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
+    dD = tl.zeros([BD], tl.float32)
+    dbias = tl.zeros([BD], tl.float32)
+    at_a = ch[:, None] * N + nn[None, :]
+    A2 = tl.load(A_ptr + at_a, mask=nm, other=0.0).to(tl.float32) * 1.4426950408889634
+    A2 = _layout_hint(A2, u_ptr, b * su_b + g * su_g + d[:, None] * su_d + nn[None, :] * su_l,
+                      nm & (nn[None, :] < L))
+    A2s = _columns(A2, BD, NP)
+    B_seg = B_ptr + b * sB_b + g * sB_g
+    C_seg = C_ptr + b * sC_b + g * sC_g
+    dB_base = dB_ptr + (b * G + g) * N * L
+    dC_base = dC_ptr + (b * G + g) * N * L
+    BLOCKS: tl.constexpr = T // E
+    # the scratch, [slot, state, row] so that a state's values of the lanes are adjacent: slots 0 .. BLOCKS
+    # - 1 the block start states of the current chunk, slot BLOCKS the adjoint handed from block to block
+    rows = tl.num_programs(2) * G * DG
+    work = work_ptr + b * G * DG + ch
+    mu_slot = work + BLOCKS * NP * rows
+    for ns in tl.static_range(NP):
+        tl.store(mu_slot + ns * rows, tl.zeros([BD], tl.float32), mask=dmask)
+    ckpt = ckpt_ptr + (b * G * DG + ch) * n_chunks * N
+    for i in range(n_chunks):
+        c = n_chunks - 1 - i
+        # pass 1: the chunk's block start states, from its checkpoint (none where a chunk is one block: the
+        # checkpoint is its start state)
+        if BLOCKS > 1:
+            h = tl.load(ckpt[:, None] + c * N + nn[None, :], mask=nm, other=0.0) + A2 * 0.0  # in A2's layout
+            for s in range(BLOCKS):
+                hs = _columns(h, BD, NP)
+                for ns in tl.static_range(NP):  # (not n: n is the loop variable of pass 2's state loop)
+                    tl.store(work + (s * NP + ns) * rows, hs[ns], mask=dmask)
+                t = c * T + s * E + ee
+                tmask = t < L
+                m2 = dmask[:, None] & tmask
+                at_u = b * su_b + g * su_g + d[:, None] * su_d + t * su_l
+                u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
+                dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + t * sdt_l,
+                                 mask=m2, other=0.0).to(tl.float32)
+                dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
+                _, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
+                dts = _columns(dt, BD, E)
+                h, _ = _block(h, dts, _columns(dt * u, BD, E), dts, A2s, B_seg, C_seg, t, tmask,
+                              d, sB_l, sC_l, sB_n, sC_n, BD, N, NP, E, EVEN_L, FAST_EXP, False)
+            tl.debug_barrier()  # the start states are stored before pass 2 reads them
+        # pass 2: the blocks backwards
+        for j in range(BLOCKS):
+            s = BLOCKS - 1 - j
+            t0 = c * T + s * E
+            t = t0 + ee
+            tmask = t < L
+            m2 = dmask[:, None] & tmask
+            at_u = b * su_b + g * su_g + d[:, None] * su_d + t * su_l
+            at_o = b * so_b + g * so_g + d[:, None] * so_d + t * so_l
+            u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
+            dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + t * sdt_l,
+                             mask=m2, other=0.0).to(tl.float32)
+            dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
+            x, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
+            gy = tl.load(dout_ptr + at_o, mask=m2, other=0.0).to(tl.float32)
+            # delta at the next block's first step (0 past L: a = 1 there, and mu = 0 anyway)
+            next_mask = dmask & (t0 + E < L)
+            dt_next = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d * sdt_d + (t0 + E) * sdt_l, mask=next_mask,
+                              other=0.0).to(tl.float32)
+            _, dt_next = _delta(dt_next, bias, next_mask, HAS_BIAS, SOFTPLUS)
+            dtu = dt * u
+            dts = _columns(dt, BD, E)
+            dtus = _columns(dtu, BD, E)
+            gys = _columns(gy, BD, E)
+            first = tl.zeros([BD, 1], tl.int32) + t0  # every lane: the block's first step
+            B_row = B_seg + t * sB_l + 0 * d[:, None]
+            C_row = C_seg + t * sC_l + 0 * d[:, None]
+            d_dtA = tl.zeros([BD, E], tl.float32)  # sum_n A_n mu_t a_t h_{t-1} (A in log2 units)
+            d_dtu = tl.zeros([BD, E], tl.float32)  # sum_n mu_t B_n
+            B_nx = _rows(B_row, tmask, EVEN_L)
+            C_nx = _rows(C_row, tmask, EVEN_L)
+            for n in tl.range(0, N, loop_unroll_factor=UNROLL):
+                if PREFETCH == 1:  # this state's rows were loaded an iteration ahead
+                    Bn, Cn = B_nx, C_nx
+                    m = tl.minimum(n + 1, N - 1)
+                    B_nx = _rows(B_row + m * sB_n, tmask, EVEN_L)
+                    C_nx = _rows(C_row + m * sC_n, tmask, EVEN_L)
+                else:
+                    Bn = _rows(B_row + n * sB_n, tmask, EVEN_L)
+                    Cn = _rows(C_row + n * sC_n, tmask, EVEN_L)
+                A2n = _load_A2(A_ptr + ch * N + n, dmask)
+                if BLOCKS > 1:
+                    hn = tl.load(work + (s * NP + n) * rows, mask=dmask, other=0.0)
+                else:
+                    hn = tl.load(ckpt + c * N + n, mask=dmask, other=0.0)
+                mu = tl.load(mu_slot + n * rows, mask=dmask, other=0.0)
+                Bs = _columns(Bn, BD, E)
+                Cs = _columns(Cn, BD, E)
+                a_s = ()
+                qs = ()
+                dCs = ()
+                for k in tl.static_range(E):
+                    a = _exp2(dts[k] * A2n, FAST_EXP)
+                    q = a * hn  # a_t h_{t-1}
+                    hn = q + dtus[k] * Bs[k]
+                    a_s = a_s + (a,)
+                    qs = qs + (q,)
+                    dCs = dCs + (gys[k] * hn,)
+                _red_scatter_rows(dC_base + n * L, first, L, tl.reshape(_stack(dCs, BD, E), [BD, 1, E]), 1, E,
+                                  LOG_E, PTX_RED)
+                a_next = _exp2(dt_next * A2n, FAST_EXP)
+                w_sum = tl.zeros([BD], tl.float32)
+                dtA = _columns(d_dtA, BD, E)
+                dtu_acc = _columns(d_dtu, BD, E)
+                new_dtA = ()
+                new_dtu = ()
+                dBs = ()
+                for k in tl.static_range(E - 1, -1, -1):
+                    mu = a_next * mu + gys[k] * Cs[k]
+                    w = mu * qs[k]
+                    w_sum += w * dts[k]
+                    new_dtA = (dtA[k] + A2n * w,) + new_dtA
+                    new_dtu = (dtu_acc[k] + mu * Bs[k],) + new_dtu
+                    dBs = (mu * dtus[k],) + dBs
+                    a_next = a_s[k]
+                d_dtA = _stack(new_dtA, BD, E)
+                d_dtu = _stack(new_dtu, BD, E)
+                tl.store(mu_slot + n * rows, mu, mask=dmask)
+                tl.atomic_add(dA_ptr + (b * G * DG + ch) * N + n, w_sum, mask=dmask, sem="relaxed")
+                _red_scatter_rows(dB_base + n * L, first, L, tl.reshape(_stack(dBs, BD, E), [BD, 1, E]), 1, E,
+                                  LOG_E, PTX_RED)
+            at_du = b * sdu_b + g * sdu_g + d[:, None] * sdu_d + t * sdu_l
+            dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_ptr + at_du,
+                                     ddt_ptr + at_du, HAS_D, SOFTPLUS)
+    row_c = b * G * DG + ch
+    tl.store(dD_ptr + row_c, dD, mask=dmask)
+    tl.store(dbias_ptr + row_c, dbias, mask=dmask)

@@ -805,6 +805,10 @@ _SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3
 # 8-step blocks: not timed yet; in the local sm_90 compile they drop the 16-step body's spill (192 bytes of
 # stack in bf16) at 246 registers, with the same instructions per element and state
 _LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 2), (32, 1, 3, 1, 8, 0)]
+# the lane backward (opt-in, v1.12): the same fields, PREFETCH 1 = the next state's B / C rows in registers.
+# Its scratch holds T / E block start states per channel, so E is at least LANE_BWD_MIN_E
+_LANE_BWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 1), (32, 1, 3, 1, 8, 1)]
+LANE_BWD_MIN_E = 8
 
 
 _LANE_PICKS: dict[tuple, bool] = {}  # per forward key: whether the lane kernel timed faster (this process)
@@ -841,13 +845,15 @@ def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -
     mode = os.environ.get("MAMBAAD_SCAN_LANE", "0")
     if mode in ("0", "1"):
         return mode == "1"
-    if interpreting() or torch.cuda.is_current_stream_capturing():
+    if interpreting():
         return False
     dg, groups, batch, length = shape
-    if mode == "auto":
+    if mode == "auto":  # by shape alone, so also while a CUDA graph is captured
         return lane_by_shape(dg * groups * batch, length, _sm_count(args[0].device.index or 0))
     key = (shape, consts["STORE_CKPT"], consts["T"], args[0].dtype, args[1].dtype, args[3].dtype,
            *(consts[f] for f in ("HAS_D", "HAS_Z", "HAS_BIAS", "SOFTPLUS", "EVEN_L")))
+    if torch.cuda.is_current_stream_capturing():  # no timing inside a capture: the eager warm-up's pick
+        return _LANE_PICKS.get(key, False)
     if key not in _LANE_PICKS:
         from triton.testing import do_bench
 
@@ -857,6 +863,37 @@ def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -
             ms[index] = do_bench(lambda index=index: _launch(index, shape, args, consts), warmup=5, rep=20)
         _LANE_PICKS[key] = ms[6] < ms[4]
     return _LANE_PICKS[key]
+
+
+def _lane_backward(shape: tuple[int, int, int, int], gated: bool, device_index: int) -> bool:
+    """Whether the lane backward (kernels/triton_lane.py, v1.12) runs instead of the segment one, knob
+    MAMBAAD_SCAN_LANE_BWD: 0 (the default for now) never, 1 always, auto by shape as the forward's auto
+    (lane_by_shape). Never with the gate z (not implemented there)."""
+    mode = os.environ.get("MAMBAAD_SCAN_LANE_BWD", "0")
+    if gated or mode == "0":
+        return False
+    if mode == "1":
+        return True
+    if interpreting():
+        return False
+    dg, groups, batch, length = shape
+    return lane_by_shape(dg * groups * batch, length, _sm_count(device_index))
+
+
+def _lane_checkpoint_steps() -> int:
+    """Developer knob MAMBAAD_SCAN_LANE_CKPT=16: where the lane backward will run, the training forward keeps
+    the state every 16 steps instead of every chunk (128 steps), so that the backward reads each block's start
+    state instead of running each chunk forwards first (about a quarter of its instructions), for 8x the
+    checkpoint memory: (batch, dim, L / 16, N) fp32, twice a bf16 u's size. 0 (the default): every chunk."""
+    return int(os.environ.get("MAMBAAD_SCAN_LANE_CKPT", "0"))
+
+
+def _lane_block_steps(T: int) -> int:
+    # the lane kernels' steps per block in the interpreter (SEG_E, at most the chunk); on GPUs the backward's
+    # scratch is sized for its shortest block (LANE_BWD_MIN_E)
+    if interpreting():
+        return min(_interpreter_knob("SEG_E"), T)
+    return min(LANE_BWD_MIN_E, T)
 
 
 def _seg_fits(bd: int, warps: int, e: int, T: int, backward: bool = False) -> bool:
@@ -910,7 +947,7 @@ def _tuned_kernels():
         return triton.autotune(configs, key=["DG", "L", "N", "T"], reset_to_zero=reset_to_zero,
                                prune_configs_by={"early_config_prune": _seg_prune}, **_cache_option())(kernel)
 
-    from .triton_lane import _scan_fwd_lane_kernel
+    from .triton_lane import _scan_bwd_lane_kernel, _scan_fwd_lane_kernel
 
     lane_configs = [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
                                   num_stages=st)
@@ -919,12 +956,25 @@ def _tuned_kernels():
     lane = triton.autotune(lane_configs, key=["DG", "L", "N", "T"], **_cache_option())(_scan_fwd_lane_kernel)
     # the outputs the backward kernels add into must be zeroed between the autotuner's trial runs
     added = ["dB_ptr", "dC_ptr", "dA_ptr"]
+    lane_bwd_configs = [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
+                                      num_stages=st)
+                        for bd, w, st, unroll, e, pf in _lane_bwd_config_space()]
+    lane_bwd = triton.autotune(lane_bwd_configs, key=["DG", "L", "N", "T"], reset_to_zero=added,
+                               **_cache_option())(_scan_bwd_lane_kernel)
     return (_autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=added, backward=True),
             rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]),
-            seg(_scan_fwd_seg_kernel, False), seg(_scan_bwd_seg_kernel, True, reset_to_zero=added), lane)
+            seg(_scan_fwd_seg_kernel, False), seg(_scan_bwd_seg_kernel, True, reset_to_zero=added), lane,
+            lane_bwd)
 
 
-TUNED_KERNEL_NAMES = ("tiles_fwd", "tiles_bwd", "rows_fwd", "rows_bwd", "seg_fwd", "seg_bwd", "lane_fwd")
+def _lane_bwd_config_space() -> list[tuple[int, ...]]:
+    # developer knob MAMBAAD_SCAN_LANE_BWD_CONFIGS; blocks under LANE_BWD_MIN_E steps would overrun scratch
+    space = _configs_from_env("MAMBAAD_SCAN_LANE_BWD_CONFIGS", _LANE_BWD_CONFIGS)
+    return [c for c in space if c[4] >= LANE_BWD_MIN_E] or _LANE_BWD_CONFIGS
+
+
+TUNED_KERNEL_NAMES = ("tiles_fwd", "tiles_bwd", "rows_fwd", "rows_bwd", "seg_fwd", "seg_bwd", "lane_fwd",
+                      "lane_bwd")
 
 
 def tuned_picks() -> dict[str, dict[str, str]]:
@@ -946,23 +996,25 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
     def grid(bd):
         return (groups, batch, cdiv(dg, bd)) if last else (cdiv(dg, bd), groups, batch)
     if interpreting():
-        from .triton_lane import _scan_fwd_lane_kernel
+        from .triton_lane import _scan_bwd_lane_kernel, _scan_fwd_lane_kernel
         from .triton_seg import _scan_bwd_seg_kernel, _scan_fwd_seg_kernel
 
         kernels = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel, _scan_bwd_rows_kernel,
-                   _scan_fwd_seg_kernel, _scan_bwd_seg_kernel, _scan_fwd_lane_kernel)
+                   _scan_fwd_seg_kernel, _scan_bwd_seg_kernel, _scan_fwd_lane_kernel, _scan_bwd_lane_kernel)
         kernel = kernels[kernel_index]
         bd = min(_INTERPRETER_BD, next_power_of_2(dg))
         tiles = {"UNROLL": 1, "FAST_EXP": False, "PREFETCH": _interpreter_knob("PREFETCH")}  # no PTX: tl.exp2
         seg = {**tiles, "PREFETCH": _interpreter_knob("SEG_PREFETCH"),
                "E": min(_interpreter_knob("SEG_E"), consts["T"])}
-        lane = {**tiles, "PREFETCH": 0, "E": min(_interpreter_knob("SEG_E"), consts["T"])}
-        extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_knob("FLIP")}, 4: seg, 5: seg, 6: lane}
+        lane = {**tiles, "PREFETCH": 0, "E": _lane_block_steps(consts["T"])}
+        lane_bwd = {**lane, "PREFETCH": _interpreter_knob("SEG_PREFETCH")}
+        extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_knob("FLIP")}, 4: seg, 5: seg, 6: lane,
+                 7: lane_bwd}
         extra = extra.get(kernel_index, {})
         kernel[grid(bd)](*args, BD=bd, **extra, **consts)
         return
     tuner = _tuned_kernels()[kernel_index]
-    if kernel_index in (0, 1, 4, 5, 6):  # the tiles, segment and lane kernels
+    if kernel_index in (0, 1, 4, 5, 6, 7):  # the tiles, segment and lane kernels
         consts = {**consts, "FAST_EXP": fast_exp()}
     launch_tuned(tuner, lambda meta: grid(meta["BD"]), args, consts, {"DG": dg, "L": length, **consts})
 
@@ -1024,9 +1076,12 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     batch, groups, dg, length = dt4.shape
     n_state = A.shape[1]
     T = chunk or chunk_length(length)
+    rows = channels_last(u4, dt4, z4) and rows_enabled()
+    if (need_ckpt and not rows and table is None and _lane_checkpoint_steps()
+            and _lane_backward((dg, groups, batch, length), z4 is not None, u4.device.index or 0)):
+        T = min(T, _lane_checkpoint_steps())  # the lane backward then skips its pass over each chunk
     n_chunks = cdiv(length, T)
     Ac, Df, bias = _host_params(A, D, delta_bias)
-    rows = channels_last(u4, dt4, z4) and rows_enabled()
     if rows:  # the output in the same layout: (batch, L, G, DG) in memory
         out = torch.empty((batch, length, groups, dg), device=u4.device, dtype=out_dtype).permute(0, 2, 3, 1)
     else:
@@ -1096,8 +1151,10 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     dev = u4.device
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
-    seg = (not rows and table is None and seg_enabled(T, dg, backward=True)
-           and (interpreting() or segment_backward_on_gpu(T, u4.element_size(), z4 is not None)))
+    lane = not rows and table is None and _lane_backward((dg, groups, batch, length), z4 is not None,
+                                                          u4.device.index or 0)
+    seg = lane or (not rows and table is None and seg_enabled(T, dg, backward=True)
+                   and (interpreting() or segment_backward_on_gpu(T, u4.element_size(), z4 is not None)))
     if not rows and not seg:  # bf16 loads set the tiles kernel's layouts astray (Triton 3.6): 1.3x slower
         dout4, u4, dt4, B4, C4, z4 = (_fp32(t) for t in (dout4, u4, dt4, B4, C4, z4))
     elif seg:
@@ -1129,9 +1186,15 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         consts["TR"] = _rows_piece(T)
         scratch = torch.empty((batch, groups * dg, T // consts["TR"], consts["NP"]), device=dev,
                               dtype=torch.float32)
+    elif lane:  # each block's start states and the adjoint between blocks (triton_lane._scan_bwd_lane_kernel)
+        slots = T // _lane_block_steps(T) + 1
+        scratch = torch.empty(slots * consts["NP"] * batch * groups * dg, device=dev, dtype=torch.float32)
     else:  # the adjoint handed from chunk to chunk, two slots by chunk parity
         scratch = torch.empty((2, batch * groups * dg * n_state), device=dev, dtype=torch.float32)
-    if seg:
+    if lane:
+        consts["EVEN_L"] = length % T == 0
+        consts["PTX_RED"] = consts["EVEN_L"] and fast_exp() and not interpreting()
+    elif seg:
         consts["EVEN_L"] = length % T == 0
         # dB / dC added by inline PTX (triton_seg._red_add_segments): NVIDIA GPUs, whole chunks. Modes: 2
         # sums over the lane rows first, 1 adds every channel's own, 3 the reduce-scatter
@@ -1155,7 +1218,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
             du, ddt, dz, dB, dC, dA, dD, dbias, scratch, length, dg, n_chunks,
             *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(dout4),
             *_strides(du))
-    _launch(3 if rows else 5 if seg else 1, (dg, groups, batch, length), args, consts)
+    _launch(3 if rows else 7 if lane else 5 if seg else 1, (dg, groups, batch, length), args, consts)
     dD, dbias = dDb.sum(1)
     return du, ddt, (dz if z4 is not None else None), dBC, dA.sum(0), dD, dbias
 
