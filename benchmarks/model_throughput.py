@@ -64,6 +64,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
         **BF16_CL, "train.cuda_graphs": True,
         "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "1", "MAMBAAD_SCAN_LANE_CKPT": "16",
                 "MAMBAAD_SCAN_BC_FP32": "1"}},
+    # the frozen encoder without its folded 16-bit copy (MAMBAAD_ENCODER_FOLD=0: model/encoder_fold.py)
+    "bf16+cl+graphs+laneauto+nofold": {**BF16_CL, "train.cuda_graphs": True,
+                                       "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_ENCODER_FOLD": "0"}},
     "bf16+cl+graphs+laneauto+lanebwdauto": {
         **BF16_CL, "train.cuda_graphs": True,
         "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "auto"}},

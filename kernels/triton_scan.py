@@ -834,15 +834,16 @@ def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -
     """Whether the lane forward (kernels/triton_lane.py) runs instead of the segment one. It has one lane
     per (batch, channel), so it wins where there are many of them and loses where there are few (H200,
     kernels/NOTES.md v1.11). Knob MAMBAAD_SCAN_LANE:
-    - 0, the default for now: never (v1.10's segment forward);
-    - 1: always;
-    - auto: by shape (lane_by_shape), with no extra work at first use;
+    - auto (the default since v1.12): by shape (lane_by_shape), with no extra work at first use, also while
+      a CUDA graph is captured. In the graphed bf16 model at batch 64: 441.9 / 1550.0 img/s (training /
+      inference), where v1.11's segment forward gave 429.8 / 1408.1 and the lane one forced 439.6 / 1521.4
+      (H200, kernels/NOTES.md v1.12);
+    - 0: never (v1.10's segment forward); 1: always;
     - time: both kernels run, each autotuned, on the first call of each shape and kind (training or inference
-      forward, dtypes), and the faster is kept for the process.
-    Neither auto nor time is the default yet: in the model they were not measured (a model benchmark with
-    time on a fresh H200 did not finish its first setting within 230 s of compiling and autotuning both
-    kernels; forced on at batch 64 the lane forward gave +11 % inference). The interpreter: 1 only."""
-    mode = os.environ.get("MAMBAAD_SCAN_LANE", "0")
+      forward, dtypes), and the faster is kept for the process (slow at first use: a model benchmark on a
+      fresh H200 did not finish its first setting within 230 s).
+    The interpreter: 1 only."""
+    mode = os.environ.get("MAMBAAD_SCAN_LANE", "auto")
     if mode in ("0", "1"):
         return mode == "1"
     if interpreting():
@@ -866,9 +867,12 @@ def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -
 
 
 def _lane_backward(shape: tuple[int, int, int, int], gated: bool, device_index: int) -> bool:
-    """Whether the lane backward (kernels/triton_lane.py, v1.12) runs instead of the segment one, knob
-    MAMBAAD_SCAN_LANE_BWD: 0 (the default for now) never, 1 always, auto by shape as the forward's auto
-    (lane_by_shape). Never with the gate z (not implemented there)."""
+    """Whether the lane backward (kernels/triton_lane.py, v1.12) runs instead of the segment one (or the tiles
+    one, fp32), knob MAMBAAD_SCAN_LANE_BWD: 0 (the default) never, 1 always, auto by shape as the forward's
+    auto (lane_by_shape; not timed in the model yet). Never with the gate z (not implemented there). Forced
+    on in the graphed bf16 model at batch 64 it gave training 441.9 -> 480.0 img/s (H200, one run), at
+    batch 16 334.5 against 376.7 (its one lane per (batch, channel) is too few at the longest sequence,
+    3.35 against 2.51 ms there): kernels/NOTES.md v1.12."""
     mode = os.environ.get("MAMBAAD_SCAN_LANE_BWD", "0")
     if gated or mode == "0":
         return False
@@ -881,11 +885,13 @@ def _lane_backward(shape: tuple[int, int, int, int], gated: bool, device_index: 
 
 
 def _lane_checkpoint_steps() -> int:
-    """Developer knob MAMBAAD_SCAN_LANE_CKPT=16: where the lane backward will run, the training forward keeps
-    the state every 16 steps instead of every chunk (128 steps), so that the backward reads each block's start
-    state instead of running each chunk forwards first (about a quarter of its instructions), for 8x the
-    checkpoint memory: (batch, dim, L / 16, N) fp32, twice a bf16 u's size. 0 (the default): every chunk."""
-    return int(os.environ.get("MAMBAAD_SCAN_LANE_CKPT", "0"))
+    """Where the lane backward will run, the training forward keeps the state every 16 steps instead of every
+    chunk (128 steps), so that the backward reads each block's start state instead of running each chunk
+    forwards first (about a quarter of its instructions, and a kernel ptxas compiles in a fraction of the
+    time), for 8x the checkpoint memory: (batch, dim, L / 16, N) fp32, twice a bf16 u's size (peak memory
+    17.1 -> 23.5 GiB in the bf16 model at batch 64). Developer knob MAMBAAD_SCAN_LANE_CKPT: 0 keeps the
+    chunk checkpoints (untimed: its first compile did not finish within 200 s on the H200)."""
+    return int(os.environ.get("MAMBAAD_SCAN_LANE_CKPT", "16"))
 
 
 def _lane_block_steps(T: int) -> int:

@@ -421,8 +421,8 @@ def test_tuned_picks_name_every_kernel_and_key(ts, monkeypatch):
 
 def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monkeypatch):
     """With MAMBAAD_SCAN_LANE=time, on GPUs the segment (index 4) and lane (6) forwards are both timed on the
-    first call of a shape and the faster one kept; 0 (the default) and 1 decide without timing. Launches and
-    timings faked here."""
+    first call of a shape and the faster one kept; auto (the default), 0 and 1 decide without timing.
+    Launches and timings faked here."""
     import triton.testing
 
     launched, timed = [], []
@@ -440,7 +440,10 @@ def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monke
     monkeypatch.setattr(triton.testing, "do_bench", bench)
     monkeypatch.delenv("MAMBAAD_SCAN_LANE", raising=False)
     ts._LANE_PICKS.clear()
-    assert ts._lane_forward((256, 8, 16, 4096), (), {}) is False and not launched  # the default: segment
+    # the default, auto: by shape, nothing launched to decide (7.8 and 3.9 warps per SM of 132)
+    monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
+    assert ts._lane_forward((256, 8, 16, 4096), (torch.zeros(1),), {}) is True and not launched
+    assert ts._lane_forward((128, 8, 16, 4096), (torch.zeros(1),), {}) is False and not launched
     monkeypatch.setenv("MAMBAAD_SCAN_LANE", "time")
     args = (torch.zeros(1), torch.zeros(1), None, torch.zeros(1, dtype=torch.bfloat16))
     consts = {"STORE_CKPT": True, "T": 128, "HAS_D": True, "HAS_Z": False, "HAS_BIAS": True, "SOFTPLUS": True,
