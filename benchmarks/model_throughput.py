@@ -49,27 +49,33 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the scan forward always on the lane kernel (kernels/triton_lane.py), on it by shape (MAMBAAD_SCAN_LANE=
     # auto), or on the faster of the two timed per shape (time), instead of always on the segment one
     "bf16+cl+graphs+lane": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "1"}},
+    # the segment forward always (v1.11's default; auto, the default since v1.12, runs in the others)
+    "bf16+cl+graphs+seg": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "0"}},
     "bf16+cl+graphs+laneauto": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "auto"}},
     "bf16+cl+graphs+lanetime": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "time"}},
     "fp32+laneauto": {"env": {"MAMBAAD_SCAN_LANE": "auto"}},
-    # and the backward on the lane kernel too, always or by shape (MAMBAAD_SCAN_LANE_BWD)
+    # and the backward on the lane kernel too (MAMBAAD_SCAN_LANE_BWD): always, reading the forward's state
+    # every 16 steps (MAMBAAD_SCAN_LANE_CKPT, whose default is 16: lanebwd16 names it as v1.12's results do),
+    # or every chunk (lanebwd128: a pass over each chunk first), with B / C cast to fp32 once per call
+    # (MAMBAAD_SCAN_BC_FP32=1: its broadcast loads then need no conversion per state), or by shape
     "bf16+cl+graphs+laneauto+lanebwd": {**BF16_CL, "train.cuda_graphs": True,
                                         "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "1"}},
-    # the lane backward reading a checkpoint every 16 steps (MAMBAAD_SCAN_LANE_CKPT=16), and with B / C cast
-    # to fp32 once per call (MAMBAAD_SCAN_BC_FP32=1: its broadcast loads then need no conversion per state)
     "bf16+cl+graphs+laneauto+lanebwd16": {
         **BF16_CL, "train.cuda_graphs": True,
         "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "1", "MAMBAAD_SCAN_LANE_CKPT": "16"}},
+    "bf16+cl+graphs+laneauto+lanebwd128": {
+        **BF16_CL, "train.cuda_graphs": True,
+        "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "1", "MAMBAAD_SCAN_LANE_CKPT": "0"}},
     "bf16+cl+graphs+laneauto+lanebwd16+bc32": {
         **BF16_CL, "train.cuda_graphs": True,
         "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "1", "MAMBAAD_SCAN_LANE_CKPT": "16",
                 "MAMBAAD_SCAN_BC_FP32": "1"}},
-    # the frozen encoder without its folded 16-bit copy (MAMBAAD_ENCODER_FOLD=0: model/encoder_fold.py)
-    "bf16+cl+graphs+laneauto+nofold": {**BF16_CL, "train.cuda_graphs": True,
-                                       "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_ENCODER_FOLD": "0"}},
     "bf16+cl+graphs+laneauto+lanebwdauto": {
         **BF16_CL, "train.cuda_graphs": True,
         "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "auto"}},
+    # the frozen encoder without its folded 16-bit copy (MAMBAAD_ENCODER_FOLD=0: model/encoder_fold.py)
+    "bf16+cl+graphs+laneauto+nofold": {**BF16_CL, "train.cuda_graphs": True,
+                                       "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_ENCODER_FOLD": "0"}},
 }
 
 

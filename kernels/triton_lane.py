@@ -1,4 +1,5 @@
-"""Selective scan forward, one channel per lane and all its states in that lane's registers (v1.11, opt-in).
+"""Selective scan, one channel per lane: the forward (v1.11; by shape by default since v1.12) and the
+backward (v1.12, opt-in: _scan_bwd_lane_kernel's docstring).
 
 The segment forward (triton_seg.py) splits each 128-step chunk over 8 lanes of 16 steps: every state pays
 a scan of the lane's steps from zero for the segment's total, a 3-level shuffle scan of the totals, the
@@ -186,8 +187,11 @@ def _scan_bwd_lane_kernel(
     register, or for the block's last step exp2(A delta) at the next block's first step. dB / dC, sums over
     the channels (the lanes), go by triton_seg's reduce-scatter; dA by one add per state and block.
 
-    Per element and state that is pass 1's 3 instructions, pass 2's 12 and the reduce-scatters' ~8, against
-    ~33 in the segment backward, with the lane layout's parallelism: one lane per (batch, channel)."""
+    Where a chunk is one block (T = E: the forward's 16-step checkpoints, MAMBAAD_SCAN_LANE_CKPT) pass 1 is
+    skipped. Local sm_90 compile (bf16): pass 2 about 27 instructions per element and state (11 of them the
+    reduce-scatters and the rows' conversions), pass 1 about 9.5; the segment backward about 33. The
+    difference on the H200 is parallelism: 16 independent exponentials and products per state in a warp,
+    and one lane per (batch, channel), too few at batch 16's longest sequence (kernels/NOTES.md, v1.12)."""
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, False)
     LOG_E: tl.constexpr = 2 if E == 4 else 3 if E == 8 else 4
     ee = tl.arange(0, E)[None, :]
