@@ -83,6 +83,20 @@ def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, s
 
 
 @triton.jit
+def _u_delta(u_ptr, dt_ptr, bias, b, g, d, t, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g, sdt_d, sdt_l,
+             HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """A block's u and delta ([BD, E] fp32, zeros off m2) in the steps' layout (the int8 hint on u's rows),
+    with delta + bias before softplus (x): the three kernels' common loads."""
+    at_u = b * su_b + g * su_g + d[:, None] * su_d + t * su_l
+    u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
+    dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + t * sdt_l,
+                     mask=m2, other=0.0).to(tl.float32)
+    dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
+    x, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
+    return u, x, dt
+
+
+@triton.jit
 def _rows(ptrs, tmask, EVEN_L: tl.constexpr):
     # a B or C row over a block, fp32 [BD, E] (zeros past L)
     if EVEN_L:
@@ -132,12 +146,8 @@ def _scan_fwd_lane_kernel(
             t = t0 + ee  # [1, E]
             tmask = t < L
             m2 = dmask[:, None] & tmask
-            at_u = b * su_b + g * su_g + d[:, None] * su_d + t * su_l
-            u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
-            dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + t * sdt_l,
-                             mask=m2, other=0.0).to(tl.float32)
-            dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
-            _, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
+            u, _, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, d, t, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
+                                sdt_d, sdt_l, HAS_BIAS, SOFTPLUS)
             dtu = dt * u
             if PREFETCH == 2 and FAST_EXP:
                 ahead = tl.zeros([BD], tl.int32)[:, None] + t0 + 4 * E  # every lane: the block 4 ahead
@@ -229,12 +239,8 @@ def _scan_bwd_lane_kernel(
                 t = c * T + s * E + ee
                 tmask = t < L
                 m2 = dmask[:, None] & tmask
-                at_u = b * su_b + g * su_g + d[:, None] * su_d + t * su_l
-                u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
-                dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + t * sdt_l,
-                                 mask=m2, other=0.0).to(tl.float32)
-                dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
-                _, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
+                u, _, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, d, t, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
+                                    sdt_d, sdt_l, HAS_BIAS, SOFTPLUS)
                 dts = _columns(dt, BD, E)
                 h, _ = _block(h, dts, _columns(dt * u, BD, E), dts, A2s, B_seg, C_seg, t, tmask,
                               d, sB_l, sC_l, sB_n, sC_n, BD, N, NP, E, EVEN_L, FAST_EXP, False)
@@ -246,13 +252,9 @@ def _scan_bwd_lane_kernel(
             t = t0 + ee
             tmask = t < L
             m2 = dmask[:, None] & tmask
-            at_u = b * su_b + g * su_g + d[:, None] * su_d + t * su_l
+            u, x, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, d, t, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
+                                sdt_d, sdt_l, HAS_BIAS, SOFTPLUS)
             at_o = b * so_b + g * so_g + d[:, None] * so_d + t * so_l
-            u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
-            dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + t * sdt_l,
-                             mask=m2, other=0.0).to(tl.float32)
-            dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
-            x, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
             gy = tl.load(dout_ptr + at_o, mask=m2, other=0.0).to(tl.float32)
             # delta at the next block's first step (0 past L: a = 1 there, and mu = 0 anyway)
             next_mask = dmask & (t0 + E < L)
