@@ -73,6 +73,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+laneauto+lanebwdauto": {
         **BF16_CL, "train.cuda_graphs": True,
         "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "auto"}},
+    # the anomaly map's cosine distances in one Triton kernel on the 16-bit maps (kernels/cosine_distance.py,
+    # opt-in until timed: MAMBAAD_COSINE_BACKEND=triton) instead of fp32 copies and F.cosine_similarity
+    "bf16+cl+graphs+cos": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_COSINE_BACKEND": "triton"}},
     # the frozen encoder without its folded 16-bit copy (MAMBAAD_ENCODER_FOLD=0: model/encoder_fold.py)
     "bf16+cl+graphs+laneauto+nofold": {**BF16_CL, "train.cuda_graphs": True,
                                        "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_ENCODER_FOLD": "0"}},

@@ -17,6 +17,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from kernels.cosine_distance import cosine_distance
+
 
 def anomaly_map(
     enc: list[torch.Tensor],
@@ -29,7 +31,7 @@ def anomaly_map(
         out_size = (out_size, out_size)
     total = None
     for e, d in zip(enc, dec, strict=True):
-        dist = 1.0 - F.cosine_similarity(e.float(), d.float(), dim=1, eps=1e-8)
+        dist = cosine_distance(e, d)  # fp32; MAMBAAD_COSINE_BACKEND=triton reads bf16 maps in place
         dist = F.interpolate(dist.unsqueeze(1), size=tuple(out_size), mode="bilinear", align_corners=True)
         total = dist if total is None else total + dist
     return gaussian_blur(total.squeeze(1), sigma)

@@ -1,0 +1,63 @@
+"""``cosine_distance``: 1 - cosine similarity of two (B, C, H, W) feature maps along channels, fp32 (B, H, W).
+
+The anomaly map's per-scale term (model/anomaly_map.py). Backends: ``torch`` (the reference: both maps cast
+to fp32, then F.cosine_similarity; any device) and ``triton`` (one kernel that reads the maps in their own
+dtype and layout and does the fp32 arithmetic in registers: under bf16 autocast the torch path writes an
+fp32 copy of every encoder and decoder map first, then reads them in several passes). Developer knob
+MAMBAAD_COSINE_BACKEND: torch (the default until the kernel is timed on a GPU), triton, or auto (Triton on
+CUDA tensors that do not require grad).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+from .dispatch import interpreting, triton_ready
+from .launch import cdiv, next_power_of_2
+
+COSINE_BACKENDS = ("auto", "torch", "triton")
+EPS = 1e-8  # F.cosine_similarity's default, as the anomaly map has always used
+
+
+def cosine_distance_torch(e: torch.Tensor, d: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    return 1.0 - F.cosine_similarity(e.float(), d.float(), dim=1, eps=eps)
+
+
+def _cosine_distance_triton(e: torch.Tensor, d: torch.Tensor, eps: float) -> torch.Tensor:
+    from .triton_cosine import _cosine_distance_kernel
+
+    batch, channels, h, w = e.shape
+    out = torch.empty((batch, h, w), device=e.device, dtype=torch.float32)
+    block_p = 64
+    block_c = min(32, next_power_of_2(channels))
+    grid = (cdiv(h * w, block_p), batch)
+    _cosine_distance_kernel[grid](e, d, out, channels, w, h * w, *e.stride(), *d.stride(), eps,
+                                  BLOCK_P=block_p, BLOCK_C=block_c, num_warps=4)
+    return out
+
+
+def _use_triton(e: torch.Tensor, d: torch.Tensor, backend: str) -> bool:
+    if backend not in COSINE_BACKENDS:
+        choices = ", ".join(COSINE_BACKENDS)
+        raise ValueError(f"cosine_distance: backend must be one of {choices}, got {backend!r}")
+    fits = (e.dim() == 4 and e.shape == d.shape and e.device == d.device and not e.requires_grad
+            and not d.requires_grad and e.numel() > 0)
+    if backend == "triton":
+        if not (fits and triton_ready() and (e.is_cuda or interpreting())):
+            raise ValueError("cosine_distance: backend 'triton' needs two (B, C, H, W) maps of one shape on "
+                             "a CUDA device (or TRITON_INTERPRET=1), without autograd")
+        return True
+    return backend == "auto" and fits and e.is_cuda and triton_ready()
+
+
+def cosine_distance(e: torch.Tensor, d: torch.Tensor, eps: float = EPS,
+                    backend: str | None = None) -> torch.Tensor:
+    """1 - cos(e, d) along dim 1 in fp32: (B, C, H, W) maps -> (B, H, W). backend None reads
+    MAMBAAD_COSINE_BACKEND (default torch)."""
+    backend = backend or os.environ.get("MAMBAAD_COSINE_BACKEND", "torch")
+    if not torch.compiler.is_compiling() and _use_triton(e, d, backend):
+        return _cosine_distance_triton(e, d, eps)
+    return cosine_distance_torch(e, d, eps)

@@ -1,0 +1,98 @@
+"""kernels/cosine_distance.py: the Triton kernel (the interpreter on CPUs) against a float64 formula and
+against the torch path the anomaly map has always used, in every layout and dtype the model hands it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from kernels.cosine_distance import cosine_distance, cosine_distance_torch
+from mambaad_cli.model.anomaly_map import anomaly_map
+
+pytest.importorskip("triton")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@pytest.fixture(autouse=True)
+def _triton_runs_here():
+    if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("no GPU and TRITON_INTERPRET is not set (tests/conftest.py sets it before triton loads)")
+
+
+def float64_distance(e: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    e, d = e.double(), d.double()
+    cos = (e * d).sum(1) / (e.norm(dim=1).clamp_min(1e-8) * d.norm(dim=1).clamp_min(1e-8))
+    return 1.0 - cos
+
+
+def maps(shape, dtype, channels_last, seed):
+    g = torch.Generator().manual_seed(seed)
+    e = torch.randn(shape, generator=g)
+    d = e + 0.7 * torch.randn(shape, generator=g)  # correlated, as a reconstruction is: distances ~0.2
+    e, d = (t.to(DEVICE, dtype) for t in (e, d))
+    if channels_last:
+        e, d = (t.contiguous(memory_format=torch.channels_last) for t in (e, d))
+    return e, d
+
+
+@pytest.mark.parametrize(("shape", "dtype", "channels_last"), [
+    ((2, 37, 5, 7), torch.float32, False),  # channels and pixels not multiples of the blocks
+    ((2, 64, 8, 8), torch.bfloat16, True),  # the model's case under bf16 autocast + channels-last
+    ((1, 3, 1, 1), torch.float32, True),  # one pixel, fewer channels than a block
+    ((3, 96, 4, 20), torch.bfloat16, False),
+])
+def test_triton_matches_float64_and_the_torch_path(shape, dtype, channels_last):
+    e, d = maps(shape, dtype, channels_last, seed=shape[1])
+    got = cosine_distance(e, d, backend="triton")
+    assert got.shape == (shape[0], *shape[2:]) and got.dtype == torch.float32
+    want = float64_distance(e.cpu(), d.cpu())
+    assert (got.cpu().double() - want).abs().max() < 2e-6  # fp32 sums of the same (bf16-exact) inputs
+    torch.testing.assert_close(got, cosine_distance_torch(e, d), rtol=0, atol=2e-6)
+
+
+def test_mixed_layouts_and_a_zero_pixel():
+    e, d = maps((2, 16, 3, 4), torch.float32, False, seed=3)
+    d = d.contiguous(memory_format=torch.channels_last)  # each map read with its own strides
+    e[1, :, 2, 3] = 0.0  # |e| = 0: cos 0, distance 1, as F.cosine_similarity gives
+    got = cosine_distance(e, d, backend="triton")
+    assert got[1, 2, 3].item() == pytest.approx(1.0)
+    torch.testing.assert_close(got, cosine_distance_torch(e, d), rtol=0, atol=2e-6)
+
+
+def test_backend_choice_and_bad_input(monkeypatch):
+    e, d = maps((1, 8, 2, 2), torch.float32, False, seed=1)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        cosine_distance(e, d, backend="cuda")
+    with pytest.raises(ValueError, match="without autograd"):
+        cosine_distance(e.clone().requires_grad_(), d, backend="triton")
+    with pytest.raises(ValueError, match="of one shape"):
+        cosine_distance(e, d[:, :4], backend="triton")
+    import kernels.cosine_distance as cd
+
+    calls = []
+    fake = lambda *a: calls.append(1) or cd.cosine_distance_torch(*a)  # noqa: E731
+    monkeypatch.setattr(cd, "_cosine_distance_triton", fake)
+    monkeypatch.delenv("MAMBAAD_COSINE_BACKEND", raising=False)
+    cosine_distance(e, d)
+    assert not calls  # the default: torch
+    monkeypatch.setenv("MAMBAAD_COSINE_BACKEND", "triton")
+    cosine_distance(e, d)
+    assert calls == [1]
+    monkeypatch.setenv("MAMBAAD_COSINE_BACKEND", "auto")  # Triton on CUDA tensors only, never with autograd
+    cosine_distance(e, d)
+    assert calls == [1] + ([1] if DEVICE == "cuda" else [])
+    grad = cosine_distance(e.clone().requires_grad_(), d)
+    assert grad.requires_grad and len(calls) == (2 if DEVICE == "cuda" else 1)
+
+
+def test_anomaly_map_is_the_same_with_either_backend(monkeypatch):
+    enc = [maps((2, c, s, s), torch.bfloat16, True, seed=c)[0] for c, s in ((16, 16), (32, 8), (64, 4))]
+    dec = [maps((2, c, s, s), torch.bfloat16, True, seed=c + 1)[1] for c, s in ((16, 16), (32, 8), (64, 4))]
+    monkeypatch.setenv("MAMBAAD_COSINE_BACKEND", "torch")
+    want = anomaly_map(enc, dec, out_size=32, sigma=4.0)
+    monkeypatch.setenv("MAMBAAD_COSINE_BACKEND", "triton")
+    got = anomaly_map(enc, dec, out_size=32, sigma=4.0)
+    assert got.shape == (2, 32, 32) and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
