@@ -197,6 +197,20 @@ def test_inference_skips_checkpoints_and_matches_training_forward(ts, monkeypatc
     torch.testing.assert_close(infer, train.detach(), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("case", ["L not a multiple of the chunk, 3 chunks, z", "no D, bias or softplus"])
+def test_tiles_backward_reads_the_lane_forwards_checkpoints(ts, monkeypatch, case):
+    """GPUs pair the lane forward (auto, the default) with the tiles backward for fp32 inputs at 128-step
+    chunks (segment_backward_on_gpu); the interpreter always takes the segment backward, so here the segment
+    kernels are refused to the backward only."""
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE", "1")
+    monkeypatch.setattr(ts, "seg_enabled", lambda T, dg, backward=False: not backward)
+    launched = []
+    launch = ts._launch
+    monkeypatch.setattr(ts, "_launch", lambda index, *a: (launched.append(index), launch(index, *a))[1])
+    check_every_gradient(ts, case)
+    assert launched == [6, 1]
+
+
 @pytest.mark.parametrize(("lane_bwd", "gated", "T"), [("1", False, 16), ("1", True, 32), ("0", False, 32)])
 def test_block_checkpoints_only_where_the_lane_backward_runs(ts, monkeypatch, lane_bwd, gated, T):
     """MAMBAAD_SCAN_LANE_CKPT=16: the training forward keeps its state every 16 steps instead of every chunk
