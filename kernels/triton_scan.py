@@ -891,7 +891,11 @@ def _lane_checkpoint_steps() -> int:
     time), for 8x the checkpoint memory: (batch, dim, L / 16, N) fp32, twice a bf16 u's size (peak memory
     17.1 -> 23.5 GiB in the bf16 model at batch 64). Developer knob MAMBAAD_SCAN_LANE_CKPT: 0 keeps the
     chunk checkpoints (untimed: its first compile did not finish within 200 s on the H200)."""
-    return int(os.environ.get("MAMBAAD_SCAN_LANE_CKPT", "16"))
+    value = os.environ.get("MAMBAAD_SCAN_LANE_CKPT", "16")
+    steps = int(value) if value.isdigit() else -1
+    if steps and (steps < 16 or steps % 16):  # a chunk must hold whole blocks of the lane kernels (8 or 16)
+        raise ValueError(f"MAMBAAD_SCAN_LANE_CKPT must be 0 or a multiple of 16, got {value!r}")
+    return steps
 
 
 def _lane_block_steps(T: int) -> int:

@@ -239,6 +239,13 @@ def test_block_checkpoints_only_where_the_lane_backward_runs(ts, monkeypatch, la
             assert rel(test_in[name].grad, ref_in[name].grad) < 1e-4, name
 
 
+@pytest.mark.parametrize("value", ["8", "24", "-16", "x"])
+def test_lane_checkpoint_interval_must_hold_whole_blocks(ts, monkeypatch, value):
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_CKPT", value)
+    with pytest.raises(ValueError, match="MAMBAAD_SCAN_LANE_CKPT must be 0 or a multiple of 16"):
+        ts._lane_checkpoint_steps()
+
+
 @pytest.mark.parametrize(("method", "H", "W", "K"),
                          [("hilbert", 5, 6, 8), ("zorder", 4, 4, 4), ("scan", 3, 7, 2)])
 def test_fused_directions_match_gather_scan_scatter(ts, method, H, W, K):
