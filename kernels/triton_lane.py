@@ -97,6 +97,15 @@ def _u_delta(u_ptr, dt_ptr, bias, b, g, d, t, m2, su_b, su_g, su_d, su_l, sdt_b,
 
 
 @triton.jit
+def _A2_tile(A_ptr, u_ptr, b, g, d, ch, nn, nm, L, su_b, su_g, su_d, su_l, N: tl.constexpr):
+    """A of the program's channels (log2 units, [BD, NP]) in the steps' layout: the int8 hint on a tile of
+    u's rows, so that the states and A share the registers' order of a block's steps."""
+    A2 = _load_A2(A_ptr + ch[:, None] * N + nn[None, :], nm)
+    return _layout_hint(A2, u_ptr, b * su_b + g * su_g + d[:, None] * su_d + nn[None, :] * su_l,
+                        nm & (nn[None, :] < L))
+
+
+@triton.jit
 def _rows(ptrs, tmask, EVEN_L: tl.constexpr):
     # a B or C row over a block, fp32 [BD, E] (zeros past L)
     if EVEN_L:
@@ -127,11 +136,7 @@ def _scan_fwd_lane_kernel(
     g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, False)
     ee = tl.arange(0, E)[None, :]
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
-    # A (log2 units) as a tile in the steps' layout: the same int8 hint on an [BD, NP] tile of u's rows
-    at_a = ch[:, None] * N + nn[None, :]
-    A2 = tl.load(A_ptr + at_a, mask=nm, other=0.0).to(tl.float32) * 1.4426950408889634
-    A2 = _layout_hint(A2, u_ptr, b * su_b + g * su_g + d[:, None] * su_d + nn[None, :] * su_l,
-                      nm & (nn[None, :] < L))
+    A2 = _A2_tile(A_ptr, u_ptr, b, g, d, ch, nn, nm, L, su_b, su_g, su_d, su_l, N)
     h = A2 * 0.0  # the states, in A2's layout
     A2s = _columns(A2, BD, NP)
     state = ckpt_ptr + (b * G * DG + ch) * n_chunks * N
@@ -208,10 +213,7 @@ def _scan_bwd_lane_kernel(
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     dD = tl.zeros([BD], tl.float32)
     dbias = tl.zeros([BD], tl.float32)
-    at_a = ch[:, None] * N + nn[None, :]
-    A2 = tl.load(A_ptr + at_a, mask=nm, other=0.0).to(tl.float32) * 1.4426950408889634
-    A2 = _layout_hint(A2, u_ptr, b * su_b + g * su_g + d[:, None] * su_d + nn[None, :] * su_l,
-                      nm & (nn[None, :] < L))
+    A2 = _A2_tile(A_ptr, u_ptr, b, g, d, ch, nn, nm, L, su_b, su_g, su_d, su_l, N)
     A2s = _columns(A2, BD, NP)
     B_seg = B_ptr + b * sB_b + g * sB_g
     C_seg = C_ptr + b * sC_b + g * sC_g
@@ -220,12 +222,13 @@ def _scan_bwd_lane_kernel(
     BLOCKS: tl.constexpr = T // E
     # the scratch, [slot, state, row] so that a state's values of the lanes are adjacent: slots 0 .. BLOCKS
     # - 1 the block start states of the current chunk, slot BLOCKS the adjoint handed from block to block
+    row = b * G * DG + ch  # this lane's (batch, channel): its rows of the checkpoints, dA, dD and the scratch
     rows = tl.num_programs(2) * G * DG
-    work = work_ptr + b * G * DG + ch
+    work = work_ptr + row
     mu_slot = work + BLOCKS * NP * rows
     for ns in tl.static_range(NP):
         tl.store(mu_slot + ns * rows, tl.zeros([BD], tl.float32), mask=dmask)
-    ckpt = ckpt_ptr + (b * G * DG + ch) * n_chunks * N
+    ckpt = ckpt_ptr + row * n_chunks * N
     for i in range(n_chunks):
         c = n_chunks - 1 - i
         # pass 1: the chunk's block start states, from its checkpoint (none where a chunk is one block: the
@@ -319,12 +322,11 @@ def _scan_bwd_lane_kernel(
                 d_dtA = _stack(new_dtA, BD, E)
                 d_dtu = _stack(new_dtu, BD, E)
                 tl.store(mu_slot + n * rows, mu, mask=dmask)
-                tl.atomic_add(dA_ptr + (b * G * DG + ch) * N + n, w_sum, mask=dmask, sem="relaxed")
+                tl.atomic_add(dA_ptr + row * N + n, w_sum, mask=dmask, sem="relaxed")
                 _red_scatter_rows(dB_base + n * L, first, L, tl.reshape(_stack(dBs, BD, E), [BD, 1, E]), 1, E,
                                   LOG_E, PTX_RED)
             at_du = b * sdu_b + g * sdu_g + d[:, None] * sdu_d + t * sdu_l
             dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_ptr + at_du,
                                      ddt_ptr + at_du, HAS_D, SOFTPLUS)
-    row_c = b * G * DG + ch
-    tl.store(dD_ptr + row_c, dD, mask=dmask)
-    tl.store(dbias_ptr + row_c, dbias, mask=dmask)
+    tl.store(dD_ptr + row, dD, mask=dmask)
+    tl.store(dbias_ptr + row, dbias, mask=dmask)
