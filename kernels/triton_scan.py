@@ -848,9 +848,8 @@ def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -
         return mode == "1"
     if interpreting():
         return False
-    dg, groups, batch, length = shape
     if mode == "auto":  # by shape alone, so also while a CUDA graph is captured
-        return lane_by_shape(dg * groups * batch, length, _sm_count(args[0].device.index or 0))
+        return _lanes_enough(shape, args[0].device.index or 0)
     key = (shape, consts["STORE_CKPT"], consts["T"], args[0].dtype, args[1].dtype, args[3].dtype,
            *(consts[f] for f in ("HAS_D", "HAS_Z", "HAS_BIAS", "SOFTPLUS", "EVEN_L")))
     if torch.cuda.is_current_stream_capturing():  # no timing inside a capture: the eager warm-up's pick
@@ -878,8 +877,11 @@ def _lane_backward(shape: tuple[int, int, int, int], gated: bool, device_index: 
         return False
     if mode == "1":
         return True
-    if interpreting():
-        return False
+    return not interpreting() and _lanes_enough(shape, device_index)
+
+
+def _lanes_enough(shape: tuple[int, int, int, int], device_index: int) -> bool:
+    # both lane kernels' auto: lane_by_shape for a (channels per group, groups, batch, steps) scan
     dg, groups, batch, length = shape
     return lane_by_shape(dg * groups * batch, length, _sm_count(device_index))
 
