@@ -26,6 +26,11 @@ class BackendUnavailableError(RuntimeError):
     """The requested backend cannot run here (not written yet, not installed, or wrong device)."""
 
 
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype torch.autocast gives on `device_type` now, or None where it is off."""
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+
+
 def interpreting() -> bool:
     """True when Triton runs kernels in its CPU interpreter (TRITON_INTERPRET=1)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dispatch import interpreting, triton_ready
+from .dispatch import autocast_dtype, interpreting, triton_ready
 from .launch import cdiv, next_power_of_2
 
 LN_BACKENDS = ("auto", "torch", "triton")
@@ -94,8 +94,7 @@ class _LayerNorm(torch.autograd.Function):
 
 
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
-    kind = x.device.type
-    return torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+    return autocast_dtype(x.device.type)
 
 
 def _use_triton(x: torch.Tensor, norm: nn.LayerNorm, gate: torch.Tensor | None, backend: str) -> bool:

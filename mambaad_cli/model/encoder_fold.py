@@ -33,6 +33,8 @@ from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from kernels.dispatch import autocast_dtype
+
 FOLD_ENV = "MAMBAAD_ENCODER_FOLD"
 FAST_DTYPES = (torch.bfloat16, torch.float16)
 MAX_REBUILDS_IN_A_ROW = 3  # the backbone changed before each of that many forwards: stop building copies
@@ -224,9 +226,7 @@ def fold_mode() -> str | None:
 
 def autocast_fast_dtype(device_type: str) -> torch.dtype | None:
     """The autocast dtype when autocast is on for `device_type` with a 16-bit dtype, else None."""
-    if not torch.is_autocast_enabled(device_type):
-        return None
-    dtype = torch.get_autocast_dtype(device_type)
+    dtype = autocast_dtype(device_type)
     return dtype if dtype in FAST_DTYPES else None
 
 
