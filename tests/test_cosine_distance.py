@@ -3,8 +3,6 @@ against the torch path the anomaly map has always used, in every layout and dtyp
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -15,10 +13,7 @@ pytest.importorskip("triton")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@pytest.fixture(autouse=True)
-def _triton_runs_here():
-    if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        pytest.skip("no GPU and TRITON_INTERPRET is not set (tests/conftest.py sets it before triton loads)")
+pytestmark = pytest.mark.usefixtures("triton_kernels_run")
 
 
 def float64_distance(e: torch.Tensor, d: torch.Tensor) -> torch.Tensor:

@@ -6,8 +6,6 @@ Without a GPU the kernels run in Triton's interpreter (tests/conftest.py sets TR
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,10 +19,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 NAMES = ["x", "weight", "bias", "gate"]  # the gradients' order
 
 
-@pytest.fixture(autouse=True)
-def _triton_runs():
-    if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        pytest.skip("no GPU and TRITON_INTERPRET is not set (tests/conftest.py sets it before triton loads)")
+pytestmark = pytest.mark.usefixtures("triton_kernels_run")
 
 
 def rand(*shape, seed=0, mean=0.0, std=1.0, dtype=torch.float32):
