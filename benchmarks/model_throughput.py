@@ -73,9 +73,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+laneauto+lanebwdauto": {
         **BF16_CL, "train.cuda_graphs": True,
         "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "auto"}},
-    # the anomaly map's cosine distances in one Triton kernel on the 16-bit maps (kernels/cosine_distance.py,
-    # opt-in until timed: MAMBAAD_COSINE_BACKEND=triton) instead of fp32 copies and F.cosine_similarity
+    # auto is the default since v1.13; lanebwd0 is v1.12's default (the segment backward everywhere), and
+    # fp32+lanebwd the lane backward forced in fp32, which auto leaves out
+    "bf16+cl+graphs+laneauto+lanebwd0": {
+        **BF16_CL, "train.cuda_graphs": True,
+        "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_SCAN_LANE_BWD": "0"}},
+    "fp32+lanebwd": {"env": {"MAMBAAD_SCAN_LANE_BWD": "1"}},
+    "fp32+graphs+lanebwd": {"train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE_BWD": "1"}},
+    # the anomaly map's cosine distances in one Triton kernel on the 16-bit maps (kernels/cosine_distance.py;
+    # the default for 16-bit maps since v1.13, forced here) or as v1.12 did, fp32 copies and
+    # F.cosine_similarity (costorch)
     "bf16+cl+graphs+cos": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_COSINE_BACKEND": "triton"}},
+    "bf16+cl+graphs+costorch": {**BF16_CL, "train.cuda_graphs": True,
+                                "env": {"MAMBAAD_COSINE_BACKEND": "torch"}},
     # the frozen encoder without its folded 16-bit copy (MAMBAAD_ENCODER_FOLD=0: model/encoder_fold.py)
     "bf16+cl+graphs+laneauto+nofold": {**BF16_CL, "train.cuda_graphs": True,
                                        "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_ENCODER_FOLD": "0"}},
@@ -113,6 +123,8 @@ def main() -> None:
     parser.add_argument("--variants", default="fp32", help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--phases", default="train,infer",
+                        help="train, infer or train,infer (inference alone: not right after training)")
     parser.add_argument("--json", help="write every row here")
     parser.add_argument("--profile", default="", help="a variant whose steps to profile")
     parser.add_argument("--profile-phases", default="train", help="train, infer or train,infer")
@@ -124,6 +136,9 @@ def main() -> None:
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
     print(f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}", flush=True)
     batches = [int(b) for b in args.batch_size.split(",")]
+    phases = tuple(p for p in args.phases.split(",") if p)
+    if not phases or set(phases) - {"train", "infer"}:
+        parser.error(f"--phases: train, infer or train,infer, got {args.phases!r}")
     rows = []
     for batch in batches:
         for variant in names:
@@ -134,7 +149,8 @@ def main() -> None:
             try:
                 with mock.patch.dict(os.environ, env):  # the variant's knobs, restored after
                     row.update(model_throughput(args.preset, batch, args.device, args.backend,
-                                                args.image_size, args.steps, args.warmup, overrides))
+                                                args.image_size, args.steps, args.warmup, overrides,
+                                                phases=phases))
             except Exception as e:  # noqa: BLE001 - one failing variant (OOM, compile) must not stop the rest
                 row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             scan = sys.modules.get("kernels.triton_scan")

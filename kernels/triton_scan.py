@@ -758,11 +758,18 @@ def _config(bd: int, warps: int, stages: int = 3, unroll: int = 1, flip: int = 1
     return triton.Config(params, num_warps=warps, num_stages=stages)
 
 
+# The autotuners' keys. A forward's includes STORE_CKPT: the inference forward (no checkpoints) is another
+# kernel than the training one and gets a pick of its own, instead of whichever of the two ran first in the
+# process. The batch is in no key (it is not a kernel argument): one pick per shape serves every batch size
+KEY = ["DG", "L", "N", "T"]
+FWD_KEY = [*KEY, "STORE_CKPT"]
+
+
 def _autotune(kernel, reset_to_zero=None, backward=False):
     configs = [_config(*item, backward=backward) for item in _config_space(backward)]
     configs = list({str(c): c for c in configs}.values())  # the forward ignores FLIP: drop repeats
     return triton.autotune(
-        configs, key=["DG", "L", "N", "T"], prune_configs_by={"early_config_prune": _prune},
+        configs, key=KEY if backward else FWD_KEY, prune_configs_by={"early_config_prune": _prune},
         reset_to_zero=reset_to_zero, **_cache_option(),
     )(kernel)
 
@@ -865,19 +872,23 @@ def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -
     return _LANE_PICKS[key]
 
 
-def _lane_backward(shape: tuple[int, int, int, int], gated: bool, device_index: int) -> bool:
+def _lane_backward(shape: tuple[int, int, int, int], gated: bool, device_index: int,
+                   element_size: int) -> bool:
     """Whether the lane backward (kernels/triton_lane.py, v1.12) runs instead of the segment one (or the tiles
-    one, fp32), knob MAMBAAD_SCAN_LANE_BWD: 0 (the default) never, 1 always, auto by shape as the forward's
-    auto (lane_by_shape; not timed in the model yet). Never with the gate z (not implemented there). Forced
-    on in the graphed bf16 model at batch 64 it gave training 441.9 -> 480.0 img/s (H200, one run), at
-    batch 16 334.5 against 376.7 (its one lane per (batch, channel) is too few at the longest sequence,
-    3.35 against 2.51 ms there): kernels/NOTES.md v1.12."""
-    mode = os.environ.get("MAMBAAD_SCAN_LANE_BWD", "0")
+    one, fp32), knob MAMBAAD_SCAN_LANE_BWD:
+    - auto (the default since v1.13): 16-bit inputs, by shape as the forward's auto (lane_by_shape). In the
+      graphed bf16 model it gave training 441.9 -> 482.2 img/s at batch 64 and 373.4 -> 390.0 at batch 16,
+      for 6.4 and 1.1 GiB more peak memory (the 16-step checkpoints: _lane_checkpoint_steps); forced at
+      batch 16 it lost (336.9), its one lane per (batch, channel) being too few at the longest sequence
+      (H200, kernels/NOTES.md v1.13). fp32 is left out until timed;
+    - 0: never (v1.12's default); 1: always, fp32 too.
+    Never with the gate z (not implemented there)."""
+    mode = os.environ.get("MAMBAAD_SCAN_LANE_BWD", "auto")
     if gated or mode == "0":
         return False
     if mode == "1":
         return True
-    return not interpreting() and _lanes_enough(shape, device_index)
+    return element_size == 2 and not interpreting() and _lanes_enough(shape, device_index)
 
 
 def _lanes_enough(shape: tuple[int, int, int, int], device_index: int) -> bool:
@@ -944,10 +955,10 @@ def seg_enabled(T: int, dg: int, backward: bool = False) -> bool:
 
 @functools.cache
 def _tuned_kernels():
-    def rows(kernel, reset_to_zero=None):
+    def rows(kernel, reset_to_zero=None, backward=False):
         return triton.autotune(
             [triton.Config({"BD": bd}, num_warps=w) for bd, w in _ROWS_CONFIGS],
-            key=["DG", "L", "N", "T", "TR"],
+            key=[*(KEY if backward else FWD_KEY), "TR"],
             prune_configs_by={"early_config_prune": _prune}, reset_to_zero=reset_to_zero,
         )(kernel)
 
@@ -956,7 +967,7 @@ def _tuned_kernels():
     def seg(kernel, backward, reset_to_zero=None):
         configs = [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
                                  num_stages=st) for bd, w, st, unroll, e, pf in _seg_config_space(backward)]
-        return triton.autotune(configs, key=["DG", "L", "N", "T"], reset_to_zero=reset_to_zero,
+        return triton.autotune(configs, key=KEY if backward else FWD_KEY, reset_to_zero=reset_to_zero,
                                prune_configs_by={"early_config_prune": _seg_prune}, **_cache_option())(kernel)
 
     from .triton_lane import _scan_bwd_lane_kernel, _scan_fwd_lane_kernel
@@ -965,16 +976,16 @@ def _tuned_kernels():
                                   num_stages=st)
                     for bd, w, st, unroll, e, pf in _configs_from_env("MAMBAAD_SCAN_LANE_CONFIGS",
                                                                       _LANE_FWD_CONFIGS)]
-    lane = triton.autotune(lane_configs, key=["DG", "L", "N", "T"], **_cache_option())(_scan_fwd_lane_kernel)
+    lane = triton.autotune(lane_configs, key=FWD_KEY, **_cache_option())(_scan_fwd_lane_kernel)
     # the outputs the backward kernels add into must be zeroed between the autotuner's trial runs
     added = ["dB_ptr", "dC_ptr", "dA_ptr"]
     lane_bwd_configs = [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
                                       num_stages=st)
                         for bd, w, st, unroll, e, pf in _lane_bwd_config_space()]
-    lane_bwd = triton.autotune(lane_bwd_configs, key=["DG", "L", "N", "T"], reset_to_zero=added,
+    lane_bwd = triton.autotune(lane_bwd_configs, key=KEY, reset_to_zero=added,
                                **_cache_option())(_scan_bwd_lane_kernel)
     return (_autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=added, backward=True),
-            rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, reset_to_zero=["dB_ptr", "dC_ptr"]),
+            rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, ["dB_ptr", "dC_ptr"], backward=True),
             seg(_scan_fwd_seg_kernel, False), seg(_scan_bwd_seg_kernel, True, reset_to_zero=added), lane,
             lane_bwd)
 
@@ -1090,7 +1101,8 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     T = chunk or chunk_length(length)
     rows = channels_last(u4, dt4, z4) and rows_enabled()
     if (need_ckpt and not rows and table is None and _lane_checkpoint_steps()
-            and _lane_backward((dg, groups, batch, length), z4 is not None, u4.device.index or 0)):
+            and _lane_backward((dg, groups, batch, length), z4 is not None, u4.device.index or 0,
+                               u4.element_size())):
         T = min(T, _lane_checkpoint_steps())  # the lane backward then skips its pass over each chunk
     n_chunks = cdiv(length, T)
     Ac, Df, bias = _host_params(A, D, delta_bias)
@@ -1164,7 +1176,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
     lane = not rows and table is None and _lane_backward((dg, groups, batch, length), z4 is not None,
-                                                          u4.device.index or 0)
+                                                          u4.device.index or 0, u4.element_size())
     seg = lane or (not rows and table is None and seg_enabled(T, dg, backward=True)
                    and (interpreting() or segment_backward_on_gpu(T, u4.element_size(), z4 is not None)))
     if not rows and not seg:  # bf16 loads set the tiles kernel's layouts astray (Triton 3.6): 1.3x slower

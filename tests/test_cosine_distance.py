@@ -69,17 +69,26 @@ def test_backend_choice_and_bad_input(monkeypatch):
     calls = []
     fake = lambda *a: calls.append(1) or cd.cosine_distance_torch(*a)  # noqa: E731
     monkeypatch.setattr(cd, "_cosine_distance_triton", fake)
-    monkeypatch.delenv("MAMBAAD_COSINE_BACKEND", raising=False)
-    cosine_distance(e, d)
-    assert not calls  # the default: torch
+    monkeypatch.setenv("MAMBAAD_COSINE_BACKEND", "torch")
+    cosine_distance(e.bfloat16(), d.bfloat16())
+    assert not calls
     monkeypatch.setenv("MAMBAAD_COSINE_BACKEND", "triton")
     cosine_distance(e, d)
     assert calls == [1]
-    monkeypatch.setenv("MAMBAAD_COSINE_BACKEND", "auto")  # Triton on CUDA tensors only, never with autograd
-    cosine_distance(e, d)
-    assert calls == [1] + ([1] if DEVICE == "cuda" else [])
-    grad = cosine_distance(e.clone().requires_grad_(), d)
-    assert grad.requires_grad and len(calls) == (2 if DEVICE == "cuda" else 1)
+    # auto, the default: Triton on 16-bit CUDA maps only, never with autograd, never on fp32 maps
+    on_gpu = DEVICE == "cuda"
+    for env in (None, "auto"):
+        calls.clear()
+        if env is None:
+            monkeypatch.delenv("MAMBAAD_COSINE_BACKEND", raising=False)
+        else:
+            monkeypatch.setenv("MAMBAAD_COSINE_BACKEND", env)
+        cosine_distance(e, d)
+        assert not calls
+        cosine_distance(e.bfloat16(), d.bfloat16())
+        assert calls == ([1] if on_gpu else [])
+        grad = cosine_distance(e.bfloat16().requires_grad_(), d.bfloat16())
+        assert grad.requires_grad and len(calls) == (1 if on_gpu else 0)
 
 
 def test_anomaly_map_is_the_same_with_either_backend(monkeypatch):

@@ -70,3 +70,27 @@ def test_launch_tuned_goes_through_the_autotuner_before_a_pick(monkeypatch):
     monkeypatch.setattr(tuner, "run", lambda *a, **k: calls.append(k.get("grid")))
     launch_tuned(tuner, _grid(40), (out, 40), {}, {"n": 40})
     assert len(calls) == 1  # a miss: the autotuner tunes (here stubbed) and launches
+
+
+@triton.jit
+def _fill_flag_kernel(out_ptr, n, FLAG: tl.constexpr, VALUE: tl.constexpr, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(out_ptr + offs, tl.zeros([BLOCK], tl.float32) + VALUE + FLAG, mask=offs < n)
+
+
+def test_a_constexpr_in_the_key_keeps_one_pick_per_value(monkeypatch):
+    # the scan forwards' keys hold STORE_CKPT (a constexpr passed by name), so that training and inference
+    # keep picks of their own: under our key as under the autotuner's, each value finds its own pick
+    _tuner()  # the same skip
+    configs = [triton.Config({"VALUE": 3.0, "BLOCK": 16}), triton.Config({"VALUE": 7.0, "BLOCK": 32})]
+    tuner = triton.autotune(configs, key=["n", "FLAG"])(_fill_flag_kernel)
+    out = torch.zeros(40, device=DEVICE)
+    for flag, pick in ((True, 1), (False, 0)):
+        tuner.cache[tuner_key(tuner, {"n": 40, "FLAG": flag}, (out, 40))] = tuner.configs[pick]
+    assert len(tuner.cache) == 2  # two keys
+    tuner[_grid(40)](out, 40, FLAG=True)  # the autotuner itself finds the seeded pick
+    assert len(tuner.cache) == 2 and torch.all(out == 8.0)
+    calls = []
+    monkeypatch.setattr(tuner, "run", lambda *a, **k: calls.append(1))
+    launch_tuned(tuner, _grid(40), (out, 40), {"FLAG": False}, {"n": 40, "FLAG": False})
+    assert calls == [] and torch.all(out == 3.0)

@@ -505,7 +505,23 @@ def test_auto_takes_the_lane_forward_by_warps_per_sm_and_length(ts, monkeypatch,
     for capturing in (False, True):
         monkeypatch.setattr(ts.torch.cuda, "is_current_stream_capturing", lambda c=capturing: c)
         assert ts._lane_forward((dim // 8, 8, batch, length), (u,), {}) is lane
-    # the lane backward's auto: the same rule; never with the gate z
-    monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD", "auto")
-    assert ts._lane_backward((dim // 8, 8, batch, length), False, 0) is lane
-    assert ts._lane_backward((dim // 8, 8, batch, length), True, 0) is False
+    # the lane backward's auto (its default): the same rule for 16-bit inputs; never with the gate z, nor
+    # in fp32 (untimed there); forced (1) in fp32 too
+    monkeypatch.delenv("MAMBAAD_SCAN_LANE_BWD", raising=False)
+    for mode in (None, "auto"):
+        if mode:
+            monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD", mode)
+        assert ts._lane_backward((dim // 8, 8, batch, length), False, 0, 2) is lane
+        assert ts._lane_backward((dim // 8, 8, batch, length), True, 0, 2) is False
+        assert ts._lane_backward((dim // 8, 8, batch, length), False, 0, 4) is False
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD", "1")
+    assert ts._lane_backward((dim // 8, 8, batch, length), False, 0, 4) is True
+
+
+def test_forward_picks_are_kept_apart_for_training_and_inference(ts):
+    # every forward's autotuner keys on STORE_CKPT (training stores checkpoints, inference does not), the
+    # backwards do not take it
+    tuners = ts._tuned_kernels()
+    for index, name in enumerate(ts.TUNED_KERNEL_NAMES):
+        assert ("STORE_CKPT" in tuners[index].keys) == name.endswith("_fwd"), name
+        assert tuners[index].keys[:4] == ["DG", "L", "N", "T"], name

@@ -31,7 +31,7 @@ def anomaly_map(
         out_size = (out_size, out_size)
     total = None
     for e, d in zip(enc, dec, strict=True):
-        dist = cosine_distance(e, d)  # fp32; MAMBAAD_COSINE_BACKEND=triton reads bf16 maps in place
+        dist = cosine_distance(e, d)  # fp32; on a GPU, 16-bit maps are read in place by a Triton kernel
         dist = F.interpolate(dist.unsqueeze(1), size=tuple(out_size), mode="bilinear", align_corners=True)
         total = dist if total is None else total + dist
     return gaussian_blur(total.squeeze(1), sigma)
