@@ -19,10 +19,9 @@ import os
 import torch
 import torch.nn.functional as F
 
-from .dispatch import interpreting, triton_ready
+from .dispatch import use_triton_kernel
 from .launch import cdiv, next_power_of_2
 
-COSINE_BACKENDS = ("auto", "torch", "triton")
 EPS = 1e-8  # F.cosine_similarity's default, as the anomaly map has always used
 
 
@@ -44,18 +43,12 @@ def _cosine_distance_triton(e: torch.Tensor, d: torch.Tensor, eps: float) -> tor
 
 
 def _use_triton(e: torch.Tensor, d: torch.Tensor, backend: str) -> bool:
-    if backend not in COSINE_BACKENDS:
-        choices = ", ".join(COSINE_BACKENDS)
-        raise ValueError(f"cosine_distance: backend must be one of {choices}, got {backend!r}")
     fits = (e.dim() == 4 and e.shape == d.shape and e.device == d.device and not e.requires_grad
             and not d.requires_grad and e.numel() > 0)
-    if backend == "triton":
-        if not (fits and triton_ready() and (e.is_cuda or interpreting())):
-            raise ValueError("cosine_distance: backend 'triton' needs two (B, C, H, W) maps of one shape on "
-                             "a CUDA device (or TRITON_INTERPRET=1), without autograd")
-        return True
     half = e.element_size() == 2 and d.element_size() == 2
-    return backend == "auto" and fits and half and e.is_cuda and triton_ready()
+    return use_triton_kernel(
+        "cosine_distance", backend, fits, e.is_cuda, half,
+        "two (B, C, H, W) maps of one shape on a CUDA device (or TRITON_INTERPRET=1), without autograd")
 
 
 def cosine_distance(e: torch.Tensor, d: torch.Tensor, eps: float = EPS,

@@ -63,6 +63,24 @@ def triton_ready() -> bool:
     return _triton_available()
 
 
+KERNEL_BACKENDS = ("auto", "torch", "triton")  # the norms' and the anomaly map's kernels
+
+
+def use_triton_kernel(what: str, backend: str, fits: bool, is_cuda: bool, auto: bool, needs: str) -> bool:
+    """The choice of instance_norm_silu, layer_norm and cosine_distance between their torch reference and
+    their Triton kernel. ``fits``: the inputs are ones the kernel takes; ``auto``: the caller's own condition
+    for choosing Triton under backend auto (a dtype, its knob). triton runs where it fits and Triton can run
+    (a CUDA device, or TRITON_INTERPRET=1), else raises ValueError "<what>: backend 'triton' needs <needs>";
+    auto takes it for CUDA inputs that fit, where ``auto`` holds; torch never."""
+    if backend not in KERNEL_BACKENDS:
+        raise ValueError(f"{what}: backend must be one of {', '.join(KERNEL_BACKENDS)}, got {backend!r}")
+    if backend == "triton":
+        if not (fits and triton_ready() and (is_cuda or interpreting())):
+            raise ValueError(f"{what}: backend 'triton' needs {needs}")
+        return True
+    return backend == "auto" and fits and is_cuda and auto and triton_ready()
+
+
 def check_triton(u: torch.Tensor, what: str = "selective_scan") -> None:
     """Raise BackendUnavailableError unless the Triton kernel can run on u's device."""
     if importlib.util.find_spec("triton") is None:

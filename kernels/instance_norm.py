@@ -15,10 +15,8 @@ import os
 import torch
 import torch.nn.functional as F
 
-from .dispatch import interpreting, triton_ready
+from .dispatch import use_triton_kernel
 from .launch import cdiv, next_power_of_2
-
-NORM_BACKENDS = ("auto", "torch", "triton")
 
 
 def instance_norm_silu_torch(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -93,17 +91,10 @@ class _InstanceNormSiLU(torch.autograd.Function):
 
 
 def _use_triton(x: torch.Tensor, backend: str) -> bool:
-    if backend not in NORM_BACKENDS:
-        choices = ", ".join(NORM_BACKENDS)
-        raise ValueError(f"instance_norm_silu: backend must be one of {choices}, got {backend!r}")
     fits = _is_channels_last(x) and x.shape[2] * x.shape[3] > 1  # one position: let instance_norm raise
-    if backend == "triton":
-        if not (fits and triton_ready() and (x.is_cuda or interpreting())):
-            raise ValueError("instance_norm_silu: backend 'triton' needs a channels-last (B, C, H, W) map "
-                             "with H*W > 1 on a CUDA device (or TRITON_INTERPRET=1)")
-        return True
-    return (backend == "auto" and fits and x.is_cuda and os.environ.get("MAMBAAD_NORM_BACKEND") != "torch"
-            and triton_ready())
+    return use_triton_kernel(
+        "instance_norm_silu", backend, fits, x.is_cuda, os.environ.get("MAMBAAD_NORM_BACKEND") != "torch",
+        "a channels-last (B, C, H, W) map with H*W > 1 on a CUDA device (or TRITON_INTERPRET=1)")
 
 
 # an explicit backend="triton" inside a torch.compile'd region runs eagerly, as the scan does

@@ -18,10 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dispatch import autocast_dtype, interpreting, triton_ready
+from .dispatch import autocast_dtype, use_triton_kernel
 from .launch import cdiv, next_power_of_2
 
-LN_BACKENDS = ("auto", "torch", "triton")
 TILE = 4096  # elements per program's tile: 64 rows of 64 channels, 4 of 1024
 BWD_PROGRAMS = 1024  # the backward's programs at most (each sums its rows' dweight / dbias; the host adds)
 
@@ -98,18 +97,14 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
 
 
 def _use_triton(x: torch.Tensor, norm: nn.LayerNorm, gate: torch.Tensor | None, backend: str) -> bool:
-    if backend not in LN_BACKENDS:
-        raise ValueError(f"layer_norm: backend must be one of {', '.join(LN_BACKENDS)}, got {backend!r}")
     fits = (norm.elementwise_affine and norm.bias is not None and len(norm.normalized_shape) == 1
             and x.shape[-1] == norm.normalized_shape[0] and x.numel() > 0
             and (gate is None or gate.shape == x.shape))
-    if backend == "triton":
-        if not (fits and triton_ready() and (x.is_cuda or interpreting())):
-            raise ValueError("layer_norm: backend 'triton' needs an affine LayerNorm over the last dim (a "
-                             "gate of x's shape) on a CUDA device (or TRITON_INTERPRET=1)")
-        return True
-    return (backend == "auto" and fits and x.is_cuda and _autocast_dtype(x) == torch.bfloat16
-            and os.environ.get("MAMBAAD_LN_BACKEND") != "torch" and triton_ready())
+    auto = _autocast_dtype(x) == torch.bfloat16 and os.environ.get("MAMBAAD_LN_BACKEND") != "torch"
+    return use_triton_kernel(
+        "layer_norm", backend, fits, x.is_cuda, auto,
+        "an affine LayerNorm over the last dim (a gate of x's shape) on a CUDA device "
+        "(or TRITON_INTERPRET=1)")
 
 
 # an explicit backend="triton" inside a torch.compile'd region runs eagerly, as the scan does

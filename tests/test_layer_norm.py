@@ -156,7 +156,9 @@ def test_auto_is_the_module_where_the_kernels_do_not_apply(monkeypatch):
 
 
 def test_auto_takes_the_kernels_only_under_bf16_autocast_on_cuda(monkeypatch):
-    monkeypatch.setattr(ln_module, "triton_ready", lambda: True)
+    import kernels.dispatch
+
+    monkeypatch.setattr(kernels.dispatch, "triton_ready", lambda: True)  # use_triton_kernel asks it
     norm = nn.LayerNorm(8)
     x = torch.empty(2, 8)
     monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
