@@ -1,5 +1,6 @@
 """Selective scan, one channel per lane: the forward (v1.11; by shape by default since v1.12) and the
-backward (v1.12, opt-in: _scan_bwd_lane_kernel's docstring).
+backward (v1.12; by shape for 16-bit inputs by default since v1.13: _scan_bwd_lane_kernel's docstring,
+triton_scan._lane_backward).
 
 The segment forward (triton_seg.py) splits each 128-step chunk over 8 lanes of 16 steps: every state pays
 a scan of the lane's steps from zero for the segment's total, a 3-level shuffle scan of the totals, the

@@ -806,14 +806,15 @@ _SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3
                     (4, 1, 3, 1, 8, 1), (8, 1, 3, 1, 16, 0), (16, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 0)]
 
 
-# the lane forward (triton_lane.py, opt-in): one channel per lane, so BD = 32 * warps; E = 16 steps per block
-# (H200, v1.11: BD = 32 picked at 7 of 8 shapes, PREFETCH 0 and 2 about evenly; BD = 64 only at 8192 x 64,
-# which auto leaves to the segment kernel, so it is out: every config is a long compile at first use).
-# 8-step blocks: not timed yet; in the local sm_90 compile they drop the 16-step body's spill (192 bytes of
-# stack in bf16) at 246 registers, with the same instructions per element and state
+# the lane forward (triton_lane.py; by shape by default since v1.12): one channel per lane, so BD = 32 *
+# warps; E = 16 steps per block (H200, v1.11: BD = 32 picked at 7 of 8 shapes, PREFETCH 0 and 2 about evenly;
+# BD = 64 only at 8192 x 64, which auto leaves to the segment kernel, so it is out: every config is a long
+# compile at first use). 8-step blocks: not timed yet; in the local sm_90 compile they drop the 16-step
+# body's spill (192 bytes of stack in bf16) at 246 registers, with the same instructions per element and state
 _LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 2), (32, 1, 3, 1, 8, 0)]
-# the lane backward (opt-in, v1.12): the same fields, PREFETCH 1 = the next state's B / C rows in registers.
-# Its scratch holds T / E block start states per channel, so E is at least LANE_BWD_MIN_E
+# the lane backward (v1.12; by shape for 16-bit inputs by default since v1.13): the same fields, PREFETCH
+# 1 = the next state's B / C rows in registers. Its scratch holds T / E block start states per channel, so E
+# is at least LANE_BWD_MIN_E
 _LANE_BWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 1), (32, 1, 3, 1, 8, 1)]
 LANE_BWD_MIN_E = 8
 
@@ -964,25 +965,23 @@ def _tuned_kernels():
 
     from .triton_seg import _scan_bwd_seg_kernel, _scan_fwd_seg_kernel
 
+    def block_configs(space):
+        # the segment and lane kernels' (BD, num_warps, num_stages, unroll, E, PREFETCH) tuples
+        return [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
+                              num_stages=st) for bd, w, st, unroll, e, pf in space]
+
     def seg(kernel, backward, reset_to_zero=None):
-        configs = [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
-                                 num_stages=st) for bd, w, st, unroll, e, pf in _seg_config_space(backward)]
-        return triton.autotune(configs, key=KEY if backward else FWD_KEY, reset_to_zero=reset_to_zero,
+        return triton.autotune(block_configs(_seg_config_space(backward)), key=KEY if backward else FWD_KEY,
+                               reset_to_zero=reset_to_zero,
                                prune_configs_by={"early_config_prune": _seg_prune}, **_cache_option())(kernel)
 
     from .triton_lane import _scan_bwd_lane_kernel, _scan_fwd_lane_kernel
 
-    lane_configs = [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
-                                  num_stages=st)
-                    for bd, w, st, unroll, e, pf in _configs_from_env("MAMBAAD_SCAN_LANE_CONFIGS",
-                                                                      _LANE_FWD_CONFIGS)]
-    lane = triton.autotune(lane_configs, key=FWD_KEY, **_cache_option())(_scan_fwd_lane_kernel)
+    lane_space = _configs_from_env("MAMBAAD_SCAN_LANE_CONFIGS", _LANE_FWD_CONFIGS)
+    lane = triton.autotune(block_configs(lane_space), key=FWD_KEY, **_cache_option())(_scan_fwd_lane_kernel)
     # the outputs the backward kernels add into must be zeroed between the autotuner's trial runs
     added = ["dB_ptr", "dC_ptr", "dA_ptr"]
-    lane_bwd_configs = [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
-                                      num_stages=st)
-                        for bd, w, st, unroll, e, pf in _lane_bwd_config_space()]
-    lane_bwd = triton.autotune(lane_bwd_configs, key=KEY, reset_to_zero=added,
+    lane_bwd = triton.autotune(block_configs(_lane_bwd_config_space()), key=KEY, reset_to_zero=added,
                                **_cache_option())(_scan_bwd_lane_kernel)
     return (_autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=added, backward=True),
             rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, ["dB_ptr", "dC_ptr"], backward=True),
@@ -1215,21 +1214,19 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         scratch = torch.empty(slots * consts["NP"] * batch * groups * dg, device=dev, dtype=torch.float32)
     else:  # the adjoint handed from chunk to chunk, two slots by chunk parity
         scratch = torch.empty((2, batch * groups * dg * n_state), device=dev, dtype=torch.float32)
-    if lane:
+    if seg:  # the segment and lane backwards (seg holds where lane does)
         consts["EVEN_L"] = length % T == 0
+        # dB / dC added by inline PTX (both kernels' reductions): NVIDIA GPUs, whole chunks
         consts["PTX_RED"] = consts["EVEN_L"] and fast_exp() and not interpreting()
-    elif seg:
-        consts["EVEN_L"] = length % T == 0
-        # dB / dC added by inline PTX (triton_seg._red_add_segments): NVIDIA GPUs, whole chunks. Modes: 2
+    if seg and not lane:
+        # the segment backward's dB / dC reduction (triton_seg._red_add_segments, by PTX_RED). Modes: 2
         # sums over the lane rows first, 1 adds every channel's own, 3 the reduce-scatter
         # (triton_seg._red_scatter_rows), which also runs without PTX (tl.atomic_add). 3 timed faster on
         # the H200 at 128-step chunks (bf16 backward 3.20 -> 2.78 ms at 1024 x 4096, 0.85 -> 0.69 at
         # 4096 x 256), 2 at 64 (0.82 against 1.01 at 8192 x 64): kernels/NOTES.md, v1.7. Developer knob
         # MAMBAAD_SCAN_SEG_RED
-        vec = consts["EVEN_L"] and fast_exp() and not interpreting()
         mode = int(os.environ.get("MAMBAAD_SCAN_SEG_RED", "3" if T >= 128 else "2"))
-        consts["VEC_RED"] = mode if vec or mode == 3 else 0
-        consts["PTX_RED"] = vec
+        consts["VEC_RED"] = mode if consts["PTX_RED"] or mode == 3 else 0
         # the grid with channel blocks last (_program_channels) at up to two chunks: the backward timed 5 %
         # (4096 x 256) and 13 % (8192 x 64) faster, 0-2 % either way at longer sequences (H200, bf16,
         # kernels/NOTES.md v1.8). Developer knobs: MAMBAAD_SCAN_SEG_ORDER, and MAMBAAD_SCAN_SEG_RED_SKIP=1,
