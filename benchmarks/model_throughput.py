@@ -86,6 +86,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+cos": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_COSINE_BACKEND": "triton"}},
     "bf16+cl+graphs+costorch": {**BF16_CL, "train.cuda_graphs": True,
                                 "env": {"MAMBAAD_COSINE_BACKEND": "torch"}},
+    # v1.14's default with v1.13's softplus for 16-bit deltas (MAMBAAD_SCAN_SOFTPLUS=exact: libdevice's log
+    # and a division per element instead of _softplus_fast)
+    "bf16+cl+graphs+spexact": {**BF16_CL, "train.cuda_graphs": True,
+                               "env": {"MAMBAAD_SCAN_SOFTPLUS": "exact"}},
     # the frozen encoder without its folded 16-bit copy (MAMBAAD_ENCODER_FOLD=0: model/encoder_fold.py)
     "bf16+cl+graphs+laneauto+nofold": {**BF16_CL, "train.cuda_graphs": True,
                                        "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_ENCODER_FOLD": "0"}},

@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from .triton_scan import _channel_vectors, _delta, _exp2, _input_grads, _load_A2, _program_channels
-from .triton_seg import _layout_hint, _pack, _prefetch_rows, _red_scatter_rows, _unpack
+from .triton_seg import _f32, _layout_hint, _pack, _prefetch_rows, _red_scatter_rows, _unpack
 
 
 @triton.jit
@@ -65,9 +65,9 @@ def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, s
     C_row = C_seg + t * sC_l + 0 * d[:, None]
     new_hs = ()
     for n in tl.static_range(N):
-        Bs = _columns(_rows(B_row + n * sB_n, tmask, EVEN_L), BD, E)
+        Bs = _columns(_rows(B_row + n * sB_n, tmask, EVEN_L, FAST_EXP), BD, E)
         if WITH_Y:
-            Cs = _columns(_rows(C_row + n * sC_n, tmask, EVEN_L), BD, E)
+            Cs = _columns(_rows(C_row + n * sC_n, tmask, EVEN_L, FAST_EXP), BD, E)
         hn = hs[n]
         new_ys = ()
         for k in tl.static_range(E):
@@ -107,12 +107,13 @@ def _A2_tile(A_ptr, u_ptr, b, g, d, ch, nn, nm, L, su_b, su_g, su_d, su_l, N: tl
 
 
 @triton.jit
-def _rows(ptrs, tmask, EVEN_L: tl.constexpr):
+def _rows(ptrs, tmask, EVEN_L: tl.constexpr, PTX: tl.constexpr):
     # a B or C row over a block, fp32 [BD, E] (zeros past L)
     if EVEN_L:
-        return tl.load(ptrs).to(tl.float32)
+        x = tl.load(ptrs)
     else:
-        return tl.load(ptrs, mask=tmask, other=0.0).to(tl.float32)
+        x = tl.load(ptrs, mask=tmask, other=0.0)
+    return _f32(x, PTX)
 
 
 @triton.jit
@@ -274,17 +275,17 @@ def _scan_bwd_lane_kernel(
             C_row = C_seg + t * sC_l + 0 * d[:, None]
             d_dtA = tl.zeros([BD, E], tl.float32)  # sum_n A_n mu_t a_t h_{t-1} (A in log2 units)
             d_dtu = tl.zeros([BD, E], tl.float32)  # sum_n mu_t B_n
-            B_nx = _rows(B_row, tmask, EVEN_L)
-            C_nx = _rows(C_row, tmask, EVEN_L)
+            B_nx = _rows(B_row, tmask, EVEN_L, FAST_EXP)
+            C_nx = _rows(C_row, tmask, EVEN_L, FAST_EXP)
             for n in tl.range(0, N, loop_unroll_factor=UNROLL):
                 if PREFETCH == 1:  # this state's rows were loaded an iteration ahead
                     Bn, Cn = B_nx, C_nx
                     m = tl.minimum(n + 1, N - 1)
-                    B_nx = _rows(B_row + m * sB_n, tmask, EVEN_L)
-                    C_nx = _rows(C_row + m * sC_n, tmask, EVEN_L)
+                    B_nx = _rows(B_row + m * sB_n, tmask, EVEN_L, FAST_EXP)
+                    C_nx = _rows(C_row + m * sC_n, tmask, EVEN_L, FAST_EXP)
                 else:
-                    Bn = _rows(B_row + n * sB_n, tmask, EVEN_L)
-                    Cn = _rows(C_row + n * sC_n, tmask, EVEN_L)
+                    Bn = _rows(B_row + n * sB_n, tmask, EVEN_L, FAST_EXP)
+                    Cn = _rows(C_row + n * sC_n, tmask, EVEN_L, FAST_EXP)
                 A2n = _load_A2(A_ptr + ch * N + n, dmask)
                 if BLOCKS > 1:
                     hn = tl.load(work + (s * NP + n) * rows, mask=dmask, other=0.0)

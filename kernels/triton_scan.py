@@ -54,7 +54,14 @@ import triton.language as tl
 from .dispatch import interpreting
 from .launch import cdiv, launch_tuned, next_power_of_2
 
-LN_2 = tl.constexpr(0.6931471805599453)  # used inside kernels: a Triton constexpr global
+LN_2 = tl.constexpr(0.6931471805599453)  # used inside kernels: Triton constexpr globals
+LOG2_E = tl.constexpr(1.4426950408889634)
+# The kernels' SOFTPLUS constexpr (softplus_mode): none; exact (as accurate as fp32); fast (16-bit deltas:
+# _softplus_fast by PTX approximations); the same formula by tl.exp2 / tl.log2 (interpreter, ROCm)
+SOFTPLUS_NONE = tl.constexpr(0)
+SOFTPLUS_EXACT = tl.constexpr(1)
+SOFTPLUS_FAST = tl.constexpr(2)
+SOFTPLUS_FAST_PORTABLE = tl.constexpr(3)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -81,7 +88,7 @@ def _exp2(x, FAST: tl.constexpr):
 @triton.jit
 def _softplus(x):
     # log1p(exp(x)) without a log1p builtin: Kahan's trick keeps it accurate for tiny exp(x);
-    # identity above 20, like mamba_ssm's kernel.
+    # identity above 20, like mamba_ssm's kernel. About 40 instructions (tl.log is libdevice's polynomial).
     y = tl.exp(tl.minimum(x, 20.0))
     w = 1.0 + y
     lp = tl.where(w == 1.0, y, tl.log(w) * (y / (w - 1.0)))
@@ -89,8 +96,46 @@ def _softplus(x):
 
 
 @triton.jit
-def _softplus_grad(x):
-    return tl.where(x > 20.0, 1.0, 1.0 / (1.0 + tl.exp(-x)))
+def _log2(x, PTX: tl.constexpr):
+    # lg2.approx.ftz (one MUFU op, absolute error about 2^-22 near 1) on NVIDIA GPUs; tl.log2 elsewhere
+    if PTX:
+        return tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    else:
+        return tl.log2(x)
+
+
+@triton.jit
+def _softplus_fast(x, PTX: tl.constexpr):
+    # softplus for 16-bit deltas (SOFTPLUS_FAST), about 15 instructions against _softplus's 40, which the
+    # lane forward pays once per element for 16 states (a seventh of its loop's instructions, local sm_90
+    # compile). With y = exp(x): log1p(y) by its series to y^6 where y < 1/8 (relative error below y^6 / 7,
+    # 5.4e-7), else log2(1 + y) ln 2, whose absolute error of about 2^-22 is below 2e-6 relative there
+    # (log2(1 + y) >= 0.17). A bf16 delta itself carries 3.9e-3. Identity above 20, as _softplus.
+    y = _exp2(tl.minimum(x, 20.0) * LOG2_E, PTX)
+    series = y * (1.0 - y * (0.5 - y * (1.0 / 3.0 - y * (0.25 - y * (0.2 - y * (1.0 / 6.0))))))
+    lp = tl.where(y < 0.125, series, _log2(1.0 + y, PTX) * LN_2)
+    return tl.where(x > 20.0, x, lp)
+
+
+@triton.jit
+def _rcp(x, PTX: tl.constexpr):
+    # rcp.approx.ftz (one MUFU op) on NVIDIA GPUs; a division elsewhere
+    if PTX:
+        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    else:
+        return 1.0 / x
+
+
+@triton.jit
+def _softplus_grad(x, SOFTPLUS: tl.constexpr):
+    # softplus'(x) = sigmoid(x); the fast modes by exp2 and one reciprocal
+    if SOFTPLUS >= SOFTPLUS_FAST:
+        ptx: tl.constexpr = SOFTPLUS == SOFTPLUS_FAST
+        return tl.where(x > 20.0, 1.0, _rcp(1.0 + _exp2(-x * LOG2_E, ptx), ptx))
+    else:
+        return tl.where(x > 20.0, 1.0, 1.0 / (1.0 + tl.exp(-x)))
 
 
 @triton.jit
@@ -112,10 +157,12 @@ def _positions(table_ptr, g, t, tmask, L, HAS_TABLE: tl.constexpr):
 @triton.jit
 def _delta(x, bias, m2, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     # (delta + bias before softplus, delta); bias comes broadcast to the tile's shape ([:, None] for [BD, T]
-    # tiles, [None, :] for [TR, BD] ones)
+    # tiles, [None, :] for [TR, BD] ones). SOFTPLUS: one of the SOFTPLUS_* modes (softplus_mode)
     if HAS_BIAS:
         x = x + bias
-    if SOFTPLUS:
+    if SOFTPLUS >= SOFTPLUS_FAST:
+        dt = _softplus_fast(x, SOFTPLUS == SOFTPLUS_FAST)
+    elif SOFTPLUS:
         dt = _softplus(x)
     else:
         dt = x
@@ -197,7 +244,7 @@ def _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_out, ddt_out,
         du += Dv[:, None] * gy
         dD += tl.sum(gy * u, axis=1)
     if SOFTPLUS:
-        d_dt = d_dt * _softplus_grad(x)
+        d_dt = d_dt * _softplus_grad(x, SOFTPLUS)
     d_dt = tl.where(m2, d_dt, 0.0)
     tl.store(du_out, du.to(du_out.dtype.element_ty), mask=m2)
     tl.store(ddt_out, d_dt.to(ddt_out.dtype.element_ty), mask=m2)
@@ -688,7 +735,7 @@ def _scan_bwd_rows_kernel(
                 du += Dv[None, :] * gy
                 dD += tl.sum(gy * u, axis=0)
             if SOFTPLUS:
-                d_dt = d_dt * _softplus_grad(x)
+                d_dt = d_dt * _softplus_grad(x, SOFTPLUS)
             d_dt = tl.where(m2, d_dt, 0.0)
             dbias += tl.sum(d_dt, axis=0)
             grad_at = b * sdu_b + g * sdu_g + d[None, :] * sdu_d + pos[:, None] * sdu_l
@@ -1057,10 +1104,27 @@ def _strides(t: torch.Tensor | None) -> tuple[int, ...]:
     return tuple(t.stride()) if t is not None else (0, 0, 0, 0)
 
 
-def _flags(D, z, delta_bias, softplus, table) -> dict:
+def softplus_mode(softplus: bool, delta_dtype: torch.dtype) -> int:
+    """The kernels' SOFTPLUS constexpr. 16-bit deltas get _softplus_fast (relative error below 4e-6, against
+    the 3.9e-3 a bf16 delta carries; by PTX's approximations on NVIDIA GPUs, by tl.exp2 / tl.log2 in the
+    interpreter and on ROCm); fp32 deltas the exact one, as mamba_ssm's kernel computes it, so that the fp32
+    recipe reproduces the paper's numerics. Developer knob MAMBAAD_SCAN_SOFTPLUS: exact or fast for every
+    dtype (auto by default)."""
+    if not softplus:
+        return int(SOFTPLUS_NONE)
+    choice = os.environ.get("MAMBAAD_SCAN_SOFTPLUS", "auto")
+    if choice not in ("auto", "exact", "fast"):
+        raise ValueError(f"MAMBAAD_SCAN_SOFTPLUS must be auto, exact or fast, got {choice!r}")
+    fast = choice == "fast" or (choice == "auto" and delta_dtype.itemsize == 2)
+    if not fast:
+        return int(SOFTPLUS_EXACT)
+    return int(SOFTPLUS_FAST if fast_exp() and not interpreting() else SOFTPLUS_FAST_PORTABLE)
+
+
+def _flags(D, z, delta_bias, softplus, table, delta_dtype) -> dict:
     return {
         "HAS_D": D is not None, "HAS_Z": z is not None, "HAS_BIAS": delta_bias is not None,
-        "SOFTPLUS": bool(softplus), "HAS_TABLE": table is not None,
+        "SOFTPLUS": softplus_mode(softplus, delta_dtype), "HAS_TABLE": table is not None,
     }
 
 
@@ -1119,7 +1183,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, out, ckpt, tab, length, dg, n_chunks,
             *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(out))
     consts = dict(N=n_state, NP=next_power_of_2(n_state), T=T, STORE_CKPT=need_ckpt,
-                  **_flags(D, z4, delta_bias, softplus, table))
+                  **_flags(D, z4, delta_bias, softplus, table, dt4.dtype))
     if rows:
         consts["TR"] = _rows_piece(T)
         kernel_index = 2
@@ -1172,6 +1236,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     n_chunks = cdiv(length, T)
     Ac, Df, bias = _host_params(A, D, delta_bias)
     dev = u4.device
+    delta_dtype = dt4.dtype  # the forward's softplus mode, before the tiles path's fp32 casts
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
     lane = not rows and table is None and _lane_backward((dg, groups, batch, length), z4 is not None,
@@ -1204,7 +1269,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     dDb = torch.empty((2, batch, groups * dg), device=dev, dtype=torch.float32)  # dD, dbias per batch element
     dD, dbias = dDb[0], dDb[1]
     consts = dict(N=n_state, NP=next_power_of_2(n_state), T=T,
-                  **_flags(D, z4, delta_bias, softplus, table))
+                  **_flags(D, z4, delta_bias, softplus, table, delta_dtype))
     if rows:
         consts["TR"] = _rows_piece(T)
         scratch = torch.empty((batch, groups * dg, T // consts["TR"], consts["NP"]), device=dev,

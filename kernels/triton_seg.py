@@ -168,6 +168,24 @@ def _prefetch_rows(ptr, first, L, sl):
 
 
 @triton.jit
+def _f32(x, PTX: tl.constexpr):
+    """x (a B or C row) in fp32. bf16 on NVIDIA GPUs by _bf16_pairs: Triton's own conversion takes 1.5
+    instructions per value, which the state loops pay for every element and state."""
+    if PTX and x.dtype == tl.bfloat16:
+        return _bf16_pairs(x)
+    else:
+        return x.to(tl.float32)
+
+
+@triton.jit
+def _bf16_pairs(x):
+    # two bf16 from their packed register: a shift for the first, a mask for the second (Triton moves the
+    # second to the low half first, PRMT, then shifts it like the first)
+    return tl.inline_asm_elementwise("{ shl.b32 $0, $2, 16; and.b32 $1, $2, 0xffff0000; }", "=r,=r,r", [x],
+                                     dtype=tl.float32, is_pure=True, pack=2)
+
+
+@triton.jit
 def _load_rows(ptrs, tmask, EVEN_L: tl.constexpr):
     # a B or C row as a [BD, T] tile: no mask when L is a multiple of T (the masked loads' zeroing costs a
     # register move per element and state), else zeros past L (the backward's adjoint runs through them)
@@ -284,9 +302,9 @@ def _scan_fwd_seg_kernel(
                 A2n = _load_A2(A_row + n, dmask)
                 h0n = tl.load(h0_row + n, mask=dmask, other=0.0)
             a = _exp2(dt3 * A2n[:, None, None], FAST_EXP)
-            bb = dtu3 * tl.reshape(Bn.to(tl.float32), [BD, S, E])
+            bb = dtu3 * tl.reshape(_f32(Bn, FAST_EXP), [BD, S, E])
             h, h_last = _seg_forward_state(a, bb, sdt, A2n, h0n, ss, kk, S, E, FAST_EXP)
-            y += h * tl.reshape(Cn.to(tl.float32), [BD, S, E])
+            y += h * tl.reshape(_f32(Cn, FAST_EXP), [BD, S, E])
             tl.store(h_out + n, h_last, mask=h_mask)
         y = tl.reshape(y, [BD, T])
         if HAS_Z:
@@ -303,45 +321,50 @@ def _unpack(x, BD: tl.constexpr, S: tl.constexpr, E: tl.constexpr, L: tl.constex
     segment. The E axis lives in registers, so the splits only rename registers; the steps can then be walked
     one by one in either direction (tl.associative_scan(reverse=True) costs hundreds of shuffles here, Triton
     3.6). triton_lane.py takes the columns of its [BD, K] tiles through it too."""
+    # one return at the end: Triton's compiler also walks the statements after a return inside a
+    # compile-time if, where y would be undefined at L = 0 (a lane kernel with N = 1: NameError on the H200)
     if L == 0:
-        return (tl.reshape(x, [BD, S]),)
-    elif L == 1:
-        y = x
-    elif L == 2:
-        y = tl.reshape(x, [BD, S, 2, 2])
-    elif L == 3:
-        y = tl.reshape(x, [BD, S, 2, 2, 2])
+        out = (tl.reshape(x, [BD, S]),)
     else:
-        y = tl.reshape(x, [BD, S, 2, 2, 2, 2])
-    parts = (y,)
-    for _ in tl.static_range(L):  # each split halves along the lowest remaining bit of k
-        halves = ()
-        for i in tl.static_range(len(parts)):
-            lo, hi = tl.split(parts[i])
-            halves = halves + (lo, hi)
-        parts = halves
-    out = ()
-    for k in tl.static_range(E):  # parts[i] holds step k = i with its L bits reversed
-        out = out + (parts[(k % 2) * (E // 2) + (k // 2 % 2) * (E // 4)
-                           + (k // 4 % 2) * (E // 8) + (k // 8 % 2) * (E // 16)],)
+        if L == 1:
+            y = x
+        elif L == 2:
+            y = tl.reshape(x, [BD, S, 2, 2])
+        elif L == 3:
+            y = tl.reshape(x, [BD, S, 2, 2, 2])
+        else:
+            y = tl.reshape(x, [BD, S, 2, 2, 2, 2])
+        parts = (y,)
+        for _ in tl.static_range(L):  # each split halves along the lowest remaining bit of k
+            halves = ()
+            for i in tl.static_range(len(parts)):
+                lo, hi = tl.split(parts[i])
+                halves = halves + (lo, hi)
+            parts = halves
+        out = ()
+        for k in tl.static_range(E):  # parts[i] holds step k = i with its L bits reversed
+            out = out + (parts[(k % 2) * (E // 2) + (k // 2 % 2) * (E // 4)
+                               + (k // 4 % 2) * (E // 8) + (k // 8 % 2) * (E // 16)],)
     return out
 
 
 @triton.jit
 def _pack(xs, BD: tl.constexpr, S: tl.constexpr, E: tl.constexpr, L: tl.constexpr):
     """The inverse of _unpack: E tensors [BD, S] back to one [BD, S, E]."""
-    if L == 0:
-        return tl.reshape(xs[0], [BD, S, 1])
-    parts = ()
-    for i in tl.static_range(E):
-        parts = parts + (xs[(i % 2) * (E // 2) + (i // 2 % 2) * (E // 4)
-                            + (i // 4 % 2) * (E // 8) + (i // 8 % 2) * (E // 16)],)
-    for _ in tl.static_range(L):
-        joined = ()
-        for j in tl.static_range(len(parts) // 2):
-            joined = joined + (tl.join(parts[2 * j], parts[2 * j + 1]),)
-        parts = joined
-    return tl.reshape(parts[0], [BD, S, E])
+    if L == 0:  # one return, as in _unpack
+        out = tl.reshape(xs[0], [BD, S, 1])
+    else:
+        parts = ()
+        for i in tl.static_range(E):
+            parts = parts + (xs[(i % 2) * (E // 2) + (i // 2 % 2) * (E // 4)
+                                + (i // 4 % 2) * (E // 8) + (i // 8 % 2) * (E // 16)],)
+        for _ in tl.static_range(L):
+            joined = ()
+            for j in tl.static_range(len(parts) // 2):
+                joined = joined + (tl.join(parts[2 * j], parts[2 * j + 1]),)
+            parts = joined
+        out = tl.reshape(parts[0], [BD, S, E])
+    return out
 
 
 @triton.jit
@@ -497,8 +520,8 @@ def _scan_bwd_seg_kernel(
             A2n = _load_A2(A_row + n, dmask)
             h0n = tl.load(h0_row + n, mask=dmask, other=0.0)
             lam_n = tl.load(lam_row + n, mask=lam_mask, other=0.0)
-            B3 = tl.reshape(Bn.to(tl.float32), [BD, S, E])
-            C3 = tl.reshape(Cn.to(tl.float32), [BD, S, E])
+            B3 = tl.reshape(_f32(Bn, FAST_EXP), [BD, S, E])
+            C3 = tl.reshape(_f32(Cn, FAST_EXP), [BD, S, E])
             a = _exp2(dt3 * A2n[:, None, None], FAST_EXP)
             h, q, mu, mu_first = _seg_backward_state(a, dtu3 * B3, gy3 * C3, sdt, sdtn, dtn_first, A2n, h0n,
                                                      lam_n, ss, S, E, LOG_E, FAST_EXP)

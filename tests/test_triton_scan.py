@@ -8,6 +8,7 @@ same tests run compiled.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 
 import pytest
@@ -17,7 +18,11 @@ from kernels import selective_scan_ref
 from kernels.directions import selective_scan_directions, selective_scan_directions_unfused
 from mambaad_cli.model.scans import direction_tables
 
-pytest.importorskip("triton")
+triton = pytest.importorskip("triton")
+import triton.language as tl  # noqa: E402
+
+from kernels.triton_scan import _delta, _softplus_grad  # noqa: E402
+
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
@@ -106,6 +111,10 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     # the lane backward (MAMBAAD_SCAN_LANE_BWD=1; the gated case runs the segment one): blocks of 4 steps
     # here, of 8 and 16, and each state's B / C rows loaded an iteration ahead (PREFETCH=1)
     "lane backward": {"LANE_BWD": "1", "SEG_PREFETCH": "0"},
+    # the 16-bit deltas' softplus (_softplus_fast) forced on these fp32 inputs, so that the fp32 bounds check
+    # it: on the tiles kernels, and on the lane forward and backward
+    "fast softplus": {"SOFTPLUS": "fast"},
+    "fast softplus, lane forward and backward": {"SOFTPLUS": "fast", "LANE": "1", "LANE_BWD": "1"},
     "lane backward, rows ahead": {"LANE_BWD": "1", "SEG_PREFETCH": "1"},
     "lane backward, 8-step blocks": {"LANE_BWD": "1", "SEG_E": "8"},
     "lane forward and backward, 16-step blocks": {"LANE": "1", "LANE_BWD": "1", "SEG_E": "16"},
@@ -231,8 +240,10 @@ def test_block_checkpoints_only_where_the_lane_backward_runs(ts, monkeypatch, la
     ref_in, test_in, ref, out = run_both(ts, inputs, chunk=32)
     (fwd, fwd_T, ckpt), (bwd, bwd_T, _) = launched
     assert fwd_T == bwd_T == T and ckpt[2] == -(-70 // T)  # (batch, dim, chunks, N)
-    # otherwise the segment backward, or on GPUs the tiles one with z (segment_backward_on_gpu)
-    assert bwd == (7 if lane_bwd == "1" and not gated else 1 if gated and DEVICE == "cuda" else 5)
+    # otherwise the segment backward; on GPUs the tiles one with z (segment_backward_on_gpu) or where no
+    # segment config fits these 2 channels per group
+    seg = DEVICE != "cuda" or (not gated and ts.seg_enabled(T, 2, backward=True))
+    assert bwd == (7 if lane_bwd == "1" and not gated else 5 if seg else 1)
     assert rel(out, ref) < 1e-5
     for name in NAMES:
         if inputs[name] is not None:
@@ -389,18 +400,23 @@ def test_gpu_routes_the_backward_by_dtype_chunk_and_gate(ts, monkeypatch):
 @pytest.mark.skipif(DEVICE != "cuda", reason="the inline-PTX reductions and whole 128-step chunks: GPUs")
 @pytest.mark.parametrize("red", ["2", "3"])  # lane-row sums, or the reduce-scatter (MAMBAAD_SCAN_SEG_RED=3)
 @pytest.mark.parametrize("dtype,force", [(torch.bfloat16, ""), (torch.float32, "1")])
-def test_segment_backward_on_whole_chunks_matches_float64_loop(ts, monkeypatch, dtype, force, red):
+@pytest.mark.parametrize("lane", ["0", "1"])  # the lane forward and backward forced (bf16 rows by PTX pairs)
+def test_segment_backward_on_whole_chunks_matches_float64_loop(ts, monkeypatch, dtype, force, red, lane):
     # L a multiple of the 128-step chunk: the segment backward adds dB / dC with red.global.add.v4.f32
     monkeypatch.setenv("MAMBAAD_SCAN_SEG_BWD", force)
     monkeypatch.setenv("MAMBAAD_SCAN_SEG_RED", red)
-    inputs = make(2, 64, 256, 16, 4, z=False, seed=5)
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE", lane)
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD", lane)
+    # the lane backward reads checkpoints every 16 steps, where a segment (or lane) forward needs 32 channels
+    # per group (at 16 the tiles forward runs)
+    inputs = make(2, 128 if lane == "1" else 64, 256, 16, 4, z=False, seed=5)
     for k in ("u", "delta", "B", "C"):  # both sides see the same (rounded) numbers
         inputs[k] = inputs[k].to(dtype).double()
     launched = []
     launch = ts._launch
     monkeypatch.setattr(ts, "_launch", lambda index, *args: launched.append(index) or launch(index, *args))
     ref_in, test_in, ref, out = run_both(ts, inputs, chunk=None, dtype=dtype)
-    assert launched == [4, 5]  # the segment forward and backward
+    assert launched == ([6, 7] if lane == "1" else [4, 5])  # the lane, or segment, forward and backward
     fp32 = dtype == torch.float32
     assert rel(out, ref) < (1e-5 if fp32 else 1e-2)
     for name in NAMES:
@@ -525,3 +541,57 @@ def test_forward_picks_are_kept_apart_for_training_and_inference(ts):
     for index, name in enumerate(ts.TUNED_KERNEL_NAMES):
         assert ("STORE_CKPT" in tuners[index].keys) == name.endswith("_fwd"), name
         assert tuners[index].keys[:4] == ["DG", "L", "N", "T"], name
+
+
+@triton.jit
+def _softplus_probe(x_ptr, dt_ptr, grad_ptr, n, SOFTPLUS: tl.constexpr, BLOCK: tl.constexpr):
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = i < n
+    x = tl.load(x_ptr + i, mask=m, other=0.0)
+    _, dt = _delta(x, 0.0, m, False, SOFTPLUS)
+    tl.store(dt_ptr + i, dt, mask=m)
+    tl.store(grad_ptr + i, _softplus_grad(x, SOFTPLUS), mask=m)
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast, tl.exp2 / tl.log2", "fast, PTX"])
+def test_softplus_modes_match_float64(ts, mode):
+    # _softplus_fast's bound (relative error below 4e-6; its series and log branches meet at exp(x) = 1/8)
+    # and the exact one's, with the threshold and the branch point sampled closely; and softplus' (sigmoid)
+    value = {"exact": ts.SOFTPLUS_EXACT, "fast, tl.exp2 / tl.log2": ts.SOFTPLUS_FAST_PORTABLE,
+             "fast, PTX": ts.SOFTPLUS_FAST}[mode]
+    if mode == "fast, PTX" and DEVICE != "cuda":
+        pytest.skip("inline PTX: NVIDIA GPUs")
+    branch = math.log(1 / 8)
+    x = torch.cat([torch.linspace(-80, 30, 2201, dtype=torch.float64),
+                   torch.linspace(branch - 1e-3, branch + 1e-3, 101, dtype=torch.float64),
+                   torch.linspace(19.99, 20.01, 21, dtype=torch.float64)]).float()
+    dt, grad = torch.empty_like(x, device=DEVICE), torch.empty_like(x, device=DEVICE)
+    grid = (triton.cdiv(x.numel(), 256),)
+    _softplus_probe[grid](x.to(DEVICE), dt, grad, x.numel(), SOFTPLUS=value, BLOCK=256)
+    xd = x.double()
+    dt, grad = dt.double().cpu(), grad.double().cpu()
+    want = torch.where(xd > 20, xd, torch.log1p(torch.exp(xd)))
+    want_grad = torch.where(xd > 20, torch.ones_like(xd), torch.sigmoid(xd))
+    # relative where delta matters (x >= -20, delta >= 2e-9): exp by exp2(x log2(e)) carries the product's
+    # rounding, up to 1.7e-6 at x = -20 in every mode on a GPU; below that, absolute
+    big = xd >= -20
+    bound = 4e-6 if DEVICE == "cuda" else 1e-6
+    assert ((dt - want).abs() / want)[big].max().item() < bound
+    assert ((grad - want_grad).abs() / want_grad)[big].max().item() < bound
+    assert (dt - want)[~big].abs().max().item() < 1e-14
+    assert (grad - want_grad)[~big].abs().max().item() < 1e-14
+
+
+def test_softplus_mode_follows_the_deltas_dtype_and_the_knob(ts, monkeypatch):
+    monkeypatch.delenv("MAMBAAD_SCAN_SOFTPLUS", raising=False)
+    fast = ts.SOFTPLUS_FAST_PORTABLE if ts.interpreting() else ts.SOFTPLUS_FAST
+    assert ts.softplus_mode(False, torch.bfloat16) == ts.SOFTPLUS_NONE
+    assert ts.softplus_mode(True, torch.float32) == ts.SOFTPLUS_EXACT  # the paper's fp32 numerics
+    assert ts.softplus_mode(True, torch.bfloat16) == ts.softplus_mode(True, torch.float16) == fast
+    monkeypatch.setenv("MAMBAAD_SCAN_SOFTPLUS", "exact")
+    assert ts.softplus_mode(True, torch.bfloat16) == ts.SOFTPLUS_EXACT
+    monkeypatch.setenv("MAMBAAD_SCAN_SOFTPLUS", "fast")
+    assert ts.softplus_mode(True, torch.float32) == fast
+    monkeypatch.setenv("MAMBAAD_SCAN_SOFTPLUS", "quick")
+    with pytest.raises(ValueError, match="MAMBAAD_SCAN_SOFTPLUS"):
+        ts.softplus_mode(True, torch.float32)
