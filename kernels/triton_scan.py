@@ -75,12 +75,17 @@ def _pair_combine(a_l, b_l, a_r, b_r):
 
 
 @triton.jit
+def _mufu(x, ASM: tl.constexpr):
+    # one fp32 PTX approximation (a single MUFU instruction) on x, elementwise: NVIDIA GPUs only
+    return tl.inline_asm_elementwise(ASM, "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1)
+
+
+@triton.jit
 def _exp2(x, FAST: tl.constexpr):
     # ex2.approx.ftz, as mamba_ssm's kernel gets from --use_fast_math: tl.exp2 keeps denormals, which costs a
     # compare and two multiplies around every exp; a decay below 2^-126 flushed to zero changes nothing here
     if FAST:
-        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
-                                         is_pure=True, pack=1)
+        return _mufu(x, "ex2.approx.ftz.f32 $0, $1;")
     else:
         return tl.exp2(x)
 
@@ -99,8 +104,7 @@ def _softplus(x):
 def _log2(x, PTX: tl.constexpr):
     # lg2.approx.ftz (one MUFU op, absolute error about 2^-22 near 1) on NVIDIA GPUs; tl.log2 elsewhere
     if PTX:
-        return tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
-                                         is_pure=True, pack=1)
+        return _mufu(x, "lg2.approx.ftz.f32 $0, $1;")
     else:
         return tl.log2(x)
 
@@ -122,8 +126,7 @@ def _softplus_fast(x, PTX: tl.constexpr):
 def _rcp(x, PTX: tl.constexpr):
     # rcp.approx.ftz (one MUFU op) on NVIDIA GPUs; a division elsewhere
     if PTX:
-        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=r,r", [x], dtype=tl.float32,
-                                         is_pure=True, pack=1)
+        return _mufu(x, "rcp.approx.ftz.f32 $0, $1;")
     else:
         return 1.0 / x
 
