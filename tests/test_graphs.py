@@ -11,7 +11,7 @@ import torch
 from mambaad_cli.cli import main
 from mambaad_cli.config import ConfigError, load_preset
 from mambaad_cli.engine import graphs
-from mambaad_cli.engine.graphs import GraphedStep, is_compiled, use_cuda_graphs
+from mambaad_cli.engine.graphs import GraphedStep, data_parallel_notice, is_compiled, use_cuda_graphs
 from mambaad_cli.engine.train import check_cuda_graphs, match_lr_kinds, step_schedule
 from mambaad_cli.errors import UserError
 
@@ -123,6 +123,16 @@ CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 def test_auto_turns_graphs_on_only_for_one_cuda_process_without_compile(setting, device, world, compiled,
                                                                         expected):
     assert use_cuda_graphs(setting, device, world, compiled) is expected
+
+
+def test_data_parallel_runs_say_that_graphs_are_off_only_where_auto_turned_them_off():
+    # --gpus 2 on CUDA under auto: one line saying why (graphs off) and what was measured; nothing where the
+    # user chose, on one process, or off CUDA
+    line = data_parallel_notice("auto", CUDA, 2)
+    assert line is not None and "--gpus" in line and "off" in line
+    assert use_cuda_graphs("auto", CUDA, 2) is False
+    for setting, device, world in (("auto", CUDA, 1), ("auto", CPU, 2), (False, CUDA, 2), (True, CUDA, 2)):
+        assert data_parallel_notice(setting, device, world) is None
 
 
 def test_graphs_default_to_auto_and_take_only_auto_true_or_false():

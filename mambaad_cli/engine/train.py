@@ -51,7 +51,7 @@ from mambaad_cli.engine.distributed import (
     sync_buffers_from_main,
 )
 from mambaad_cli.engine.evaluate import EvalResult, evaluate, write_metrics
-from mambaad_cli.engine.graphs import WARMUP_CALLS, graph_step, use_cuda_graphs
+from mambaad_cli.engine.graphs import WARMUP_CALLS, data_parallel_notice, graph_step, use_cuda_graphs
 from mambaad_cli.engine.progress import console, make_progress
 from mambaad_cli.engine.runs import new_run_dir, point_latest
 from mambaad_cli.engine.splits import train_splits
@@ -206,6 +206,9 @@ def _train_one(
     if graphs and ctx.is_main:
         console.print(f"CUDA graphs: each training step is captured after {WARMUP_CALLS} eager ones, then "
                       "replayed (train.cuda_graphs; --no-cuda-graphs runs eagerly)")
+    dp_notice = data_parallel_notice(cfg.train.cuda_graphs, device, ctx.world_size)
+    if dp_notice and ctx.is_main:
+        console.print(dp_notice)
 
     log = TrainLog(run_dir / "log.csv", append=resume is not None) if ctx.is_main else None
     start = time.perf_counter()
