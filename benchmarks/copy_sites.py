@@ -57,15 +57,15 @@ def main() -> None:
     args = parser.parse_args()
     from torch.profiler import ProfilerActivity, profile
 
-    overrides, env = split_variant(args.variant)
+    overrides, env, benchmark = split_variant(args.variant)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device.startswith("cuda") else [])
     # one untimed call first: compiling and autotuning the scan kernels is not a step's work
     with mock.patch.dict(os.environ, env):
         model_throughput(args.preset, args.batch_size, args.device, args.backend, args.image_size, 1, 1,
-                         overrides, phases=(args.phase,))
+                         overrides, phases=(args.phase,), cudnn_benchmark=benchmark)
         with profile(activities=activities, record_shapes=True, with_stack=True) as prof:
             model_throughput(args.preset, args.batch_size, args.device, args.backend, args.image_size,
-                             args.steps, 1, overrides, phases=(args.phase,))
+                             args.steps, 1, overrides, phases=(args.phase,), cudnn_benchmark=benchmark)
     gpu = args.device.startswith("cuda")
     totals: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0.0, 0])
     for event in prof.events():

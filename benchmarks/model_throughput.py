@@ -90,27 +90,34 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # and a division per element instead of _softplus_fast)
     "bf16+cl+graphs+spexact": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_SCAN_SOFTPLUS": "exact"}},
+    # cuDNN's heuristic convolution algorithms instead of timed ones: every variant above times them as
+    # `train` does (torch.backends.cudnn.benchmark unless train.deterministic); v1.14 and earlier measured
+    # with PyTorch's default, the heuristics
+    "bf16+cl+graphs+nobench": {**BF16_CL, "train.cuda_graphs": True, "cudnn_benchmark": False},
+    "fp32+nobench": {"cudnn_benchmark": False},
+    # torch.compile'd fusion and decoder (a graph break at each scan), inside the step's CUDA graph
+    "bf16+cl+graphs+compile": {**BF16_CL, "train.cuda_graphs": True, "train.compile": True},
     # the frozen encoder without its folded 16-bit copy (MAMBAAD_ENCODER_FOLD=0: model/encoder_fold.py)
     "bf16+cl+graphs+laneauto+nofold": {**BF16_CL, "train.cuda_graphs": True,
                                        "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_ENCODER_FOLD": "0"}},
 }
 
 
-def split_variant(variant: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """(config overrides, environment) of a variant."""
+def split_variant(variant: str) -> tuple[dict[str, Any], dict[str, str], bool | None]:
+    """(config overrides, environment, cuDNN benchmark setting or None for train's) of a variant."""
     overrides = dict(VARIANTS[variant])
-    return overrides, overrides.pop("env", {})
+    return overrides, overrides.pop("env", {}), overrides.pop("cudnn_benchmark", None)
 
 
 def profile_step(args: argparse.Namespace, batch: int, variant: str, phase: str) -> str:
     """Top GPU kernels of a few training or inference steps, by self CUDA time: torch.profiler's table."""
     from torch.profiler import ProfilerActivity, profile
 
-    overrides, env = split_variant(variant)
+    overrides, env, benchmark = split_variant(variant)
     activities = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
     with mock.patch.dict(os.environ, env), profile(activities=activities) as prof:
         model_throughput(args.preset, batch, args.device, args.backend, args.image_size, 3, 2, overrides,
-                         phases=(phase,))
+                         phases=(phase,), cudnn_benchmark=benchmark)
     table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=40, max_name_column_width=90)
     return f"profile of {variant}, batch {batch}, {phase} (3 steps after 2 warm-up)\n{table}"
 
@@ -149,12 +156,12 @@ def main() -> None:
             backend = VARIANTS[variant].get("model.decoder.scan_backend", args.backend)
             row: dict[str, Any] = {"device": name, "preset": args.preset, "batch": batch, "variant": variant,
                                    "backend": backend}
-            overrides, env = split_variant(variant)
+            overrides, env, benchmark = split_variant(variant)
             try:
                 with mock.patch.dict(os.environ, env):  # the variant's knobs, restored after
                     row.update(model_throughput(args.preset, batch, args.device, args.backend,
                                                 args.image_size, args.steps, args.warmup, overrides,
-                                                phases=phases))
+                                                phases=phases, cudnn_benchmark=benchmark))
             except Exception as e:  # noqa: BLE001 - one failing variant (OOM, compile) must not stop the rest
                 row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             scan = sys.modules.get("kernels.triton_scan")

@@ -191,6 +191,25 @@ def test_model_throughput_runs_a_training_and_an_inference_step():
         assert row["train_images_per_s"] > 0 and row["infer_images_per_s"] > 0
 
 
+@pytest.mark.parametrize(("deterministic", "forced", "expected"),
+                         [(False, None, True), (True, None, False), (False, False, False)])
+def test_model_throughput_times_cudnn_algorithms_as_train_does(monkeypatch, deterministic, forced, expected):
+    """train turns cudnn.benchmark on unless deterministic (engine/device.seed_everything): the benchmark
+    must time the same convolutions, and leave the process's setting as it found it."""
+    seen = []
+
+    def fake_time_steps(*args, **kwargs):
+        seen.append(torch.backends.cudnn.benchmark)
+        return {}
+
+    monkeypatch.setattr(bench, "_time_steps", fake_time_steps)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", not expected)
+    bench.model_throughput("demo", 1, "cpu", image_size=64, overrides={"train.deterministic": deterministic},
+                           cudnn_benchmark=forced)
+    assert seen == [expected]
+    assert torch.backends.cudnn.benchmark is (not expected)
+
+
 def test_exp2_microkernel_matches_numpy_under_the_triton_interpreter():
     """The kernel that measures the exp2 rate computes what it claims (CPU, TRITON_INTERPRET=1)."""
     code = textwrap.dedent("""

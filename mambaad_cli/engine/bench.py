@@ -707,10 +707,13 @@ def model_throughput(
     warmup: int = 3,
     overrides: dict[str, Any] | None = None,
     phases: tuple[str, ...] = ("train", "infer"),
+    cudnn_benchmark: bool | None = None,
 ) -> dict[str, float]:
     """Training and inference images/s of MambaAD for a preset with random weights (encoder "none").
 
-    ``phases`` picks which of the two steps to time (a profile of one alone, say).
+    ``phases`` picks which of the two steps to time (a profile of one alone, say). ``cudnn_benchmark`` None
+    times cuDNN's convolution algorithms as `train` does (engine/device.seed_everything: on unless
+    train.deterministic); True / False force it (restored after).
 
     image_size 0 keeps the preset's; `overrides` are extra config fields (e.g. model.decoder.scan, and
     train.precision / train.channels_last / train.compile, applied as in training, to both steps).
@@ -751,12 +754,35 @@ def model_throughput(
     def infer_step() -> None:
         infer_fn(x)
 
+    saved_benchmark = torch.backends.cudnn.benchmark
+    if cudnn_benchmark is None:
+        cudnn_benchmark = not cfg.train.deterministic
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    try:
+        steps_of = {"train": train_step, "infer": infer_step}
+        return _time_steps(model, steps_of, phases, warmup, steps, batch_size, device, sync)
+    finally:
+        torch.backends.cudnn.benchmark = saved_benchmark
+
+
+def _time_steps(
+    model: torch.nn.Module,
+    step_of: dict[str, Callable[[], None]],
+    phases: tuple[str, ...],
+    warmup: int,
+    steps: int,
+    batch_size: int,
+    device: torch.device,
+    sync: Callable[[], None],
+) -> dict[str, float]:
+    """model_throughput's timing: per phase (train, then infer), warm-up calls, then the mean of `steps`."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     result: dict[str, float] = {}
-    for name, step, train_mode in (("train", train_step, True), ("infer", infer_step, False)):
+    for name in ("train", "infer"):
         if name not in phases:
             continue
+        step, train_mode = step_of[name], name == "train"
         model.train(train_mode)
         for _ in range(warmup):
             step()
