@@ -16,12 +16,13 @@ from mambaad_cli.engine.train import check_cuda_graphs, match_lr_kinds, step_sch
 from mambaad_cli.errors import UserError
 
 
-def test_cuda_graphs_need_one_cuda_process_and_say_so_in_one_line(tmp_path, capsys):
+def test_cuda_graphs_need_cuda_and_eager_modules_and_say_so_in_one_line(tmp_path, capsys):
     cfg = load_preset("folder", {"train.cuda_graphs": True})
     with pytest.raises(UserError, match="--cuda-graphs: needs a CUDA device"):
         check_cuda_graphs(cfg, torch.device("cpu"), 1)
-    with pytest.raises(UserError, match="one process only"):
-        check_cuda_graphs(cfg, torch.device("cuda"), 2)
+    with pytest.raises(UserError, match="--cuda-graphs: needs a CUDA device"):
+        check_cuda_graphs(cfg, torch.device("cpu"), 2)
+    check_cuda_graphs(cfg, torch.device("cuda"), 2)  # data-parallel steps are captured when asked
     with pytest.raises(UserError, match="not with --compile"):
         check_cuda_graphs(load_preset("folder", {"train.cuda_graphs": True, "train.compile": True}),
                           torch.device("cuda"), 1)
@@ -113,9 +114,10 @@ CUDA, CPU = torch.device("cuda"), torch.device("cpu")
     [
         ("auto", CUDA, 1, False, True),  # the default on one GPU
         ("auto", CPU, 1, False, False),
-        ("auto", CUDA, 2, False, False),  # data-parallel: eager (NCCL all-reduces are not captured)
+        ("auto", CUDA, 2, False, False),  # data-parallel: eager unless asked (no fallback across ranks)
         ("auto", CUDA, 1, True, False),  # torch.compile'd modules: eager
         (True, CUDA, 1, False, True),
+        (True, CUDA, 2, False, True),  # --gpus 2 --cuda-graphs: the data-parallel step captured
         (True, CPU, 1, False, False),  # check_cuda_graphs refuses this first, with one line
         (False, CUDA, 1, False, False),
     ],
@@ -129,7 +131,7 @@ def test_data_parallel_runs_say_that_graphs_are_off_only_where_auto_turned_them_
     # --gpus 2 on CUDA under auto: one line saying why (graphs off) and what was measured; nothing where the
     # user chose, on one process, or off CUDA
     line = data_parallel_notice("auto", CUDA, 2)
-    assert line is not None and "--gpus" in line and "off" in line
+    assert line is not None and "--gpus" in line and "off" in line and "--cuda-graphs" in line
     assert use_cuda_graphs("auto", CUDA, 2) is False
     for setting, device, world in (("auto", CUDA, 1), ("auto", CPU, 2), (False, CUDA, 2), (True, CUDA, 2)):
         assert data_parallel_notice(setting, device, world) is None
@@ -295,3 +297,31 @@ def test_training_goes_on_eagerly_after_its_capture_fails(tmp_path, monkeypatch,
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert set(metrics["classes"]) == {"disc", "stripes"}
     assert failing_once.done
+
+
+def test_a_data_parallel_step_is_captured_after_ddps_warm_up(monkeypatch):
+    """PyTorch's notes on capturing DDP ask for 11 eager iterations first: make_train_step takes the count,
+    and the step runs eagerly (on a side stream) until then, captures at the next call (fakes record which
+    path each call took: no GPU here)."""
+    from mambaad_cli.engine.graphs import DDP_WARMUP_CALLS, WARMUP_CALLS
+    from mambaad_cli.engine.train import make_train_step
+
+    assert DDP_WARMUP_CALLS >= 11 and WARMUP_CALLS < DDP_WARMUP_CALLS
+    cfg = load_preset("folder", {"train.cuda_graphs": True})
+    model = torch.nn.Linear(2, 2)
+    model.loss = lambda enc, dec, weight: (enc - dec).pow(2).mean()  # never called: the fakes below
+    sgd = torch.optim.SGD(model.parameters(), 0.1)
+    step = make_train_step(model, model, sgd, cfg, True, DDP_WARMUP_CALLS)
+    assert isinstance(step, GraphedStep) and step.warmup == DDP_WARMUP_CALLS and step.on_failure is None
+    default = make_train_step(model, model, sgd, cfg, True)
+    assert default.warmup == WARMUP_CALLS
+    paths = []
+    monkeypatch.setattr(GraphedStep, "_on_side_stream", lambda self, x: paths.append("eager"))
+    monkeypatch.setattr(GraphedStep, "_capture_or_fall_back", lambda self, x: paths.append("capture"))
+
+    class OnGpu:  # what __call__ reads of a batch before it captures
+        is_cuda = True
+
+    for _ in range(DDP_WARMUP_CALLS + 1):
+        step(OnGpu())
+    assert paths == ["eager"] * DDP_WARMUP_CALLS + ["capture"]

@@ -208,20 +208,32 @@ def sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def data_parallel(model: nn.Module, device: torch.device) -> nn.Module:
+def data_parallel(model: nn.Module, device: torch.device, graphed: bool = False) -> nn.Module:
     """Wrap for training: DDP averages the gradients of the trainable parameters over the ranks during
     backward (the frozen encoder has none). Buffers are synchronised once, at the start, not at every
     forward: the encoder's are frozen, the fusion's BatchNorm statistics are kept in step by SyncBatchNorm
-    on CUDA (on the CPU each rank keeps its own; rank 0's are saved)."""
+    on CUDA (on the CPU each rank keeps its own; rank 0's are saved). `graphed`: the training step will be
+    captured as a CUDA graph, and PyTorch's notes on capturing DDP ask that it be built on a side stream."""
     # Depthwise conv weights (C, 1, k, k) get gradients whose stride along the size-1 dim differs from
     # DDP's bucket view: the same memory layout, but DDP warns once per process. Not worth a warning.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     params = inspect.signature(nn.parallel.DistributedDataParallel).parameters
     key = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"  # older torch
     buffers = {key: False}
-    return nn.parallel.DistributedDataParallel(
-        model,
-        device_ids=[device.index] if device.type == "cuda" else None,
-        gradient_as_bucket_view=True,
-        **buffers,
-    )
+
+    def wrap() -> nn.Module:
+        return nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            gradient_as_bucket_view=True,
+            **buffers,
+        )
+
+    if not (graphed and device.type == "cuda"):
+        return wrap()
+    side = torch.cuda.Stream(device=device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        net = wrap()
+    torch.cuda.current_stream(device).wait_stream(side)
+    return net

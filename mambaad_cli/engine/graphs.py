@@ -17,6 +17,12 @@ so they outlive the next replay.
 process, modules not torch.compile'd), and a capture that fails falls back to eager calls with one line
 saying so. ``true`` insists (train checks first that it can apply) and lets a failed capture raise; ``false``
 stays eager.
+
+Data-parallel training (``--gpus N``) captures its step only under ``true``: the step then holds DDP's
+NCCL all-reduces, PyTorch's recipe for that is followed (DDP built on a side stream, engine/distributed.py,
+and DDP_WARMUP_CALLS eager calls before the capture), and every rank captures and replays in step. ``auto``
+keeps it eager: a capture that failed on one rank only would leave the others waiting in a collective, so
+there is no fallback to offer there.
 """
 
 from __future__ import annotations
@@ -28,15 +34,18 @@ import torch
 from mambaad_cli.engine.progress import console
 
 WARMUP_CALLS = 3  # eager calls before the capture (PyTorch's examples use 3 on a side stream)
+# PyTorch's CUDA-graphs notes ask for at least 11 eager DDP iterations before a whole-step capture (DDP
+# settles its gradient buckets and its per-iteration bookkeeping over the first ones)
+DDP_WARMUP_CALLS = 11
 
 
 def use_cuda_graphs(
     setting: bool | str, device: torch.device, world_size: int = 1, compiled: bool = False
 ) -> bool:
     """Whether a step runs as a CUDA graph. auto: on a CUDA device in one process whose modules are not
-    torch.compile'd (data-parallel steps all-reduce through NCCL, and compiled regions bring their own
-    graphs: neither is captured here). true: on a CUDA device (train's check_cuda_graphs refuses the rest
-    with one line first). false: never."""
+    torch.compile'd (a data-parallel step is captured only when asked: module docstring; compiled regions
+    measured slower inside the graph). true: on a CUDA device, data-parallel too (train's check_cuda_graphs
+    refuses the rest with one line first). false: never."""
     if device.type != "cuda" or setting is False:
         return False
     if setting == "auto":
@@ -46,11 +55,12 @@ def use_cuda_graphs(
 
 def data_parallel_notice(setting: bool | str, device: torch.device, world_size: int) -> str | None:
     """The line --gpus N prints on CUDA under auto, where graphs turn off: a user who adds GPUs for speed
-    should know that the one-GPU default replays graphs and the data-parallel step does not."""
+    should know that the one-GPU default replays graphs, that the data-parallel step does not by default,
+    and how to ask for it."""
     if setting != "auto" or device.type != "cuda" or world_size < 2:
         return None
-    return ("CUDA graphs: off with --gpus (data-parallel steps are not captured). On two H200s at 16 images "
-            "per GPU, one graphed GPU trained faster than both eager ones (README, 'Two GPUs, v1.14')")
+    return ("CUDA graphs: off with --gpus unless --cuda-graphs asks for them (eager, one graphed H200 "
+            "trained faster than two: README, 'Two GPUs')")
 
 
 def is_compiled(model: torch.nn.Module) -> bool:
@@ -170,12 +180,15 @@ def _undo_capture(graph, device: torch.device, stream, generator, rng) -> None:
             pass
 
 
-def graph_step(fn: Callable[[torch.Tensor], torch.Tensor], setting: bool | str, section: str) -> GraphedStep:
-    """GraphedStep of fn for the config value `setting` of `section`.cuda_graphs: under auto a failed capture
-    prints one line and the calls go on eagerly; under true it raises."""
+def graph_step(
+    fn: Callable[[torch.Tensor], torch.Tensor], setting: bool | str, section: str, warmup: int = WARMUP_CALLS
+) -> GraphedStep:
+    """GraphedStep of fn for the config value `setting` of `section`.cuda_graphs, captured after `warmup`
+    eager calls: under auto a failed capture prints one line and the calls go on eagerly; under true it
+    raises."""
 
     def notice(reason: str) -> None:
         console.print(f"CUDA graphs: the capture failed ({reason}); going on eagerly "
                       f"(--set {section}.cuda_graphs=false skips the attempt)")
 
-    return GraphedStep(fn, on_failure=notice if setting == "auto" else None)
+    return GraphedStep(fn, warmup=warmup, on_failure=notice if setting == "auto" else None)

@@ -51,7 +51,13 @@ from mambaad_cli.engine.distributed import (
     sync_buffers_from_main,
 )
 from mambaad_cli.engine.evaluate import EvalResult, evaluate, write_metrics
-from mambaad_cli.engine.graphs import WARMUP_CALLS, data_parallel_notice, graph_step, use_cuda_graphs
+from mambaad_cli.engine.graphs import (
+    DDP_WARMUP_CALLS,
+    WARMUP_CALLS,
+    data_parallel_notice,
+    graph_step,
+    use_cuda_graphs,
+)
 from mambaad_cli.engine.progress import console, make_progress
 from mambaad_cli.engine.runs import new_run_dir, point_latest
 from mambaad_cli.engine.splits import train_splits
@@ -104,16 +110,15 @@ def match_lr_kinds(optimizer: torch.optim.Optimizer, scheduler, device: torch.de
 
 
 def check_cuda_graphs(cfg: Config, device: torch.device, world_size: int) -> None:
-    """One line (UserError) when --cuda-graphs (train.cuda_graphs true) cannot apply: it needs one CUDA
-    device and eager modules. auto needs no check: it turns graphs off there (engine/graphs.py)."""
+    """One line (UserError) when --cuda-graphs (train.cuda_graphs true) cannot apply: it needs CUDA devices
+    and eager modules (data-parallel steps are captured too: engine/graphs.py). auto needs no check: it turns
+    graphs off there."""
     if cfg.train.cuda_graphs is not True:
         return
     if device.type != "cuda":
         raise UserError(
             f"--cuda-graphs: needs a CUDA device, got train.device {device} (--set train.cuda_graphs=false)"
         )
-    if world_size > 1:
-        raise UserError("--cuda-graphs: one process only (data-parallel steps are not captured); drop --gpus")
     if cfg.train.compile:
         raise UserError("--cuda-graphs: not with --compile; choose one")
 
@@ -201,10 +206,11 @@ def _train_one(
         match_lr_kinds(optimizer, scheduler, device, graphs)
         if ctx.is_main:
             console.print(f"resumed {run_dir} at epoch {start_epoch}, step {step}")
-    net = data_parallel(model, device) if ctx.enabled else model
-    train_step = make_train_step(net, model, optimizer, cfg, graphs)
+    net = data_parallel(model, device, graphed=graphs) if ctx.enabled else model
+    warmup = DDP_WARMUP_CALLS if ctx.enabled else WARMUP_CALLS
+    train_step = make_train_step(net, model, optimizer, cfg, graphs, warmup)
     if graphs and ctx.is_main:
-        console.print(f"CUDA graphs: each training step is captured after {WARMUP_CALLS} eager ones, then "
+        console.print(f"CUDA graphs: each training step is captured after {warmup} eager ones, then "
                       "replayed (train.cuda_graphs; --no-cuda-graphs runs eagerly)")
     dp_notice = data_parallel_notice(cfg.train.cuda_graphs, device, ctx.world_size)
     if dp_notice and ctx.is_main:
@@ -329,12 +335,13 @@ def make_train_step(
     optimizer: torch.optim.Optimizer,
     cfg: Config,
     graphs: bool | None = None,
+    warmup: int = WARMUP_CALLS,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """One iteration on a batch already on the device, returning the loss; `net` is the model or its DDP
     wrapper (which averages the gradients over ranks). With `graphs` (default: train.cuda_graphs resolved
-    for one process, engine/graphs.py), replayed as a CUDA graph after a few eager calls: everything in it
-    stays on the GPU. The optimizer must then be adamw(..., graphed=True). Under train.cuda_graphs auto a
-    capture that fails is reported in one line and the steps go on eagerly."""
+    for one process, engine/graphs.py), replayed as a CUDA graph after `warmup` eager calls (DDP:
+    DDP_WARMUP_CALLS): everything in it stays on the GPU. The optimizer must then be adamw(..., graphed=True).
+    Under train.cuda_graphs auto a capture that fails is reported in one line and the steps go on eagerly."""
     device = next(model.parameters()).device
     if graphs is None:
         graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, 1, cfg.train.compile)
@@ -355,7 +362,7 @@ def make_train_step(
         optimizer.step()
         return loss.detach()
 
-    return graph_step(iteration, cfg.train.cuda_graphs, "train") if graphs else iteration
+    return graph_step(iteration, cfg.train.cuda_graphs, "train", warmup) if graphs else iteration
 
 
 def _calibrate(model, train_ds, val_ds, cfg: Config, device: torch.device) -> dict[str, Any]:
