@@ -97,9 +97,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fp32+nobench": {"cudnn_benchmark": False},
     # torch.compile'd fusion and decoder (a graph break at each scan), inside the step's CUDA graph
     "bf16+cl+graphs+compile": {**BF16_CL, "train.cuda_graphs": True, "train.compile": True},
-    # the frozen encoder without its folded 16-bit copy (MAMBAAD_ENCODER_FOLD=0: model/encoder_fold.py)
+    # the frozen encoder without its folded 16-bit copy (MAMBAAD_ENCODER_FOLD=0: model/encoder_fold.py; the
+    # default since v1.15), and with it (opt-in since v1.15: its features are further from float32's)
     "bf16+cl+graphs+laneauto+nofold": {**BF16_CL, "train.cuda_graphs": True,
                                        "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_ENCODER_FOLD": "0"}},
+    "bf16+cl+graphs+fold": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_ENCODER_FOLD": "1"}},
 }
 
 

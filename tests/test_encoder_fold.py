@@ -47,6 +47,12 @@ def make_encoder(name: str, seed: int = 0) -> FrozenEncoder:
     return enc
 
 
+@pytest.fixture(autouse=True)
+def fold_on(monkeypatch):
+    """The copy is opt-in (MAMBAAD_ENCODER_FOLD=1): these tests are about the copy, so they turn it on."""
+    monkeypatch.setenv(FOLD_ENV, "1")
+
+
 @pytest.fixture(scope="module")
 def images() -> torch.Tensor:
     return torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
@@ -88,7 +94,6 @@ def test_bf16_fast_path_matches_autocast_path(name, images, monkeypatch):
     assert enc._fold.entry is not None and enc._fold.entry.folded > 0  # the fast path ran
     monkeypatch.setenv(FOLD_ENV, "0")
     slow = bf16_forward(enc, images)
-    monkeypatch.delenv(FOLD_ENV)
     reference = enc(images)  # fp32
     assert len(fast) == len(slow) == 3
     for f, s, r in zip(fast, slow, reference, strict=True):
@@ -191,3 +196,20 @@ def test_inference_mode_and_copies(images):
     with torch.inference_mode():
         out = bf16_forward(frozen, images)
     assert frozen._fold.entry is None and out[0].dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("value", [None, "", "0"])
+def test_the_copy_is_opt_in(images, monkeypatch, value):
+    """Unset (the default), empty or 0: bf16 runs autocast's own path and builds no copy (module docstring of
+    encoder_fold: the copy's features are further from float32's)."""
+    if value is None:
+        monkeypatch.delenv(FOLD_ENV)
+    else:
+        monkeypatch.setenv(FOLD_ENV, value)
+    enc = make_encoder("resnet34.bt_in1k")
+    out = bf16_forward(enc, images)
+    assert enc._fold.key is None and enc._fold.entry is None
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        want = enc.backbone((images - enc.mean) / enc.std)
+    for o, w in zip(out, want, strict=True):
+        assert torch.equal(o, w)

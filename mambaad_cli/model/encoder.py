@@ -6,9 +6,10 @@ The encoder never learns: its parameters do not require grad, it stays in eval m
 whatever `.train()` is called with (BatchNorm keeps its running statistics), and its
 outputs are computed without autograd.
 
-Under 16-bit autocast (bf16 / fp16 on the input's device) the backbone runs as a BatchNorm-folded copy stored
-in that dtype (model/encoder_fold.py): the same 16-bit features without re-casting every conv weight and
-running every BatchNorm at each forward. Outside autocast (fp32, tf32) the backbone itself runs, as before.
+Under 16-bit autocast (bf16 / fp16 on the input's device) the backbone can run as a BatchNorm-folded copy
+stored in that dtype (model/encoder_fold.py, opt-in with MAMBAAD_ENCODER_FOLD=1: faster, but its features
+sit further from float32's, and real-data pixel metrics came out lower with it). Outside autocast (fp32,
+tf32) the backbone itself runs, as before.
 
 Weights (`model.encoder.weights`):
   timm     timm's pretrained download (needs internet)
