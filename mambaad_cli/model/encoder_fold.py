@@ -12,14 +12,15 @@ version counter), so load_state_dict, an in-place edit or .to() rebuilds it at t
 MAMBAAD_ENCODER_FOLD (read at every forward, for A/B runs in one process): opt-in since v1.15. 1 turns the
 copy on with the epilogue fusion below, bn the folding alone; unset or 0, the autocast path.
 
-Why opt-in: the copy's 16-bit weights are the folded ones (w times gamma / sigma, rounded once), and its
-features sit further from the float32 backbone's than autocast's do. Bundled EfficientNet-Lite0 on
-real-dev's tire images (CPU, bf16): 1 - cos against float32 of 1.1-1.2e-2 at the two deeper scales against
-0.5-0.7e-2; rounding the folded weights alone, in float32 arithmetic, costs 3-5x what rounding the unfolded
-ones does. On the H200 (real-dev, 80 epochs, bf16 + graphs) tire's pixel metrics came out lower with the
-copy in all five runs than in both runs without it: P-AUROC 97.8-98.2 against 98.4, AUPRO@paper 89.5-91.0
-against 91.8-92.7, P-AP 42.6-45.1 against 46.5-47.2. It gained 0.7 % in training and 2.5 % in inference
-(batch 64, v1.12): not worth that.
+Why opt-in: the copy's 16-bit weights are the folded ones (w times gamma / sigma, rounded once), and on some
+images its features sit further from the float32 backbone's than autocast's do
+(benchmarks/encoder_fold_error.py, bundled EfficientNet-Lite0, CPU, bf16). On real-dev's tire images, 1 - cos
+against float32 is 1.1-1.2e-2 at the two deeper scales against 0.5-0.7e-2, and rounding the folded weights
+alone, in float32 arithmetic, costs 3-5x what rounding the unfolded ones does; on KolektorSDD's the two are
+level. On the H200 (real-dev, 80 epochs, bf16 + graphs) tire's pixel metrics came out lower with the copy
+in all five runs than in both runs without it: P-AUROC 97.8-98.2 against 98.4, AUPRO@paper 89.5-91.0 against
+91.8-92.7, P-AP 42.6-45.1 against 46.5-47.2. It gained 0.7 % in training and 2.5 % in inference (batch 64,
+v1.12): not worth that as a default.
 
 Folding alone gains little on a GPU: PyTorch's cuDNN conv adds its bias in a kernel of its own, which
 costs what the BatchNorm kernel did (ResNet-34, batch 64, H200: the same encoder time). The copy therefore
