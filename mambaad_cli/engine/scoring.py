@@ -23,6 +23,7 @@ from mambaad_cli.config import Config
 from mambaad_cli.data import collate_samples
 from mambaad_cli.engine.acceleration import autocast
 from mambaad_cli.engine.graphs import graph_step, is_compiled, use_cuda_graphs
+from mambaad_cli.engine.scoring_weights import CastWeights, autocast_cast_parameters, cast_weights_on
 from mambaad_cli.model import anomaly_map, image_scores
 
 
@@ -49,12 +50,23 @@ def make_scorer(model: torch.nn.Module, cfg: Config, device: torch.device) -> Sc
     """images on the device -> float32 anomaly maps at their resolution; one per evaluation, so that with
     eval.cuda_graphs the graph captured for the first classes is replayed for the rest."""
 
+    graphs = use_cuda_graphs(cfg.eval.cuda_graphs, device, compiled=is_compiled(model))
+    return _scorer(model, cfg, device, graphs, cast_weights_on(cfg.eval.precision, device, graphs))
+
+
+def _scorer(model: torch.nn.Module, cfg: Config, device: torch.device, graphs: bool, cast: bool) -> Scorer:
+    """make_scorer's scorer, with (cast) the fusion's and decoder's autocast weights as bf16 copies
+    (engine/scoring_weights.py: the same maps)."""
+    weights = CastWeights(model, autocast_cast_parameters(model)) if cast else None
+
     def score(images: torch.Tensor) -> torch.Tensor:
         with autocast(device, cfg.eval.precision, "eval.precision"):
-            enc, dec = model(images)
+            if weights is None:
+                enc, dec = model(images)
+            else:
+                enc, dec = torch.func.functional_call(model, weights.tensors(), (images,))
         return anomaly_map(enc, dec, out_size=images.shape[-2:], sigma=cfg.eval.sigma).float()
 
-    graphs = use_cuda_graphs(cfg.eval.cuda_graphs, device, compiled=is_compiled(model))
     return graph_step(score, cfg.eval.cuda_graphs, "eval") if graphs else score
 
 
