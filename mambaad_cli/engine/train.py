@@ -109,7 +109,7 @@ def match_lr_kinds(optimizer: torch.optim.Optimizer, scheduler, device: torch.de
     scheduler._last_lr = [float(v) for v in scheduler.get_last_lr()]
 
 
-def check_cuda_graphs(cfg: Config, device: torch.device, world_size: int) -> None:
+def check_cuda_graphs(cfg: Config, device: torch.device) -> None:
     """One line (UserError) when --cuda-graphs (train.cuda_graphs true) cannot apply: it needs CUDA devices
     and eager modules (data-parallel steps are captured too: engine/graphs.py). auto needs no check: it turns
     graphs off there."""
@@ -171,7 +171,7 @@ def _train_one(
     cfg: Config, resume: str | Path | None, show_progress: bool, ctx: DistContext, device: torch.device
 ) -> TrainResult:
     check_scan_backend(cfg.model.decoder.scan_backend, device)
-    check_cuda_graphs(cfg, device, ctx.world_size)
+    check_cuda_graphs(cfg, device)
     graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.world_size, cfg.train.compile)
     run_dir = on_main(_prepare_run_dir, cfg, resume)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
