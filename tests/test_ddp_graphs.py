@@ -38,15 +38,18 @@ def one_rank_nccl_group():
         dist.destroy_process_group()
 
 
-def test_a_graphed_data_parallel_step_trains_as_the_eager_one(one_rank_nccl_group):
-    device = one_rank_nccl_group
+def _train_eager_then_graphed(device: torch.device, rank: int = 0) -> dict[str, torch.Tensor]:
+    """The same DDP training twice from one start, eager then graphed: each run's losses and trainable
+    parameters after DDP_WARMUP_CALLS + 4 steps (11 eager, the capture, 3 replays), on the CPU."""
     # no DropPath (its draws are the one thing eager and graphed runs take from different RNG calls)
     cfg = load_preset("demo", {"model.encoder.weights": "none", "model.decoder.drop_path_rate": 0.0,
                                "train.cuda_graphs": True})
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # the same start on every rank
     reference = build_model(cfg).to(device)
-    batches = [torch.rand(4, 3, 64, 64, device=device) for _ in range(DDP_WARMUP_CALLS + 4)]
-    losses, params = {}, {}
+    data = torch.Generator(device).manual_seed(1 + rank)  # each rank its own images
+    batches = [torch.rand(4, 3, 64, 64, device=device, generator=data) for _ in range(DDP_WARMUP_CALLS + 4)]
+    trainable = [p for p in reference.parameters() if p.requires_grad]
+    out = {"start": torch.cat([p.detach().flatten() for p in trainable]).cpu()}
     for graphed in (False, True):
         model = sync_batchnorm(copy.deepcopy(reference), device)
         apply_speed_options(model, cfg.train)
@@ -56,15 +59,49 @@ def test_a_graphed_data_parallel_step_trains_as_the_eager_one(one_rank_nccl_grou
         # gradients stay in the last bits (Adam's first steps move every weight by +-lr whatever its size)
         sgd = torch.optim.SGD(trainable, lr=1e-4)
         step = make_train_step(net, model, sgd, cfg, graphed, DDP_WARMUP_CALLS)
-        losses[graphed] = torch.stack([step(x) for x in batches]).cpu()
-        params[graphed] = torch.cat([p.detach().flatten() for p in trainable]).cpu()
+        name = "graphed" if graphed else "eager"
+        out[f"{name}_losses"] = torch.stack([step(x) for x in batches]).cpu()
+        out[f"{name}_params"] = torch.cat([p.detach().flatten() for p in trainable]).cpu()
         if graphed:
             assert isinstance(step, GraphedStep) and step.captured  # the last 3 batches were replays
+    return out
+
+
+def _assert_graphed_trains_as_eager(out: dict[str, torch.Tensor]) -> None:
     # the scan's backward sums with atomics, so the two runs differ in the last bits, not more
-    torch.testing.assert_close(losses[True], losses[False], rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(out["graphed_losses"], out["eager_losses"], rtol=1e-3, atol=1e-5)
     # what the steps changed: the same, replays included (without them the graphed run would lack 3 of its
     # 15 updates, a fifth of the total)
-    start = torch.cat([p.detach().flatten() for p in reference.parameters() if p.requires_grad]).cpu()
-    eager, graphed = params[False] - start, params[True] - start
+    eager, graphed = out["eager_params"] - out["start"], out["graphed_params"] - out["start"]
     assert eager.abs().mean() > 0
     assert (graphed - eager).abs().mean() < 0.05 * eager.abs().mean()
+
+
+def test_a_graphed_data_parallel_step_trains_as_the_eager_one(one_rank_nccl_group):
+    _assert_graphed_trains_as_eager(_train_eager_then_graphed(one_rank_nccl_group))
+
+
+def _two_rank_worker(rank: int, port: int, folder: str) -> None:
+    device = torch.device("cuda", rank)
+    torch.cuda.set_device(device)
+    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
+                            device_id=device)
+    try:
+        torch.save(_train_eager_then_graphed(device, rank), f"{folder}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="two ranks need two GPUs")
+def test_two_graphed_ranks_stay_in_step(tmp_path):
+    """Two ranks with their own images: the replayed all-reduces keep both replicas the same, bit for bit (a
+    graph without them would let each rank follow its own gradients), and each trains as eagerly."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_two_rank_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for out in ranks:
+        _assert_graphed_trains_as_eager(out)
+    assert torch.equal(ranks[0]["graphed_params"], ranks[1]["graphed_params"])
+    assert torch.equal(ranks[0]["eager_params"], ranks[1]["eager_params"])
+    assert not torch.equal(ranks[0]["graphed_losses"], ranks[1]["graphed_losses"])  # different images
