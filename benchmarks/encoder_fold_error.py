@@ -5,7 +5,8 @@
 
 Per feature scale, the mean of 1 - cos (along channels, what the anomaly map is made of) against the float32
 backbone for: autocast's own path (the default), the folded copy (1, and bn: folding only), and, in float32
-arithmetic, the parameters alone rounded to bf16: the folded conv weights, or the unfolded ones. Images: the
+arithmetic, the parameters alone rounded to bf16: the folded conv weights, or the unfolded ones; and both
+networks wholly in fp16, without autocast. Images: the
 PNG / JPEG files under --root (test folders included), resized to --size, or random ones without --root.
 """
 
@@ -68,7 +69,7 @@ def main() -> None:
     rows = []
     with torch.no_grad():
         ref = enc(images)
-        for mode in ("0", "1", "bn"):
+        for mode in ("0", "1", "bn", "fp16"):
             os.environ[FOLD_ENV] = mode
             enc._fold = FoldCache()
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -78,6 +79,9 @@ def main() -> None:
                      one_minus_cos(rounded_conv_weights(folded)(x), ref)))
         rows.append(("fp32 arithmetic, unfolded conv weights rounded to bf16",
                      one_minus_cos(rounded_conv_weights(enc.backbone)(x), ref)))
+        # the same two networks wholly in fp16 (finer than bf16): is it the fold or bf16's 8 bits?
+        rows.append(("fp16, the folded copy", one_minus_cos(copy.deepcopy(folded).half()(x.half()), ref)))
+        rows.append(("fp16, the backbone", one_minus_cos(copy.deepcopy(enc.backbone).half()(x.half()), ref)))
     source = args.root or "random"
     print(f"{args.encoder}, {len(images)} images at {args.size} ({source}); mean 1 - cos per scale")
     for label, values in rows:

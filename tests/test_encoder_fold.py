@@ -213,3 +213,35 @@ def test_the_copy_is_opt_in(images, monkeypatch, value):
         want = enc.backbone((images - enc.mean) / enc.std)
     for o, w in zip(out, want, strict=True):
         assert torch.equal(o, w)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fp16_copy_is_closer_to_fp32_than_bf16_autocast(name, images, monkeypatch):
+    """MAMBAAD_ENCODER_FOLD=fp16: the folded copy stored and run in float16 (3 more mantissa bits than bf16),
+    its features handed on in autocast's dtype; nearer float32 than autocast's own bf16 path."""
+    enc = make_encoder(name)
+    reference = enc(images)  # fp32
+    monkeypatch.setenv(FOLD_ENV, "0")
+    autocast_path = bf16_forward(enc, images)
+    monkeypatch.setenv(FOLD_ENV, "fp16")
+    fp16 = bf16_forward(enc, images)
+    entry = enc._fold.entry
+    assert entry is not None and entry.folded > 0
+    assert all(p.dtype == torch.float16 for p in entry.module.parameters())
+    for f, a, r in zip(fp16, autocast_path, reference, strict=True):
+        assert f.dtype == torch.bfloat16  # what the decoder gets under bf16 autocast, as before
+        assert rel_err(f, r) < rel_err(a, r) / 2
+
+
+def test_fp16_copy_past_fp16_range_is_not_used(images, monkeypatch):
+    """A backbone whose features overflow float16 keeps the autocast path (bf16 has float32's range)."""
+    enc = make_encoder("resnet34.bt_in1k")
+    with torch.no_grad():
+        enc.backbone.layer3[-1].bn2.weight.mul_(1e6)  # the last block's output far past 65504
+    monkeypatch.setenv(FOLD_ENV, "fp16")
+    out = bf16_forward(enc, images)
+    assert enc._fold.key is not None and enc._fold.entry is None  # tried, refused
+    assert all(bool(torch.isfinite(o).all()) for o in out)
+    monkeypatch.setenv(FOLD_ENV, "0")
+    for o, a in zip(out, bf16_forward(enc, images), strict=True):
+        assert torch.equal(o, a)

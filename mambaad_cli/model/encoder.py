@@ -82,9 +82,9 @@ class FrozenEncoder(nn.Module):
         x = (images - self.mean) / self.std
         fast = self._fold.lookup(self.backbone, x)
         if fast is not None:
-            module, dtype = fast
+            module, dtype, out_dtype = fast
             with torch.autocast(x.device.type, enabled=False):
-                return [f.detach() for f in module(x.to(dtype))]
+                return [f.detach().to(out_dtype) for f in module(x.to(dtype))]
         return [f.detach() for f in self.backbone(x)]
 
 

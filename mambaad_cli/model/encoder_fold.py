@@ -10,7 +10,8 @@ The copy is no submodule (not in the state dict, not in .parameters(), not moved
 it in a plain attribute, keyed on the device, the dtype and the backbone's tensors (their storage and
 version counter), so load_state_dict, an in-place edit or .to() rebuilds it at the next autocast forward.
 MAMBAAD_ENCODER_FOLD (read at every forward, for A/B runs in one process): opt-in since v1.15. 1 turns the
-copy on with the epilogue fusion below, bn the folding alone; unset or 0, the autocast path.
+copy on with the epilogue fusion below, bn the folding alone, fp16 the same copy stored and run in float16
+whatever the autocast dtype, its features cast to that dtype at the end; unset or 0, the autocast path.
 
 Why opt-in: the copy's 16-bit weights are the folded ones (w times gamma / sigma, rounded once), and on some
 images its features sit further from the float32 backbone's than autocast's do
@@ -21,6 +22,12 @@ level. On the H200 (real-dev, 80 epochs, bf16 + graphs) tire's pixel metrics cam
 in all five runs than in both runs without it: P-AUROC 97.8-98.2 against 98.4, AUPRO@paper 89.5-91.0 against
 91.8-92.7, P-AP 42.6-45.1 against 46.5-47.2. It gained 0.7 % in training and 2.5 % in inference (batch 64,
 v1.12): not worth that as a default.
+
+The fp16 copy: float16 keeps 3 more mantissa bits than bfloat16, and there the folded copy is as close to
+float32 as the plain backbone (1 - cos about 1e-4 on tire's images, 50x closer than bf16 autocast's 5e-3), so
+it could give the fold's speed with better features than the default. Its range is float16's: a copy whose
+weights or probe features are not finite is not used (the autocast path runs). Not yet run on a GPU (speed
+and real-data quality: kernels/NOTES.md v1.15).
 
 Folding alone gains little on a GPU: PyTorch's cuDNN conv adds its bias in a kernel of its own, which
 costs what the BatchNorm kernel did (ResNet-34, batch 64, H200: the same encoder time). The copy therefore
@@ -217,21 +224,28 @@ def fast_copy(
     module = folded.module.to(dtype)
     if dtype == torch.float16:
         tensors = [t for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()]
-        if tensors and not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
+        if tensors and not _all_finite(tensors):
             return None
     try:
         with torch.no_grad(), torch.autocast(probe.device.type, enabled=False):
-            module(probe.to(dtype))
+            features = module(probe.to(dtype))
     except Exception:  # noqa: BLE001 - whatever fails here, the autocast path still works
+        return None
+    if dtype == torch.float16 and not _all_finite(list(features)):  # activations past float16's range
         return None
     return folded._replace(module=module)
 
 
+def _all_finite(tensors: list[torch.Tensor]) -> bool:
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
 def fold_mode() -> str | None:
     """MAMBAAD_ENCODER_FOLD: unset, empty or 0 off (the autocast path, the default: module docstring), bn
-    BatchNorm folding only, anything else folding and the cuDNN conv epilogues."""
+    BatchNorm folding only, fp16 folding and epilogues in float16, anything else folding and the cuDNN conv
+    epilogues in the autocast dtype."""
     value = os.environ.get(FOLD_ENV, "0").strip().lower()
-    return None if value in ("", "0") else "bn" if value == "bn" else "all"
+    return None if value in ("", "0") else value if value in ("bn", "fp16") else "all"
 
 
 def autocast_fast_dtype(device_type: str) -> torch.dtype | None:
@@ -251,24 +265,28 @@ class FoldCache:
         self.rebuilds_in_a_row = 0
         self._tensor_dicts: tuple[nn.Module | None, list[dict]] = (None, [])
 
-    def lookup(self, backbone: nn.Module, x: torch.Tensor) -> tuple[nn.Module, torch.dtype] | None:
-        """(copy, dtype) to run the backbone's forward of normalised images `x` with, or None: today's path.
+    def lookup(
+        self, backbone: nn.Module, x: torch.Tensor
+    ) -> tuple[nn.Module, torch.dtype, torch.dtype] | None:
+        """(copy, its dtype, the features' dtype) to run the backbone's forward of normalised images `x` with,
+        or None: today's path. The features' dtype is autocast's; the copy's is too, but for mode fp16.
 
         None under torch.compile (the fingerprint reads data_ptr and version counters, which dynamo would
         trace or break on; a compiled region has its own fusions) and with MAMBAAD_ENCODER_FOLD=0."""
         if torch.compiler.is_compiling():
             return None
         mode = fold_mode()
-        dtype = autocast_fast_dtype(x.device.type) if mode else None
-        if dtype is None:
+        out_dtype = autocast_fast_dtype(x.device.type) if mode else None
+        if out_dtype is None:
             return None
+        dtype = torch.float16 if mode == "fp16" else out_dtype
         fingerprint = self._fingerprint(backbone)
         if fingerprint is None:
             return None
         key = (x.device, dtype, mode, fingerprint)
         if key == self.key:
             self.rebuilds_in_a_row = 0
-            return None if self.entry is None else (self.entry.module, dtype)
+            return None if self.entry is None else (self.entry.module, dtype, out_dtype)
         # Never build inside a CUDA graph capture: the copy's kernels would be recorded, not run (and the
         # float16 check syncs). GraphedStep's eager warm-up calls build it before; a capture that finds
         # no copy for its key records the autocast path.
@@ -278,9 +296,9 @@ class FoldCache:
             return None  # something rewrites the backbone at every forward: building copies costs more
         self.rebuilds_in_a_row += 1
         self.key, self.entry = None, None  # free the old copy before building the new one
-        self.entry = fast_copy(backbone, dtype, x[:1].detach(), epilogues=mode == "all")
+        self.entry = fast_copy(backbone, dtype, x[:1].detach(), epilogues=mode in ("all", "fp16"))
         self.key = key
-        return None if self.entry is None else (self.entry.module, dtype)
+        return None if self.entry is None else (self.entry.module, dtype, out_dtype)
 
     def _fingerprint(self, backbone: nn.Module) -> tuple | None:
         """(storage, version) of each parameter and buffer: .to() gives tensors new storage, load_state_dict
