@@ -24,7 +24,7 @@ from unittest import mock
 
 import torch
 
-from mambaad_cli.engine.bench import model_throughput
+from mambaad_cli.engine.bench import model_throughput, switches
 
 BF16_CL = {"train.precision": "bf16", "train.channels_last": True}
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -167,6 +167,7 @@ def main() -> None:
             overrides, env, benchmark = split_variant(variant)
             try:
                 with mock.patch.dict(os.environ, env):  # the variant's knobs, restored after
+                    row["switches"] = switches()  # every MAMBAAD_* set, the variant's and the caller's
                     row.update(model_throughput(args.preset, batch, args.device, args.backend,
                                                 args.image_size, args.steps, args.warmup, overrides,
                                                 phases=phases, cudnn_benchmark=benchmark))

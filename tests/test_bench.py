@@ -142,7 +142,9 @@ def test_a_failing_gpu_timer_leaves_the_wall_clock(monkeypatch):
     assert row["fwd_bwd_gpu_ms"] is None and "no CUPTI" in row["gpu_time_error"]
 
 
-def test_cpu_run_prints_tables_and_writes_json(tmp_path, capsys, no_gpu):
+def test_cpu_run_prints_tables_and_writes_json(tmp_path, capsys, no_gpu, monkeypatch):
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE", "0")  # a switch set: the JSON must say so
+    monkeypatch.delenv("MAMBAAD_ENCODER_FOLD", raising=False)
     path = tmp_path / "out" / "bench.json"
     code = main(["bench", "--shapes", "16:32,8:16", "--warmup-ms", "0", "--rep-ms", "1", "--json", str(path)])
 
@@ -155,6 +157,9 @@ def test_cpu_run_prints_tables_and_writes_json(tmp_path, capsys, no_gpu):
     assert {"command", "environment", "options", "plan", "rates", "floors", "scan", "ss2d", "model",
             "summary", "ok"} <= data.keys()
     assert data["ok"] and data["environment"]["torch"] == torch.__version__
+    switches = data["environment"]["switches"]
+    assert switches["MAMBAAD_SCAN_LANE"] == "0" and "MAMBAAD_ENCODER_FOLD" not in switches
+    assert all(k.startswith("MAMBAAD_") for k in switches)
     assert [(r["dim"], r["length"], r["backend"], r["batch"]) for r in data["scan"]] == [
         (16, 32, "torch", 1), (8, 16, "torch", 1)]
     for row in data["scan"]:

@@ -21,6 +21,7 @@ import importlib
 import importlib.metadata
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -856,9 +857,15 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "triton": version("triton"), "python": platform.python_version()}
 
 
+def switches() -> dict[str, str]:
+    """The MAMBAAD_* environment variables set now: the kernel and path choices (README's switches table)
+    that a figure was measured with, beside their defaults."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith("MAMBAAD_")}
+
+
 def environment(device: torch.device) -> dict[str, Any]:
-    """Device name and versions, recorded with every result."""
-    info: dict[str, Any] = {"device": str(device), **_versions()}
+    """Device name, versions and the MAMBAAD_* switches set, recorded with every result."""
+    info: dict[str, Any] = {"device": str(device), **_versions(), "switches": switches()}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(
