@@ -201,17 +201,21 @@ def test_model_throughput_runs_a_training_and_an_inference_step():
 def test_model_throughput_times_cudnn_algorithms_as_train_does(monkeypatch, deterministic, forced, expected):
     """train turns cudnn.benchmark on unless deterministic (engine/device.seed_everything): the benchmark
     must time the same convolutions, and leave the process's setting as it found it."""
-    seen = []
+    import importlib
 
-    def fake_time_steps(*args, **kwargs):
-        seen.append(torch.backends.cudnn.benchmark)
-        return {}
+    train = importlib.import_module("mambaad_cli.engine.train")  # the module (the package exports train())
+    scoring = importlib.import_module("mambaad_cli.engine.scoring")
+    seen = []  # the setting at every timed or warm-up call of either step
 
-    monkeypatch.setattr(bench, "_time_steps", fake_time_steps)
+    def recording_step(*args, **kwargs):
+        return lambda x: seen.append(torch.backends.cudnn.benchmark)
+
+    monkeypatch.setattr(train, "make_train_step", recording_step)
+    monkeypatch.setattr(scoring, "make_scorer", recording_step)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", not expected)
-    bench.model_throughput("demo", 1, "cpu", image_size=64, overrides={"train.deterministic": deterministic},
-                           cudnn_benchmark=forced)
-    assert seen == [expected]
+    bench.model_throughput("demo", 1, "cpu", image_size=64, steps=1, warmup=1,
+                           overrides={"train.deterministic": deterministic}, cudnn_benchmark=forced)
+    assert seen == [expected] * 4  # train and infer, one warm-up and one timed call each
     assert torch.backends.cudnn.benchmark is (not expected)
 
 

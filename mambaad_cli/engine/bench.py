@@ -17,6 +17,7 @@ about 0.6 ms per forward + backward on the H200 host, more than the kernels at t
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import json
@@ -27,7 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -755,49 +756,41 @@ def model_throughput(
     def infer_step() -> None:
         infer_fn(x)
 
-    saved_benchmark = torch.backends.cudnn.benchmark
     if cudnn_benchmark is None:
         cudnn_benchmark = not cfg.train.deterministic
-    torch.backends.cudnn.benchmark = cudnn_benchmark
-    try:
-        steps_of = {"train": train_step, "infer": infer_step}
-        return _time_steps(model, steps_of, phases, warmup, steps, batch_size, device, sync)
-    finally:
-        torch.backends.cudnn.benchmark = saved_benchmark
-
-
-def _time_steps(
-    model: torch.nn.Module,
-    step_of: dict[str, Callable[[], None]],
-    phases: tuple[str, ...],
-    warmup: int,
-    steps: int,
-    batch_size: int,
-    device: torch.device,
-    sync: Callable[[], None],
-) -> dict[str, float]:
-    """model_throughput's timing: per phase (train, then infer), warm-up calls, then the mean of `steps`."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     result: dict[str, float] = {}
-    for name in ("train", "infer"):
-        if name not in phases:
-            continue
-        step, train_mode = step_of[name], name == "train"
-        model.train(train_mode)
-        for _ in range(warmup):
-            step()
-        sync()
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync()
-        seconds = (time.perf_counter() - start) / steps
-        result[f"{name}_ms_per_batch"] = 1000 * seconds
-        result[f"{name}_images_per_s"] = batch_size / seconds
+    with _cudnn_benchmark(cudnn_benchmark):
+        for name, step, train_mode in (("train", train_step, True), ("infer", infer_step, False)):
+            if name not in phases:
+                continue
+            model.train(train_mode)
+            for _ in range(warmup):
+                step()
+            sync()
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            sync()
+            seconds = (time.perf_counter() - start) / steps
+            result[f"{name}_ms_per_batch"] = 1000 * seconds
+            result[f"{name}_images_per_s"] = batch_size / seconds
     if device.type == "cuda":
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return result
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(on: bool) -> Iterator[None]:
+    """torch.backends.cudnn.benchmark set to `on`, restored after (torch's own cudnn.flags would reset the
+    other cuDNN flags to its defaults)."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
 
 
 def bench_model(
