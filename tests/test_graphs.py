@@ -58,8 +58,9 @@ def test_graphed_step_replays_the_function_and_falls_back_for_other_shapes():
 def test_graphed_step_captures_in_thread_local_mode(monkeypatch):
     """The capture must not be broken by other threads: in training the DataLoader's pin-memory thread
     allocates pinned buffers (cuMemHostAlloc) meanwhile, which under the default "global" capture mode
-    invalidated the capture (seen on the H200 in real-dev training). Recording fakes stand in for the GPU."""
-    modes = []
+    invalidated the capture (seen on the H200 in real-dev training). It captures on the shared side stream
+    (the one DDP is built on and the warm-ups run on). Recording fakes stand in for the GPU."""
+    modes, streams, side = [], [], object()
 
     class FakeGraph:
         def replay(self):
@@ -68,14 +69,16 @@ def test_graphed_step_captures_in_thread_local_mode(monkeypatch):
     @contextlib.contextmanager
     def fake_graph(graph, **kwargs):
         modes.append(kwargs.get("capture_error_mode", "global"))
+        streams.append(kwargs.get("stream"))
         yield
 
     monkeypatch.setattr(graphs.torch.cuda, "CUDAGraph", FakeGraph)
     monkeypatch.setattr(graphs.torch.cuda, "graph", fake_graph)
     monkeypatch.setattr(graphs.torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(graphs, "side_stream", lambda device: side)
     step = graphs.GraphedStep(lambda x: x * 2, warmup=0)
     torch.testing.assert_close(step._capture(torch.ones(3)), torch.full((3,), 2.0))
-    assert modes == ["thread_local"] and step.captured
+    assert modes == ["thread_local"] and streams == [side] and step.captured
 
 
 def test_resumed_learning_rates_take_the_kind_this_run_needs():
@@ -187,6 +190,7 @@ class _FailingCapture:
         monkeypatch.setattr(graphs.torch.cuda, "synchronize", lambda device=None: None)
         monkeypatch.setattr(graphs.torch.cuda, "current_stream", lambda device=None: self.current)
         monkeypatch.setattr(graphs.torch.cuda, "set_stream", self.set_to.append)
+        monkeypatch.setattr(graphs, "side_stream", lambda device: "side stream")
 
 
 def test_a_failed_capture_under_auto_says_so_once_and_runs_eagerly(monkeypatch):

@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 from mambaad_cli.engine.device import resolve_device
+from mambaad_cli.engine.graphs import side_stream
 from mambaad_cli.errors import UserError
 
 T = TypeVar("T")
@@ -231,7 +232,7 @@ def data_parallel(model: nn.Module, device: torch.device, graphed: bool = False)
 
     if not (graphed and device.type == "cuda"):
         return wrap()
-    side = torch.cuda.Stream(device=device)
+    side = side_stream(device)  # the stream the warm-up calls and the capture run on (engine/graphs.py)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
         net = wrap()

@@ -69,6 +69,22 @@ def is_compiled(model: torch.nn.Module) -> bool:
     return any(getattr(m, "_compiled_call_impl", None) is not None for m in model.modules())
 
 
+_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def side_stream(device: torch.device) -> torch.cuda.Stream:
+    """One side stream per device, for everything a captured step does before and during its capture: DDP's
+    construction, the eager warm-up calls and the capture itself. DDP keeps the AccumulateGrad nodes it made
+    when built, and autograd syncs (and warns) wherever a gradient reaches one from another stream; one
+    stream throughout is PyTorch's recipe for capturing DDP."""
+    device = torch.device(device)
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    if device not in _SIDE_STREAMS:
+        _SIDE_STREAMS[device] = torch.cuda.Stream(device=device)
+    return _SIDE_STREAMS[device]
+
+
 def _signature(x: torch.Tensor) -> tuple:
     return tuple(x.shape), x.dtype, x.stride(), x.device
 
@@ -131,7 +147,7 @@ class GraphedStep:
             return self.fn(x)
 
     def _on_side_stream(self, x: torch.Tensor) -> torch.Tensor:
-        side = torch.cuda.Stream(device=x.device)
+        side = side_stream(x.device)
         side.wait_stream(torch.cuda.current_stream(x.device))
         with torch.cuda.stream(side):
             out = self.fn(x)
@@ -148,7 +164,7 @@ class GraphedStep:
         # thread_local: only this thread's unsafe calls break the capture. Under the default ("global") the
         # DataLoader's pin-memory thread, allocating pinned buffers for the next batch meanwhile, invalidated
         # it (seen on the H200 in real training; the synthetic benchmarks have no loader)
-        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph, stream=side_stream(x.device), capture_error_mode="thread_local"):
             self.static_output = self.fn(self.static_input)
         self.graph = graph
         graph.replay()  # capturing records the work without running it
