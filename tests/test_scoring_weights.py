@@ -102,13 +102,14 @@ def test_copies_follow_changed_weights_in_place(model_and_cfg):
 
 @pytest.mark.parametrize(("knob", "precision", "device", "graphs", "expected"), [
     ("1", "bf16", CUDA, True, True),
-    (None, "bf16", CUDA, True, False),  # opt-in
+    (None, "bf16", CUDA, True, True),  # the default since v1.16
+    ("0", "bf16", CUDA, True, False),  # turned off
     ("1", "fp32", CUDA, True, False),  # nothing is cast in float32
     ("1", "bf16", CPU, True, False),
     ("1", "bf16", CUDA, False, False),  # eager scoring would pay functional_call's host time per batch
 ])
-def test_only_graphed_bf16_cuda_scoring_uses_copies_when_asked(monkeypatch, knob, precision, device, graphs,
-                                                               expected):
+def test_only_graphed_bf16_cuda_scoring_uses_copies_unless_turned_off(monkeypatch, knob, precision, device,
+                                                                      graphs, expected):
     if knob is None:
         monkeypatch.delenv(KNOB, raising=False)
     else:

@@ -1,4 +1,5 @@
-"""The scorer's 16-bit weight copies: opt-in (MAMBAAD_SCORE_CAST_WEIGHTS=1), not yet timed on a GPU.
+"""The scorer's 16-bit weight copies: on by default for graphed bf16 scoring on CUDA since v1.16
+(MAMBAAD_SCORE_CAST_WEIGHTS=0 turns them off).
 
 Under bf16 autocast every Linear / conv / matmul weight of the fusion and the decoder is cast again at each
 forward: 219 small kernels per graphed scoring step at batch 16 on an H200 (0.38 ms of 11.9; kernels/NOTES.md
@@ -7,6 +8,10 @@ torch.func.functional_call with exactly those parameters replaced by copies in b
 autocast then has nothing to cast, and since its cast is the same rounding (to nearest even), the maps are
 the same bits. Everything autocast keeps in float32 (norm weights, A_logs, D, the delta bias) stays as is;
 the frozen encoder has its own path (model/encoder_fold.py).
+
+Measured on the H200 (session 18, model_throughput.py, bf16 + channels-last + graphs, one process each):
+inference 1623 img/s at batch 64 against 1610-1614 without, 1337 at batch 16 against 1306-1315; training is
+untouched. On the GPU the graphed scorer with copies gives the eager maps (tests/test_scoring_weights.py).
 
 Graphed scorers only: functional_call swaps a few hundred attributes per call on the host, which eager
 scoring (predict, --no-cuda-graphs) would pay at every batch. A captured graph replays the copies it was
@@ -76,5 +81,6 @@ class CastWeights:
 
 
 def cast_weights_on(precision: str, device: torch.device, graphs: bool) -> bool:
-    """The knob set, bf16 scoring, on CUDA, as a graph (module docstring)."""
-    return os.environ.get(KNOB, "0") == "1" and precision == "bf16" and device.type == "cuda" and graphs
+    """bf16 scoring, on CUDA, as a graph, unless the knob is 0 (module docstring)."""
+    wanted = os.environ.get(KNOB, "1").strip() != "0"
+    return wanted and precision == "bf16" and device.type == "cuda" and graphs
