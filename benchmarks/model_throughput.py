@@ -104,8 +104,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+fold": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_ENCODER_FOLD": "1"}},
     # the folded copy in float16 (v1.15, opt-in: features nearer float32 than bf16 autocast's, on CPU)
     "bf16+cl+graphs+fold16": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_ENCODER_FOLD": "fp16"}},
-    # the graphed scorer with bf16 copies of the fusion's and decoder's autocast weights (the default since v1.16,
-    # engine/scoring_weights.py: 189 fewer cast kernels per inference step, the same maps)
+    # the graphed scorer with bf16 copies of the fusion's and decoder's autocast weights (the default since
+    # v1.16, engine/scoring_weights.py: 189 fewer cast kernels per inference step, the same maps), and without
     "bf16+cl+graphs+castw": {**BF16_CL, "train.cuda_graphs": True,
                              "env": {"MAMBAAD_SCORE_CAST_WEIGHTS": "1"}},
     "bf16+cl+graphs+nocastw": {**BF16_CL, "train.cuda_graphs": True,
