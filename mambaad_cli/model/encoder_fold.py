@@ -26,8 +26,11 @@ v1.12): not worth that as a default.
 The fp16 copy: float16 keeps 3 more mantissa bits than bfloat16, and there the folded copy is as close to
 float32 as the plain backbone (1 - cos about 1e-4 on tire's images, 50x closer than bf16 autocast's 5e-3), so
 it could give the fold's speed with better features than the default. Its range is float16's: a copy whose
-weights or probe features are not finite is not used (the autocast path runs). Not yet run on a GPU (speed
-and real-data quality: kernels/NOTES.md v1.15).
+weights or probe features are not finite is not used (the autocast path runs). On the H200 (v1.16) it is the
+fastest encoder (+1.0 % training, +3.5 % inference at batch 64), but tire's P-AP came out at 42.8-45.4 in
+its three real-dev runs against the default's 46.3-47.8 in four (P-AUROC and AUPRO@paper level), so it
+stays opt-in too; an fp32-trained run's 44.8 says nearness to float32 is not what that P-AP is about
+(README, "Quality on real data").
 
 Folding alone gains little on a GPU: PyTorch's cuDNN conv adds its bias in a kernel of its own, which
 costs what the BatchNorm kernel did (ResNet-34, batch 64, H200: the same encoder time). The copy therefore
