@@ -4,7 +4,8 @@ Backends: ``torch`` (kernels/torch_scan.py, any device), ``cuda`` (mamba_ssm's k
 ``triton`` (kernels/triton_scan.py: CUDA tensors, or CPU tensors under TRITON_INTERPRET=1). ``auto`` picks,
 for CUDA tensors, Triton (since v1.2 faster than mamba_ssm's kernel in fp32 on an H200 and level in bf16,
 kernels/NOTES.md), else mamba_ssm's kernel when its extension is installed, and the torch path otherwise
-(always on CPU). Triton is imported only when the triton backend runs.
+(always on CPU), and the torch path under PyTorch's deterministic mode (``resolve_backend``). Triton is
+imported only when the triton backend runs.
 """
 
 from __future__ import annotations
@@ -166,11 +167,17 @@ def check_scan_shapes(u, delta, A, B, C, D=None, z=None, delta_bias=None) -> Non
 
 
 def resolve_backend(backend: str, u: torch.Tensor) -> str:
-    """The backend that ``selective_scan`` runs for these inputs; ValueError for an unknown name."""
+    """The backend that ``selective_scan`` runs for these inputs; ValueError for an unknown name.
+
+    Under PyTorch's deterministic mode (``train --deterministic``) auto takes the torch path: the Triton and
+    CUDA backwards sum dA, dB and dC with atomics, whose order changes from run to run, and the Triton
+    kernels' autotuned tiles (timed, so not the same in every process) set the forward's chunking."""
     if backend not in BACKENDS:
         raise ValueError(f"selective_scan: unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend != "auto":
         return backend
+    if torch.are_deterministic_algorithms_enabled():
+        return "torch"
     if u.is_cuda and _triton_available():
         return "triton"
     if u.is_cuda and cuda_available():

@@ -84,7 +84,9 @@ def train_cmd(
     resume: Annotated[
         str | None, typer.Option(help="Continue this run folder (or runs/<preset>/latest).")
     ] = None,
-    deterministic: Annotated[bool, typer.Option(help="Bitwise-repeatable CPU runs (slower).")] = False,
+    deterministic: Annotated[
+        bool, typer.Option(help="Bitwise-repeatable runs (slower; on a GPU the scan runs in PyTorch).")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     set_: SetOption = None,
 ) -> None:

@@ -19,3 +19,14 @@ def triton_kernels_run():
     pytestmark = pytest.mark.usefixtures("triton_kernels_run")."""
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("no GPU and TRITON_INTERPRET is not set (tests/conftest.py sets it before triton loads)")
+
+
+@pytest.fixture(autouse=True)
+def _torch_global_modes_restored():
+    """train sets PyTorch's deterministic mode and cudnn.benchmark for the process (engine/device.py); each
+    test starts from the session's, so that one test's training does not change what auto picks in the
+    next (kernels/dispatch.resolve_backend)."""
+    saved = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    yield
+    torch.use_deterministic_algorithms(saved[0])
+    torch.backends.cudnn.benchmark = saved[1]

@@ -15,7 +15,8 @@ from mambaad_cli.cli import main
 from mambaad_cli.config import load_preset
 from mambaad_cli.engine import train
 from mambaad_cli.engine.checkpoint import load_model
-from mambaad_cli.engine.train import kernel_compile_notice, param_groups, step_schedule
+from mambaad_cli.engine.device import seed_everything
+from mambaad_cli.engine.train import deterministic_notice, kernel_compile_notice, param_groups, step_schedule
 from mambaad_cli.metrics import METRIC_KEYS
 
 
@@ -322,6 +323,26 @@ def test_first_step_notice_only_when_the_triton_scan_compiles(backend, device, n
     assert (message is not None) == notice
     if notice:
         assert "Triton" in message
+
+
+@pytest.mark.parametrize(
+    ("backend", "deterministic", "device", "expected"),
+    [("auto", True, "cuda", "runs in PyTorch"), ("triton", True, "cuda", "scan_backend=triton sums"),
+     ("triton-fused", True, "cuda", "not bitwise repeatable"), ("torch", True, "cuda", None),
+     ("auto", False, "cuda", None), ("auto", True, "cpu", None)],
+)
+def test_deterministic_notice_says_what_the_scan_does_on_a_gpu(backend, deterministic, device, expected):
+    message = deterministic_notice(backend, deterministic, torch.device(device))
+    assert message is None if expected is None else expected in message and "--deterministic" in message
+
+
+def test_a_non_deterministic_run_turns_the_deterministic_mode_off_again():
+    """A process that trained with --deterministic and trains again without: the second run's config
+    decides (else auto would keep the slow torch scan on GPUs). conftest restores both modes afterwards."""
+    seed_everything(0, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+    seed_everything(0, deterministic=False)
+    assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
 
 
 def test_training_with_the_image_cache_matches_decoding(tmp_path, monkeypatch):

@@ -197,6 +197,21 @@ def test_auto_on_a_gpu_prefers_triton_then_mamba_ssm(monkeypatch, triton_ok, cud
     assert resolve_backend("auto", SimpleNamespace(is_cuda=True)) == expected
 
 
+@pytest.mark.parametrize("backend, expected", [("auto", "torch"), ("triton", "triton"), ("cuda", "cuda")])
+def test_deterministic_mode_makes_auto_run_the_torch_scan_on_a_gpu(monkeypatch, backend, expected):
+    """The Triton and CUDA backwards sum with atomics (runs differ: kernels/dispatch.resolve_backend), so
+    under torch.use_deterministic_algorithms auto takes the torch path; a backend named explicitly stays.
+    (conftest turns the mode back off after the test.)"""
+    from types import SimpleNamespace
+
+    from kernels import dispatch
+
+    torch.use_deterministic_algorithms(True)
+    monkeypatch.setattr(dispatch, "_triton_available", lambda: True)
+    monkeypatch.setattr(dispatch, "cuda_available", lambda: True)
+    assert resolve_backend(backend, SimpleNamespace(is_cuda=True)) == expected
+
+
 def test_a_triton_without_gather_is_refused_in_one_line_and_auto_skips_it(monkeypatch):
     from types import SimpleNamespace
 

@@ -33,5 +33,6 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-    else:
+    else:  # the run's config decides, also for a process that trained deterministically before
+        torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.benchmark = True

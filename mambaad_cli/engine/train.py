@@ -167,6 +167,21 @@ def kernel_compile_notice(scan_backend: str, device: torch.device) -> str | None
             "(about a minute on an H200; cached on disk for later runs)")
 
 
+def deterministic_notice(scan_backend: str, deterministic: bool, device: torch.device) -> str | None:
+    """One line on what --deterministic does to the scan on a GPU: the Triton and CUDA backwards sum with
+    atomics, so auto runs the PyTorch scan (kernels/dispatch.resolve_backend), and a backend named
+    explicitly keeps its atomics."""
+    if not deterministic or device.type != "cuda":
+        return None
+    if scan_backend == "auto":
+        return ("--deterministic: the scan runs in PyTorch, repeatable and much slower (the Triton backward "
+                "sums with atomics, which no two runs order alike)")
+    if scan_backend == "torch":
+        return None
+    return (f"--deterministic: model.decoder.scan_backend={scan_backend} sums its gradients with atomics, so "
+            "GPU runs are not bitwise repeatable (auto would train with the PyTorch scan)")
+
+
 def _train_one(
     cfg: Config, resume: str | Path | None, show_progress: bool, ctx: DistContext, device: torch.device
 ) -> TrainResult:
@@ -184,9 +199,11 @@ def _train_one(
     loader, start_epoch_fn = _train_loader(train_ds, cfg, device, ctx)
 
     model = build_model(cfg).to(device)
-    notice = kernel_compile_notice(cfg.model.decoder.scan_backend, device)
-    if notice and ctx.is_main:
-        console.print(notice)
+    notices = (kernel_compile_notice(cfg.model.decoder.scan_backend, device),
+               deterministic_notice(cfg.model.decoder.scan_backend, cfg.train.deterministic, device))
+    for notice in notices:
+        if notice and ctx.is_main:
+            console.print(notice)
     if ctx.enabled:
         sync_batchnorm(model, device)
     apply_speed_options(model, cfg.train)
