@@ -4,10 +4,16 @@
     python benchmarks/encoder_fold_error.py --root ../shared/data/real-dev/tire --images 8
 
 Per feature scale, the mean of 1 - cos (along channels, what the anomaly map is made of) against the float32
-backbone for: autocast's own path (the default), the folded copy (1, and bn: folding only), and, in float32
-arithmetic, the parameters alone rounded to bf16: the folded conv weights, or the unfolded ones; and both
-networks wholly in fp16, without autocast. Images: the
-PNG / JPEG files under --root (test folders included), resized to --size, or random ones without --root.
+backbone for: autocast's own path (0, training's default), the folded copy (1, and bn: folding only; fp16:
+in float16, scoring's default since v1.16), and, in float32 arithmetic, the parameters alone rounded to bf16:
+the folded conv weights, or the unfolded ones; and both networks wholly in fp16, without autocast.
+
+With --maps, also the whole model's anomaly maps under bf16 autocast against float32's, with the encoder on
+autocast's path (0) and as the float16 copy (fp16). The decoder's weights are random: a check of how the
+encoder's rounding carries into the maps, not of a trained model.
+
+Images: the PNG / JPEG files under --root (test folders included), resized to --size, or random ones
+without --root.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from mambaad_cli.config import load_preset
 from mambaad_cli.data.imageio import read_image
 from mambaad_cli.data.resize import resize_uint8
 from mambaad_cli.model import build_model
+from mambaad_cli.model.anomaly_map import anomaly_map
 from mambaad_cli.model.encoder_fold import FOLD_ENV, FoldCache, folded_copy
 
 
@@ -61,9 +68,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--encoder", default="tf_efficientnet_lite0")
     parser.add_argument("--weights", default="bundled", help="model.encoder.weights (bundled: Lite0's)")
+    parser.add_argument("--maps", action="store_true", help="also the whole model's anomaly maps (slower)")
     args = parser.parse_args()
     cfg = load_preset("folder", {"model.encoder.name": args.encoder, "model.encoder.weights": args.weights})
-    enc = build_model(cfg).encoder.eval()
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    enc = model.encoder
     images = load_images(args.root, args.images, args.size)
     x = (images - enc.mean) / enc.std
     rows = []
@@ -86,6 +96,30 @@ def main() -> None:
     print(f"{args.encoder}, {len(images)} images at {args.size} ({source}); mean 1 - cos per scale")
     for label, values in rows:
         print(f"{label:58s} " + "  ".join(f"{v:.2e}" for v in values))
+    if args.maps:
+        print_map_errors(model, images)
+
+
+def model_maps(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        enc, dec = model(images)
+        return anomaly_map(enc, dec, images.shape[-1])
+
+
+def print_map_errors(model: torch.nn.Module, images: torch.Tensor) -> None:
+    """Relative L1 error of bf16 maps (and of their image scores, the maps' maxima) against float32's."""
+    ref = model_maps(model, images)
+    print("anomaly maps under bf16 autocast against float32: mean |map - ref| / mean ref, and the same for "
+          "the image scores (max)")
+    for mode in ("0", "fp16"):
+        os.environ[FOLD_ENV] = mode
+        model.encoder._fold = FoldCache()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            maps = model_maps(model, images)
+        map_err = float((maps - ref).abs().mean() / ref.abs().mean())
+        scores, ref_scores = maps.flatten(1).amax(1), ref.flatten(1).amax(1)
+        score_err = float((scores - ref_scores).abs().mean() / ref_scores.abs().mean())
+        print(f"{'encoder ' + FOLD_ENV + '=' + mode:58s} {map_err:.2e}  {score_err:.2e}")
 
 
 if __name__ == "__main__":

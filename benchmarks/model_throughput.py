@@ -97,13 +97,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fp32+nobench": {"cudnn_benchmark": False},
     # torch.compile'd fusion and decoder (a graph break at each scan), inside the step's CUDA graph
     "bf16+cl+graphs+compile": {**BF16_CL, "train.cuda_graphs": True, "train.compile": True},
-    # the frozen encoder without its folded 16-bit copy (MAMBAAD_ENCODER_FOLD=0: model/encoder_fold.py; the
-    # default since v1.15), and with it (opt-in since v1.15: its features are further from float32's)
+    # the frozen encoder without its folded 16-bit copy (MAMBAAD_ENCODER_FOLD=0: model/encoder_fold.py), and
+    # with its bf16 copy in training and scoring (opt-in since v1.15: its features are further from float32's)
     "bf16+cl+graphs+laneauto+nofold": {**BF16_CL, "train.cuda_graphs": True,
                                        "env": {"MAMBAAD_SCAN_LANE": "auto", "MAMBAAD_ENCODER_FOLD": "0"}},
     "bf16+cl+graphs+fold": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_ENCODER_FOLD": "1"}},
-    # the folded copy in float16 (v1.15, opt-in: features nearer float32 than bf16 autocast's, on CPU)
+    # the folded copy in float16 in training too (scoring runs it by default since v1.16), and not at all
     "bf16+cl+graphs+fold16": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_ENCODER_FOLD": "fp16"}},
+    "bf16+cl+graphs+nofold": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_ENCODER_FOLD": "0"}},
     # the graphed scorer with bf16 copies of the fusion's and decoder's autocast weights (the default since
     # v1.16, engine/scoring_weights.py: 189 fewer cast kernels per inference step, the same maps), and without
     "bf16+cl+graphs+castw": {**BF16_CL, "train.cuda_graphs": True,

@@ -11,7 +11,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mambaad_cli.config import EncoderConfig
 from mambaad_cli.model.encoder import FrozenEncoder
-from mambaad_cli.model.encoder_fold import FOLD_ENV, ConvAddReLU, folded_copy
+from mambaad_cli.model.encoder_fold import FOLD_ENV, ConvAddReLU, fold_mode, folded_copy
 
 # The default encoder (plain nn.BatchNorm2d) and the bundled one (timm BatchNormAct2d after Conv2dSame).
 NAMES = ["resnet34.bt_in1k", "tf_efficientnet_lite0"]
@@ -49,7 +49,8 @@ def make_encoder(name: str, seed: int = 0) -> FrozenEncoder:
 
 @pytest.fixture(autouse=True)
 def fold_on(monkeypatch):
-    """The copy is opt-in (MAMBAAD_ENCODER_FOLD=1): these tests are about the copy, so they turn it on."""
+    """The copy in training too is opt-in (MAMBAAD_ENCODER_FOLD=1): these tests are about the copy, so they
+    turn it on (the encoders they make are in training mode, nn.Module's default)."""
     monkeypatch.setenv(FOLD_ENV, "1")
 
 
@@ -198,21 +199,73 @@ def test_inference_mode_and_copies(images):
     assert frozen._fold.entry is None and out[0].dtype == torch.bfloat16
 
 
-@pytest.mark.parametrize("value", [None, "", "0"])
-def test_the_copy_is_opt_in(images, monkeypatch, value):
-    """Unset (the default), empty or 0: bf16 runs autocast's own path and builds no copy (module docstring of
-    encoder_fold: the copy's features are further from float32's)."""
+def autocast_backbone(enc: FrozenEncoder, images: torch.Tensor) -> list[torch.Tensor]:
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        return enc.backbone((images - enc.mean) / enc.std)
+
+
+@pytest.mark.parametrize("value", [None, "", "auto", "0"])
+def test_training_and_cpus_run_autocasts_own_path(images, monkeypatch, value):
+    """In training mode (the default's too; trained against the copy's features, tire's P-AP came out lower on
+    the H200: module docstring of encoder_fold) and on CPUs, bf16 runs autocast's own path and builds no
+    copy; with 0 in eval mode too."""
     if value is None:
         monkeypatch.delenv(FOLD_ENV)
     else:
         monkeypatch.setenv(FOLD_ENV, value)
-    enc = make_encoder("resnet34.bt_in1k")
+    enc = make_encoder("resnet34.bt_in1k").train()
     out = bf16_forward(enc, images)
     assert enc._fold.key is None and enc._fold.entry is None
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        want = enc.backbone((images - enc.mean) / enc.std)
-    for o, w in zip(out, want, strict=True):
+    for o, w in zip(out, autocast_backbone(enc, images), strict=True):
         assert torch.equal(o, w)
+    if value is None or value == "0":  # eval mode: the default's CPU rule, and 0's everywhere
+        enc.eval()
+        assert enc._fold.key is None
+        for o, w in zip(bf16_forward(enc, images), autocast_backbone(enc, images), strict=True):
+            assert torch.equal(o, w)
+
+
+@pytest.mark.parametrize("value", [None, "", "auto"])
+@pytest.mark.parametrize(("training", "device", "expected"), [
+    (False, "cuda", "fp16"),  # scoring on a GPU
+    (True, "cuda", None),  # training: autocast's features, as trained since v1.15
+    (False, "cpu", None),  # float16 convolutions are slow on CPUs
+    (True, "cpu", None),
+])
+def test_the_default_is_the_fp16_copy_for_gpu_scoring(monkeypatch, value, training, device, expected):
+    if value is None:
+        monkeypatch.delenv(FOLD_ENV)
+    else:
+        monkeypatch.setenv(FOLD_ENV, value)
+    assert fold_mode(training, device) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "1", "bn", "fp16"])
+def test_a_mode_set_applies_in_training_and_scoring_alike(monkeypatch, value):
+    monkeypatch.setenv(FOLD_ENV, value)
+    want = {"0": None, "1": "all"}.get(value, value)
+    assert {fold_mode(t, d) for t in (True, False) for d in ("cuda", "cpu")} == {want}
+
+
+def test_eval_mode_uses_the_copy_and_training_mode_keeps_it_for_the_next(images, monkeypatch):
+    """With the fold asked for in eval mode only (the default's rule, here on CPU through a patched rule),
+    training-mode forwards run autocast's path and leave the copy cached for the next evaluation."""
+    from mambaad_cli.model import encoder_fold
+
+    monkeypatch.setattr(encoder_fold, "fold_mode", lambda training, device_type: None if training else "fp16")
+    enc = make_encoder("resnet34.bt_in1k").eval()
+    scored = bf16_forward(enc, images)
+    entry = enc._fold.entry
+    assert entry is not None and all(p.dtype == torch.float16 for p in entry.module.parameters())
+    monkeypatch.setenv(FOLD_ENV, "fp16")
+    monkeypatch.setattr(encoder_fold, "fold_mode", lambda training, device_type: "fp16")
+    for a, b in zip(scored, bf16_forward(make_encoder("resnet34.bt_in1k"), images), strict=True):
+        assert torch.equal(a, b)  # the float16 copy's features
+    monkeypatch.setattr(encoder_fold, "fold_mode", lambda training, device_type: None if training else "fp16")
+    enc.train()
+    for o, w in zip(bf16_forward(enc, images), autocast_backbone(enc, images), strict=True):
+        assert torch.equal(o, w)
+    assert enc._fold.entry is entry
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -6,10 +6,9 @@ The encoder never learns: its parameters do not require grad, it stays in eval m
 whatever `.train()` is called with (BatchNorm keeps its running statistics), and its
 outputs are computed without autograd.
 
-Under 16-bit autocast (bf16 / fp16 on the input's device) the backbone can run as a BatchNorm-folded copy
-stored in that dtype (model/encoder_fold.py, opt-in with MAMBAAD_ENCODER_FOLD=1: faster, but its features
-sit further from float32's, and real-data pixel metrics came out lower with it). Outside autocast (fp32,
-tf32) the backbone itself runs, as before.
+Under 16-bit autocast on a GPU, in eval mode (scoring), the backbone runs as a BatchNorm-folded float16 copy
+(model/encoder_fold.py: faster, and nearer float32 than autocast's own path); in training, autocast's own
+path runs (MAMBAAD_ENCODER_FOLD changes both). Outside autocast (fp32, tf32) the backbone itself runs.
 
 Weights (`model.encoder.weights`):
   timm     timm's pretrained download (needs internet)
@@ -80,7 +79,7 @@ class FrozenEncoder(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         x = (images - self.mean) / self.std
-        fast = self._fold.lookup(self.backbone, x)
+        fast = self._fold.lookup(self.backbone, x, self.training)
         if fast is not None:
             module, dtype, out_dtype = fast
             with torch.autocast(x.device.type, enabled=False):

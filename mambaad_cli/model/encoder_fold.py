@@ -9,12 +9,21 @@ autocast off on its input cast to that dtype, which gives 16-bit features as aut
 The copy is no submodule (not in the state dict, not in .parameters(), not moved by .to()): FoldCache keeps
 it in a plain attribute, keyed on the device, the dtype and the backbone's tensors (their storage and
 version counter), so load_state_dict, an in-place edit or .to() rebuilds it at the next autocast forward.
-MAMBAAD_ENCODER_FOLD (read at every forward, for A/B runs in one process): opt-in since v1.15. 1 turns the
-copy on with the epilogue fusion below, bn the folding alone, fp16 the same copy stored and run in float16
-whatever the autocast dtype, its features cast to that dtype at the end; unset or 0, the autocast path.
+MAMBAAD_ENCODER_FOLD (read at every forward, for A/B runs in one process; fold_mode): unset or auto, the
+default since v1.16, runs the float16 copy (below) when the encoder is in eval mode on a GPU, that is when
+scoring under bf16 autocast, and autocast's own path in training and on CPUs; 0 autocast's path always. Set
+to one of these, the copy runs in training too: 1 with the epilogue fusion below, bn the folding alone, fp16
+the same copy stored and run in float16 whatever the autocast dtype, its features cast to that dtype at the
+end.
 
-Why opt-in: the copy's 16-bit weights are the folded ones (w times gamma / sigma, rounded once), and on some
-images its features sit further from the float32 backbone's than autocast's do
+Why scoring only (since v1.16): with the float16 copy the whole model's bf16 anomaly maps sit 2-2.8x nearer
+float32's than with autocast's path (benchmarks/encoder_fold_error.py --maps, real-dev's tire and
+KolektorSDD images, random decoder weights), and bf16 inference on the H200 ran 3.5 % faster at batch 64,
+4.1 % at batch 16 (session 18). Training against the copy's features instead lowered tire's P-AP (below),
+so training keeps autocast's path.
+
+Why the bf16 copy is opt-in: the copy's 16-bit weights are the folded ones (w times gamma / sigma, rounded
+once), and on some images its features sit further from the float32 backbone's than autocast's do
 (benchmarks/encoder_fold_error.py, bundled EfficientNet-Lite0, CPU, bf16). On real-dev's tire images, 1 - cos
 against float32 is 1.1-1.2e-2 at the two deeper scales against 0.5-0.7e-2, and rounding the folded weights
 alone, in float32 arithmetic, costs 3-5x what rounding the unfolded ones does; on KolektorSDD's the two are
@@ -27,10 +36,10 @@ The fp16 copy: float16 keeps 3 more mantissa bits than bfloat16, and there the f
 float32 as the plain backbone (1 - cos about 1e-4 on tire's images, 50x closer than bf16 autocast's 5e-3), so
 it could give the fold's speed with better features than the default. Its range is float16's: a copy whose
 weights or probe features are not finite is not used (the autocast path runs). On the H200 (v1.16) it is the
-fastest encoder (+1.0 % training, +3.5 % inference at batch 64), but tire's P-AP came out at 42.8-45.4 in
-its three real-dev runs against the default's 46.3-47.8 in four (P-AUROC and AUPRO@paper level), so it
-stays opt-in too; an fp32-trained run's 44.8 says nearness to float32 is not what that P-AP is about
-(README, "Quality on real data").
+fastest encoder (+1.0 % training, +3.5 % inference at batch 64), but trained with it throughout, tire's P-AP
+came out at 42.8-45.4 in three real-dev runs against autocast's 46.3-47.8 in four (P-AUROC and AUPRO@paper
+level), so in training it stays opt-in; an fp32-trained run's 44.8 says nearness to float32 is not what that
+P-AP is about (README, "Quality on real data").
 
 Folding alone gains little on a GPU: PyTorch's cuDNN conv adds its bias in a kernel of its own, which
 costs what the BatchNorm kernel did (ResNet-34, batch 64, H200: the same encoder time). The copy therefore
@@ -243,12 +252,16 @@ def _all_finite(tensors: list[torch.Tensor]) -> bool:
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
-def fold_mode() -> str | None:
-    """MAMBAAD_ENCODER_FOLD: unset, empty or 0 off (the autocast path, the default: module docstring), bn
-    BatchNorm folding only, fp16 folding and epilogues in float16, anything else folding and the cuDNN conv
-    epilogues in the autocast dtype."""
-    value = os.environ.get(FOLD_ENV, "0").strip().lower()
-    return None if value in ("", "0") else value if value in ("bn", "fp16") else "all"
+def fold_mode(training: bool, device_type: str) -> str | None:
+    """MAMBAAD_ENCODER_FOLD: unset, empty or auto (the default since v1.16) the float16 copy when the encoder
+    is in eval mode (scoring) on a GPU, autocast's own path in training and on CPUs (float16 convolutions
+    ran 20x slower than bf16 autocast's on a 2-core x86 CPU); 0 autocast's path always (module docstring);
+    and in training too: bn BatchNorm folding only, fp16 folding and epilogues in float16, anything else
+    folding and the cuDNN conv epilogues in the autocast dtype."""
+    value = os.environ.get(FOLD_ENV, "auto").strip().lower()
+    if value in ("", "auto"):
+        return "fp16" if not training and device_type == "cuda" else None
+    return None if value == "0" else value if value in ("bn", "fp16") else "all"
 
 
 def autocast_fast_dtype(device_type: str) -> torch.dtype | None:
@@ -269,16 +282,17 @@ class FoldCache:
         self._tensor_dicts: tuple[nn.Module | None, list[dict]] = (None, [])
 
     def lookup(
-        self, backbone: nn.Module, x: torch.Tensor
+        self, backbone: nn.Module, x: torch.Tensor, training: bool = False
     ) -> tuple[nn.Module, torch.dtype, torch.dtype] | None:
         """(copy, its dtype, the features' dtype) to run the backbone's forward of normalised images `x` with,
-        or None: today's path. The features' dtype is autocast's; the copy's is too, but for mode fp16.
+        or None: autocast's path. The features' dtype is autocast's; the copy's is too, but for mode fp16.
+        `training`: the module holding the backbone is in training mode (fold_mode).
 
         None under torch.compile (the fingerprint reads data_ptr and version counters, which dynamo would
         trace or break on; a compiled region has its own fusions) and with MAMBAAD_ENCODER_FOLD=0."""
         if torch.compiler.is_compiling():
             return None
-        mode = fold_mode()
+        mode = fold_mode(training, x.device.type)
         out_dtype = autocast_fast_dtype(x.device.type) if mode else None
         if out_dtype is None:
             return None
