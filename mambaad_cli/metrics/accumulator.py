@@ -26,6 +26,9 @@ from mambaad_cli.metrics.regions import defect_pixel_areas
 from mambaad_cli.metrics.sorted_values import SortedValues, is_torch_tensor
 
 BACKENDS = ("auto", "numpy", "torch")
+NOT_FINITE = ("anomaly maps contain NaN or infinite values (a model that diverged in training, or a "
+              "16-bit overflow when scoring in bf16: try --precision fp32, or MAMBAAD_ENCODER_FOLD=0 to score "
+              "without the encoder's float16 copy)")
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -66,14 +69,14 @@ class MetricAccumulator:
 
             maps = maps.detach().float()
             if not bool(torch.isfinite(maps).all()):
-                raise UserError("anomaly maps contain NaN or infinite values")
+                raise UserError(NOT_FINITE)
             dev_masks = torch.from_numpy(masks).to(maps.device)
             self._normal.append(maps[~dev_masks])
             defect = maps[dev_masks].cpu().numpy()
         else:
             maps = _to_numpy(maps).astype(np.float32, copy=False)
             if not np.isfinite(maps).all():
-                raise UserError("anomaly maps contain NaN or infinite values")
+                raise UserError(NOT_FINITE)
             self._normal.append(maps[~masks])
             defect = maps[masks]
         self._defect.append(defect)
