@@ -26,9 +26,11 @@ from mambaad_cli.metrics.regions import defect_pixel_areas
 from mambaad_cli.metrics.sorted_values import SortedValues, is_torch_tensor
 
 BACKENDS = ("auto", "numpy", "torch")
-NOT_FINITE = ("anomaly maps contain NaN or infinite values (a model that diverged in training, or a "
-              "16-bit overflow when scoring in bf16: try --precision fp32, or MAMBAAD_ENCODER_FOLD=0 to score "
-              "without the encoder's float16 copy)")
+NOT_FINITE = (
+    "anomaly maps contain NaN or infinite values (a model that diverged in training, or a 16-bit overflow "
+    "when scoring in bf16: try --precision fp32, or MAMBAAD_ENCODER_FOLD=0 to score without the encoder's "
+    "float16 copy)"
+)
 
 
 def _to_numpy(x) -> np.ndarray:
