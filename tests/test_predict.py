@@ -195,6 +195,37 @@ def test_unreadable_image_is_skipped_and_reported(tiny, tmp_path, capsys):
     assert "broken.png" in capsys.readouterr().err
 
 
+def test_an_image_whose_map_is_not_finite_gets_no_verdict(tiny, tmp_path, monkeypatch):
+    """A NaN map (a 16-bit overflow, say) would read as "normal" (NaN >= threshold is False): the image is
+    skipped with the reason, the others are scored."""
+    import importlib
+
+    predict_module = importlib.import_module("mambaad_cli.engine.predict")  # the package exports the function
+    data_root, _, run_dir = tiny
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("a", "b"):
+        shutil.copy(data_root / "disc" / "test" / "good" / "000.png", folder / f"{name}.png")
+    real = predict_module.make_scorer
+
+    def first_map_nan(*args, **kwargs):
+        scorer = real(*args, **kwargs)
+
+        def scored(images):
+            maps = scorer(images).clone()
+            maps[0, 0, 0] = float("nan")
+            return maps
+
+        return scored
+
+    monkeypatch.setattr(predict_module, "make_scorer", first_map_nan)
+    result = predict([folder], tmp_path / "out", run_dir, batch_size=2, show_progress=False)
+    assert [p.path.rsplit("/", 1)[1] for p in result.predictions] == ["b.png"]
+    skipped = list(csv.DictReader((tmp_path / "out" / "skipped.csv").open()))
+    assert [r["path"].rsplit("/", 1)[1] for r in skipped] == ["a.png"]
+    assert "not finite" in skipped[0]["reason"] and "--precision fp32" in skipped[0]["reason"]
+
+
 @pytest.mark.parametrize(
     "case, message",
     [

@@ -102,6 +102,10 @@ class Calibration:
         )
 
 
+NOT_FINITE_MAP = ("its anomaly map is not finite (a 16-bit overflow? try --precision fp32, or "
+                  "MAMBAAD_ENCODER_FOLD=0 to score without the encoder's float16 copy)")
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
@@ -354,6 +358,9 @@ def predict(
                 maps_np, scores = maps.cpu().numpy(), image_scores(maps).cpu().numpy()
                 for (index, image, _, _), amap, score in zip(good, maps_np, scores, strict=True):
                     item = items[index]
+                    if not np.isfinite(amap).all():  # no verdict from NaN (NaN >= threshold is False)
+                        result.skipped.append((str(item.path), NOT_FINITE_MAP))
+                        continue
                     cls_name = class_name or class_of(item.path, root, class_names)
                     result.predictions.append(
                         _write_outputs(item, image, amap, float(score), cls_name, calib, out, save_maps)
