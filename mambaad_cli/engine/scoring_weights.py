@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from mambaad_cli.model.encoder import FrozenEncoder
+from mambaad_cli.model.encoder_fold import tensor_fingerprint
 from mambaad_cli.model.hss import SS2D
 
 KNOB = "MAMBAAD_SCORE_CAST_WEIGHTS"
@@ -63,8 +64,8 @@ class CastWeights:
         self.copies: dict[str, torch.Tensor] | None = None
         self.key: tuple | None = None
 
-    def _key(self) -> tuple:
-        return tuple((p.data_ptr(), p._version) for p in self.params.values())
+    def _key(self) -> tuple | None:
+        return tensor_fingerprint(self.params.values())
 
     def tensors(self) -> dict[str, torch.Tensor]:
         device = next(iter(self.params.values())).device if self.params else None

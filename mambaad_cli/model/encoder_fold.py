@@ -53,6 +53,7 @@ import copy
 import operator
 import os
 from collections import Counter
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import torch
@@ -270,6 +271,16 @@ def autocast_fast_dtype(device_type: str) -> torch.dtype | None:
     return dtype if dtype in FAST_DTYPES else None
 
 
+def tensor_fingerprint(tensors: Iterable[torch.Tensor]) -> tuple | None:
+    """(storage, version) of each tensor, to tell when a copy made from them is stale: .to() gives tensors
+    new storage, load_state_dict and other in-place writes bump their version. None when one is an
+    inference tensor (made under torch.inference_mode), which keeps no version."""
+    try:
+        return tuple((t.data_ptr(), t._version) for t in tensors)
+    except RuntimeError:  # "Inference tensors do not track version counter"
+        return None
+
+
 class FoldCache:
     """One fast copy of a backbone, rebuilt when the device, the dtype or the backbone's tensors change.
 
@@ -318,19 +329,14 @@ class FoldCache:
         return None if self.entry is None else (self.entry.module, dtype, out_dtype)
 
     def _fingerprint(self, backbone: nn.Module) -> tuple | None:
-        """(storage, version) of each parameter and buffer: .to() gives tensors new storage, load_state_dict
-        and other in-place writes bump their version. The modules' tensor dicts are listed once per
-        backbone object (a frozen backbone keeps its structure), which keeps this to ~40 us for ResNet-34.
-        None for a backbone holding inference tensors (made under torch.inference_mode), which keep no
-        version: no copy then."""
+        """tensor_fingerprint of every parameter and buffer (None, so no copy, for a backbone holding
+        inference tensors). The modules' tensor dicts are listed once per backbone object (a frozen backbone
+        keeps its structure), which keeps this to ~40 us for ResNet-34."""
         owner, dicts = self._tensor_dicts
         if owner is not backbone:
             dicts = [d for m in backbone.modules() for d in (m._parameters, m._buffers) if d]
             self._tensor_dicts = (backbone, dicts)
-        try:
-            return tuple((t.data_ptr(), t._version) for d in dicts for t in d.values() if t is not None)
-        except RuntimeError:  # "Inference tensors do not track version counter"
-            return None
+        return tensor_fingerprint(t for d in dicts for t in d.values() if t is not None)
 
     # Copies and pickles of the module holding the cache start with an empty one.
     def __getstate__(self) -> dict:
