@@ -3,6 +3,10 @@
     python benchmarks/model_throughput.py --preset mvtec --batch-size 16 --device cuda
     python benchmarks/model_throughput.py --preset demo --device cpu --steps 3
     python benchmarks/model_throughput.py --variants fp32,bf16+cl --json out.json --profile bf16+cl
+    torchrun --standalone --nproc-per-node 2 benchmarks/model_throughput.py --variants bf16+cl+graphs
+
+Under torchrun each process runs train's data-parallel step on its own GPU (NCCL; gloo on CPU) with
+--batch-size images, and rank 0 prints the images/s of all of them together.
 
 Weights are random (encoder weights "none"): throughput does not depend on them. The scan backend
 is the config's (auto: triton on GPU, else mamba_ssm's CUDA kernel when importable, else torch); --backend
@@ -25,6 +29,7 @@ from unittest import mock
 import torch
 
 from mambaad_cli.engine.bench import model_throughput, switches
+from mambaad_cli.engine.distributed import DistContext, distributed_session, launched_by_torchrun
 
 BF16_CL = {"train.precision": "bf16", "train.channels_last": True}
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -155,8 +160,20 @@ def main() -> None:
     unknown = [v for v in names + ([args.profile] if args.profile else []) if v not in VARIANTS]
     if unknown:
         parser.error(f"--variants: unknown {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
-    print(f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}", flush=True)
+    if args.profile and launched_by_torchrun():
+        parser.error("--profile: one process only (run without torchrun)")
+    with distributed_session(args.device) as (ctx, device):
+        run(parser, args, ctx, device)
+
+
+def run(parser: argparse.ArgumentParser, args: argparse.Namespace, ctx: DistContext,
+        device: torch.device) -> None:
+    """Every variant at every batch size on this process's device; rank 0 prints and writes."""
+    say = print if ctx.is_main else (lambda *a, **k: None)
+    names = [v for v in args.variants.split(",") if v]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    say(f"device: {name}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
+        f"processes {ctx.world_size}", flush=True)
     batches = [int(b) for b in args.batch_size.split(",")]
     phases = tuple(p for p in args.phases.split(",") if p)
     if not phases or set(phases) - {"train", "infer"}:
@@ -165,13 +182,13 @@ def main() -> None:
     for batch in batches:
         for variant in names:
             backend = VARIANTS[variant].get("model.decoder.scan_backend", args.backend)
-            row: dict[str, Any] = {"device": name, "preset": args.preset, "batch": batch, "variant": variant,
-                                   "backend": backend}
+            row: dict[str, Any] = {"device": name, "processes": ctx.world_size, "preset": args.preset,
+                                   "batch": batch, "variant": variant, "backend": backend}
             overrides, env, benchmark = split_variant(variant)
             try:
                 with mock.patch.dict(os.environ, env):  # the variant's knobs, restored after
                     row["switches"] = switches()  # every MAMBAAD_* set, the variant's and the caller's
-                    row.update(model_throughput(args.preset, batch, args.device, args.backend,
+                    row.update(model_throughput(args.preset, batch, device, args.backend,
                                                 args.image_size, args.steps, args.warmup, overrides,
                                                 phases=phases, cudnn_benchmark=benchmark))
             except Exception as e:  # noqa: BLE001 - one failing variant (OOM, compile) must not stop the rest
@@ -182,13 +199,13 @@ def main() -> None:
                                        for k, v in scan._LANE_PICKS.items()}
                 scan._LANE_PICKS.clear()
             rows.append(row)
-            print(json.dumps(row), flush=True)
-            if args.device.startswith("cuda"):
+            say(json.dumps(row), flush=True)
+            if device.type == "cuda":
                 torch.cuda.empty_cache()
-    if args.json:
+    if args.json and ctx.is_main:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
-    if args.profile:
+    if args.profile and ctx.is_main:
         for phase in args.profile_phases.split(","):
             print(profile_step(args, batches[0], args.profile, phase), flush=True)
 

@@ -1,6 +1,7 @@
 """`mambaad bench` on CPU: the floors' arithmetic, the correctness gate, the mamba_ssm call convention (with a
 stand-in module), the command's tables, JSON and one-line errors, and the exp2 microkernel (interpreted)."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ import torch
 import kernels
 from mambaad_cli.cli import main
 from mambaad_cli.engine import bench, bench_tables
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -217,6 +220,51 @@ def test_model_throughput_times_cudnn_algorithms_as_train_does(monkeypatch, dete
                            overrides={"train.deterministic": deterministic}, cudnn_benchmark=forced)
     assert seen == [expected] * 4  # train and infer, one warm-up and one timed call each
     assert torch.backends.cudnn.benchmark is (not expected)
+
+
+def test_model_throughput_times_trains_data_parallel_step_under_a_process_group(monkeypatch):
+    """Under a group of 2 the timed step is train's data-parallel one: SyncBatchNorm, the DDP wrapper as
+    the step's net, DDP's warm-up count, and images/s that count both processes' images (fakes: one
+    process here)."""
+    from mambaad_cli.engine import distributed
+    from mambaad_cli.engine.graphs import DDP_WARMUP_CALLS
+
+    train = importlib.import_module("mambaad_cli.engine.train")
+    calls = {}
+    wrapper = torch.nn.Identity()
+    monkeypatch.setattr(distributed, "current", lambda: distributed.DistContext(0, 2, 0))
+    monkeypatch.setattr(distributed, "barrier", lambda: calls.setdefault("barriers", []).append(1))
+    monkeypatch.setattr(distributed, "sync_batchnorm", lambda m, d: calls.setdefault("sync_bn", m))
+
+    def wrap(model, device, graphed):
+        calls["ddp"] = graphed
+        return wrapper
+
+    monkeypatch.setattr(distributed, "data_parallel", wrap)
+
+    def recording_step(net, model, optimizer, cfg, graphs, warmup):
+        calls["step"] = (net, warmup)
+        return lambda x: None
+
+    monkeypatch.setattr(train, "make_train_step", recording_step)
+    result = bench.model_throughput("demo", 3, "cpu", image_size=64, steps=1, warmup=1, phases=("train",))
+    assert calls["step"] == (wrapper, DDP_WARMUP_CALLS) and calls["ddp"] is False and "sync_bn" in calls
+    assert len(calls["barriers"]) == 2  # after the warm-up and after the timed steps: the slowest one's time
+    assert result["train_images_per_s"] == pytest.approx(2 * 3 * 1000 / result["train_ms_per_batch"])
+
+
+def test_model_throughput_script_under_torchrun_prints_one_row_for_both_processes():
+    """benchmarks/model_throughput.py launched by torchrun (2 CPU processes over gloo): rank 0 alone prints,
+    one row per variant and batch, and the row says 2 processes."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "benchmarks/model_throughput.py", "--preset", "demo", "--device", "cpu", "--image-size", "64",
+           "--batch-size", "2", "--steps", "1", "--warmup", "1", "--variants", "fp32"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1 and "error" not in rows[0], done.stdout
+    assert rows[0]["processes"] == 2 and rows[0]["batch"] == 2
+    assert rows[0]["train_images_per_s"] == pytest.approx(2 * 2 * 1000 / rows[0]["train_ms_per_batch"])
 
 
 def test_exp2_microkernel_matches_numpy_under_the_triton_interpreter():

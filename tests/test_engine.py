@@ -361,3 +361,22 @@ def test_training_with_the_image_cache_matches_decoding(tmp_path, monkeypatch):
     metrics = [json.loads((r.run_dir / "metrics.json").read_text())["mean"] for r in runs]
     assert metrics[0] == metrics[1]
     assert list((tmp_path / "cache" / "images").glob("*.json"))  # the cached run built its files
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU path of --deterministic")
+def test_deterministic_runs_on_a_gpu_end_with_the_same_weights(tmp_path):
+    """--deterministic on CUDA (auto scan backend: PyTorch's scan under deterministic algorithms, graphs
+    on): two runs from one seed end bit for bit alike."""
+    data_root = make_dataset(tmp_path / "data", classes=("disc",), n_train=8)
+    runs, losses = [], []
+    for name in ("a", "b"):
+        cfg = load_preset("folder", tiny_overrides(
+            tmp_path, data_root, run_name=name, **{"train.device": "cuda", "train.deterministic": True,
+                                                  "train.eval_at_end": False, "train.epochs": 3}))
+        run_dir = train(cfg, show_progress=False).run_dir
+        runs.append(safetensors.torch.load_file(str(run_dir / "model.safetensors")))
+        losses.append([r["loss"] for r in csv.DictReader((run_dir / "log.csv").open())])
+    torch.use_deterministic_algorithms(False)
+    assert len(losses[0]) >= 3 and len(set(losses[0])) > 1 and losses[0] == losses[1]
+    for k in runs[0]:
+        assert torch.equal(runs[0][k], runs[1][k]), k

@@ -713,6 +713,10 @@ def model_throughput(
 ) -> dict[str, float]:
     """Training and inference images/s of MambaAD for a preset with random weights (encoder "none").
 
+    Under torchrun (a joined process group of 2 or more, engine/distributed.py) the training step is train's
+    data-parallel one (SyncBatchNorm, DDP, graphed after DDP's warm-up when asked), `batch_size` is each
+    process's, and images/s count every process's images over the slowest one's time.
+
     ``phases`` picks which of the two steps to time (a profile of one alone, say). ``cudnn_benchmark`` None
     times cuDNN's convolution algorithms as `train` does (engine/device.seed_everything: on unless
     train.deterministic); True / False force it (restored after).
@@ -721,8 +725,9 @@ def model_throughput(
     train.precision / train.channels_last / train.compile, applied as in training, to both steps).
     """
     from mambaad_cli.config import load_preset
+    from mambaad_cli.engine import distributed
     from mambaad_cli.engine.acceleration import apply_speed_options, to_model_input
-    from mambaad_cli.engine.graphs import WARMUP_CALLS, use_cuda_graphs
+    from mambaad_cli.engine.graphs import DDP_WARMUP_CALLS, WARMUP_CALLS, use_cuda_graphs
     from mambaad_cli.engine.scoring import make_scorer
     from mambaad_cli.engine.train import adamw, make_train_step
     from mambaad_cli.model import build_model
@@ -737,17 +742,24 @@ def model_throughput(
     # inference in the training's settings: the scorer reads eval.*
     cfg.eval.precision, cfg.eval.cuda_graphs = cfg.train.precision, cfg.train.cuda_graphs
     size = image_size or cfg.data.image_size
-    model = apply_speed_options(build_model(cfg).to(device), cfg.train)
+    ctx = distributed.current()
+    model = build_model(cfg).to(device)
+    if ctx.enabled:
+        distributed.sync_batchnorm(model, device)
+    apply_speed_options(model, cfg.train)
     params = [p for p in model.parameters() if p.requires_grad]
-    graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, 1, cfg.train.compile)
-    train_fn = make_train_step(model, model, adamw(params, device, 1e-4, graphs), cfg, graphs)  # train's step
+    graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.world_size, cfg.train.compile)
+    net = distributed.data_parallel(model, device, graphed=graphs) if ctx.enabled else model
+    calls = DDP_WARMUP_CALLS if ctx.enabled else WARMUP_CALLS
+    train_fn = make_train_step(net, model, adamw(params, device, 1e-4, graphs), cfg, graphs, calls)  # train's
     infer_fn = make_scorer(model, cfg, device)  # evaluate's own scoring: the model and the anomaly map
     x = to_model_input(torch.rand(batch_size, 3, size, size), device, cfg.train.channels_last)
-    warmup = max(warmup, WARMUP_CALLS + 2) if graphs else warmup  # the capture is not timed
+    warmup = max(warmup, calls + 2) if graphs else warmup  # the capture is not timed
 
-    def sync() -> None:
+    def sync() -> None:  # every process's queued work done: the timer spans the slowest one
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+        distributed.barrier()
 
     def train_step() -> None:
         train_fn(x)
@@ -775,7 +787,7 @@ def model_throughput(
             sync()
             seconds = (time.perf_counter() - start) / steps
             result[f"{name}_ms_per_batch"] = 1000 * seconds
-            result[f"{name}_images_per_s"] = batch_size / seconds
+            result[f"{name}_images_per_s"] = batch_size * ctx.world_size / seconds
     if device.type == "cuda":
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     return result
