@@ -75,8 +75,7 @@ def train_cmd(
         typer.Option(
             "--cuda-graphs/--no-cuda-graphs",
             help="Replay each step and the final scoring as CUDA graphs (*.cuda_graphs). Default: auto, on "
-            "one GPU without --compile, eager if a capture fails; --cuda-graphs insists, and with --gpus "
-            "captures the data-parallel step too.",
+            "GPUs without --compile (with --gpus too), eager if a capture fails; --cuda-graphs insists.",
         ),
     ] = None,
     run_name: Annotated[str | None, typer.Option(help="Run folder name (default: a timestamp).")] = None,

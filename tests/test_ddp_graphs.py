@@ -1,5 +1,6 @@
-"""A data-parallel training step captured as a CUDA graph (--gpus N --cuda-graphs): DDP built on a side
-stream, DDP_WARMUP_CALLS eager calls, then replays that must train as the eager step does.
+"""A data-parallel training step captured as a CUDA graph (--gpus N): DDP built on a side stream,
+DDP_WARMUP_CALLS eager calls, then replays that must train as the eager step does; and, when one rank's
+capture fails under auto, every rank going on eagerly in step.
 
 GPU only (the H200 in device sessions): a one-rank NCCL group in this process exercises DDP's hooks and its
 all-reduce inside the capture; two ranks need two GPUs (README, 'Two GPUs', measures that).
@@ -61,18 +62,37 @@ def _deterministic():
         torch.backends.cudnn.deterministic = saved[1]
 
 
-def _train_eager_then_graphed(device: torch.device, rank: int = 0) -> dict[str, torch.Tensor]:
+def _train_eager_then_graphed(
+    device: torch.device, rank: int = 0, fail_rank: int = -1
+) -> dict[str, torch.Tensor]:
     """The same DDP training twice from one start, eager then graphed: each run's losses and trainable
-    parameters after DDP_WARMUP_CALLS + 4 steps (11 eager, the capture, 3 replays), on the CPU."""
+    parameters after DDP_WARMUP_CALLS + 4 steps (11 eager, the capture, 3 replays), on the CPU. On rank
+    `fail_rank` the graphed run's capture fails (a host read while capturing), under cuda_graphs auto."""
     with _deterministic():
-        return _train_twice(device, rank)
+        return _train_twice(device, rank, fail_rank)
 
 
-def _train_twice(device: torch.device, rank: int) -> dict[str, torch.Tensor]:
+def _failing_capture(step: GraphedStep) -> None:
+    """This step's capture raises as a host read inside it makes it (after the whole step was recorded)."""
+    record = step._record
+
+    def record_with_a_host_read(x):
+        fn = step.fn
+        step.fn = lambda x: fn(x) * (x.sum() * 0 + 1).item()  # .item(): not permitted while capturing
+        try:
+            record(x)
+        finally:
+            step.fn = fn
+
+    step._record = record_with_a_host_read
+
+
+def _train_twice(device: torch.device, rank: int, fail_rank: int = -1) -> dict[str, torch.Tensor]:
     # no DropPath (its draws are the one thing eager and graphed runs take from different RNG calls); the
     # PyTorch scan (no atomics: module docstring)
     cfg = load_preset("demo", {"model.encoder.weights": "none", "model.decoder.drop_path_rate": 0.0,
-                               "model.decoder.scan_backend": "torch", "train.cuda_graphs": True})
+                               "model.decoder.scan_backend": "torch",
+                               "train.cuda_graphs": True if fail_rank < 0 else "auto"})
     torch.manual_seed(0)  # the same start on every rank
     reference = build_model(cfg).to(device)
     data = torch.Generator(device).manual_seed(1 + rank)  # each rank its own images
@@ -86,6 +106,8 @@ def _train_twice(device: torch.device, rank: int) -> dict[str, torch.Tensor]:
         trainable = [p for p in model.parameters() if p.requires_grad]
         sgd = torch.optim.SGD(trainable, lr=1e-4)
         step = make_train_step(net, model, sgd, cfg, graphed, DDP_WARMUP_CALLS)
+        if graphed and rank == fail_rank:
+            _failing_capture(step)
         name = "graphed" if graphed else "eager"
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
@@ -94,7 +116,8 @@ def _train_twice(device: torch.device, rank: int) -> dict[str, torch.Tensor]:
         assert not [w for w in seen if "AccumulateGrad node's stream" in str(w.message)]
         out[f"{name}_params"] = torch.cat([p.detach().flatten() for p in trainable]).cpu()
         if graphed:
-            assert isinstance(step, GraphedStep) and step.captured  # the last 3 batches were replays
+            assert isinstance(step, GraphedStep)
+            assert step.captured is (fail_rank < 0)  # the last 3 batches were replays, or eager on every rank
     return out
 
 
@@ -110,13 +133,13 @@ def test_a_graphed_data_parallel_step_trains_as_the_eager_one(one_rank_nccl_grou
     _assert_graphed_trains_as_eager(_train_eager_then_graphed(one_rank_nccl_group))
 
 
-def _two_rank_worker(rank: int, port: int, folder: str) -> None:
+def _two_rank_worker(rank: int, port: int, folder: str, fail_rank: int = -1) -> None:
     device = torch.device("cuda", rank)
     torch.cuda.set_device(device)
     dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2,
                             device_id=device)
     try:
-        torch.save(_train_eager_then_graphed(device, rank), f"{folder}/rank{rank}.pt")
+        torch.save(_train_eager_then_graphed(device, rank, fail_rank), f"{folder}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -134,3 +157,17 @@ def test_two_graphed_ranks_stay_in_step(tmp_path):
     assert torch.equal(ranks[0]["graphed_params"], ranks[1]["graphed_params"])
     assert torch.equal(ranks[0]["eager_params"], ranks[1]["eager_params"])
     assert not torch.equal(ranks[0]["graphed_losses"], ranks[1]["graphed_losses"])  # different images
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="two ranks need two GPUs")
+def test_when_one_ranks_capture_fails_both_go_on_eagerly_in_step(tmp_path):
+    """train.cuda_graphs auto, rank 1's capture fails: the ranks agree before any replay, rank 0 drops the
+    graph it captured, and both train on eagerly, as the eager run and as each other (no rank left waiting
+    in an all-reduce the other never joins: the test would hang instead)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_two_rank_worker, args=(_free_port(), str(tmp_path), 1), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for out in ranks:
+        _assert_graphed_trains_as_eager(out)
+    assert torch.equal(ranks[0]["graphed_params"], ranks[1]["graphed_params"])

@@ -11,7 +11,7 @@ import torch
 from mambaad_cli.cli import main
 from mambaad_cli.config import ConfigError, load_preset
 from mambaad_cli.engine import graphs
-from mambaad_cli.engine.graphs import GraphedStep, data_parallel_notice, is_compiled, use_cuda_graphs
+from mambaad_cli.engine.graphs import GraphedStep, is_compiled, use_cuda_graphs
 from mambaad_cli.engine.train import check_cuda_graphs, match_lr_kinds, step_schedule
 from mambaad_cli.errors import UserError
 
@@ -77,7 +77,7 @@ def test_graphed_step_captures_in_thread_local_mode(monkeypatch):
     monkeypatch.setattr(graphs.torch.cuda, "synchronize", lambda device=None: None)
     monkeypatch.setattr(graphs, "side_stream", lambda device: side)
     step = graphs.GraphedStep(lambda x: x * 2, warmup=0)
-    torch.testing.assert_close(step._capture(torch.ones(3)), torch.full((3,), 2.0))
+    torch.testing.assert_close(step._capture_or_fall_back(torch.ones(3)), torch.full((3,), 2.0))
     assert modes == ["thread_local"] and streams == [side] and step.captured
 
 
@@ -115,7 +115,7 @@ CUDA, CPU = torch.device("cuda"), torch.device("cpu")
     [
         ("auto", CUDA, 1, False, True),  # the default on one GPU
         ("auto", CPU, 1, False, False),
-        ("auto", CUDA, 2, False, False),  # data-parallel: eager unless asked (no fallback across ranks)
+        ("auto", CUDA, 2, False, True),  # data-parallel too (the ranks agree on the capture first)
         ("auto", CUDA, 1, True, False),  # torch.compile'd modules: eager
         (True, CUDA, 1, False, True),
         (True, CUDA, 2, False, True),  # --gpus 2 --cuda-graphs: the data-parallel step captured
@@ -123,19 +123,74 @@ CUDA, CPU = torch.device("cuda"), torch.device("cpu")
         (False, CUDA, 1, False, False),
     ],
 )
-def test_auto_turns_graphs_on_only_for_one_cuda_process_without_compile(setting, device, world, compiled,
-                                                                        expected):
+def test_auto_turns_graphs_on_for_cuda_processes_without_compile(setting, device, world, compiled, expected):
     assert use_cuda_graphs(setting, device, world, compiled) is expected
 
 
-def test_data_parallel_runs_say_that_graphs_are_off_only_where_auto_turned_them_off():
-    # --gpus 2 on CUDA under auto: one line saying why (graphs off) and what was measured; nothing where the
-    # user chose, on one process, or off CUDA
-    line = data_parallel_notice("auto", CUDA, 2)
-    assert line is not None and "--gpus" in line and "off" in line and "--cuda-graphs" in line
-    assert use_cuda_graphs("auto", CUDA, 2) is False
-    for setting, device, world in (("auto", CUDA, 1), ("auto", CPU, 2), (False, CUDA, 2), (True, CUDA, 2)):
-        assert data_parallel_notice(setting, device, world) is None
+@pytest.fixture
+def fake_capture(monkeypatch):
+    """torch.cuda's graph calls replaced by fakes that record replays; `fail` makes the next capture raise
+    as capture_end does when it is invalidated."""
+    state = {"replays": 0, "fail": False}
+
+    class FakeGraph:
+        def replay(self):
+            state["replays"] += 1
+
+    @contextlib.contextmanager
+    def fake_graph(graph, **kwargs):
+        yield
+        if state["fail"]:
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(graphs.torch.cuda, "CUDAGraph", FakeGraph)
+    monkeypatch.setattr(graphs.torch.cuda, "graph", fake_graph)
+    monkeypatch.setattr(graphs.torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(graphs, "side_stream", lambda device: None)
+    return state
+
+
+@pytest.mark.parametrize("others_ok", [True, False])
+@pytest.mark.parametrize("auto", [True, False])
+def test_data_parallel_ranks_agree_on_the_capture_before_any_replay(fake_capture, auto, others_ok):
+    """Each rank says whether its capture succeeded and learns whether all did, before anything captured
+    runs: all did, it replays; another failed, it drops its graph and goes on eagerly under auto (one line)
+    or raises under true, instead of replaying all-reduces the failed rank would never join."""
+    said, notices = [], []
+
+    def agree(ok):
+        said.append((ok, fake_capture["replays"]))  # what this rank said, and whether it had replayed
+        return ok and others_ok
+
+    step = graphs.GraphedStep(lambda x: x * 2, warmup=0, on_failure=notices.append if auto else None,
+                              agree=agree)
+    x = torch.ones(3)
+    if others_ok or auto:
+        torch.testing.assert_close(step._capture_or_fall_back(x), torch.full((3,), 2.0))
+    else:
+        with pytest.raises(RuntimeError, match="another process's capture failed"):
+            step._capture_or_fall_back(x)
+    assert said == [(True, 0)]
+    assert step.captured is others_ok and step.failed is not others_ok
+    assert fake_capture["replays"] == (1 if others_ok else 0)
+    assert notices == ([] if others_ok or not auto else ["another process's capture failed"])
+
+
+@pytest.mark.parametrize("auto", [True, False])
+def test_a_rank_whose_capture_failed_tells_the_others_before_it_falls_back_or_raises(fake_capture, auto):
+    said, notices = [], []
+    fake_capture["fail"] = True
+    step = graphs.GraphedStep(lambda x: x + 1, warmup=0, on_failure=notices.append if auto else None,
+                              agree=lambda ok: said.append(ok) or False)
+    x = torch.ones(3)
+    if auto:
+        torch.testing.assert_close(step._capture_or_fall_back(x), torch.full((3,), 2.0))  # eager
+        assert notices == ["operation not permitted when stream is capturing"]
+    else:
+        with pytest.raises(RuntimeError, match="not permitted"):
+            step._capture_or_fall_back(x)
+    assert said == [False] and not step.captured and step.failed and fake_capture["replays"] == 0
+    torch.testing.assert_close(step(x), torch.full((3,), 2.0))  # every later call eager
 
 
 def test_graphs_default_to_auto_and_take_only_auto_true_or_false():
@@ -274,7 +329,7 @@ def test_training_goes_on_eagerly_after_its_capture_fails(tmp_path, monkeypatch,
     from mambaad_cli.engine import train
 
     make_dataset(tmp_path / "data", n_train=16)
-    capture = GraphedStep._capture
+    capture = GraphedStep._record
 
     def failing_once(self, x):
         if self.on_failure is None or getattr(failing_once, "done", False):  # eval's scorer: a real capture
@@ -287,7 +342,7 @@ def test_training_goes_on_eagerly_after_its_capture_fails(tmp_path, monkeypatch,
         finally:
             self.fn = fn
 
-    monkeypatch.setattr(GraphedStep, "_capture", failing_once)
+    monkeypatch.setattr(GraphedStep, "_record", failing_once)
     cfg = load_preset("folder", tiny_overrides(tmp_path, tmp_path / "data", **{
         "train.device": "cuda", "train.epochs": 3, "model.decoder.drop_path_rate": 0.2,
         "eval.batch_size": 1}))  # one batch shape, so that the scoring's fourth call is captured

@@ -165,6 +165,17 @@ def barrier() -> None:
         dist.barrier()
 
 
+def all_agree(flag: bool) -> bool:
+    """True when every rank passes True (a MIN all-reduce, eager, on this rank's GPU under NCCL); a single
+    process gets its own flag back."""
+    if not current().enabled:
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
 def mean_over_ranks(value: torch.Tensor) -> float:
     """The mean of a scalar over the ranks (every rank must call it at the same point)."""
     ctx = current()

@@ -18,11 +18,13 @@ process, modules not torch.compile'd), and a capture that fails falls back to ea
 saying so. ``true`` insists (train checks first that it can apply) and lets a failed capture raise; ``false``
 stays eager.
 
-Data-parallel training (``--gpus N``) captures its step only under ``true``: the step then holds DDP's
-NCCL all-reduces, PyTorch's recipe for that is followed (DDP built on a side stream, engine/distributed.py,
-and DDP_WARMUP_CALLS eager calls before the capture), and every rank captures and replays in step. ``auto``
-keeps it eager: a capture that failed on one rank only would leave the others waiting in a collective, so
-there is no fallback to offer there.
+Data-parallel training (``--gpus N``) captures its step too, ``auto`` included: the step then holds
+DDP's NCCL all-reduces, and PyTorch's recipe for that is followed (DDP built on a side stream,
+engine/distributed.py, and DDP_WARMUP_CALLS eager calls before the capture). A capture only records the
+collectives, so no rank waits on another while capturing; before the first replay the ranks agree (one
+eager all-reduce of a flag) that every capture succeeded. If one failed, every rank drops its graph and
+goes on eagerly (auto) or raises (true), instead of replaying all-reduces that the failed rank would
+never join.
 """
 
 from __future__ import annotations
@@ -37,30 +39,21 @@ WARMUP_CALLS = 3  # eager calls before the capture (PyTorch's examples use 3 on 
 # PyTorch's CUDA-graphs notes ask for at least 11 eager DDP iterations before a whole-step capture (DDP
 # settles its gradient buckets and its per-iteration bookkeeping over the first ones)
 DDP_WARMUP_CALLS = 11
+OTHER_RANK_FAILED = "another process's capture failed"
 
 
 def use_cuda_graphs(
     setting: bool | str, device: torch.device, world_size: int = 1, compiled: bool = False
 ) -> bool:
-    """Whether a step runs as a CUDA graph. auto: on a CUDA device in one process whose modules are not
-    torch.compile'd (a data-parallel step is captured only when asked: module docstring; compiled regions
-    measured slower inside the graph). true: on a CUDA device, data-parallel too (train's check_cuda_graphs
-    refuses the rest with one line first). false: never."""
+    """Whether a step runs as a CUDA graph. auto: on a CUDA device, one process or data-parallel, whose
+    modules are not torch.compile'd (compiled regions measured slower inside the graph). true: on a CUDA
+    device (train's check_cuda_graphs refuses the rest with one line first). false: never. `world_size` is
+    kept for callers' clarity: every process count captures alike since v1.17."""
     if device.type != "cuda" or setting is False:
         return False
     if setting == "auto":
-        return world_size == 1 and not compiled
+        return not compiled
     return bool(setting)
-
-
-def data_parallel_notice(setting: bool | str, device: torch.device, world_size: int) -> str | None:
-    """The line --gpus N prints on CUDA under auto, where graphs turn off: a user who adds GPUs for speed
-    should know that the one-GPU default replays graphs, that the data-parallel step does not by default,
-    and how to ask for it."""
-    if setting != "auto" or device.type != "cuda" or world_size < 2:
-        return None
-    return ("CUDA graphs: off with --gpus unless --cuda-graphs asks for them (eager, one graphed H200 "
-            "trained faster than two: README, 'Two GPUs')")
 
 
 def is_compiled(model: torch.nn.Module) -> bool:
@@ -94,17 +87,20 @@ class GraphedStep:
 
     With ``on_failure`` (train.cuda_graphs / eval.cuda_graphs auto), a capture that raises is reported
     once through it and every call from then on, that one included, runs ``fn`` eagerly; without, the
-    error propagates."""
+    error propagates. ``agree`` (data-parallel steps: engine/distributed.all_agree) takes whether this
+    process captured and returns whether every process did, before anything captured is replayed."""
 
     def __init__(
         self,
         fn: Callable[[torch.Tensor], torch.Tensor],
         warmup: int = WARMUP_CALLS,
         on_failure: Callable[[str], None] | None = None,
+        agree: Callable[[bool], bool] | None = None,
     ):
         self.fn = fn
         self.warmup = warmup
         self.on_failure = on_failure
+        self.agree = agree
         self.failed = False  # a capture raised: eager from then on
         self.calls = 0
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -131,20 +127,27 @@ class GraphedStep:
         return self._capture_or_fall_back(x)
 
     def _capture_or_fall_back(self, x: torch.Tensor) -> torch.Tensor:
-        if self.on_failure is None:
-            return self._capture(x)
         stream = torch.cuda.current_stream(x.device) if x.is_cuda else None
         generator = _default_generator(x.device)
         rng = generator.clone_state() if generator is not None else None  # not in capture mode
+        error: Exception | None = None
         try:
-            return self._capture(x)
+            self._record(x)
         except Exception as e:  # noqa: BLE001 - any failed capture; the eager call below shows fn's own errors
             _undo_capture(self._capturing, x.device, stream, generator, rng)
-            self.graph, self.static_input, self.static_output, self.failed = None, None, None, True
-            self._capturing = None
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            self.on_failure(first)
-            return self.fn(x)
+            error = e
+        self._capturing = None
+        if self.agree is not None and not self.agree(error is None) and error is None:
+            error = RuntimeError(OTHER_RANK_FAILED)  # that rank's own line says why
+        if error is None:
+            self.graph.replay()  # capturing records the work without running it
+            return self.static_output.clone()
+        self.graph, self.static_input, self.static_output, self.failed = None, None, None, True
+        if self.on_failure is None:
+            raise error
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        self.on_failure(first)
+        return self.fn(x)
 
     def _on_side_stream(self, x: torch.Tensor) -> torch.Tensor:
         side = side_stream(x.device)
@@ -154,7 +157,9 @@ class GraphedStep:
         torch.cuda.current_stream(x.device).wait_stream(side)
         return out
 
-    def _capture(self, x: torch.Tensor) -> torch.Tensor:
+    def _record(self, x: torch.Tensor) -> None:
+        """Capture fn on a copy of x into self.graph: recorded, not run (a collective in it is only recorded
+        too, so no process waits here for another)."""
         self.static_input = x.clone(memory_format=torch.preserve_format)
         if self.static_input.stride() != x.stride():  # clone keeps dense strides; be exact
             self.static_input = torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)
@@ -167,8 +172,6 @@ class GraphedStep:
         with torch.cuda.graph(graph, stream=side_stream(x.device), capture_error_mode="thread_local"):
             self.static_output = self.fn(self.static_input)
         self.graph = graph
-        graph.replay()  # capturing records the work without running it
-        return self.static_output.clone()
 
 
 def _default_generator(device: torch.device) -> torch.Generator | None:
@@ -197,14 +200,22 @@ def _undo_capture(graph, device: torch.device, stream, generator, rng) -> None:
 
 
 def graph_step(
-    fn: Callable[[torch.Tensor], torch.Tensor], setting: bool | str, section: str, warmup: int = WARMUP_CALLS
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    setting: bool | str,
+    section: str,
+    warmup: int = WARMUP_CALLS,
+    agree: Callable[[bool], bool] | None = None,
 ) -> GraphedStep:
     """GraphedStep of fn for the config value `setting` of `section`.cuda_graphs, captured after `warmup`
     eager calls: under auto a failed capture prints one line and the calls go on eagerly; under true it
-    raises."""
+    raises. `agree`: GraphedStep's, for data-parallel steps."""
 
     def notice(reason: str) -> None:
+        from mambaad_cli.engine.distributed import is_main_process  # it imports this module
+
+        if reason == OTHER_RANK_FAILED and not is_main_process():
+            return  # rank 0 says it once; a rank whose own capture failed says why
         console.print(f"CUDA graphs: the capture failed ({reason}); going on eagerly "
                       f"(--set {section}.cuda_graphs=false skips the attempt)")
 
-    return GraphedStep(fn, warmup=warmup, on_failure=notice if setting == "auto" else None)
+    return GraphedStep(fn, warmup=warmup, on_failure=notice if setting == "auto" else None, agree=agree)

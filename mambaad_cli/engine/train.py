@@ -40,6 +40,7 @@ from mambaad_cli.engine.checkpoint import load_train_state, save_model, save_tra
 from mambaad_cli.engine.device import seed_everything
 from mambaad_cli.engine.distributed import (
     DistContext,
+    all_agree,
     barrier,
     data_parallel,
     distributed_session,
@@ -54,7 +55,6 @@ from mambaad_cli.engine.evaluate import EvalResult, evaluate, write_metrics
 from mambaad_cli.engine.graphs import (
     DDP_WARMUP_CALLS,
     WARMUP_CALLS,
-    data_parallel_notice,
     graph_step,
     use_cuda_graphs,
 )
@@ -229,9 +229,6 @@ def _train_one(
     if graphs and ctx.is_main:
         console.print(f"CUDA graphs: each training step is captured after {warmup} eager ones, then "
                       "replayed (train.cuda_graphs; --no-cuda-graphs runs eagerly)")
-    dp_notice = data_parallel_notice(cfg.train.cuda_graphs, device, ctx.world_size)
-    if dp_notice and ctx.is_main:
-        console.print(dp_notice)
 
     log = TrainLog(run_dir / "log.csv", append=resume is not None) if ctx.is_main else None
     start = time.perf_counter()
@@ -358,7 +355,8 @@ def make_train_step(
     wrapper (which averages the gradients over ranks). With `graphs` (default: train.cuda_graphs resolved
     for one process, engine/graphs.py), replayed as a CUDA graph after `warmup` eager calls (DDP:
     DDP_WARMUP_CALLS): everything in it stays on the GPU. The optimizer must then be adamw(..., graphed=True).
-    Under train.cuda_graphs auto a capture that fails is reported in one line and the steps go on eagerly."""
+    Under train.cuda_graphs auto a capture that fails is reported in one line and the steps go on eagerly;
+    in a process group every rank does so when any rank's capture failed (engine/graphs.py)."""
     device = next(model.parameters()).device
     if graphs is None:
         graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, 1, cfg.train.compile)
@@ -379,7 +377,10 @@ def make_train_step(
         optimizer.step()
         return loss.detach()
 
-    return graph_step(iteration, cfg.train.cuda_graphs, "train", warmup) if graphs else iteration
+    if not graphs:
+        return iteration
+    agree = all_agree if net is not model else None  # DDP's wrapper: every rank must capture
+    return graph_step(iteration, cfg.train.cuda_graphs, "train", warmup, agree)
 
 
 def _calibrate(model, train_ds, val_ds, cfg: Config, device: torch.device) -> dict[str, Any]:
