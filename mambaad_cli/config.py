@@ -101,6 +101,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 10  # iterations between log.csv rows
     checkpoint_every: int = 1  # epochs between checkpoints
+    checkpoint_in_background: bool = True  # written by a thread while training goes on (checkpoint_writer.py)
     eval_at_end: bool = True
     max_steps: int = 0  # stop after this many iterations (0: no limit); for smoke runs
     # Speed options (engine/acceleration.py). fp32 is the paper's recipe; bf16 runs the forward passes under
@@ -108,8 +109,9 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | tf32 | bf16
     channels_last: bool = False  # NHWC images and conv weights (faster convolutions on tensor cores)
     compile: bool = False  # torch.compile the trainable fusion and decoder
-    # replay each training step as one CUDA graph (engine/graphs.py). auto: wherever it applies (one CUDA
-    # process, no compile), falling back to eager steps if the capture fails; true: insist; false: eager
+    # replay each training step as one CUDA graph (engine/graphs.py). auto: wherever it applies (CUDA, one
+    # process or data-parallel, no compile), falling back to eager steps if the capture fails; true: insist;
+    # false: eager
     cuda_graphs: bool | str = "auto"
 
 

@@ -31,7 +31,22 @@ def save_model(
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Write the weights (the frozen encoder included, so predict needs no download) and model.json."""
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    write_model(run_dir, model_snapshot(model), cfg, class_names, extra)
+
+
+def model_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every weight and buffer copied to the CPU, contiguous: what model.safetensors holds."""
+    return {k: v.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+            for k, v in model.state_dict().items()}
+
+
+def write_model(
+    run_dir: Path,
+    state: dict[str, torch.Tensor],
+    cfg: Config,
+    class_names: list[str],
+    extra: dict[str, Any] | None = None,
+) -> None:
     write_with(run_dir / MODEL_FILE, lambda tmp: safetensors.torch.save_file(state, str(tmp)))
     update_model_json(run_dir, cfg=cfg, class_names=class_names, **(extra or {}))
 
@@ -95,10 +110,17 @@ def save_train_state(
     run_dir: Path, model: torch.nn.Module, optimizer, scheduler, step: int, epoch: int
 ) -> None:
     """Everything --resume needs, in one file: trainable weights, optimizer, scheduler, RNG, counters."""
+    write_train_state(run_dir, train_state_snapshot(model, optimizer, scheduler, step, epoch))
+
+
+def train_state_snapshot(
+    model: torch.nn.Module, optimizer, scheduler, step: int, epoch: int
+) -> dict[str, Any]:
+    """train_state.pt's contents with every tensor copied to the CPU: later steps cannot change it."""
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    state = {
+    return cpu_copy({
         "model": {
-            k: v.detach().cpu()
+            k: v.detach()
             for k, v in model.state_dict().items()
             if k in trainable or not k.startswith("encoder.")
         },
@@ -112,8 +134,23 @@ def save_train_state(
             "numpy": _numpy_rng_to_tensor(),
             "python": list(random.getstate()[1]),
         },
-    }
+    })
+
+
+def write_train_state(run_dir: Path, state: dict[str, Any]) -> None:
     write_with(run_dir / TRAIN_STATE, lambda tmp: torch.save(state, tmp))
+
+
+def cpu_copy(obj: Any) -> Any:
+    """`obj` with every tensor in its dicts, lists and tuples replaced by a copy on the CPU (a state_dict
+    holds the live tensors: the optimizer's moments change in place at the next step)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(cpu_copy(v) for v in obj)
+    return obj
 
 
 def load_train_state(run_dir: Path, model: torch.nn.Module, optimizer, scheduler) -> tuple[int, int]:

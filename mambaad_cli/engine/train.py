@@ -36,7 +36,8 @@ from mambaad_cli.engine.acceleration import (
     to_model_input,
 )
 from mambaad_cli.engine.calibrate import calibrate, in_sample_subset, split_validation
-from mambaad_cli.engine.checkpoint import load_train_state, save_model, save_train_state, update_model_json
+from mambaad_cli.engine.checkpoint import load_train_state, update_model_json
+from mambaad_cli.engine.checkpoint_writer import CheckpointWriter
 from mambaad_cli.engine.device import seed_everything
 from mambaad_cli.engine.distributed import (
     DistContext,
@@ -233,6 +234,7 @@ def _train_one(
     log = TrainLog(run_dir / "log.csv", append=resume is not None) if ctx.is_main else None
     start = time.perf_counter()
     window_images, window_start = 0, time.perf_counter()
+    writer = CheckpointWriter(cfg.train.checkpoint_in_background) if ctx.is_main else None
     try:
         with make_progress(show_progress and ctx.is_main) as progress:
             task = progress.add_task("train", total=total_steps, completed=step, extra="")
@@ -262,13 +264,15 @@ def _train_one(
                     or step >= total_steps
                     or epoch + 1 == cfg.train.epochs
                 ):
-                    if ctx.is_main:
-                        save_train_state(run_dir, model, optimizer, scheduler, step, epoch + 1)
-                        save_model(run_dir, model, cfg, class_names, extra={"step": step, "epoch": epoch + 1})
-                    barrier()  # a resume (or a reader) finds every rank past a complete checkpoint
+                    if writer is not None:  # rank 0; the next step's all-reduce keeps the others in step
+                        writer.save(run_dir, model, optimizer, scheduler, cfg, class_names, step, epoch + 1)
     finally:
+        if writer is not None:
+            writer.join()  # the last checkpoint lands whole, also when training failed
         if log is not None:
             log.close()
+    if writer is not None:
+        writer.wait()  # a failed write raises here
     seconds = time.perf_counter() - start
     del train_step  # a captured step's memory pool, before calibration and evaluation capture their own
     sync_buffers_from_main(model)
