@@ -1,6 +1,7 @@
-"""Throughput of `mambaad predict` on the CPU: images/s end to end (read, model, map, PNG writes).
+"""Throughput of `mambaad predict`: images/s end to end (read, model, map, PNG writes), CPU or GPU.
 
     python benchmarks/bench_predict.py --model runs/demo/latest --images 64 --batch-size 16
+    python benchmarks/bench_predict.py --model RUN --size 1024 --writers 1,0 --device cuda
 
 Takes up to --images test images of the run's own dataset (or, with --size, synthetic images of that
 size, to see the cost of resizing and writing large images), runs one warm-up batch, then times
@@ -48,19 +49,22 @@ def prepare_images(run_dir: Path, folder: Path, count: int, size: int | None) ->
     return paths
 
 
-def model_only(run_dir: Path, paths: list[Path], batch_size: int) -> float:
+def model_only(run_dir: Path, paths: list[Path], batch_size: int, device: str = "cpu") -> float:
     from mambaad_cli.data import image_to_tensor, read_image
 
-    model, cfg, _ = load_model(run_dir, "cpu")
+    model, cfg, _ = load_model(run_dir, device)
     size = cfg.data.image_size
     tensors = [image_to_tensor(read_image(p), size) for p in paths]
-    batches = [torch.stack(tensors[i : i + batch_size]) for i in range(0, len(tensors), batch_size)]
+    starts = range(0, len(tensors), batch_size)
+    batches = [torch.stack(tensors[i : i + batch_size]).to(device) for i in starts]
     with torch.inference_mode():
         enc, dec = model(batches[0])  # warm-up
         start = time.perf_counter()
         for b in batches:
             enc, dec = model(b)
             anomaly_map(enc, dec, (size, size), sigma=cfg.eval.sigma)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
     return len(paths) / (time.perf_counter() - start)
 
 
@@ -71,6 +75,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--size", type=int, default=0, help="synthetic square images of this size")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--writers", default="0", help="comma-separated predict(writers=...) to time side by "
+                        "side (0: its default)")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -78,10 +85,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "in"
         paths = prepare_images(run_dir, folder, args.images, args.size or None)
-        common = dict(run=run_dir, device="cpu", batch_size=args.batch_size, show_progress=False)
+        common = dict(run=run_dir, device=args.device, batch_size=args.batch_size, show_progress=False)
         predict(paths[: args.batch_size], Path(tmp) / "warm", **common)
-        result = predict(paths, Path(tmp) / "out", **common)
-        forward = model_only(run_dir, paths, args.batch_size)
+        per_writers = []  # (writers, images/s), in the order timed
+        for w in [int(x) for x in args.writers.split(",")]:
+            result = predict(paths, Path(tmp) / f"out{w}", writers=w or None, **common)
+            per_writers.append((w, round(result.images_per_s, 2)))
+        forward = model_only(run_dir, paths, args.batch_size, args.device)
     print(
         json.dumps(
             {
@@ -89,6 +99,8 @@ def main() -> None:
                 "image_size": args.size or "dataset",
                 "batch_size": args.batch_size,
                 "predict_images_per_s": round(result.images_per_s, 2),
+                "predict_images_per_s_by_writers": per_writers,
+                "device": args.device,
                 "model_only_images_per_s": round(forward, 2),
                 "torch_threads": torch.get_num_threads(),
                 "cpu": platform.processor() or platform.machine(),

@@ -207,6 +207,9 @@ def predict_cmd(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per batch (eval.batch_size).")] = None,
     workers: Annotated[int, typer.Option(help="Image-loading worker processes.")] = 0,
+    writers: Annotated[
+        int | None, typer.Option(help="Threads writing the overlays and masks (default: up to 8).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     precision: Annotated[
         str | None, typer.Option(help="fp32, tf32 or bf16 autocast (default: the run's eval.precision).")
@@ -227,6 +230,7 @@ def predict_cmd(
         num_workers=workers,
         show_progress=progress,
         precision=precision,
+        writers=writers,
     )
     out.print(summary_table(result))
     for _, reason in result.skipped:

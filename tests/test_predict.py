@@ -1,6 +1,7 @@
 """predict: same score as eval, outputs at the original image size, thresholds, inputs, errors."""
 
 import csv
+import importlib
 import json
 import shutil
 
@@ -237,6 +238,7 @@ def test_an_image_whose_map_is_not_finite_gets_no_verdict(tiny, tmp_path, monkey
         ("bad_class", "--class nope"),
         ("missing_input", "input not found"),
         ("bad_precision", "--precision fp16"),
+        ("bad_writers", "--writers 0"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(tiny, tmp_path, capsys, case, message):
@@ -262,9 +264,40 @@ def test_user_errors_are_one_line_exit_2(tiny, tmp_path, capsys, case, message):
         images = str(tmp_path / "no_such.png")
     elif case == "bad_precision":
         extra = ["--precision", "fp16"]
+    elif case == "bad_writers":
+        extra = ["--writers", "0"]
     code = main(["predict", images, "--out", str(tmp_path / "out"), "--model", run, "--no-progress", *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_writer_threads_write_what_the_loop_writes_in_input_order(tiny, tmp_path, monkeypatch):
+    """4 writer threads against none: the same scores.csv (input order) and the same PNG bytes; the writes
+    really ran on other threads (a batch of 3 leaves several images in flight)."""
+    import threading
+
+    data_root, _, run_dir = tiny
+    predict_module = importlib.import_module("mambaad_cli.engine.predict")
+    write = predict_module._write_outputs
+    threads = set()
+
+    def recording(*args):
+        threads.add(threading.current_thread().name)
+        return write(*args)
+
+    monkeypatch.setattr(predict_module, "_write_outputs", recording)
+    inputs = [str(data_root / "disc" / "test"), str(data_root / "stripes" / "test")]
+    serial = predict(inputs, tmp_path / "one", run=run_dir, writers=1, show_progress=False, save_maps=True)
+    assert threads == {threading.current_thread().name}
+    threads.clear()
+    pooled = predict(inputs, tmp_path / "four", run=run_dir, writers=4, show_progress=False, save_maps=True)
+    assert threads and all(name.startswith("predict-writer") for name in threads)
+    assert (tmp_path / "one" / "scores.csv").read_text() == (tmp_path / "four" / "scores.csv").read_text()
+    assert [p.path for p in pooled.predictions] == [p.path for p in serial.predictions]
+    files = sorted(f.relative_to(tmp_path / "one") for f in (tmp_path / "one").rglob("*") if f.is_file())
+    assert len(files) == 1 + 3 * len(serial.predictions)  # scores.csv, and overlay, mask and map per image
+    for f in files:
+        assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "four" / f).read_bytes(), f
 
 
 def test_calibration_falls_back_for_runs_without_thresholds():
