@@ -12,6 +12,7 @@ Prints one JSON line with the figures and the machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -68,6 +69,36 @@ def model_only(run_dir: Path, paths: list[Path], batch_size: int, device: str = 
     return len(paths) / (time.perf_counter() - start)
 
 
+@contextlib.contextmanager
+def _io_only(on: bool):
+    """predict's scorer replaced by one that returns the real scorer's maps of its first batch (so the PNGs
+    hold real maps), repeated to each batch's size."""
+    if not on:
+        yield
+        return
+    import importlib
+
+    module = importlib.import_module("mambaad_cli.engine.predict")
+    real = module.make_scorer
+
+    def replaying(model, cfg, device):
+        score, maps = real(model, cfg, device), []
+
+        def replay(images):
+            if not maps:
+                maps.append(score(images))
+            first = maps[0]
+            return first[torch.arange(len(images), device=first.device) % len(first)]
+
+        return replay
+
+    module.make_scorer = replaying
+    try:
+        yield
+    finally:
+        module.make_scorer = real
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="runs/demo/latest")
@@ -77,6 +108,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--writers", default="0", help="comma-separated predict(writers=...) to time side by "
                         "side (0: its default)")
+    parser.add_argument("--workers", default="0", help="comma-separated image-loading worker counts to time")
+    parser.add_argument("--io-only", action="store_true",
+                        help="replace the model by the maps of its first batch, replayed: predict's reading, "
+                        "resizing and writing alone, as behind a GPU that scores in no time")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.threads:
@@ -87,10 +122,13 @@ def main() -> None:
         paths = prepare_images(run_dir, folder, args.images, args.size or None)
         common = dict(run=run_dir, device=args.device, batch_size=args.batch_size, show_progress=False)
         predict(paths[: args.batch_size], Path(tmp) / "warm", **common)
-        per_writers = []  # (writers, images/s), in the order timed
-        for w in [int(x) for x in args.writers.split(",")]:
-            result = predict(paths, Path(tmp) / f"out{w}", writers=w or None, **common)
-            per_writers.append((w, round(result.images_per_s, 2)))
+        per_writers = []  # (workers, writers, images/s), in the order timed
+        with _io_only(args.io_only):
+            for workers in [int(x) for x in args.workers.split(",")]:
+                for w in [int(x) for x in args.writers.split(",")]:
+                    result = predict(paths, Path(tmp) / f"out{workers}_{w}", writers=w or None,
+                                     num_workers=workers, **common)
+                    per_writers.append((workers, w, round(result.images_per_s, 2)))
         forward = model_only(run_dir, paths, args.batch_size, args.device)
     print(
         json.dumps(
@@ -99,7 +137,8 @@ def main() -> None:
                 "image_size": args.size or "dataset",
                 "batch_size": args.batch_size,
                 "predict_images_per_s": round(result.images_per_s, 2),
-                "predict_images_per_s_by_writers": per_writers,
+                "predict_images_per_s_by_workers_writers": per_writers,
+                "io_only": args.io_only,
                 "device": args.device,
                 "model_only_images_per_s": round(forward, 2),
                 "torch_threads": torch.get_num_threads(),
