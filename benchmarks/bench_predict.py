@@ -112,6 +112,8 @@ def main() -> None:
     parser.add_argument("--io-only", action="store_true",
                         help="replace the model by the maps of its first batch, replayed: predict's reading, "
                         "resizing and writing alone, as behind a GPU that scores in no time")
+    parser.add_argument("--graphs", default="auto", help="comma-separated: auto (the run's eval.cuda_graphs) "
+                        "or false, timed side by side")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.threads:
@@ -122,13 +124,15 @@ def main() -> None:
         paths = prepare_images(run_dir, folder, args.images, args.size or None)
         common = dict(run=run_dir, device=args.device, batch_size=args.batch_size, show_progress=False)
         predict(paths[: args.batch_size], Path(tmp) / "warm", **common)
-        per_writers = []  # (workers, writers, images/s), in the order timed
+        per_writers = []  # (graphs, workers, writers, images/s), in the order timed
         with _io_only(args.io_only):
-            for workers in [int(x) for x in args.workers.split(",")]:
-                for w in [int(x) for x in args.writers.split(",")]:
-                    result = predict(paths, Path(tmp) / f"out{workers}_{w}", writers=w or None,
-                                     num_workers=workers, **common)
-                    per_writers.append((workers, w, round(result.images_per_s, 2)))
+            for graphs in args.graphs.split(","):
+                for workers in [int(x) for x in args.workers.split(",")]:
+                    for w in [int(x) for x in args.writers.split(",")]:
+                        setting = False if graphs == "false" else None
+                        result = predict(paths, Path(tmp) / f"out{graphs}{workers}_{w}", writers=w or None,
+                                         num_workers=workers, cuda_graphs=setting, **common)
+                        per_writers.append((graphs, workers, w, round(result.images_per_s, 2)))
         forward = model_only(run_dir, paths, args.batch_size, args.device)
     print(
         json.dumps(
@@ -137,7 +141,7 @@ def main() -> None:
                 "image_size": args.size or "dataset",
                 "batch_size": args.batch_size,
                 "predict_images_per_s": round(result.images_per_s, 2),
-                "predict_images_per_s_by_workers_writers": per_writers,
+                "predict_images_per_s_by_graphs_workers_writers": per_writers,
                 "io_only": args.io_only,
                 "device": args.device,
                 "model_only_images_per_s": round(forward, 2),

@@ -210,6 +210,13 @@ def predict_cmd(
     writers: Annotated[
         int | None, typer.Option(help="Threads writing the overlays and masks (default: up to 8).")
     ] = None,
+    cuda_graphs: Annotated[
+        bool | None,
+        typer.Option(
+            "--cuda-graphs/--no-cuda-graphs",
+            help="Replay the scoring as CUDA graphs (default: the run's eval.cuda_graphs, auto: on a GPU).",
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     precision: Annotated[
         str | None, typer.Option(help="fp32, tf32 or bf16 autocast (default: the run's eval.precision).")
@@ -231,6 +238,7 @@ def predict_cmd(
         show_progress=progress,
         precision=precision,
         writers=writers,
+        cuda_graphs=cuda_graphs,
     )
     out.print(summary_table(result))
     for _, reason in result.skipped:

@@ -300,6 +300,26 @@ def test_writer_threads_write_what_the_loop_writes_in_input_order(tiny, tmp_path
         assert (tmp_path / "one" / f).read_bytes() == (tmp_path / "four" / f).read_bytes(), f
 
 
+@pytest.mark.parametrize(("option", "expected"), [([], "auto"), (["--no-cuda-graphs"], False),
+                                                  (["--cuda-graphs"], True)])
+def test_scoring_takes_the_runs_graph_setting_unless_the_option_names_one(tiny, tmp_path, monkeypatch, option,
+                                                                          expected):
+    """predict scores as eval does: the run's eval.cuda_graphs (auto, which graphs on a GPU only), or the
+    option's choice (recorded at make_scorer: no GPU here)."""
+    data_root, _, run_dir = tiny
+    predict_module = importlib.import_module("mambaad_cli.engine.predict")
+    real, seen = predict_module.make_scorer, []
+
+    def recording(model, cfg, device):
+        seen.append(cfg.eval.cuda_graphs)
+        return real(model, cfg, device)
+
+    monkeypatch.setattr(predict_module, "make_scorer", recording)
+    code = main(["predict", str(data_root / "disc" / "test"), "--out", str(tmp_path / "out"), "--model",
+                 str(run_dir), "--no-progress", "--device", "cpu", *option])
+    assert code == 0 and seen == [expected]
+
+
 def test_calibration_falls_back_for_runs_without_thresholds():
     info = {
         "class_names": ["a", "b", "c"],

@@ -313,11 +313,14 @@ def predict(
     show_progress: bool = True,
     precision: str | None = None,
     writers: int | None = None,
+    cuda_graphs: bool | str | None = None,
 ) -> PredictResult:
     """Score every image of `inputs`; write DIR/scores.csv and per image an overlay and a mask PNG
     (and a float16 .npy map with save_maps). Unreadable images are skipped and listed. ``precision``
     (fp32 | tf32 | bf16) defaults to the run's eval.precision. ``writers``: threads that resize the maps
-    and write the PNGs while the next batch is scored (default: up to 8, one per CPU core)."""
+    and write the PNGs while the next batch is scored (default: up to 8, one per CPU core).
+    ``cuda_graphs`` (auto | True | False) defaults to the run's eval.cuda_graphs: on a GPU, full batches
+    are scored by replaying a CUDA graph from the fourth on, as eval scores."""
     run_dir = resolve_run_dir(run if run is not None else default_run())
     if precision not in (None, *PRECISIONS):
         raise UserError(f"--precision {precision}: expected {', '.join(PRECISIONS)}")
@@ -331,8 +334,10 @@ def predict(
 
     torch_device = resolve_device(device or "auto")
     model, cfg, info = load_model(run_dir, torch_device)
-    # eval's own scoring (engine/scoring.py), in the chosen precision; eager: predict's time is writing PNGs
-    cfg.eval.precision, cfg.eval.cuda_graphs = precision or cfg.eval.precision, False
+    # eval's own scoring (engine/scoring.py), in the chosen precision. Graphed as eval's: with the outputs
+    # written by threads, scoring small images one eager batch at a time could set predict's pace on a GPU
+    cfg.eval.precision = precision or cfg.eval.precision
+    cfg.eval.cuda_graphs = cfg.eval.cuda_graphs if cuda_graphs is None else cuda_graphs
     scorer = make_scorer(model, cfg, torch_device)
     class_names = list(info.get("class_names") or [])
     if class_name and class_name not in class_names:
