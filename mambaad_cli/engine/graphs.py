@@ -139,6 +139,7 @@ class GraphedStep:
         self._capturing = None
         if self.agree is not None and not self.agree(error is None) and error is None:
             error = RuntimeError(OTHER_RANK_FAILED)  # that rank's own line says why
+            _undo_capture(None, x.device, stream, generator, rng)  # random draws as if never captured
         if error is None:
             self.graph.replay()  # capturing records the work without running it
             return self.static_output.clone()
