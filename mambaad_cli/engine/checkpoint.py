@@ -110,31 +110,32 @@ def save_train_state(
     run_dir: Path, model: torch.nn.Module, optimizer, scheduler, step: int, epoch: int
 ) -> None:
     """Everything --resume needs, in one file: trainable weights, optimizer, scheduler, RNG, counters."""
-    write_train_state(run_dir, train_state_snapshot(model, optimizer, scheduler, step, epoch))
+    state = train_state_snapshot(model, model_snapshot(model), optimizer, scheduler, step, epoch)
+    write_train_state(run_dir, state)
 
 
 def train_state_snapshot(
-    model: torch.nn.Module, optimizer, scheduler, step: int, epoch: int
+    model: torch.nn.Module, weights: dict[str, torch.Tensor], optimizer, scheduler, step: int, epoch: int
 ) -> dict[str, Any]:
-    """train_state.pt's contents with every tensor copied to the CPU: later steps cannot change it."""
+    """train_state.pt's contents with every tensor copied to the CPU: later steps cannot change it. `weights`
+    is model_snapshot(model), already copied: the trainable weights and the buffers outside the frozen
+    encoder are taken from it rather than copied a second time."""
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    return cpu_copy({
-        "model": {
-            k: v.detach()
-            for k, v in model.state_dict().items()
-            if k in trainable or not k.startswith("encoder.")
-        },
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "step": step,
-        "epoch": epoch,
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": _numpy_rng_to_tensor(),
-            "python": list(random.getstate()[1]),
-        },
-    })
+    return {
+        "model": {k: v for k, v in weights.items() if k in trainable or not k.startswith("encoder.")},
+        **cpu_copy({
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": _numpy_rng_to_tensor(),
+                "python": list(random.getstate()[1]),
+            },
+        }),
+    }
 
 
 def write_train_state(run_dir: Path, state: dict[str, Any]) -> None:

@@ -2,7 +2,7 @@
 
 An epoch's checkpoint of the ResNet-34 model is about 300 MB (model.safetensors with the frozen encoder,
 train_state.pt with the AdamW moments). Written in the training loop it held training up 0.32-0.45 s per
-epoch on a 2-core machine, the snapshot alone 0.03-0.06 s (benchmarks/checkpoint_bench.py); an epoch of
+epoch on a 2-core machine, the snapshot alone 0.02-0.04 s (benchmarks/checkpoint_bench.py); an epoch of
 MVTec-AD at batch 16 trains in about 9 s on an H200, so the write was a few per cent of it. The snapshot
 (every tensor copied to the CPU, the RNG states) is taken in the loop, so the files hold the state at the
 end of the epoch; the writes are atomic as before (engine/checkpoint.py) and one checkpoint is written at a
@@ -43,8 +43,8 @@ class CheckpointWriter:
         epoch: int,
     ) -> None:
         self.wait()  # one write at a time; the previous one's error surfaces here, an epoch late at most
-        state = train_state_snapshot(model, optimizer, scheduler, step, epoch)
         weights = model_snapshot(model)
+        state = train_state_snapshot(model, weights, optimizer, scheduler, step, epoch)
         args = (run_dir, state, weights, cfg, list(class_names), {"step": step, "epoch": epoch})
         if not self.background:
             _write(*args)
