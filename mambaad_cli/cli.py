@@ -32,6 +32,14 @@ SetOption = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override any config field: --set train.lr=1e-3 (repeatable)."),
 ]
+ScoringGraphsOption = Annotated[  # eval and predict: how a trained run scores
+    bool | None,
+    typer.Option(
+        "--cuda-graphs/--no-cuda-graphs",
+        help="Replay the scoring as CUDA graphs (default: the run's eval.cuda_graphs, auto: on a GPU, eager "
+        "if a capture fails).",
+    ),
+]
 
 
 def _overrides(sets: list[str] | None, **named: Any) -> dict[str, Any]:
@@ -154,14 +162,7 @@ def eval_cmd(
     precision: Annotated[
         str | None, typer.Option(help="fp32 (exact, the default), tf32 or bf16 autocast (eval.precision).")
     ] = None,
-    cuda_graphs: Annotated[
-        bool | None,
-        typer.Option(
-            "--cuda-graphs/--no-cuda-graphs",
-            help="Replay the scoring as CUDA graphs (eval.cuda_graphs; default auto: on a GPU, eager if a "
-            "capture fails).",
-        ),
-    ] = None,
+    cuda_graphs: ScoringGraphsOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     set_: SetOption = None,
 ) -> None:
@@ -210,13 +211,7 @@ def predict_cmd(
     writers: Annotated[
         int | None, typer.Option(help="Threads writing the overlays and masks (default: up to 8).")
     ] = None,
-    cuda_graphs: Annotated[
-        bool | None,
-        typer.Option(
-            "--cuda-graphs/--no-cuda-graphs",
-            help="Replay the scoring as CUDA graphs (default: the run's eval.cuda_graphs, auto: on a GPU).",
-        ),
-    ] = None,
+    cuda_graphs: ScoringGraphsOption = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     precision: Annotated[
         str | None, typer.Option(help="fp32, tf32 or bf16 autocast (default: the run's eval.precision).")
