@@ -124,7 +124,7 @@ def main() -> None:
         paths = prepare_images(run_dir, folder, args.images, args.size or None)
         common = dict(run=run_dir, device=args.device, batch_size=args.batch_size, show_progress=False)
         predict(paths[: args.batch_size], Path(tmp) / "warm", **common)
-        per_writers = []  # (graphs, workers, writers, images/s), in the order timed
+        timings = []  # (graphs, workers, writers, images/s), in the order timed
         with _io_only(args.io_only):
             for graphs in args.graphs.split(","):
                 for workers in [int(x) for x in args.workers.split(",")]:
@@ -132,7 +132,7 @@ def main() -> None:
                         setting = False if graphs == "false" else None
                         result = predict(paths, Path(tmp) / f"out{graphs}{workers}_{w}", writers=w or None,
                                          num_workers=workers, cuda_graphs=setting, **common)
-                        per_writers.append((graphs, workers, w, round(result.images_per_s, 2)))
+                        timings.append((graphs, workers, w, round(result.images_per_s, 2)))
         forward = model_only(run_dir, paths, args.batch_size, args.device)
     print(
         json.dumps(
@@ -141,7 +141,7 @@ def main() -> None:
                 "image_size": args.size or "dataset",
                 "batch_size": args.batch_size,
                 "predict_images_per_s": round(result.images_per_s, 2),
-                "predict_images_per_s_by_graphs_workers_writers": per_writers,
+                "predict_images_per_s_by_graphs_workers_writers": timings,
                 "io_only": args.io_only,
                 "device": args.device,
                 "model_only_images_per_s": round(forward, 2),
