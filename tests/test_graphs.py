@@ -227,25 +227,44 @@ def test_no_cuda_graphs_option_turns_them_off_for_train_and_eval(tmp_path, monke
 # --------------------------------------------------------------------------- a capture that fails
 
 
+class _FakeStream:
+    def __init__(self, name: str):
+        self.name = name
+
+    def wait_stream(self, other) -> None:
+        pass
+
+
 class _FailingCapture:
     """torch.cuda's graph API faked so that the capture raises as capture_end does for an operation that
-    cannot be captured (a host read inside the step), leaving the capture stream current."""
+    cannot be captured (a host read inside the step), leaving the capture stream current. `entered` lists
+    the streams made current by torch.cuda.stream (the eager calls')."""
 
     def __init__(self, monkeypatch):
-        self.current, self.set_to = "main stream", []
+        self.current, self.set_to, self.entered = _FakeStream("main stream"), [], []
 
         @contextlib.contextmanager
         def failing_graph(graph, **kwargs):
-            self.current = "capture stream"
+            self.current = _FakeStream("capture stream")
             yield
             raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore detail")
+
+        @contextlib.contextmanager
+        def on_stream(stream):
+            self.entered.append(stream.name)
+            yield
+
+        def set_stream(stream):
+            self.set_to.append(stream.name)
+            self.current = stream
 
         monkeypatch.setattr(graphs.torch.cuda, "CUDAGraph", lambda: object())
         monkeypatch.setattr(graphs.torch.cuda, "graph", failing_graph)
         monkeypatch.setattr(graphs.torch.cuda, "synchronize", lambda device=None: None)
         monkeypatch.setattr(graphs.torch.cuda, "current_stream", lambda device=None: self.current)
-        monkeypatch.setattr(graphs.torch.cuda, "set_stream", self.set_to.append)
-        monkeypatch.setattr(graphs, "side_stream", lambda device: "side stream")
+        monkeypatch.setattr(graphs.torch.cuda, "set_stream", set_stream)
+        monkeypatch.setattr(graphs.torch.cuda, "stream", on_stream)
+        monkeypatch.setattr(graphs, "side_stream", lambda device: _FakeStream("side stream"))
 
 
 def test_a_failed_capture_under_auto_says_so_once_and_runs_eagerly(monkeypatch):
@@ -260,6 +279,8 @@ def test_a_failed_capture_under_auto_says_so_once_and_runs_eagerly(monkeypatch):
     assert step.failed and not step.captured
     torch.testing.assert_close(step(x + 1), (x + 1) * 3)
     assert len(calls) == 3 and len(notices) == 1  # the capture's call, its eager rerun, then one eager call
+    # both eager calls on the side stream, where DDP made its AccumulateGrad nodes (engine/graphs.py)
+    assert fake.entered == ["side stream", "side stream"]
 
 
 def test_a_failed_capture_raises_when_graphs_were_asked_for(monkeypatch):

@@ -113,14 +113,14 @@ class GraphedStep:
         return self.graph is not None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if not x.is_cuda or self.failed:
-            return self.fn(x)
+        if self.failed or not x.is_cuda:
+            return self._on_side_stream(x)
         if self.graph is not None:
             if _signature(x) == _signature(self.static_input):
                 self.static_input.copy_(x)
                 self.graph.replay()
                 return self.static_output.clone()
-            return self.fn(x)  # another shape: eager, same result
+            return self._on_side_stream(x)  # another shape: eager, same result
         self.calls += 1
         if self.calls <= self.warmup:
             return self._on_side_stream(x)
@@ -148,9 +148,15 @@ class GraphedStep:
             raise error
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         self.on_failure(first)
-        return self.fn(x)
+        return self._on_side_stream(x)
 
     def _on_side_stream(self, x: torch.Tensor) -> torch.Tensor:
+        """fn(x) on the side stream, the current stream waiting for it. Every eager call runs there, the
+        warm-ups and those after a failed capture or of another shape: DDP's AccumulateGrad nodes were made on
+        it, and a gradient from another stream makes autograd sync and warn (seen on two H200s after a
+        fallback, session 20)."""
+        if not x.is_cuda:
+            return self.fn(x)
         side = side_stream(x.device)
         side.wait_stream(torch.cuda.current_stream(x.device))
         with torch.cuda.stream(side):
