@@ -116,6 +116,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
                              "env": {"MAMBAAD_SCORE_CAST_WEIGHTS": "1"}},
     "bf16+cl+graphs+nocastw": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_SCORE_CAST_WEIGHTS": "0"}},
+    # the captured step on one stream: the LSS modules' local branches not beside their HSS chain
+    # (model/branch_streams.py, the default since v1.18)
+    "bf16+cl+graphs+nobranch": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_BRANCH_STREAMS": "0"}},
 }
 
 

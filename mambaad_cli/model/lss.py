@@ -4,7 +4,8 @@ Three parallel branches on the same input X (B, H, W, C), channels-last:
   global  M HSS blocks in series
   local5  ConvBlock(1x1) -> DWConvBlock(5x5) -> ConvBlock(1x1)
   local7  ConvBlock(1x1) -> DWConvBlock(7x7) -> ConvBlock(1x1)
-concatenated in that order, fused by a 1x1 conv (3C -> C), plus X.
+concatenated in that order, fused by a 1x1 conv (3C -> C), plus X. While a CUDA graph is captured the
+local branches run on streams of their own, beside the global one (model/branch_streams.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from kernels.instance_norm import instance_norm_silu
+from mambaad_cli.model.branch_streams import run_beside
 from mambaad_cli.model.hss import HSSBlock
 
 
@@ -79,9 +81,12 @@ class LSSModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
-        g = x
-        for block in self.blocks:
-            g = block(g)
         x_cf = x.permute(0, 3, 1, 2)
-        mixed = torch.cat([g.permute(0, 3, 1, 2), self.local5(x_cf), self.local7(x_cf)], dim=1)
+        g, (l5, l7) = run_beside(lambda: self._global(x), (self.local5, self.local7), x_cf)
+        mixed = torch.cat([g.permute(0, 3, 1, 2), l5, l7], dim=1)
         return self.fuse(mixed).permute(0, 2, 3, 1) + x
+
+    def _global(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
