@@ -51,7 +51,15 @@ def cli_args(overrides: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
-    """2 processes stopped after the first epoch (max_steps, as a killed run), then resumed to the end."""
+    """2 processes stopped after the first epoch (max_steps, as a killed run), then resumed to the end. One
+    thread per worker, whatever the machine's cores (launch gives each cores // processes unless
+    OMP_NUM_THREADS is set): the reference replays below run with one thread too (one_thread)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        return _ddp_run(tmp_path_factory)
+
+
+def _ddp_run(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("ddp")
     data_root = make_dataset(tmp_path / "data", classes=("disc",), n_train=8)
     over = tiny_overrides(tmp_path, data_root, run_name="ddp", **DDP_SETTINGS)
@@ -129,8 +137,8 @@ def replay_ddp(cfg, steps_per_epoch: int, ranks: list[int]) -> dict[str, torch.T
 
 @pytest.fixture
 def one_thread():
-    """The workers ran with one thread each: so does the reference, for the same float sums (AdamW turns
-    rounding noise in near-zero gradients into lr-sized steps, so thread counts must match)."""
+    """The workers ran with one thread each (ddp_run): so does the reference, for the same float sums (AdamW
+    turns rounding noise in near-zero gradients into lr-sized steps, so thread counts must match)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -76,6 +76,7 @@ def test_predict_gives_the_score_of_the_evaluate_path(tiny, tmp_path):
         tmp_path / "out",
         run=run_dir,
         batch_size=2,
+        device="cpu",  # the reference ran on the CPU (on a GPU machine auto would pick cuDNN's TF32 convs)
         show_progress=False,
     )
     rows = read_rows(tmp_path / "out")
