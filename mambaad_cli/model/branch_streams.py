@@ -39,7 +39,8 @@ def branch_streams_on(x: torch.Tensor) -> bool:
 
 
 def branch_stream(device: torch.device, i: int) -> torch.cuda.Stream:
-    """The i-th branch stream of `device` (made once: during a capture no stream may be created)."""
+    """The i-th branch stream of `device`, made once and kept: torch.cuda.Stream() hands out PyTorch's pooled
+    streams in turn, so asking again each time would in the end return the capture's own stream."""
     key = (device, i)
     if key not in _STREAMS:
         _STREAMS[key] = torch.cuda.Stream(device=device)
