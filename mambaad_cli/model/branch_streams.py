@@ -47,35 +47,20 @@ def branch_stream(device: torch.device, i: int) -> torch.cuda.Stream:
     return _STREAMS[key]
 
 
-class _ToSide(torch.autograd.Function):
-    """Identity at the start of a side branch, called on its stream. x was made on the main stream: mark it
-    used by the side one. Its backward runs on the side stream and hands its gradient to the main one."""
+class _CrossStreams(torch.autograd.Function):
+    """Identity where a tensor made on stream `source` passes to the current stream (a branch's input to its
+    stream, its output back to the main one): forward marks the tensor used by the current stream; backward,
+    which autograd runs on the current stream, marks the gradient it hands back as used by `source`."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, main: torch.cuda.Stream) -> torch.Tensor:
-        ctx.main = main
+    def forward(ctx, x: torch.Tensor, source: torch.cuda.Stream) -> torch.Tensor:
+        ctx.source = source
         x.record_stream(torch.cuda.current_stream(x.device))
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        grad.record_stream(ctx.main)
-        return grad, None
-
-
-class _ToMain(torch.autograd.Function):
-    """Identity at the end of a side branch, called on the main stream after it waited for the side one. Its
-    backward, on the main stream, hands the branch's gradient to the side stream."""
-
-    @staticmethod
-    def forward(ctx, y: torch.Tensor, side: torch.cuda.Stream) -> torch.Tensor:
-        ctx.side = side
-        y.record_stream(torch.cuda.current_stream(y.device))
-        return y.view_as(y)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        grad.record_stream(ctx.side)
+        grad.record_stream(ctx.source)
         return grad, None
 
 
@@ -95,10 +80,10 @@ def run_beside(
     for stream, branch in zip(streams, branches, strict=True):
         stream.wait_stream(current)  # x and everything before it are ready
         with torch.cuda.stream(stream):
-            side_out.append(branch(_ToSide.apply(x, current)))
+            side_out.append(branch(_CrossStreams.apply(x, current)))
     out = main()
     joined = []
     for stream, y in zip(streams, side_out, strict=True):
         current.wait_stream(stream)
-        joined.append(_ToMain.apply(y, stream))
+        joined.append(_CrossStreams.apply(y, stream))
     return out, joined
