@@ -119,6 +119,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the captured step on one stream: the LSS modules' local branches not beside their HSS chain
     # (model/branch_streams.py, the default since v1.18)
     "bf16+cl+graphs+nobranch": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_BRANCH_STREAMS": "0"}},
+    # the graphed training step with bf16 copies of the weights autocast casts (engine/training_weights.py;
+    # opt-in since v1.18, untimed)
+    "bf16+cl+graphs+trainw": {**BF16_CL, "train.cuda_graphs": True,
+                              "env": {"MAMBAAD_TRAIN_CAST_WEIGHTS": "1"}},
 }
 
 

@@ -62,6 +62,7 @@ from mambaad_cli.engine.graphs import (
 from mambaad_cli.engine.progress import console, make_progress
 from mambaad_cli.engine.runs import new_run_dir, point_latest
 from mambaad_cli.engine.splits import train_splits
+from mambaad_cli.engine.training_weights import TrainingCastWeights, train_cast_weights_on
 from mambaad_cli.errors import UserError
 from mambaad_cli.model import build_model
 
@@ -354,22 +355,35 @@ def make_train_step(
     cfg: Config,
     graphs: bool | None = None,
     warmup: int = WARMUP_CALLS,
+    cast_weights: bool | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """One iteration on a batch already on the device, returning the loss; `net` is the model or its DDP
     wrapper (which averages the gradients over ranks). With `graphs` (default: train.cuda_graphs resolved
     for one process, engine/graphs.py), replayed as a CUDA graph after `warmup` eager calls (DDP:
     DDP_WARMUP_CALLS): everything in it stays on the GPU. The optimizer must then be adamw(..., graphed=True).
     Under train.cuda_graphs auto a capture that fails is reported in one line and the steps go on eagerly;
-    in a process group every rank does so when any rank's capture failed (engine/graphs.py)."""
+    in a process group every rank does so when any rank's capture failed (engine/graphs.py).
+
+    `cast_weights` (default: engine/training_weights.train_cast_weights_on) runs the model with bf16 copies of
+    the weights autocast would cast at each step, refreshed and their gradients cast back in one multi-tensor
+    copy each: the same bits."""
     device = next(model.parameters()).device
     if graphs is None:
         graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, 1, cfg.train.compile)
+    if cast_weights is None:
+        cast_weights = train_cast_weights_on(cfg.train.precision, device, graphs, net is not model)
+    copies = TrainingCastWeights(model) if cast_weights else None
+
+    def forward(images: torch.Tensor):
+        if copies is None:
+            return net(images)
+        return torch.func.functional_call(net, copies.refresh(), (images,))
 
     def iteration(images: torch.Tensor) -> torch.Tensor:
         with tf32_matmuls(cfg.train.precision == "tf32"):  # the backward's products too
             try:
                 with autocast(device, cfg.train.precision, "train.precision"):
-                    enc, dec = net(images)
+                    enc, dec = forward(images)
             except Exception as e:
                 if cfg.train.compile and is_compile_error(e):
                     raise compile_error(e) from None
@@ -377,6 +391,8 @@ def make_train_step(
             loss = model.loss(as_fp32(enc), as_fp32(dec), cfg.train.loss_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+        if copies is not None:
+            copies.to_weights()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
         optimizer.step()
         return loss.detach()
