@@ -6,7 +6,7 @@ import os
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from op_counts import CountCasts
 
 from mambaad_cli.config import load_preset
 from mambaad_cli.engine.graphs import WARMUP_CALLS, GraphedStep
@@ -24,19 +24,6 @@ def _bf16_demo():
     return cfg, build_model(cfg)
 
 
-class _CountCasts(TorchDispatchMode):
-    """Counts the dtype conversions (aten._to_copy) that reach the kernels."""
-
-    def __init__(self):
-        super().__init__()
-        self.casts = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._to_copy.default:
-            self.casts += 1
-        return func(*args, **(kwargs or {}))
-
-
 def test_weight_copies_train_as_autocast_does_with_fewer_casts():
     cfg, reference = _bf16_demo()
     images = [torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(3)]
@@ -47,7 +34,7 @@ def test_weight_copies_train_as_autocast_does_with_fewer_casts():
         step = make_train_step(model, model, adamw(params, torch.device("cpu"), 1e-3, False), cfg,
                                graphs=False, cast_weights=cast)
         losses = [step(x) for x in images[:-1]]
-        with _CountCasts() as counter:
+        with CountCasts() as counter:
             losses.append(step(images[-1]))
         runs[cast] = (torch.stack(losses), torch.cat([p.detach().flatten() for p in params]), counter.casts)
         assert all(p.dtype == torch.float32 for p in model.state_dict().values() if p.is_floating_point())
