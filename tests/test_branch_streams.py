@@ -2,20 +2,17 @@
 (model/branch_streams.py): the same results as one stream, eager or graphed, training and scoring."""
 
 import copy
-import os
 
 import pytest
 import torch
+from gpu_runs import deterministic, eager_then_graphed, trainable_flat
 
 from mambaad_cli.config import load_preset
 from mambaad_cli.engine.graphs import WARMUP_CALLS, GraphedStep
-from mambaad_cli.engine.train import make_train_step
 from mambaad_cli.model import branch_streams, build_model
 from mambaad_cli.model.anomaly_map import anomaly_map
 from mambaad_cli.model.branch_streams import KNOB, branch_streams_on, run_beside
 from mambaad_cli.model.lss import LSSModule
-
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS across streams
 
 
 def test_without_a_capture_the_branches_run_in_order_on_the_current_stream():
@@ -61,26 +58,15 @@ def _deterministic_demo_model(device):
 def test_a_graphed_step_with_branch_streams_trains_and_scores_as_the_eager_one(monkeypatch, knob):
     monkeypatch.setenv(KNOB, knob)
     device = torch.device("cuda", 0)
-    saved = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic = True
-    try:
+    with deterministic():
         cfg, reference = _deterministic_demo_model(device)
         data = torch.Generator(device).manual_seed(1)
         batches = [torch.rand(4, 3, 64, 64, device=device, generator=data) for _ in range(WARMUP_CALLS + 4)]
-        out = {}
         branch_streams._STREAMS.clear()
-        for graphed in (False, True):
-            model = copy.deepcopy(reference)
-            trainable = [p for p in model.parameters() if p.requires_grad]
-            step = make_train_step(model, model, torch.optim.SGD(trainable, lr=1e-3), cfg, graphed)
-            out[graphed] = (torch.stack([step(x) for x in batches]).cpu(),
-                            torch.cat([p.detach().flatten() for p in trainable]).cpu())
-            assert isinstance(step, GraphedStep) is graphed and (not graphed or step.captured)
+        out = eager_then_graphed(reference, cfg, batches)
         # a captured step used the branch streams exactly when the knob is on
         assert bool(branch_streams._STREAMS) is (knob == "1")
-        assert not torch.equal(out[False][1], torch.cat([p.detach().flatten() for p in
-                                                         reference.parameters() if p.requires_grad]).cpu())
+        assert not torch.equal(out[False][1], trainable_flat(reference))
         assert torch.equal(out[True][0], out[False][0])
         assert torch.equal(out[True][1], out[False][1])
 
@@ -97,6 +83,3 @@ def test_a_graphed_step_with_branch_streams_trains_and_scores_as_the_eager_one(m
         assert scorer.captured
         for e, g in zip(eager, graphed, strict=True):
             assert torch.equal(e, g)
-    finally:
-        torch.use_deterministic_algorithms(saved[0])
-        torch.backends.cudnn.deterministic = saved[1]

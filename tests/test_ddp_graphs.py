@@ -10,15 +10,14 @@ the Triton scan, whose backward sums with atomics, two eager runs alone ended 4 
 changes and two graphed runs 8 % (H200, session 18): too loose to tell a graph missing its replays (a fifth
 of the updates) from noise. Deterministic, all four runs were equal to the last bit."""
 
-import contextlib
 import copy
-import os
 import socket
 import warnings
 
 import pytest
 import torch
 import torch.distributed as dist
+from gpu_runs import deterministic
 
 from mambaad_cli.config import load_preset
 from mambaad_cli.engine.acceleration import apply_speed_options
@@ -26,9 +25,6 @@ from mambaad_cli.engine.distributed import data_parallel, sync_batchnorm
 from mambaad_cli.engine.graphs import DDP_WARMUP_CALLS, GraphedStep
 from mambaad_cli.engine.train import make_train_step
 from mambaad_cli.model import build_model
-
-# cuBLAS is deterministic across streams with a fixed workspace (read when cuBLAS starts: set before any test)
-os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="NCCL and CUDA graphs need a GPU")
 
@@ -50,25 +46,13 @@ def one_rank_nccl_group():
         dist.destroy_process_group()
 
 
-@contextlib.contextmanager
-def _deterministic():
-    saved = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic = True
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0])
-        torch.backends.cudnn.deterministic = saved[1]
-
-
 def _train_eager_then_graphed(
     device: torch.device, rank: int = 0, fail_rank: int = -1
 ) -> dict[str, torch.Tensor]:
     """The same DDP training twice from one start, eager then graphed: each run's losses and trainable
     parameters after DDP_WARMUP_CALLS + 4 steps (11 eager, the capture, 3 replays), on the CPU. On rank
     `fail_rank` the graphed run's capture fails (a host read while capturing), under cuda_graphs auto."""
-    with _deterministic():
+    with deterministic():
         return _train_twice(device, rank, fail_rank)
 
 

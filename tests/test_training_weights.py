@@ -2,14 +2,14 @@
 losses and weights, bit for bit, as autocast's own casts, with fewer casts; float32 weights throughout."""
 
 import copy
-import os
 
 import pytest
 import torch
+from gpu_runs import deterministic, eager_then_graphed
 from op_counts import CountCasts
 
 from mambaad_cli.config import load_preset
-from mambaad_cli.engine.graphs import WARMUP_CALLS, GraphedStep
+from mambaad_cli.engine.graphs import WARMUP_CALLS
 from mambaad_cli.engine.train import adamw, make_train_step
 from mambaad_cli.engine.training_weights import KNOB, TrainingCastWeights, train_cast_weights_on
 from mambaad_cli.model import build_model
@@ -66,28 +66,14 @@ def test_weight_copies_only_for_graphed_bf16_cuda_steps_of_one_process(monkeypat
 def test_a_graphed_step_with_weight_copies_trains_as_the_eager_autocast_one(monkeypatch):
     """On a GPU, deterministic (the PyTorch scan, no atomics): eager autocast steps, and graphed steps with
     the copies (the knob's path), give the same losses and weights."""
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     monkeypatch.setenv(KNOB, "1")
     device = torch.device("cuda", 0)
-    saved = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.deterministic = True
-    try:
+    with deterministic():
         cfg, reference = _bf16_demo()
         cfg.train.cuda_graphs = True
         reference = reference.to(device)
         data = torch.Generator(device).manual_seed(1)
         batches = [torch.rand(4, 3, 64, 64, device=device, generator=data) for _ in range(WARMUP_CALLS + 4)]
-        runs = {}
-        for graphed in (False, True):
-            model = copy.deepcopy(reference)
-            params = [p for p in model.parameters() if p.requires_grad]
-            step = make_train_step(model, model, torch.optim.SGD(params, lr=1e-3), cfg, graphed)
-            runs[graphed] = (torch.stack([step(x) for x in batches]).cpu(),
-                             torch.cat([p.detach().flatten() for p in params]).cpu())
-            assert isinstance(step, GraphedStep) is graphed and (not graphed or step.captured)
+        runs = eager_then_graphed(reference, cfg, batches)
         assert torch.equal(runs[True][0], runs[False][0])
         assert torch.equal(runs[True][1], runs[False][1])
-    finally:
-        torch.use_deterministic_algorithms(saved[0])
-        torch.backends.cudnn.deterministic = saved[1]
