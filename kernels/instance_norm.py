@@ -35,19 +35,33 @@ def _is_channels_last(x: torch.Tensor) -> bool:
 
 MAX_CHUNKS = 64  # every program merges its image's chunk statistics: a [chunks, channels] tile
 MAX_ROWS = 1024  # the row loop is unrolled: 32 tiles at most
+MIN_ROWS = 32  # one tile
+# Programs a launch should have at least, for shorter chunks on small launches: 0, off. On the H200 (v1.19)
+# 512 made the kernels alone faster at batch 16's 32 x 32 and 16 x 16 maps (22 and 18 us against 31 and 30
+# for forward + backward), but the model at batch 16, where they run beside the HSS chain, trained faster
+# with none (425.2 img/s) than with 1024 (421.2); developer knob MAMBAAD_NORM_MIN_PROGRAMS
+MIN_PROGRAMS = 0
 
 
 def _layout(x: torch.Tensor) -> tuple[int, int, int, int, int, int]:
-    """B, C, H*W, rows per program, tile rows, channels per program (MAMBAAD_NORM_ROWS: tests' chunks).
-    256 rows per program; more on maps over 128 x 128 so that an image has at most MAX_CHUNKS chunks, up
-    to MAX_ROWS (256 x 256 maps, a 1024-pixel input; larger maps get more chunks)."""
+    """B, C, H*W, rows per program, tile rows, channels per program. 256 rows per program; more on maps over
+    128 x 128 so that an image has at most MAX_CHUNKS chunks, up to MAX_ROWS (256 x 256 maps, a 1024-pixel
+    input; larger maps get more chunks); fewer (down to one tile) while the launch has under the
+    MIN_PROGRAMS target and an image stays within MAX_CHUNKS chunks. Developer knobs: MAMBAAD_NORM_ROWS
+    fixes the rows (tests' chunks), MAMBAAD_NORM_MIN_PROGRAMS the target."""
     batch, channels, h, w = x.shape
     hw = h * w
-    rows = int(os.environ.get("MAMBAAD_NORM_ROWS", 256))
+    block_c = min(64, max(2, next_power_of_2(channels)))
+    fixed = os.environ.get("MAMBAAD_NORM_ROWS")
+    rows = int(fixed) if fixed else 256
     rows = min(max(rows, next_power_of_2(cdiv(hw, MAX_CHUNKS))), MAX_ROWS)
     rows = min(rows, next_power_of_2(hw))
+    if not fixed:
+        target = int(os.environ.get("MAMBAAD_NORM_MIN_PROGRAMS", MIN_PROGRAMS))
+        per_chunk = cdiv(channels, block_c) * batch
+        while rows > MIN_ROWS and cdiv(hw, rows) * per_chunk < target and cdiv(hw, rows // 2) <= MAX_CHUNKS:
+            rows //= 2
     sub = min(32, rows)
-    block_c = min(64, max(2, next_power_of_2(channels)))
     return batch, channels, hw, rows, sub, block_c
 
 

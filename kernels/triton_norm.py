@@ -4,12 +4,12 @@ A channels-last (B, C, H, W) map is, per image, an (H*W, C) matrix with contiguo
 BLOCK_C channels of one image and ROWS of its positions, in tiles of SUB rows. Each pass reads whole rows,
 so no layout change is needed (PyTorch's instance_norm copies a channels-last map to NCHW and back).
 
-Forward: _stats_kernel writes each chunk's mean and sum of squared deviations (two passes over the tile
-in registers, chunks merged by Chan's formula: no E[x^2] - E[x]^2 cancellation); _norm_silu_kernel merges
-the chunks of its image and writes silu((x - mean) * rstd), and the program of chunk 0 keeps mean / rstd
-for the backward. Backward (g = dy * silu'(xhat)): _bwd_sums_kernel writes each chunk's sums of g and of
-g * xhat; _bwd_dx_kernel writes rstd * (g - mean(g) - xhat * mean(g * xhat)). Statistics in fp32, maps in
-the input's dtype.
+Forward: _stats_kernel writes each chunk's mean and sum of squared deviations (Welford per tile row in
+registers, rows and chunks merged by Chan's formula: no E[x^2] - E[x]^2 cancellation); _norm_silu_kernel
+merges the chunks of its image and writes silu((x - mean) * rstd), and the program of chunk 0 keeps mean
+/ rstd for the backward. Backward (g = dy * silu'(xhat)): _bwd_sums_kernel writes each chunk's sums of g
+and of g * xhat; _bwd_dx_kernel writes rstd * (g - mean(g) - xhat * mean(g * xhat)). Statistics in fp32,
+maps in the input's dtype.
 """
 
 from __future__ import annotations
@@ -57,22 +57,23 @@ def _stats_kernel(x_ptr, part_ptr, HW, C, stride_b, n_chunks,
                   ROWS: tl.constexpr, SUB: tl.constexpr, BLOCK_C: tl.constexpr):
     chunk, cb, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     cols = cb * BLOCK_C + tl.arange(0, BLOCK_C)
-    count = 0.0
-    mean = tl.zeros([BLOCK_C], tl.float32)
-    m2 = tl.zeros([BLOCK_C], tl.float32)
+    # Welford per tile slot (row of the tile) in registers; the slots are merged once at the end (Chan's
+    # formula), so the loop has no cross-warp reduction (v1.19: one per tile before)
+    count = tl.zeros([SUB, 1], tl.float32)
+    mean = tl.zeros([SUB, BLOCK_C], tl.float32)
+    m2 = tl.zeros([SUB, BLOCK_C], tl.float32)
     for r in tl.static_range(0, ROWS, SUB):
         offs, mask, rmask = _tile(b, stride_b, chunk * ROWS + r, cols, HW, C, SUB)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-        n = tl.sum(rmask.to(tl.float32), axis=0)
-        tile_mean = tl.sum(x, axis=0) / tl.maximum(n, 1.0)
-        dev = tl.where(mask, x - tile_mean[None, :], 0.0)
-        total = count + n
-        weight = n / tl.maximum(total, 1.0)  # 0 for a tile past the end
-        delta = tile_mean - mean
-        mean += delta * weight
-        m2 += tl.sum(dev * dev, axis=0) + delta * delta * count * weight
-        count = total
-    _store_parts(part_ptr, b, chunk, cols, C, n_chunks, mean, m2)
+        count += rmask[:, None].to(tl.float32)
+        delta = tl.where(mask, x - mean, 0.0)
+        mean += delta / tl.maximum(count, 1.0)
+        m2 += tl.where(mask, delta * (x - mean), 0.0)
+    total = tl.maximum(tl.sum(count, axis=0), 1.0)  # [1]: every column has the same rows
+    chunk_mean = tl.sum(mean * count, axis=0) / total
+    dev = mean - chunk_mean[None, :]
+    chunk_m2 = tl.sum(m2 + count * dev * dev, axis=0)
+    _store_parts(part_ptr, b, chunk, cols, C, n_chunks, chunk_mean, chunk_m2)
 
 
 @triton.jit
@@ -117,17 +118,17 @@ def _bwd_sums_kernel(x_ptr, dy_ptr, stats_ptr, part_ptr, HW, C, stride_b, n_chun
     chunk, cb, b = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     cols = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     mean, rstd = _load_stats(stats_ptr, b, cols, C)
-    sum_g = tl.zeros([BLOCK_C], tl.float32)
-    sum_gx = tl.zeros([BLOCK_C], tl.float32)
+    sum_g = tl.zeros([SUB, BLOCK_C], tl.float32)  # per tile slot, reduced once after the loop
+    sum_gx = tl.zeros([SUB, BLOCK_C], tl.float32)
     for r in tl.static_range(0, ROWS, SUB):
         offs, mask, _ = _tile(b, stride_b, chunk * ROWS + r, cols, HW, C, SUB)
         x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         xhat, _, dsilu = _silu_parts(x, mean, rstd, mask)
         g = tl.where(mask, dy * dsilu, 0.0)
-        sum_g += tl.sum(g, axis=0)
-        sum_gx += tl.sum(g * xhat, axis=0)
-    _store_parts(part_ptr, b, chunk, cols, C, n_chunks, sum_g, sum_gx)
+        sum_g += g
+        sum_gx += g * xhat
+    _store_parts(part_ptr, b, chunk, cols, C, n_chunks, tl.sum(sum_g, axis=0), tl.sum(sum_gx, axis=0))
 
 
 @triton.jit

@@ -43,6 +43,7 @@ CASES = {
     "one column": ((3, 4, 9, 1), 4, 0.0, 1.0),
     "one row": ((1, 6, 1, 10), 4, 0.0, 1.0),
     "large mean": ((2, 4, 6, 6), 8, 300.0, 0.5),
+    "tiles a chunk, a short last, large mean": ((1, 3, 20, 10), 128, 300.0, 0.5),
     "more than MAX_CHUNKS chunks of 8 rows: longer chunks": ((1, 3, 24, 30), 8, 0.0, 1.0),
 }
 
@@ -52,12 +53,35 @@ def test_large_maps_take_longer_chunks(monkeypatch):
     from kernels import instance_norm
 
     monkeypatch.delenv("MAMBAAD_NORM_ROWS", raising=False)
+    monkeypatch.delenv("MAMBAAD_NORM_MIN_PROGRAMS", raising=False)  # the default: no target
     for side in (16, 64, 128, 256):
         x = torch.empty(1, 2, side, side)
         _, _, hw, rows, sub, _ = instance_norm._layout(x)
         assert -(-hw // rows) <= instance_norm.MAX_CHUNKS and rows % sub == 0
         assert rows == (256 if hw <= 256 * 64 else hw // 64)
     assert instance_norm._layout(torch.empty(1, 2, 1024, 1024))[3] == instance_norm.MAX_ROWS  # unrolled
+
+
+@pytest.mark.parametrize("shape", [(16, 64, 64, 64), (16, 512, 8, 8), (64, 64, 64, 64), (1, 2, 256, 256),
+                                   (2, 3, 24, 30)])
+def test_small_launches_take_shorter_chunks(shape, monkeypatch):
+    # with a target (developer knob; none by default), rows halve from 256 while the launch is short of it,
+    # down to one tile and up to MAX_CHUNKS chunks an image; never longer than without
+    from kernels import instance_norm
+
+    target = 1024
+    monkeypatch.delenv("MAMBAAD_NORM_ROWS", raising=False)
+    monkeypatch.setenv("MAMBAAD_NORM_MIN_PROGRAMS", str(target))
+    x = torch.empty(shape)
+    batch, channels, hw, rows, sub, block_c = instance_norm._layout(x)
+    monkeypatch.setenv("MAMBAAD_NORM_MIN_PROGRAMS", "0")
+    old_rows = instance_norm._layout(x)[3]
+    programs = -(-hw // rows) * -(-channels // block_c) * batch
+    assert rows <= old_rows and rows % sub == 0 and -(-hw // rows) <= instance_norm.MAX_CHUNKS
+    shorter_fits = rows > instance_norm.MIN_ROWS and -(-hw // (rows // 2)) <= instance_norm.MAX_CHUNKS
+    assert programs >= target or not shorter_fits
+    if rows < old_rows:  # it halved only while short of the target
+        assert -(-hw // (2 * rows)) * -(-channels // block_c) * batch < target
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
