@@ -50,7 +50,8 @@ def test_weight_copies_train_as_autocast_does_with_fewer_casts():
 
 @pytest.mark.parametrize(("knob", "precision", "device", "graphs", "ddp", "expected"), [
     ("1", "bf16", "cuda", True, False, True),
-    ("0", "bf16", "cuda", True, False, False),  # opt-in until timed on a GPU
+    ("", "bf16", "cuda", True, False, True),  # the default since v1.19
+    ("0", "bf16", "cuda", True, False, False),
     ("1", "fp32", "cuda", True, False, False),
     ("1", "bf16", "cpu", True, False, False),
     ("1", "bf16", "cuda", False, False, False),  # eager steps would swap attributes on the host each call
@@ -58,7 +59,10 @@ def test_weight_copies_train_as_autocast_does_with_fewer_casts():
 ])
 def test_weight_copies_only_for_graphed_bf16_cuda_steps_of_one_process(monkeypatch, knob, precision, device,
                                                                        graphs, ddp, expected):
-    monkeypatch.setenv(KNOB, knob)
+    if knob:
+        monkeypatch.setenv(KNOB, knob)
+    else:
+        monkeypatch.delenv(KNOB, raising=False)
     assert train_cast_weights_on(precision, torch.device(device), graphs, ddp) is expected
 
 
