@@ -120,9 +120,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # (model/branch_streams.py, the default since v1.18)
     "bf16+cl+graphs+nobranch": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_BRANCH_STREAMS": "0"}},
     # the graphed training step with bf16 copies of the weights autocast casts (engine/training_weights.py;
-    # opt-in since v1.18, untimed)
+    # opt-in in v1.18, the default since v1.19), and without
     "bf16+cl+graphs+trainw": {**BF16_CL, "train.cuda_graphs": True,
                               "env": {"MAMBAAD_TRAIN_CAST_WEIGHTS": "1"}},
+    "bf16+cl+graphs+notrainw": {**BF16_CL, "train.cuda_graphs": True,
+                                "env": {"MAMBAAD_TRAIN_CAST_WEIGHTS": "0"}},
+    # instance norm + SiLU with shorter chunks on launches under 512 or 1024 programs (instance_norm.py
+    # MIN_PROGRAMS; v1.19's default keeps 256 rows)
+    "bf16+cl+graphs+norm512": {**BF16_CL, "train.cuda_graphs": True,
+                               "env": {"MAMBAAD_NORM_MIN_PROGRAMS": "512"}},
+    "bf16+cl+graphs+norm1024": {**BF16_CL, "train.cuda_graphs": True,
+                                "env": {"MAMBAAD_NORM_MIN_PROGRAMS": "1024"}},
+    # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
+    "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
+                               "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},
 }
 
 
@@ -141,6 +152,8 @@ def profile_step(args: argparse.Namespace, batch: int, variant: str, phase: str)
     with mock.patch.dict(os.environ, env), profile(activities=activities) as prof:
         model_throughput(args.preset, batch, args.device, args.backend, args.image_size, 3, 2, overrides,
                          phases=(phase,), cudnn_benchmark=benchmark)
+    if args.trace:  # the timeline, for where the GPU idles (chrome://tracing or benchmarks/trace_gaps.py)
+        prof.export_chrome_trace(args.trace.replace("{phase}", phase))
     table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=40, max_name_column_width=90)
     return f"profile of {variant}, batch {batch}, {phase} (3 steps after 2 warm-up)\n{table}"
 
@@ -162,6 +175,8 @@ def main() -> None:
     parser.add_argument("--json", help="write every row here")
     parser.add_argument("--profile", default="", help="a variant whose steps to profile")
     parser.add_argument("--profile-phases", default="train", help="train, infer or train,infer")
+    parser.add_argument("--trace", default="", help="with --profile: write its chrome trace here "
+                        "({phase} in the path is replaced by train or infer)")
     args = parser.parse_args()
     names = [v for v in args.variants.split(",") if v]
     unknown = [v for v in names + ([args.profile] if args.profile else []) if v not in VARIANTS]

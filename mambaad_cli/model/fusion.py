@@ -11,10 +11,12 @@ import torch
 from timm.models.resnet import Bottleneck
 from torch import nn
 
+from mambaad_cli.model.conv_bias import BiasGradConv2d
+
 
 def conv_bn_relu(cin: int, cout: int, kernel: int, stride: int = 1, bias: bool = False) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=bias),
+        BiasGradConv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=bias),
         nn.BatchNorm2d(cout),
         nn.ReLU(inplace=True),
     )

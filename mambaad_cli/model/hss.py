@@ -20,6 +20,7 @@ from kernels import selective_scan, selective_scan_directions
 from kernels.direction_glue import DirectionPlan, cross_merge, cross_scan, direction_plan
 from kernels.directions import FUSED
 from kernels.layer_norm import layer_norm
+from mambaad_cli.model.conv_bias import BiasGradConv2d
 from mambaad_cli.model.scans import direction_tables
 
 # torch.compile fuses the glue around the scan but not the scan itself: the Triton/CUDA kernels are already
@@ -67,7 +68,7 @@ class SS2D(nn.Module):
         self.scan_backend = scan_backend
 
         self.in_proj = nn.Linear(d_model, 2 * D, bias=False)
-        self.conv2d = nn.Conv2d(D, D, d_conv, padding=(d_conv - 1) // 2, groups=D, bias=True)
+        self.conv2d = BiasGradConv2d(D, D, d_conv, padding=(d_conv - 1) // 2, groups=D, bias=True)
         # Per-direction parameters, stacked along K (spec 1.6).
         self.x_proj_weight = nn.Parameter(torch.empty(K, R + 2 * N, D))
         self.dt_projs_weight = nn.Parameter(torch.empty(K, D, R))

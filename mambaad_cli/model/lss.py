@@ -17,6 +17,7 @@ from torch import nn
 
 from kernels.instance_norm import instance_norm_silu
 from mambaad_cli.model.branch_streams import run_beside
+from mambaad_cli.model.conv_bias import BiasGradConv2d
 from mambaad_cli.model.hss import HSSBlock
 
 
@@ -37,7 +38,7 @@ def conv_norm_silu(channels: int, kernel: int, depthwise: bool) -> nn.Sequential
     """Conv (1x1 with bias, or depthwise k x k without) -> InstanceNorm2d (no affine) -> SiLU. The conv
     stays at index 0: the state dict's keys are those of Sequential(conv, InstanceNorm2d, SiLU)."""
     return nn.Sequential(
-        nn.Conv2d(
+        BiasGradConv2d(
             channels,
             channels,
             kernel,
@@ -65,7 +66,7 @@ class LSSModule(nn.Module):
         )
         self.local5 = local_branch(dim, 5)
         self.local7 = local_branch(dim, 7)
-        self.fuse = nn.Conv2d(3 * dim, dim, 1, bias=True)
+        self.fuse = BiasGradConv2d(3 * dim, dim, 1, bias=True)
         self._init_convs()
 
     def _init_convs(self) -> None:

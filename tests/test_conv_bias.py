@@ -1,0 +1,105 @@
+"""BiasGradConv2d (mambaad_cli/model/conv_bias.py): nn.Conv2d's outputs and gradients, the bias's taken as a
+product with a ones vector; where it applies; the models' state dicts unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mambaad_cli.model.conv_bias import KNOB, BiasGradConv2d, bias_grad, product_bias_grad_on
+
+CONVS = {  # (in, out, kernel, stride, groups): the model's kinds
+    "1x1": (6, 5, 1, 1, 1),
+    "depthwise 3x3": (6, 6, 3, 1, 6),
+    "5x5 stride 2": (4, 3, 5, 2, 1),
+}
+
+
+def pair(spec, dtype=torch.float64):
+    cin, cout, k, stride, groups = spec
+    torch.manual_seed(0)
+    ref = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups).to(dtype)
+    ours = BiasGradConv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups).to(dtype)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def run(conv, x, dy):
+    x = x.clone().requires_grad_()
+    y = conv(x)
+    y.backward(dy)
+    return y, x.grad, conv.weight.grad, conv.bias.grad
+
+
+@pytest.mark.parametrize("channels_last", [True, False], ids=["channels-last", "NCHW"])
+@pytest.mark.parametrize("spec", CONVS.values(), ids=list(CONVS))
+def test_outputs_and_every_gradient_match_nn_conv2d_in_float64(spec, channels_last, monkeypatch):
+    monkeypatch.setenv(KNOB, "mm")
+    ref, ours = pair(spec)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, spec[0], 9, 7, dtype=torch.float64, generator=g).contiguous(memory_format=fmt)
+    out = ref(x)
+    dy = torch.randn(out.shape, dtype=torch.float64, generator=g).contiguous(memory_format=fmt)
+    for a, b in zip(run(ref, x, dy), run(ours, x, dy), strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    assert ours.bias.grad.abs().sum() > 0  # the bias's gradient was taken, not left at zero
+
+
+def test_bias_grad_is_the_column_sum_in_either_layout():
+    g = torch.randn(2, 5, 4, 3, dtype=torch.float64)
+    exact = g.sum((0, 2, 3))
+    torch.testing.assert_close(bias_grad(g.contiguous(memory_format=torch.channels_last)), exact)
+    torch.testing.assert_close(bias_grad(g), exact)
+
+
+def test_under_bf16_autocast_it_casts_as_autocast_does(monkeypatch):
+    monkeypatch.setenv(KNOB, "mm")
+    ref, ours = pair(CONVS["1x1"], torch.float32)
+    x = torch.randn(2, 6, 8, 8).contiguous(memory_format=torch.channels_last)
+    outs = {}
+    for name, conv in (("ref", ref), ("ours", ours)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = conv(x)
+        y.float().square().sum().backward()
+        outs[name] = (y, conv.weight.grad, conv.bias.grad)
+    assert outs["ours"][0].dtype == torch.bfloat16 and torch.equal(outs["ours"][0], outs["ref"][0])
+    assert outs["ours"][1].dtype == outs["ours"][2].dtype == torch.float32
+    torch.testing.assert_close(outs["ours"][1], outs["ref"][1])  # the same aten backward
+    torch.testing.assert_close(outs["ours"][2], outs["ref"][2], rtol=2e-2, atol=2e-2)  # bf16 sums
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+
+
+@pytest.mark.parametrize(("knob", "device", "grad", "expected"), [
+    pytest.param("", "cuda", True, True, marks=CUDA),  # auto: CUDA
+    ("", "cpu", True, False),
+    ("mm", "cpu", True, True),
+    pytest.param("sum", "cuda", True, False, marks=CUDA),
+    ("sum", "cpu", True, False),
+    ("mm", "cpu", False, False),  # no grad: nn.Conv2d's path
+])
+def test_where_the_product_applies(monkeypatch, knob, device, grad, expected):
+    if knob:
+        monkeypatch.setenv(KNOB, knob)
+    else:
+        monkeypatch.delenv(KNOB, raising=False)
+    x = torch.empty(1, 2, 3, 3, device=device)
+    bias = torch.zeros(2, device=device, requires_grad=True)
+    with torch.set_grad_enabled(grad):
+        assert product_bias_grad_on(x, bias, bias) is expected
+        assert product_bias_grad_on(x, bias, None) is False
+        assert product_bias_grad_on(x, bias, bias.detach()) is False  # a frozen bias
+
+
+def test_model_state_dict_keys_are_nn_conv2d_ones():
+    from mambaad_cli.model.lss import LSSModule
+
+    module = LSSModule(8, 1, scan_backend="torch")
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(type(m) is BiasGradConv2d for m in convs if m.bias is not None)
+    keys = set(module.state_dict())
+    assert {"fuse.weight", "fuse.bias", "local5.0.0.weight", "local5.0.0.bias",
+            "blocks.0.ss2d.conv2d.bias"} <= keys
