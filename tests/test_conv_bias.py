@@ -89,9 +89,9 @@ def test_where_the_product_applies(monkeypatch, knob, device, grad, expected):
     x = torch.empty(1, 2, 3, 3, device=device)
     bias = torch.zeros(2, device=device, requires_grad=True)
     with torch.set_grad_enabled(grad):
-        assert product_bias_grad_on(x, bias, bias) is expected
-        assert product_bias_grad_on(x, bias, None) is False
-        assert product_bias_grad_on(x, bias, bias.detach()) is False  # a frozen bias
+        assert product_bias_grad_on(x, bias) is expected
+        assert product_bias_grad_on(x, None) is False
+        assert product_bias_grad_on(x, bias.detach()) is False  # a frozen bias
 
 
 def test_model_state_dict_keys_are_nn_conv2d_ones():

@@ -58,7 +58,7 @@ class _ConvProductBias(torch.autograd.Function):
         return grad_x, grad_w, bias_grad(grad) if want_b else None, None, None, None, None
 
 
-def product_bias_grad_on(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+def product_bias_grad_on(x: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Where BiasGradConv2d takes its own backward (module docstring)."""
     mode = os.environ.get(KNOB, "auto")  # auto: CUDA; mm: any device (tests); sum: never
     return (
@@ -74,7 +74,7 @@ class BiasGradConv2d(nn.Conv2d):
     """nn.Conv2d (zeros padding) with the bias gradient of bias_grad (module docstring)."""
 
     def _conv_forward(self, x, weight, bias):
-        if self.padding_mode != "zeros" or not product_bias_grad_on(x, weight, bias):
+        if self.padding_mode != "zeros" or not product_bias_grad_on(x, bias):
             return super()._conv_forward(x, weight, bias)
         if torch.is_autocast_enabled(x.device.type):  # autocast's casts for conv2d, made here (a custom
             dtype = torch.get_autocast_dtype(x.device.type)  # Function's forward is not autocast's to see)
