@@ -111,20 +111,18 @@ CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
 
 @pytest.mark.parametrize(
-    ("setting", "device", "world", "compiled", "expected"),
+    ("setting", "device", "compiled", "expected"),
     [
-        ("auto", CUDA, 1, False, True),  # the default on one GPU
-        ("auto", CPU, 1, False, False),
-        ("auto", CUDA, 2, False, True),  # data-parallel too (the ranks agree on the capture first)
-        ("auto", CUDA, 1, True, False),  # torch.compile'd modules: eager
-        (True, CUDA, 1, False, True),
-        (True, CUDA, 2, False, True),  # --gpus 2 --cuda-graphs: the data-parallel step captured
-        (True, CPU, 1, False, False),  # check_cuda_graphs refuses this first, with one line
-        (False, CUDA, 1, False, False),
+        ("auto", CUDA, False, True),  # the default on one GPU, and per rank of a data-parallel run
+        ("auto", CPU, False, False),
+        ("auto", CUDA, True, False),  # torch.compile'd modules: eager
+        (True, CUDA, False, True),
+        (True, CPU, False, False),  # check_cuda_graphs refuses this first, with one line
+        (False, CUDA, False, False),
     ],
 )
-def test_auto_turns_graphs_on_for_cuda_processes_without_compile(setting, device, world, compiled, expected):
-    assert use_cuda_graphs(setting, device, world, compiled) is expected
+def test_auto_turns_graphs_on_for_cuda_processes_without_compile(setting, device, compiled, expected):
+    assert use_cuda_graphs(setting, device, compiled) is expected
 
 
 @pytest.fixture

@@ -748,7 +748,7 @@ def model_throughput(
         distributed.sync_batchnorm(model, device)
     apply_speed_options(model, cfg.train)
     params = [p for p in model.parameters() if p.requires_grad]
-    graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.world_size, cfg.train.compile)
+    graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, cfg.train.compile)
     net = distributed.data_parallel(model, device, graphed=graphs) if ctx.enabled else model
     calls = DDP_WARMUP_CALLS if ctx.enabled else WARMUP_CALLS
     train_fn = make_train_step(net, model, adamw(params, device, 1e-4, graphs), cfg, graphs, calls)  # train's

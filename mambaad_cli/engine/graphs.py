@@ -42,13 +42,10 @@ DDP_WARMUP_CALLS = 11
 OTHER_RANK_FAILED = "another process's capture failed"
 
 
-def use_cuda_graphs(
-    setting: bool | str, device: torch.device, world_size: int = 1, compiled: bool = False
-) -> bool:
-    """Whether a step runs as a CUDA graph. auto: on a CUDA device, one process or data-parallel, whose
-    modules are not torch.compile'd (compiled regions measured slower inside the graph). true: on a CUDA
-    device (train's check_cuda_graphs refuses the rest with one line first). false: never. `world_size` is
-    kept for callers' clarity: every process count captures alike since v1.17."""
+def use_cuda_graphs(setting: bool | str, device: torch.device, compiled: bool = False) -> bool:
+    """Whether a step runs as a CUDA graph. auto: on a CUDA device whose modules are not torch.compile'd
+    (compiled regions measured slower inside the graph), one process or data-parallel alike since v1.17.
+    true: on a CUDA device (train's check_cuda_graphs refuses the rest with one line first). false: never."""
     if device.type != "cuda" or setting is False:
         return False
     if setting == "auto":

@@ -189,7 +189,7 @@ def _train_one(
 ) -> TrainResult:
     check_scan_backend(cfg.model.decoder.scan_backend, device)
     check_cuda_graphs(cfg, device)
-    graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, ctx.world_size, cfg.train.compile)
+    graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, cfg.train.compile)
     run_dir = on_main(_prepare_run_dir, cfg, resume)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     train_ds, test_ds, class_names = build_datasets(cfg.data)
@@ -369,7 +369,7 @@ def make_train_step(
     copy each: the same bits."""
     device = next(model.parameters()).device
     if graphs is None:
-        graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, 1, cfg.train.compile)
+        graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, cfg.train.compile)
     if cast_weights is None:
         cast_weights = train_cast_weights_on(cfg.train.precision, device, graphs, net is not model)
     copies = TrainingCastWeights(model) if cast_weights else None
