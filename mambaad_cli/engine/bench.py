@@ -727,7 +727,7 @@ def model_throughput(
     from mambaad_cli.config import load_preset
     from mambaad_cli.engine import distributed
     from mambaad_cli.engine.acceleration import apply_speed_options, to_model_input
-    from mambaad_cli.engine.graphs import DDP_WARMUP_CALLS, WARMUP_CALLS, use_cuda_graphs
+    from mambaad_cli.engine.graphs import use_cuda_graphs, warmup_calls
     from mambaad_cli.engine.scoring import make_scorer
     from mambaad_cli.engine.train import adamw, make_train_step
     from mambaad_cli.model import build_model
@@ -750,7 +750,7 @@ def model_throughput(
     params = [p for p in model.parameters() if p.requires_grad]
     graphs = use_cuda_graphs(cfg.train.cuda_graphs, device, cfg.train.compile)
     net = distributed.data_parallel(model, device, graphed=graphs) if ctx.enabled else model
-    calls = DDP_WARMUP_CALLS if ctx.enabled else WARMUP_CALLS
+    calls = warmup_calls(ctx.enabled)
     train_fn = make_train_step(net, model, adamw(params, device, 1e-4, graphs), cfg, graphs, calls)  # train's
     infer_fn = make_scorer(model, cfg, device)  # evaluate's own scoring: the model and the anomaly map
     x = to_model_input(torch.rand(batch_size, 3, size, size), device, cfg.train.channels_last)

@@ -42,6 +42,11 @@ DDP_WARMUP_CALLS = 11
 OTHER_RANK_FAILED = "another process's capture failed"
 
 
+def warmup_calls(data_parallel: bool) -> int:
+    """Eager calls of a training step before its capture: DDP_WARMUP_CALLS under DDP, else WARMUP_CALLS."""
+    return DDP_WARMUP_CALLS if data_parallel else WARMUP_CALLS
+
+
 def use_cuda_graphs(setting: bool | str, device: torch.device, compiled: bool = False) -> bool:
     """Whether a step runs as a CUDA graph. auto: on a CUDA device whose modules are not torch.compile'd
     (compiled regions measured slower inside the graph), one process or data-parallel alike since v1.17.

@@ -54,10 +54,10 @@ from mambaad_cli.engine.distributed import (
 )
 from mambaad_cli.engine.evaluate import EvalResult, evaluate, write_metrics
 from mambaad_cli.engine.graphs import (
-    DDP_WARMUP_CALLS,
     WARMUP_CALLS,
     graph_step,
     use_cuda_graphs,
+    warmup_calls,
 )
 from mambaad_cli.engine.progress import console, make_progress
 from mambaad_cli.engine.runs import new_run_dir, point_latest
@@ -226,7 +226,7 @@ def _train_one(
         if ctx.is_main:
             console.print(f"resumed {run_dir} at epoch {start_epoch}, step {step}")
     net = data_parallel(model, device, graphed=graphs) if ctx.enabled else model
-    warmup = DDP_WARMUP_CALLS if ctx.enabled else WARMUP_CALLS
+    warmup = warmup_calls(ctx.enabled)
     train_step = make_train_step(net, model, optimizer, cfg, graphs, warmup)
     if graphs and ctx.is_main:
         console.print(f"CUDA graphs: each training step is captured after {warmup} eager ones, then "
