@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from timm.layers import DropPath
 from torch import nn
 
 from kernels import selective_scan, selective_scan_directions
+from kernels.bias_silu import bias_silu, bias_silu_torch
 from kernels.direction_glue import DirectionPlan, cross_merge, cross_scan, direction_plan
 from kernels.directions import FUSED
 from kernels.layer_norm import layer_norm
@@ -97,11 +99,22 @@ class SS2D(nn.Module):
         """(B, H, W, C) -> (B, H, W, C)."""
         B, H, W, _ = x.shape
         x, z = self.in_proj(x).chunk(2, dim=-1)
-        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))
+        x = self._conv_silu(x.permute(0, 3, 1, 2))
         y = self.scan_core(x)  # (B, D, H*W)
         # out_norm(y) * silu(z), in one kernel under bf16 autocast on GPUs (kernels/layer_norm.py)
         y = layer_norm(y.transpose(1, 2).reshape(B, H, W, self.d_inner), self.out_norm, gate=z)
         return self.out_proj(y)
+
+    def _conv_silu(self, x: torch.Tensor) -> torch.Tensor:
+        """silu(conv2d(x)): with MAMBAAD_BIAS_SILU=1 (opt-in, untimed), the conv without its bias,
+        then bias and SiLU in one pass (kernels/bias_silu.py) instead of PyTorch's bias add and SiLU."""
+        conv = self.conv2d
+        if os.environ.get("MAMBAAD_BIAS_SILU", "0") == "1" and conv.bias is not None:
+            y = conv._conv_forward(x, conv.weight, None)
+            if y.is_contiguous(memory_format=torch.channels_last):
+                return bias_silu(y, conv.bias)
+            return bias_silu_torch(y, conv.bias)
+        return F.silu(conv(x))
 
     def scan_core(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W) -> (B, D, H*W): K directional scans, summed in natural row-major order (a view of a
