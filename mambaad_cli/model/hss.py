@@ -21,6 +21,7 @@ from kernels import selective_scan, selective_scan_directions
 from kernels.bias_silu import bias_silu, bias_silu_torch
 from kernels.direction_glue import DirectionPlan, cross_merge, cross_scan, direction_plan
 from kernels.directions import FUSED
+from kernels.dispatch import resolve_backend
 from kernels.layer_norm import layer_norm
 from mambaad_cli.model.conv_bias import BiasGradConv2d
 from mambaad_cli.model.scans import direction_tables
@@ -45,6 +46,12 @@ def scan_indices(method: str, H: int, W: int, K: int, device: torch.device) -> t
 def scan_plan(method: str, H: int, W: int, K: int, device: torch.device) -> DirectionPlan:
     """The int32 tables of the cross-scan / cross-merge glue, cached like ``scan_indices``."""
     return direction_plan(scan_indices(method, H, W, K, device))
+
+
+def _bc_views(backend: str, xs: torch.Tensor) -> bool:
+    """MAMBAAD_SCAN_BC_VIEWS=1 (opt-in, untimed): the Triton scan reads B and C as slices of x_proj's output
+    (its kernels take any strides) instead of contiguous copies, two copies fewer per block, forward."""
+    return os.environ.get("MAMBAAD_SCAN_BC_VIEWS", "0") == "1" and resolve_backend(backend, xs) == "triton"
 
 
 class SS2D(nn.Module):
@@ -132,12 +139,14 @@ class SS2D(nn.Module):
         x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
         dts = torch.matmul(self.dt_projs_weight, dts)  # (B, K, D, L)
+        if not _bc_views(self.scan_backend, xs):
+            Bs, Cs = Bs.contiguous(), Cs.contiguous()
         ys = _scan(
             xs.view(Bsz, K * D, L),
             dts.reshape(Bsz, K * D, L),
             -torch.exp(self.A_logs),
-            Bs.contiguous(),  # (B, K, N, L): direction k serves channels k*D..(k+1)*D-1
-            Cs.contiguous(),
+            Bs,  # (B, K, N, L): direction k serves channels k*D..(k+1)*D-1
+            Cs,
             D=self.Ds,
             delta_bias=self.dt_projs_bias.reshape(-1),
             delta_softplus=True,
