@@ -43,7 +43,7 @@ def test_b_c_slices_give_what_copies_give(tuning, dtype, monkeypatch):
         monkeypatch.setenv(name, value)
     ts = importlib.import_module("kernels.triton_scan")
     g = torch.Generator().manual_seed(0)
-    batch, groups, dim, n, length = 2, 2, 4, 3, 37
+    batch, groups, dim, n, length = 2, 2, 4, 3, 21  # two chunks of 16, the second short
     inputs = {"u": torch.randn(batch, dim, length, generator=g),
               "delta": torch.randn(batch, dim, length, generator=g) * 0.5,
               "A": -(torch.rand(dim, n, generator=g) * 2 + 0.05),
@@ -64,7 +64,7 @@ def test_ss2d_with_b_c_views_matches_its_default(monkeypatch):
 
     torch.manual_seed(0)
     block = SS2D(8, d_state=4, directions=4, scan="sweep", scan_backend="triton").to(DEVICE)
-    x = torch.randn(2, 4, 5, 8, device=DEVICE)
+    x = torch.randn(1, 3, 4, 8, device=DEVICE)
     outs = {}
     for knob in ("0", "1"):
         monkeypatch.setenv("MAMBAAD_SCAN_BC_VIEWS", knob)
