@@ -135,6 +135,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+biassilu": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_BIAS_SILU": "1"}},
     # the scan reading B / C as slices of x_proj's output, no contiguous copies (hss.py; opt-in, untimed)
     "bf16+cl+graphs+bcviews": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_BC_VIEWS": "1"}},
+    "bf16+cl+graphs+biassilu+bcviews": {**BF16_CL, "train.cuda_graphs": True,
+                                        "env": {"MAMBAAD_BIAS_SILU": "1", "MAMBAAD_SCAN_BC_VIEWS": "1"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},
