@@ -14,12 +14,14 @@ import json
 
 import torch
 
+from kernels.channel_sums import map_rows
+
 # (channels, side): the HSS depthwise convs (2 * dim) and the LSS 1x1 convs (dim), dims 512 .. 64 at 8 .. 64
 SHAPES = ((1024, 8), (512, 16), (256, 32), (128, 64), (512, 8), (256, 16), (128, 32), (64, 64))
 
 
 def ways(g: torch.Tensor) -> dict:
-    rows = g.permute(0, 2, 3, 1).reshape(-1, g.shape[1])  # a view: (B*H*W, C) of the channels-last map
+    rows = map_rows(g)  # a view: (B*H*W, C) of the channels-last map
     ones_row = torch.ones(1, rows.shape[0], device=g.device, dtype=g.dtype)
     ones_col = torch.ones(rows.shape[0], device=g.device, dtype=g.dtype)
     return {

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .channel_sums import channel_sums, map_rows
 from .dispatch import use_triton_kernel
 from .launch import cdiv, next_power_of_2
 
@@ -26,11 +27,6 @@ def _fits(x: torch.Tensor, bias: torch.Tensor) -> bool:
             and bias.dim() == 1 and bias.shape[0] == x.shape[1])
 
 
-def _rows(t: torch.Tensor) -> torch.Tensor:
-    # a channels-last (B, C, H, W) map as its (B*H*W, C) rows: a view
-    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
-
-
 def _grid(M: int, C: int) -> tuple[tuple[int, int], dict[str, int]]:
     block_c = min(128, next_power_of_2(C))
     block_m = max(1, 4096 // block_c)
@@ -41,9 +37,9 @@ def _forward(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     from .triton_bias_silu import _bias_silu_fwd_kernel
 
     y = torch.empty_like(x, memory_format=torch.channels_last)
-    rows = _rows(x)
+    rows = map_rows(x)
     grid, tiles = _grid(*rows.shape)
-    _bias_silu_fwd_kernel[grid](rows, bias, _rows(y), *rows.shape, **tiles)
+    _bias_silu_fwd_kernel[grid](rows, bias, map_rows(y), *rows.shape, **tiles)
     return y
 
 
@@ -60,14 +56,10 @@ class _BiasSiLU(torch.autograd.Function):
         x, bias = ctx.saved_tensors
         dy = dy.contiguous(memory_format=torch.channels_last)  # read with x's strides
         dz = torch.empty_like(x, memory_format=torch.channels_last)
-        rows, dz_rows = _rows(x), _rows(dz)
+        rows, dz_rows = map_rows(x), map_rows(dz)
         grid, tiles = _grid(*rows.shape)
-        _bias_silu_bwd_kernel[grid](rows, bias, _rows(dy), dz_rows, *rows.shape, **tiles)
-        dbias = None
-        if ctx.needs_input_grad[1]:  # column sums as a product with ones (model/conv_bias.py's reason)
-            ones = torch.ones(1, dz_rows.shape[0], device=dz.device, dtype=dz.dtype)
-            dbias = torch.mm(ones, dz_rows).view(-1).to(bias.dtype)
-        return dz, dbias
+        _bias_silu_bwd_kernel[grid](rows, bias, map_rows(dy), dz_rows, *rows.shape, **tiles)
+        return dz, channel_sums(dz).to(bias.dtype) if ctx.needs_input_grad[1] else None
 
 
 # an explicit backend="triton" inside a torch.compile'd region runs eagerly, as the scan does

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from mambaad_cli.model.conv_bias import KNOB, BiasGradConv2d, bias_grad, product_bias_grad_on
+from kernels.channel_sums import channel_sums
+from mambaad_cli.model.conv_bias import KNOB, BiasGradConv2d, product_bias_grad_on
 
 CONVS = {  # (in, out, kernel, stride, groups): the model's kinds
     "1x1": (6, 5, 1, 1, 1),
@@ -47,11 +48,11 @@ def test_outputs_and_every_gradient_match_nn_conv2d_in_float64(spec, channels_la
     assert ours.bias.grad.abs().sum() > 0  # the bias's gradient was taken, not left at zero
 
 
-def test_bias_grad_is_the_column_sum_in_either_layout():
+def test_channel_sums_are_the_column_sums_in_either_layout():
     g = torch.randn(2, 5, 4, 3, dtype=torch.float64)
     exact = g.sum((0, 2, 3))
-    torch.testing.assert_close(bias_grad(g.contiguous(memory_format=torch.channels_last)), exact)
-    torch.testing.assert_close(bias_grad(g), exact)
+    torch.testing.assert_close(channel_sums(g.contiguous(memory_format=torch.channels_last)), exact)
+    torch.testing.assert_close(channel_sums(g), exact)
 
 
 def test_under_bf16_autocast_it_casts_as_autocast_does(monkeypatch):
