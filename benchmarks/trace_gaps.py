@@ -69,6 +69,9 @@ def main() -> None:
     parser.add_argument("--step-gap", type=float, default=1.0, help="ms of idle that separate two steps")
     args = parser.parse_args()
     events = gpu_events(args.trace)
+    if not events:
+        print(f"{args.trace}: no GPU events (kernels, copies, memsets): a CPU run, or CUPTI reported none")
+        return
     steps, current = [], []
     for ev in events:
         if current and ev[0] - max(e for _, e, _, _ in current[-50:]) > args.step_gap * 1e3:
