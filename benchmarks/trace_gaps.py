@@ -30,8 +30,7 @@ def gpu_events(path: str) -> list[tuple[float, float, str, int]]:
 
 
 def summarise(events: list[tuple[float, float, str, int]], top: int) -> str:
-    if not events:
-        return "no GPU events in the trace"
+    """Busy, overlapping and idle time of one stretch of events (at least one), and its top kernels."""
     boundaries = sorted([(s, 1) for s, _, _, _ in events] + [(e, -1) for _, e, _, _ in events])
     busy = overlap = 0.0
     depth, last = 0, boundaries[0][0]
