@@ -131,12 +131,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                "env": {"MAMBAAD_NORM_MIN_PROGRAMS": "512"}},
     "bf16+cl+graphs+norm1024": {**BF16_CL, "train.cuda_graphs": True,
                                 "env": {"MAMBAAD_NORM_MIN_PROGRAMS": "1024"}},
-    # the SS2D depthwise conv's bias and SiLU in one Triton pass (kernels/bias_silu.py; opt-in, untimed)
-    "bf16+cl+graphs+biassilu": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_BIAS_SILU": "1"}},
-    # the scan reading B / C as slices of x_proj's output, no contiguous copies (hss.py; opt-in, untimed)
-    "bf16+cl+graphs+bcviews": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_BC_VIEWS": "1"}},
-    "bf16+cl+graphs+biassilu+bcviews": {**BF16_CL, "train.cuda_graphs": True,
-                                        "env": {"MAMBAAD_BIAS_SILU": "1", "MAMBAAD_SCAN_BC_VIEWS": "1"}},
+    # without v1.20's defaults: the SS2D depthwise conv's own bias add and SiLU instead of one Triton pass
+    # (kernels/bias_silu.py), contiguous B / C copies instead of views for the scan (hss.py), neither (v1.19)
+    "bf16+cl+graphs+nobiassilu": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_BIAS_SILU": "0"}},
+    "bf16+cl+graphs+nobcviews": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_BC_VIEWS": "0"}},
+    "bf16+cl+graphs+v119": {**BF16_CL, "train.cuda_graphs": True,
+                            "env": {"MAMBAAD_BIAS_SILU": "0", "MAMBAAD_SCAN_BC_VIEWS": "0",
+                                    "MAMBAAD_NORM_CONV_BIAS": "add"}},
+    # the LSS local branches' 1x1 convs without the bias that their instance norm cancels (conv_bias.py):
+    # in training too, and never (v1.20's default: in scoring only)
+    "bf16+cl+graphs+normbias": {**BF16_CL, "train.cuda_graphs": True,
+                                "env": {"MAMBAAD_NORM_CONV_BIAS": "skip"}},
+    "bf16+cl+graphs+nonormbias": {**BF16_CL, "train.cuda_graphs": True,
+                                  "env": {"MAMBAAD_NORM_CONV_BIAS": "add"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

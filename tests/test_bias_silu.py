@@ -1,6 +1,6 @@
 """bias_silu (kernels/bias_silu.py): the Triton kernels against F.silu(x + bias) in float64, forward and both
-gradients; the dispatch; SS2D with its conv's bias and SiLU in one pass (MAMBAAD_BIAS_SILU=1) against its
-default path.
+gradients; the dispatch; SS2D with its conv's bias and SiLU in one pass (MAMBAAD_BIAS_SILU=1, the default
+on GPUs) against the conv's own bias and F.silu (MAMBAAD_BIAS_SILU=0).
 
 Without a GPU the kernels run in Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1): tiny maps.
 """
@@ -99,6 +99,20 @@ def test_ss2d_with_one_pass_bias_silu_matches_its_default(monkeypatch):
         outs[knob] = (y, xi.grad, block.conv2d.weight.grad.clone(), block.conv2d.bias.grad.clone())
     for a, b in zip(outs["0"], outs["1"], strict=True):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(("knob", "cuda", "split"), [
+    (None, True, True), (None, False, False), ("auto", False, False), ("1", False, True), ("0", True, False)])
+def test_the_split_is_the_default_on_gpus_only(monkeypatch, knob, cuda, split):
+    from types import SimpleNamespace
+
+    from mambaad_cli.model.hss import _bias_silu_split
+
+    if knob is None:
+        monkeypatch.delenv("MAMBAAD_BIAS_SILU", raising=False)
+    else:
+        monkeypatch.setenv("MAMBAAD_BIAS_SILU", knob)
+    assert _bias_silu_split(SimpleNamespace(is_cuda=cuda)) is split
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="autocast bf16 on a GPU")

@@ -100,7 +100,7 @@ def test_model_state_dict_keys_are_nn_conv2d_ones():
 
     module = LSSModule(8, 1, scan_backend="torch")
     convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
-    assert convs and all(type(m) is BiasGradConv2d for m in convs if m.bias is not None)
+    assert convs and all(isinstance(m, BiasGradConv2d) for m in convs if m.bias is not None)
     keys = set(module.state_dict())
     assert {"fuse.weight", "fuse.bias", "local5.0.0.weight", "local5.0.0.bias",
             "blocks.0.ss2d.conv2d.bias"} <= keys

@@ -1,6 +1,6 @@
-"""The Triton scan reading B and C as slices of x_proj's output (MAMBAAD_SCAN_BC_VIEWS=1 in SS2D): the same
+"""The Triton scan reading B and C as slices of x_proj's output (SS2D's default since v1.20): the same
 outputs and gradients as with contiguous copies, on every kernel (segment, lane forward, lane backward), and
-SS2D with the knob against without.
+SS2D with it against MAMBAAD_SCAN_BC_VIEWS=0 (contiguous copies).
 
 Without a GPU the kernels run in Triton's interpreter (tests/conftest.py sets TRITON_INTERPRET=1): tiny
 shapes.
@@ -59,7 +59,19 @@ def test_b_c_slices_give_what_copies_give(tuning, dtype, monkeypatch):
         torch.testing.assert_close(b, a, rtol=tol, atol=tol)
 
 
-def test_ss2d_with_b_c_views_matches_its_default(monkeypatch):
+@pytest.mark.parametrize(("knob", "backend", "views"), [
+    (None, "triton", True), ("1", "triton", True), ("0", "triton", False), (None, "torch", False)])
+def test_views_are_the_default_for_the_triton_scan(monkeypatch, knob, backend, views):
+    from mambaad_cli.model.hss import _bc_views
+
+    if knob is None:
+        monkeypatch.delenv("MAMBAAD_SCAN_BC_VIEWS", raising=False)
+    else:
+        monkeypatch.setenv("MAMBAAD_SCAN_BC_VIEWS", knob)
+    assert _bc_views(backend, torch.zeros(1, 2, 3, device=DEVICE)) is views
+
+
+def test_ss2d_with_b_c_views_matches_copies(monkeypatch):
     from mambaad_cli.model.hss import SS2D
 
     torch.manual_seed(0)

@@ -203,7 +203,12 @@ def test_inference_skips_checkpoints_and_matches_training_forward(ts, monkeypatc
         infer = ts.selective_scan_triton(**args, delta_softplus=True, chunk=16)
     train_args = {k: (v.clone().requires_grad_() if v is not None else None) for k, v in args.items()}
     train = ts.selective_scan_triton(**train_args, delta_softplus=True, chunk=16)
-    torch.testing.assert_close(infer, train.detach(), rtol=0, atol=0)
+    # In the interpreter both run numpy's same operations: the same bits. A GPU autotunes the inference
+    # forward apart (its key holds STORE_CKPT), and its compiled kernel may round differently: within a few
+    # float32 ulps (up to 4.8e-7 on an H200 in session 22, 27 of 132 elements),
+    # far below what a wrong state gives.
+    exact = DEVICE == "cpu"
+    torch.testing.assert_close(infer, train.detach(), rtol=0 if exact else 1e-5, atol=0 if exact else 1e-6)
 
 
 @pytest.mark.parametrize("case", ["L not a multiple of the chunk, 3 chunks, z", "no D, bias or softplus"])

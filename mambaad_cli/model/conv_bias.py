@@ -11,6 +11,13 @@ bias's as that product (float32 accumulation, as the reduction's; the rounding o
 It applies where it was timed: CUDA, a bias, channels-last gradients, a graph that wants the bias's
 gradient; elsewhere (CPU, no grad, under torch.compile, MAMBAAD_CONV_BIAS_GRAD=sum) nn.Conv2d's own path.
 MAMBAAD_CONV_BIAS_GRAD=mm takes it on any device (the CPU tests).
+
+BiasBeforeNormConv2d is the LSS local branches' biased 1x1 conv, whose output an InstanceNorm2d normalises
+at once (spec 1.5): the norm subtracts each map's per-channel mean, so a per-channel bias cancels exactly,
+and its gradient is exactly zero. MAMBAAD_NORM_CONV_BIAS: `auto` (the default) leaves the bias out where no
+gradient is taken (scoring: one broadcast add fewer per conv, +1.2 % / +1.7 % inference at batch 16 / 64 on
+an H200), `skip` in training too (the bias gets a zero gradient; training was 0.2-0.4 % slower, within
+noise), `add` never. The parameter stays in the state dict, so checkpoints load either way.
 """
 
 from __future__ import annotations
@@ -58,6 +65,24 @@ def product_bias_grad_on(x: torch.Tensor, bias: torch.Tensor | None) -> bool:
     )
 
 
+NORM_KNOB = "MAMBAAD_NORM_CONV_BIAS"
+
+
+class _ZeroBiasGrad(torch.autograd.Function):
+    """y as it is, and a zero gradient for the bias that a following instance norm cancels: the exact
+    derivative, where autograd would sum the incoming gradient's rounding noise."""
+
+    @staticmethod
+    def forward(ctx, y, bias):
+        ctx.bias_like = (bias.shape, bias.dtype)
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, dtype = ctx.bias_like
+        return grad, grad.new_zeros(shape, dtype=dtype)
+
+
 class BiasGradConv2d(nn.Conv2d):
     """nn.Conv2d (zeros padding) with the bias gradient of kernels.channel_sums (module docstring)."""
 
@@ -70,3 +95,15 @@ class BiasGradConv2d(nn.Conv2d):
         with torch.autocast(x.device.type, enabled=False):
             return _ConvProductBias.apply(x, weight, bias, self.stride, self.padding, self.dilation,
                                           self.groups)
+
+
+class BiasBeforeNormConv2d(BiasGradConv2d):
+    """A biased conv followed by an instance norm, which cancels its bias (module docstring)."""
+
+    def _conv_forward(self, x, weight, bias):
+        mode = os.environ.get(NORM_KNOB, "auto")
+        grad = torch.is_grad_enabled() and bias is not None and bias.requires_grad
+        if bias is None or mode == "add" or (mode == "auto" and grad):
+            return super()._conv_forward(x, weight, bias)
+        y = super()._conv_forward(x, weight, None)
+        return _ZeroBiasGrad.apply(y, bias) if grad else y  # DDP expects a gradient for every parameter

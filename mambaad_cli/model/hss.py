@@ -49,9 +49,17 @@ def scan_plan(method: str, H: int, W: int, K: int, device: torch.device) -> Dire
 
 
 def _bc_views(backend: str, xs: torch.Tensor) -> bool:
-    """MAMBAAD_SCAN_BC_VIEWS=1 (opt-in, untimed): the Triton scan reads B and C as slices of x_proj's output
-    (its kernels take any strides) instead of contiguous copies, two copies fewer per block, forward."""
-    return os.environ.get("MAMBAAD_SCAN_BC_VIEWS", "0") == "1" and resolve_backend(backend, xs) == "triton"
+    """The Triton scan reads B and C as slices of x_proj's output (its kernels take any strides) instead of
+    contiguous copies: two copies fewer per block. The default since v1.20 (+0.5 % training, +2.4 % inference
+    at batch 16 on an H200, kernels/NOTES.md v1.20); MAMBAAD_SCAN_BC_VIEWS=0 makes the copies."""
+    return os.environ.get("MAMBAAD_SCAN_BC_VIEWS", "1") != "0" and resolve_backend(backend, xs) == "triton"
+
+
+def _bias_silu_split(x: torch.Tensor) -> bool:
+    """MAMBAAD_BIAS_SILU: auto (the default since v1.20) on CUDA, 1 on any device (the CPU tests), 0 never.
+    Where it holds, SS2D runs its depthwise conv without the bias and bias_silu adds it with the SiLU."""
+    mode = os.environ.get("MAMBAAD_BIAS_SILU", "auto")
+    return x.is_cuda if mode == "auto" else mode == "1"
 
 
 class SS2D(nn.Module):
@@ -113,10 +121,10 @@ class SS2D(nn.Module):
         return self.out_proj(y)
 
     def _conv_silu(self, x: torch.Tensor) -> torch.Tensor:
-        """silu(conv2d(x)): with MAMBAAD_BIAS_SILU=1 (opt-in, untimed), the conv without its bias,
-        then bias and SiLU in one pass (kernels/bias_silu.py) instead of PyTorch's bias add and SiLU."""
+        """silu(conv2d(x)): on GPUs the conv without its bias, then bias and SiLU in one pass
+        (kernels/bias_silu.py) instead of PyTorch's unvectorised bias add and a SiLU (_bias_silu_split)."""
         conv = self.conv2d
-        if os.environ.get("MAMBAAD_BIAS_SILU", "0") == "1" and conv.bias is not None:
+        if conv.bias is not None and _bias_silu_split(x):
             # bias_silu's auto runs the reference where the map is not channels-last or not on CUDA
             return bias_silu(conv._conv_forward(x, conv.weight, None), conv.bias)
         return F.silu(conv(x))

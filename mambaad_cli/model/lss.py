@@ -17,7 +17,7 @@ from torch import nn
 
 from kernels.instance_norm import instance_norm_silu
 from mambaad_cli.model.branch_streams import run_beside
-from mambaad_cli.model.conv_bias import BiasGradConv2d
+from mambaad_cli.model.conv_bias import BiasBeforeNormConv2d, BiasGradConv2d
 from mambaad_cli.model.hss import HSSBlock
 
 
@@ -36,9 +36,11 @@ class InstanceNormSiLU(nn.Module):
 
 def conv_norm_silu(channels: int, kernel: int, depthwise: bool) -> nn.Sequential:
     """Conv (1x1 with bias, or depthwise k x k without) -> InstanceNorm2d (no affine) -> SiLU. The conv
-    stays at index 0: the state dict's keys are those of Sequential(conv, InstanceNorm2d, SiLU)."""
+    stays at index 0: the state dict's keys are those of Sequential(conv, InstanceNorm2d, SiLU). The norm
+    cancels the 1x1 conv's bias (BiasBeforeNormConv2d)."""
+    conv = BiasGradConv2d if depthwise else BiasBeforeNormConv2d
     return nn.Sequential(
-        BiasGradConv2d(
+        conv(
             channels,
             channels,
             kernel,
