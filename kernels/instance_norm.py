@@ -39,7 +39,8 @@ MIN_ROWS = 32  # one tile
 # Programs a launch should have at least, for shorter chunks on small launches: 0, off. On the H200 (v1.19)
 # 512 made the kernels alone faster at batch 16's 32 x 32 and 16 x 16 maps (22 and 18 us against 31 and 30
 # for forward + backward), but the model at batch 16, where they run beside the HSS chain, trained faster
-# with none (425.2 img/s) than with 1024 (421.2); developer knob MAMBAAD_NORM_MIN_PROGRAMS
+# with none (425.2 img/s) than with 1024 (421.2), and 512 was level (v1.20: -0.3 % training,
+# +1.0 % inference at batch 16); developer knob MAMBAAD_NORM_MIN_PROGRAMS
 MIN_PROGRAMS = 0
 
 
