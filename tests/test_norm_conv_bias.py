@@ -68,7 +68,7 @@ def test_lss_module_and_its_state_dict(monkeypatch):
 
 @pytest.mark.parametrize(("knob", "grad", "adds"), [
     ("auto", False, False), ("auto", True, True), ("skip", False, False), ("skip", True, False),
-    ("add", False, True), ("add", True, True)])
+    ("add", False, True), ("add", True, True), ("off", False, False), ("off", True, True)])
 def test_where_the_bias_is_left_out(monkeypatch, knob, grad, adds):
     monkeypatch.setenv(NORM_KNOB, knob)
     conv = BiasBeforeNormConv2d(4, 4, 1)

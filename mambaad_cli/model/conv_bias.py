@@ -103,7 +103,7 @@ class BiasBeforeNormConv2d(BiasGradConv2d):
     def _conv_forward(self, x, weight, bias):
         mode = os.environ.get(NORM_KNOB, "auto")
         grad = torch.is_grad_enabled() and bias is not None and bias.requires_grad
-        if bias is None or mode == "add" or (mode == "auto" and grad):
+        if bias is None or mode == "add" or (grad and mode != "skip"):  # other values: as auto
             return super()._conv_forward(x, weight, bias)
         y = super()._conv_forward(x, weight, None)
         return _ZeroBiasGrad.apply(y, bias) if grad else y  # DDP expects a gradient for every parameter
