@@ -144,6 +144,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                 "env": {"MAMBAAD_NORM_CONV_BIAS": "skip"}},
     "bf16+cl+graphs+nonormbias": {**BF16_CL, "train.cuda_graphs": True,
                                   "env": {"MAMBAAD_NORM_CONV_BIAS": "add"}},
+    # SS2D's per-direction projections as grouped conv1d, not broadcast matmuls (hss.py; opt-in, untimed)
+    "bf16+cl+graphs+projconv": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SS2D_PROJ": "conv"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

@@ -62,6 +62,14 @@ def _bias_silu_split(x: torch.Tensor) -> bool:
     return x.is_cuda if mode == "auto" else mode == "1"
 
 
+def _proj_as_conv() -> bool:
+    """MAMBAAD_SS2D_PROJ=conv (opt-in, untimed): the per-direction projections x_proj and dt_proj as grouped
+    1x1 conv1d (groups = K) instead of matmuls with the weights broadcast over the batch, which copy the
+    (K, C, D) weights B times forward and sum B copies of their gradients backward (kernels/NOTES.md,
+    next steps 10). The same sums in another order; whether cuDNN's grouped conv is faster is for a GPU."""
+    return os.environ.get("MAMBAAD_SS2D_PROJ", "matmul") == "conv"
+
+
 class SS2D(nn.Module):
     def __init__(
         self,
@@ -142,9 +150,16 @@ class SS2D(nn.Module):
         xs = _cross_scan(x.reshape(Bsz, D, L), plan)  # (B, K, D, L)
         # matmul with the weights broadcast over the batch: (B*K) products on views of xs, where einsum
         # would first copy xs (and its gradient) into a K-major layout
-        x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
-        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
-        dts = torch.matmul(self.dt_projs_weight, dts)  # (B, K, D, L)
+        if _proj_as_conv():
+            C = R + 2 * N
+            x_dbl = F.conv1d(xs.view(Bsz, K * D, L), self.x_proj_weight.reshape(K * C, D, 1), groups=K)
+            dts, Bs, Cs = torch.split(x_dbl.view(Bsz, K, C, L), [R, N, N], dim=2)
+            dts = F.conv1d(dts.reshape(Bsz, K * R, L), self.dt_projs_weight.reshape(K * D, R, 1), groups=K)
+            dts = dts.view(Bsz, K, D, L)
+        else:
+            x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
+            dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+            dts = torch.matmul(self.dt_projs_weight, dts)  # (B, K, D, L)
         if not _bc_views(self.scan_backend, xs):
             Bs, Cs = Bs.contiguous(), Cs.contiguous()
         ys = _scan(
