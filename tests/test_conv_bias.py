@@ -1,5 +1,6 @@
 """BiasGradConv2d (mambaad_cli/model/conv_bias.py): nn.Conv2d's outputs and gradients, the bias's taken as a
-product with a ones vector; where it applies; the models' state dicts unchanged."""
+product with a ones vector; where it applies; the models' state dicts unchanged. The opt-in 1x1 convs as
+one GEMM with the bias in its epilogue (MAMBAAD_CONV1X1_GEMM): the same outputs and gradients, and where."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 from torch import nn
 
 from kernels.channel_sums import channel_sums
-from mambaad_cli.model.conv_bias import KNOB, BiasGradConv2d, product_bias_grad_on
+from mambaad_cli.model.conv_bias import GEMM_KNOB, KNOB, BiasGradConv2d, gemm_1x1_on, product_bias_grad_on
 
 CONVS = {  # (in, out, kernel, stride, groups): the model's kinds
     "1x1": (6, 5, 1, 1, 1),
@@ -69,6 +70,45 @@ def test_under_bf16_autocast_it_casts_as_autocast_does(monkeypatch):
     assert outs["ours"][1].dtype == outs["ours"][2].dtype == torch.float32
     torch.testing.assert_close(outs["ours"][1], outs["ref"][1])  # the same aten backward
     torch.testing.assert_close(outs["ours"][2], outs["ref"][2], rtol=2e-2, atol=2e-2)  # bf16 sums
+
+
+@pytest.mark.parametrize("grad_mode", ["mm", "sum"], ids=["product backward", "autograd backward"])
+def test_1x1_as_a_gemm_matches_nn_conv2d_in_float64(grad_mode, monkeypatch):
+    monkeypatch.setenv(KNOB, grad_mode)
+    monkeypatch.setenv(GEMM_KNOB, "any")
+    linear = torch.nn.functional.linear
+    calls = []
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda *a: calls.append(1) or linear(*a))
+    ref, ours = pair(CONVS["1x1"])
+    g, cl = torch.Generator().manual_seed(2), torch.channels_last
+    x = torch.randn(3, 6, 9, 7, dtype=torch.float64, generator=g).contiguous(memory_format=cl)
+    out = ref(x)
+    dy = torch.randn(out.shape, dtype=torch.float64, generator=g).contiguous(memory_format=cl)
+    got = run(ours, x, dy)
+    assert calls == [1]  # the GEMM ran, not the conv
+    assert got[0].is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(run(ref, x, dy), got, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # scoring
+        torch.testing.assert_close(ours(x), out, rtol=1e-12, atol=1e-12)
+    assert calls == [1, 1]
+
+
+@pytest.mark.parametrize(("knob", "spec", "channels_last", "bias", "on"), [
+    ("any", "1x1", True, True, True), ("1", "1x1", True, True, False),  # "1": CUDA only
+    ("0", "1x1", True, True, False), (None, "1x1", True, True, False),
+    ("any", "1x1", False, True, False), ("any", "1x1", True, False, False),
+    ("any", "depthwise 3x3", True, True, False), ("any", "5x5 stride 2", True, True, False)])
+def test_where_the_gemm_applies(monkeypatch, knob, spec, channels_last, bias, on):
+    if knob is None:
+        monkeypatch.delenv(GEMM_KNOB, raising=False)
+    else:
+        monkeypatch.setenv(GEMM_KNOB, knob)
+    _, conv = pair(CONVS[spec])
+    x = torch.randn(1, CONVS[spec][0], 4, 4, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert gemm_1x1_on(conv, x, conv.bias if bias else None) is on
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -33,11 +33,37 @@ from kernels.channel_sums import channel_sums
 KNOB = "MAMBAAD_CONV_BIAS_GRAD"
 
 
+GEMM_KNOB = "MAMBAAD_CONV1X1_GEMM"
+
+
+def gemm_1x1_on(conv: nn.Conv2d, x: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """MAMBAAD_CONV1X1_GEMM (opt-in, untimed): `1` on CUDA, `any` on any device (tests), else never. Where
+    it holds (a biased 1x1, stride-1, ungrouped conv of a channels-last map), the forward is one GEMM
+    whose epilogue adds the bias (cuBLASLt), where PyTorch's cuDNN path adds a conv's bias in a broadcast
+    kernel of its own (49 a batch-16 step in v1.18's trace; the LSS `fuse` and fusion's 1x1 convs here)."""
+    mode = os.environ.get(GEMM_KNOB, "0")
+    return (
+        (x.is_cuda if mode == "1" else mode == "any")
+        and bias is not None
+        and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
+        and conv.dilation == (1, 1) and conv.groups == 1
+        and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    )
+
+
+def gemm_1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """conv2d(x, weight, bias) for gemm_1x1_on's convs: the (B*H*W, C_in) rows of the channels-last map
+    times the weight, returned as a channels-last (B, C_out, H, W) view."""
+    return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
+
+
 class _ConvProductBias(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation, groups):
+    def forward(ctx, x, weight, bias, stride, padding, dilation, groups, gemm):
         ctx.save_for_backward(x, weight)
         ctx.conv = (stride, padding, dilation, groups)
+        if gemm:
+            return gemm_1x1(x, weight, bias)
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
@@ -50,7 +76,7 @@ class _ConvProductBias(torch.autograd.Function):
             grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
                 grad, x, weight, None, stride, padding, dilation, False, [0, 0], groups,
                 [want_x, want_w, False])
-        return grad_x, grad_w, channel_sums(grad) if want_b else None, None, None, None, None
+        return grad_x, grad_w, channel_sums(grad) if want_b else None, None, None, None, None, None
 
 
 def product_bias_grad_on(x: torch.Tensor, bias: torch.Tensor | None) -> bool:
@@ -87,14 +113,15 @@ class BiasGradConv2d(nn.Conv2d):
     """nn.Conv2d (zeros padding) with the bias gradient of kernels.channel_sums (module docstring)."""
 
     def _conv_forward(self, x, weight, bias):
+        gemm = self.padding_mode == "zeros" and gemm_1x1_on(self, x, bias)
         if self.padding_mode != "zeros" or not product_bias_grad_on(x, bias):
-            return super()._conv_forward(x, weight, bias)
+            return gemm_1x1(x, weight, bias) if gemm else super()._conv_forward(x, weight, bias)
         if torch.is_autocast_enabled(x.device.type):  # autocast's casts for conv2d, made here (a custom
             dtype = torch.get_autocast_dtype(x.device.type)  # Function's forward is not autocast's to see)
             x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
         with torch.autocast(x.device.type, enabled=False):
             return _ConvProductBias.apply(x, weight, bias, self.stride, self.padding, self.dilation,
-                                          self.groups)
+                                          self.groups, gemm)
 
 
 class BiasBeforeNormConv2d(BiasGradConv2d):
