@@ -148,6 +148,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+projconv": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SS2D_PROJ": "conv"}},
     # biased 1x1 convs as one GEMM with the bias in its epilogue (model/conv_bias.py; opt-in, untimed)
     "bf16+cl+graphs+gemm1x1": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_CONV1X1_GEMM": "1"}},
+    "bf16+cl+graphs+projconv+gemm1x1": {**BF16_CL, "train.cuda_graphs": True,
+                                        "env": {"MAMBAAD_SS2D_PROJ": "conv", "MAMBAAD_CONV1X1_GEMM": "1"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},
