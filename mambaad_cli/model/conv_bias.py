@@ -10,7 +10,8 @@ bias's as that product (float32 accumulation, as the reduction's; the rounding o
 
 It applies where it was timed: CUDA, a bias, channels-last gradients, a graph that wants the bias's
 gradient; elsewhere (CPU, no grad, under torch.compile, MAMBAAD_CONV_BIAS_GRAD=sum) nn.Conv2d's own path.
-MAMBAAD_CONV_BIAS_GRAD=mm takes it on any device (the CPU tests).
+MAMBAAD_CONV_BIAS_GRAD=mm takes it on any device (the CPU tests). With MAMBAAD_CONV1X1_GEMM=1 (opt-in,
+untimed) the forward of a biased 1x1 conv of a channels-last map is one GEMM (gemm_1x1_on).
 
 BiasBeforeNormConv2d is the LSS local branches' biased 1x1 conv, whose output an InstanceNorm2d normalises
 at once (spec 1.5): the norm subtracts each map's per-channel mean, so a per-channel bias cancels exactly,
@@ -31,16 +32,15 @@ from torch import nn
 from kernels.channel_sums import channel_sums
 
 KNOB = "MAMBAAD_CONV_BIAS_GRAD"
-
-
 GEMM_KNOB = "MAMBAAD_CONV1X1_GEMM"
 
 
 def gemm_1x1_on(conv: nn.Conv2d, x: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """MAMBAAD_CONV1X1_GEMM (opt-in, untimed): `1` on CUDA, `any` on any device (tests), else never. Where
-    it holds (a biased 1x1, stride-1, ungrouped conv of a channels-last map), the forward is one GEMM
-    whose epilogue adds the bias (cuBLASLt), where PyTorch's cuDNN path adds a conv's bias in a broadcast
-    kernel of its own (49 a batch-16 step in v1.18's trace; the LSS `fuse` and fusion's 1x1 convs here)."""
+    it holds (a biased 1x1, stride-1, ungrouped conv of a channels-last map), the forward is one addmm,
+    whose GEMM can add the bias in its epilogue (cuBLASLt), where PyTorch's cuDNN path adds a conv's bias in
+    a broadcast kernel of its own (49 a batch-16 step in v1.18's trace; the LSS `fuse` and fusion's 1x1
+    convs here)."""
     mode = os.environ.get(GEMM_KNOB, "0")
     return (
         (x.is_cuda if mode == "1" else mode == "any")
@@ -54,7 +54,10 @@ def gemm_1x1_on(conv: nn.Conv2d, x: torch.Tensor, bias: torch.Tensor | None) -> 
 def gemm_1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """conv2d(x, weight, bias) for gemm_1x1_on's convs: the (B*H*W, C_in) rows of the channels-last map
     times the weight, returned as a channels-last (B, C_out, H, W) view."""
-    return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
+    b, _, h, w = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(b * h * w, -1)  # a view: x is channels-last
+    # 2-D, so that F.linear is one addmm, the bias in the GEMM's epilogue where cuBLASLt takes it
+    return F.linear(rows, weight.flatten(1), bias).view(b, h, w, -1).permute(0, 3, 1, 2)
 
 
 class _ConvProductBias(torch.autograd.Function):
