@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kernels.channel_sums import channel_sums
+from kernels.channel_sums import channel_sums, map_rows
 
 KNOB = "MAMBAAD_CONV_BIAS_GRAD"
 GEMM_KNOB = "MAMBAAD_CONV1X1_GEMM"
@@ -55,9 +55,8 @@ def gemm_1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch
     """conv2d(x, weight, bias) for gemm_1x1_on's convs: the (B*H*W, C_in) rows of the channels-last map
     times the weight, returned as a channels-last (B, C_out, H, W) view."""
     b, _, h, w = x.shape
-    rows = x.permute(0, 2, 3, 1).reshape(b * h * w, -1)  # a view: x is channels-last
-    # 2-D, so that F.linear is one addmm, the bias in the GEMM's epilogue where cuBLASLt takes it
-    return F.linear(rows, weight.flatten(1), bias).view(b, h, w, -1).permute(0, 3, 1, 2)
+    # 2-D rows (a view), so that F.linear is one addmm: the bias in the GEMM's epilogue where cuBLASLt can
+    return F.linear(map_rows(x), weight.flatten(1), bias).view(b, h, w, -1).permute(0, 3, 1, 2)
 
 
 class _ConvProductBias(torch.autograd.Function):
