@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from knob_runs import run_with_knob
 
 from kernels.bias_silu import bias_silu
 
@@ -91,12 +92,9 @@ def test_ss2d_with_one_pass_bias_silu_matches_its_default(monkeypatch):
     x = torch.randn(2, 5, 6, 8, dtype=torch.float64)
     outs = {}
     for knob in ("0", "1"):
-        monkeypatch.setenv("MAMBAAD_BIAS_SILU", knob)
-        block.zero_grad()
-        xi = x.clone().requires_grad_()
-        y = block(xi)
-        y.square().sum().backward()
-        outs[knob] = (y, xi.grad, block.conv2d.weight.grad.clone(), block.conv2d.bias.grad.clone())
+        y, gx, grads = run_with_knob(monkeypatch, "MAMBAAD_BIAS_SILU", knob, block, x,
+                                     lambda y: y.square().sum())
+        outs[knob] = (y, gx, grads["conv2d.weight"], grads["conv2d.bias"])
     for a, b in zip(outs["0"], outs["1"], strict=True):
         torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
 
@@ -124,12 +122,8 @@ def test_ss2d_under_bf16_autocast_on_a_gpu_matches_its_default(monkeypatch):
     x = torch.randn(2, 16, 16, 32, device="cuda")
     outs = {}
     for knob in ("0", "1"):
-        monkeypatch.setenv("MAMBAAD_BIAS_SILU", knob)
-        block.zero_grad()
-        xi = x.clone().requires_grad_()
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            y = block(xi)
-        y.float().square().sum().backward()
-        outs[knob] = (y.float(), xi.grad, block.conv2d.weight.grad.clone(), block.conv2d.bias.grad.clone())
+        y, gx, grads = run_with_knob(monkeypatch, "MAMBAAD_BIAS_SILU", knob, block, x,
+                                     lambda y: y.float().square().sum(), autocast=torch.bfloat16)
+        outs[knob] = (y.float(), gx, grads["conv2d.weight"], grads["conv2d.bias"])
     for a, b in zip(outs["0"], outs["1"], strict=True):
         torch.testing.assert_close(b, a, rtol=0.05, atol=0.05 * a.abs().max().item())

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+from knob_runs import run_with_knob
 
 from mambaad_cli.model.conv_bias import NORM_KNOB, BiasBeforeNormConv2d
 from mambaad_cli.model.lss import LSSModule, conv_norm_silu
 
 
 def _run(module, x, knob, monkeypatch):
-    monkeypatch.setenv(NORM_KNOB, knob)
-    module.zero_grad(set_to_none=True)
-    xi = x.clone().requires_grad_()
-    y = module(xi)
-    (y * torch.linspace(-1, 2, y.numel(), dtype=y.dtype).view_as(y)).sum().backward()
-    grads = {n: p.grad.clone() for n, p in module.named_parameters()}
-    return y.detach(), xi.grad, grads
+    def loss(y):
+        return (y * torch.linspace(-1, 2, y.numel(), dtype=y.dtype).view_as(y)).sum()
+
+    return run_with_knob(monkeypatch, NORM_KNOB, knob, module, x, loss)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

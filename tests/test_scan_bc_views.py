@@ -12,6 +12,7 @@ import importlib
 
 import pytest
 import torch
+from knob_runs import run_with_knob
 
 pytest.importorskip("triton")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -79,11 +80,8 @@ def test_ss2d_with_b_c_views_matches_copies(monkeypatch):
     x = torch.randn(1, 3, 4, 8, device=DEVICE)
     outs = {}
     for knob in ("0", "1"):
-        monkeypatch.setenv("MAMBAAD_SCAN_BC_VIEWS", knob)
-        block.zero_grad()
-        xi = x.clone().requires_grad_()
-        y = block(xi)
-        y.square().sum().backward()
-        outs[knob] = (y, xi.grad, block.x_proj_weight.grad.clone())
+        y, gx, grads = run_with_knob(monkeypatch, "MAMBAAD_SCAN_BC_VIEWS", knob, block, x,
+                                     lambda y: y.square().sum())
+        outs[knob] = (y, gx, grads["x_proj_weight"])
     for a, b in zip(outs["0"], outs["1"], strict=True):
         torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-6)

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from knob_runs import run_with_knob
 
 from mambaad_cli.model.hss import SS2D
 
 
 def _run(block, x, knob, monkeypatch, autocast=False):
-    monkeypatch.setenv("MAMBAAD_SS2D_PROJ", knob)
-    block.zero_grad(set_to_none=True)
-    xi = x.clone().requires_grad_()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        y = block(xi)
-    (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
-    return y.detach().float(), xi.grad, {n: p.grad.clone() for n, p in block.named_parameters()}
+    def loss(y):
+        return (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum()
+
+    y, gx, grads = run_with_knob(monkeypatch, "MAMBAAD_SS2D_PROJ", knob, block, x, loss,
+                                 autocast=torch.bfloat16 if autocast else None)
+    return y.float(), gx, grads
 
 
 @pytest.mark.parametrize(("directions", "scan"), [(8, "hilbert"), (4, "sweep"), (2, "zigzag")])

@@ -1,0 +1,18 @@
+"""One forward and backward of a module with an environment knob set: the tests that compare a knob's path
+with the default's (bias + SiLU pass, B / C views, the cancelled conv bias, conv projections)."""
+
+import contextlib
+
+import torch
+
+
+def run_with_knob(monkeypatch, name, value, module, x, loss, autocast=None):
+    """module(x) with env name=value and loss(y) backpropagated: (y detached, x's gradient, every parameter's
+    gradient by name; a parameter without one fails). ``autocast``: a dtype to run the forward under."""
+    monkeypatch.setenv(name, value)
+    module.zero_grad(set_to_none=True)
+    xi = x.clone().requires_grad_()
+    with torch.autocast(x.device.type, dtype=autocast) if autocast else contextlib.nullcontext():
+        y = module(xi)
+    loss(y).backward()
+    return y.detach(), xi.grad, {n: p.grad.clone() for n, p in module.named_parameters()}
