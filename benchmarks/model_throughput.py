@@ -137,19 +137,22 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+nobcviews": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_BC_VIEWS": "0"}},
     "bf16+cl+graphs+v119": {**BF16_CL, "train.cuda_graphs": True,
                             "env": {"MAMBAAD_BIAS_SILU": "0", "MAMBAAD_SCAN_BC_VIEWS": "0",
-                                    "MAMBAAD_NORM_CONV_BIAS": "add"}},
+                                    "MAMBAAD_NORM_CONV_BIAS": "add", "MAMBAAD_CONV1X1_GEMM": "0",
+                                    "MAMBAAD_DT_PROJ": "matmul"}},
     # the LSS local branches' 1x1 convs without the bias that their instance norm cancels (conv_bias.py):
     # in training too, and never (v1.20's default: in scoring only)
     "bf16+cl+graphs+normbias": {**BF16_CL, "train.cuda_graphs": True,
                                 "env": {"MAMBAAD_NORM_CONV_BIAS": "skip"}},
     "bf16+cl+graphs+nonormbias": {**BF16_CL, "train.cuda_graphs": True,
                                   "env": {"MAMBAAD_NORM_CONV_BIAS": "add"}},
-    # SS2D's per-direction projections as grouped conv1d, not broadcast matmuls (hss.py; opt-in, untimed)
-    "bf16+cl+graphs+projconv": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SS2D_PROJ": "conv"}},
-    # biased 1x1 convs as one GEMM with the bias in its epilogue (model/conv_bias.py; opt-in, untimed)
-    "bf16+cl+graphs+gemm1x1": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_CONV1X1_GEMM": "1"}},
-    "bf16+cl+graphs+projconv+gemm1x1": {**BF16_CL, "train.cuda_graphs": True,
-                                        "env": {"MAMBAAD_SS2D_PROJ": "conv", "MAMBAAD_CONV1X1_GEMM": "1"}},
+    # biased 1x1 convs of channels-last maps by cuDNN's conv and a bias add, not one GEMM with the bias in its
+    # epilogue (model/conv_bias.py, the default since v1.21): v1.20's defaults
+    "bf16+cl+graphs+nogemm1x1": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_CONV1X1_GEMM": "0"}},
+    # SS2D's dt_proj at rank 4 without the padding to rank 8 (hss.py _dt_proj, the default since v1.21)
+    "bf16+cl+graphs+nodtpad": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_DT_PROJ": "matmul"}},
+    # neither of v1.21's two defaults: v1.20's
+    "bf16+cl+graphs+v120": {**BF16_CL, "train.cuda_graphs": True,
+                            "env": {"MAMBAAD_CONV1X1_GEMM": "0", "MAMBAAD_DT_PROJ": "matmul"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

@@ -8,8 +8,12 @@ import torch
 
 def run_with_knob(monkeypatch, name, value, module, x, loss, autocast=None):
     """module(x) with env name=value and loss(y) backpropagated: (y detached, x's gradient, every parameter's
-    gradient by name; a parameter without one fails). ``autocast``: a dtype to run the forward under."""
-    monkeypatch.setenv(name, value)
+    gradient by name; a parameter without one fails). ``autocast``: a dtype to run the forward under. A
+    value of None unsets the knob: the default."""
+    if value is None:
+        monkeypatch.delenv(name, raising=False)
+    else:
+        monkeypatch.setenv(name, value)
     module.zero_grad(set_to_none=True)
     xi = x.clone().requires_grad_()
     with torch.autocast(x.device.type, dtype=autocast) if autocast else contextlib.nullcontext():

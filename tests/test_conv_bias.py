@@ -95,8 +95,8 @@ def test_1x1_as_a_gemm_matches_nn_conv2d_in_float64(grad_mode, monkeypatch):
 
 
 @pytest.mark.parametrize(("knob", "spec", "channels_last", "bias", "on"), [
-    ("any", "1x1", True, True, True), ("1", "1x1", True, True, False),  # "1": CUDA only
-    ("0", "1x1", True, True, False), (None, "1x1", True, True, False),
+    ("any", "1x1", True, True, True), ("1", "1x1", True, True, False),  # "1" and "auto": CUDA only
+    ("auto", "1x1", True, True, False), ("0", "1x1", True, True, False), (None, "1x1", True, True, False),
     ("any", "1x1", False, True, False), ("any", "1x1", True, False, False),
     ("any", "depthwise 3x3", True, True, False), ("any", "5x5 stride 2", True, True, False)])
 def test_where_the_gemm_applies(monkeypatch, knob, spec, channels_last, bias, on):
@@ -112,6 +112,18 @@ def test_where_the_gemm_applies(monkeypatch, knob, spec, channels_last, bias, on
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+
+
+@pytest.mark.parametrize(("knob", "on"), [(None, True), ("auto", True), ("1", True), ("0", False)])
+@CUDA
+def test_the_gemm_is_the_default_on_cuda(monkeypatch, knob, on):
+    if knob is None:
+        monkeypatch.delenv(GEMM_KNOB, raising=False)
+    else:
+        monkeypatch.setenv(GEMM_KNOB, knob)
+    conv = nn.Conv2d(4, 6, 1).cuda()
+    x = torch.randn(2, 4, 3, 3, device="cuda").contiguous(memory_format=torch.channels_last)
+    assert gemm_1x1_on(conv, x, conv.bias) is on
 
 
 @pytest.mark.parametrize(("knob", "device", "grad", "expected"), [

@@ -62,12 +62,20 @@ def _bias_silu_split(x: torch.Tensor) -> bool:
     return x.is_cuda if mode == "auto" else mode == "1"
 
 
-def _proj_as_conv() -> bool:
-    """MAMBAAD_SS2D_PROJ=conv (opt-in, untimed): the per-direction projections x_proj and dt_proj as grouped
-    1x1 conv1d (groups = K) instead of matmuls with the weights broadcast over the batch, which copy the
-    (K, C, D) weights B times forward and sum B copies of their gradients backward (kernels/NOTES.md,
-    next steps 10). The same sums in another order; whether cuDNN's grouped conv is faster is for a GPU."""
-    return os.environ.get("MAMBAAD_SS2D_PROJ", "matmul") == "conv"
+def _dt_proj(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor) -> torch.Tensor:
+    """dt_proj: (K, D, R) weights times dts, the first R rows of x_proj's output x_dbl (B, K, R+2N, L),
+    the weights broadcast over the batch. At rank 4 (dim 64: the 64 x 64 maps) the weights' 8-byte rows get
+    a cutlass `align2` GEMM from cuBLAS: 77 + 72 + 53 us forward + backward at batch 16 on an H200, against
+    45 + 43 + 36 for cuBLAS's own kernels once the rank is a multiple of 8
+    (benchmarks/lowrank_proj_bench.py). So R is padded to a multiple of 8 where x_dbl has the rows: zero
+    weight columns, times the next rows of x_dbl (B's first rows; were one infinite, delta would be NaN, but
+    the scan's output with that B is not finite either). The default since v1.21; developer knob
+    MAMBAAD_DT_PROJ=matmul multiplies the R rows as they are."""
+    rank = dts.shape[2]
+    padded = -(-rank // 8) * 8
+    if padded != rank and padded <= x_dbl.shape[2] and os.environ.get("MAMBAAD_DT_PROJ", "pad8") == "pad8":
+        return torch.matmul(F.pad(weight, (0, padded - rank)), x_dbl[:, :, :padded])
+    return torch.matmul(weight, dts)
 
 
 class SS2D(nn.Module):
@@ -150,16 +158,9 @@ class SS2D(nn.Module):
         xs = _cross_scan(x.reshape(Bsz, D, L), plan)  # (B, K, D, L)
         # matmul with the weights broadcast over the batch: (B*K) products on views of xs, where einsum
         # would first copy xs (and its gradient) into a K-major layout
-        if _proj_as_conv():
-            C = R + 2 * N
-            x_dbl = F.conv1d(xs.view(Bsz, K * D, L), self.x_proj_weight.reshape(K * C, D, 1), groups=K)
-            dts, Bs, Cs = torch.split(x_dbl.view(Bsz, K, C, L), [R, N, N], dim=2)
-            dts = F.conv1d(dts.reshape(Bsz, K * R, L), self.dt_projs_weight.reshape(K * D, R, 1), groups=K)
-            dts = dts.view(Bsz, K, D, L)
-        else:
-            x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
-            dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
-            dts = torch.matmul(self.dt_projs_weight, dts)  # (B, K, D, L)
+        x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
+        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+        dts = _dt_proj(self.dt_projs_weight, dts, x_dbl)  # (B, K, D, L)
         if not _bc_views(self.scan_backend, xs):
             Bs, Cs = Bs.contiguous(), Cs.contiguous()
         ys = _scan(
