@@ -40,7 +40,7 @@ def gemm_1x1_on(conv: nn.Conv2d, x: torch.Tensor, bias: torch.Tensor | None) -> 
     `0` never. Where it holds (a biased 1x1, stride-1, ungrouped conv of a channels-last map), the forward is
     one addmm, whose GEMM can add the bias in its epilogue (cuBLASLt), where PyTorch's cuDNN path adds a
     conv's bias in a broadcast kernel of its own (49 a batch-16 step in v1.18's trace; the LSS `fuse` and
-    fusion's 1x1 convs here). On an H200 it gained 0.3-0.7 % training and 0.2-0.9 % inference at batch 16
+    fusion's 1x1 convs here). On an H200 it gained 0.2-0.7 % training and 0.2-0.9 % inference at batch 16
     and 64 (kernels/NOTES.md v1.21)."""
     mode = os.environ.get(GEMM_KNOB, "auto")
     return (
