@@ -62,6 +62,20 @@ def _bias_silu_split(x: torch.Tensor) -> bool:
     return x.is_cuda if mode == "auto" else mode == "1"
 
 
+def _dt_proj_way() -> str:
+    return os.environ.get("MAMBAAD_DT_PROJ", "pad8")
+
+
+def _x_proj_rows(x_proj_weight: torch.Tensor, rank: int) -> int:
+    """MAMBAAD_DT_PROJ=rows (opt-in, untimed): the rank to pad x_proj's output to, or 0 for none. pad8
+    (_dt_proj) reads its padded rows as a second slice of x_proj's output, so autograd sums that slice's
+    gradient (a zero-filled tensor of the output's size) into the split's: a zero fill and an add of
+    (B, K, R+2N, L) per block in the backward (kernels/NOTES.md v1.21). `rows` instead gives x_proj zero
+    weight rows after the rank's, so that the split's first piece is the padded input of dt_proj."""
+    padded = -(-rank // 8) * 8
+    return padded if padded != rank and _dt_proj_way() == "rows" else 0
+
+
 def _dt_proj(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor) -> torch.Tensor:
     """dt_proj: (K, D, R) weights times dts, the first R rows of x_proj's output x_dbl (B, K, R+2N, L),
     the weights broadcast over the batch. At rank 4 (dim 64: the 64 x 64 maps) the weights' 8-byte rows get
@@ -70,10 +84,10 @@ def _dt_proj(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor) -> to
     (benchmarks/lowrank_proj_bench.py). So R is padded to a multiple of 8 where x_dbl has the rows: zero
     weight columns, times the next rows of x_dbl (B's first rows; were one infinite, delta would be NaN, but
     the scan's output with that B is not finite either). The default since v1.21; developer knob
-    MAMBAAD_DT_PROJ=matmul multiplies the R rows as they are."""
+    MAMBAAD_DT_PROJ=matmul multiplies the R rows as they are (`rows`: _x_proj_rows)."""
     rank = dts.shape[2]
     padded = -(-rank // 8) * 8
-    if padded != rank and padded <= x_dbl.shape[2] and os.environ.get("MAMBAAD_DT_PROJ", "pad8") == "pad8":
+    if padded != rank and padded <= x_dbl.shape[2] and _dt_proj_way() == "pad8":
         return torch.matmul(F.pad(weight, (0, padded - rank)), x_dbl[:, :, :padded])
     return torch.matmul(weight, dts)
 
@@ -158,9 +172,16 @@ class SS2D(nn.Module):
         xs = _cross_scan(x.reshape(Bsz, D, L), plan)  # (B, K, D, L)
         # matmul with the weights broadcast over the batch: (B*K) products on views of xs, where einsum
         # would first copy xs (and its gradient) into a K-major layout
-        x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
-        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
-        dts = _dt_proj(self.dt_projs_weight, dts, x_dbl)  # (B, K, D, L)
+        padded = _x_proj_rows(self.x_proj_weight, R)
+        if padded:  # x_proj's output (B, K, padded+2N, L), its rows R..padded zero
+            w = self.x_proj_weight
+            w = torch.cat([w[:, :R], w.new_zeros(K, padded - R, D), w[:, R:]], dim=1)
+            dts, Bs, Cs = torch.split(torch.matmul(w, xs), [padded, N, N], dim=2)
+            dts = torch.matmul(F.pad(self.dt_projs_weight, (0, padded - R)), dts)
+        else:
+            x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
+            dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+            dts = _dt_proj(self.dt_projs_weight, dts, x_dbl)  # (B, K, D, L)
         if not _bc_views(self.scan_backend, xs):
             Bs, Cs = Bs.contiguous(), Cs.contiguous()
         ys = _scan(
