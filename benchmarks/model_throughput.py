@@ -150,7 +150,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+nogemm1x1": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_CONV1X1_GEMM": "0"}},
     # SS2D's dt_proj at rank 4 without the padding to rank 8 (hss.py _dt_proj, the default since v1.21)
     "bf16+cl+graphs+nodtpad": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_DT_PROJ": "matmul"}},
-    # the padding as zero rows of x_proj's weights instead (hss.py _x_proj_rows; opt-in, untimed): no second
+    # the padding as zero rows of x_proj's weights instead (hss.py _dt_proj_way; opt-in, untimed): no second
     # slice of x_proj's output, whose gradient autograd zero-fills and adds in the backward
     "bf16+cl+graphs+dtrows": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_DT_PROJ": "rows"}},
     # neither of v1.21's two defaults: v1.20's

@@ -22,6 +22,7 @@ from kernels.bias_silu import bias_silu
 from kernels.direction_glue import DirectionPlan, cross_merge, cross_scan, direction_plan
 from kernels.directions import FUSED
 from kernels.dispatch import resolve_backend
+from kernels.launch import cdiv
 from kernels.layer_norm import layer_norm
 from mambaad_cli.model.conv_bias import BiasGradConv2d
 from mambaad_cli.model.scans import direction_tables
@@ -63,31 +64,30 @@ def _bias_silu_split(x: torch.Tensor) -> bool:
 
 
 def _dt_proj_way() -> str:
+    """MAMBAAD_DT_PROJ (developer knob): `pad8` (the default since v1.21, _dt_proj), `rows` (opt-in,
+    untimed: SS2D.scan_core pads x_proj's output instead) or `matmul` (v1.20: the rank's rows as they are).
+    pad8 reads its padded rows as a second slice of x_proj's output, so autograd sums that slice's gradient
+    (a zero-filled tensor of the output's size) into the split's: a zero fill and an add of (B, K, R+2N, L)
+    per block in the backward (kernels/NOTES.md v1.21); `rows` gives x_proj zero weight rows after the
+    rank's, so that the split's first piece is dt_proj's padded input."""
     return os.environ.get("MAMBAAD_DT_PROJ", "pad8")
 
 
-def _x_proj_rows(x_proj_weight: torch.Tensor, rank: int) -> int:
-    """MAMBAAD_DT_PROJ=rows (opt-in, untimed): the rank to pad x_proj's output to, or 0 for none. pad8
-    (_dt_proj) reads its padded rows as a second slice of x_proj's output, so autograd sums that slice's
-    gradient (a zero-filled tensor of the output's size) into the split's: a zero fill and an add of
-    (B, K, R+2N, L) per block in the backward (kernels/NOTES.md v1.21). `rows` instead gives x_proj zero
-    weight rows after the rank's, so that the split's first piece is the padded input of dt_proj."""
-    padded = -(-rank // 8) * 8
-    return padded if padded != rank and _dt_proj_way() == "rows" else 0
+def _padded_rank(rank: int) -> int:
+    return cdiv(rank, 8) * 8
 
 
-def _dt_proj(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor) -> torch.Tensor:
+def _dt_proj(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor, pad: bool) -> torch.Tensor:
     """dt_proj: (K, D, R) weights times dts, the first R rows of x_proj's output x_dbl (B, K, R+2N, L),
     the weights broadcast over the batch. At rank 4 (dim 64: the 64 x 64 maps) the weights' 8-byte rows get
     a cutlass `align2` GEMM from cuBLAS: 77 + 72 + 53 us forward + backward at batch 16 on an H200, against
     45 + 43 + 36 for cuBLAS's own kernels once the rank is a multiple of 8
-    (benchmarks/lowrank_proj_bench.py). So R is padded to a multiple of 8 where x_dbl has the rows: zero
-    weight columns, times the next rows of x_dbl (B's first rows; were one infinite, delta would be NaN, but
-    the scan's output with that B is not finite either). The default since v1.21; developer knob
-    MAMBAAD_DT_PROJ=matmul multiplies the R rows as they are (`rows`: _x_proj_rows)."""
+    (benchmarks/lowrank_proj_bench.py). So with `pad` (MAMBAAD_DT_PROJ=pad8, _dt_proj_way) R is padded to a
+    multiple of 8 where x_dbl has the rows: zero weight columns, times the next rows of x_dbl (B's first
+    rows; were one infinite, delta would be NaN, but the scan's output with that B is not finite either)."""
     rank = dts.shape[2]
-    padded = -(-rank // 8) * 8
-    if padded != rank and padded <= x_dbl.shape[2] and _dt_proj_way() == "pad8":
+    padded = _padded_rank(rank)
+    if pad and padded != rank and padded <= x_dbl.shape[2]:
         return torch.matmul(F.pad(weight, (0, padded - rank)), x_dbl[:, :, :padded])
     return torch.matmul(weight, dts)
 
@@ -172,8 +172,8 @@ class SS2D(nn.Module):
         xs = _cross_scan(x.reshape(Bsz, D, L), plan)  # (B, K, D, L)
         # matmul with the weights broadcast over the batch: (B*K) products on views of xs, where einsum
         # would first copy xs (and its gradient) into a K-major layout
-        padded = _x_proj_rows(self.x_proj_weight, R)
-        if padded:  # x_proj's output (B, K, padded+2N, L), its rows R..padded zero
+        way, padded = _dt_proj_way(), _padded_rank(R)
+        if way == "rows" and padded != R:  # x_proj's output (B, K, padded+2N, L), its rows R..padded zero
             w = self.x_proj_weight
             w = torch.cat([w[:, :R], w.new_zeros(K, padded - R, D), w[:, R:]], dim=1)
             dts, Bs, Cs = torch.split(torch.matmul(w, xs), [padded, N, N], dim=2)
@@ -181,7 +181,7 @@ class SS2D(nn.Module):
         else:
             x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
             dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
-            dts = _dt_proj(self.dt_projs_weight, dts, x_dbl)  # (B, K, D, L)
+            dts = _dt_proj(self.dt_projs_weight, dts, x_dbl, pad=way == "pad8")  # (B, K, D, L)
         if not _bc_views(self.scan_backend, xs):
             Bs, Cs = Bs.contiguous(), Cs.contiguous()
         ys = _scan(
