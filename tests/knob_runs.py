@@ -1,19 +1,25 @@
-"""One forward and backward of a module with an environment knob set: the tests that compare a knob's path
-with the default's (bias + SiLU pass, B / C views, the cancelled conv bias, conv projections)."""
+"""An environment knob set or unset, and one forward and backward of a module with it: the tests that compare
+a knob's path with the default's (bias + SiLU pass, B / C views, the cancelled conv bias, dt_proj's padding)
+and those of where a knob applies."""
 
 import contextlib
 
 import torch
 
 
-def run_with_knob(monkeypatch, name, value, module, x, loss, autocast=None):
-    """module(x) with env name=value and loss(y) backpropagated: (y detached, x's gradient, every parameter's
-    gradient by name; a parameter without one fails). ``autocast``: a dtype to run the forward under. A
-    value of None unsets the knob: the default."""
+def set_knob(monkeypatch, name, value):
+    """Env name=value for the test; a value of None unsets it: the default."""
     if value is None:
         monkeypatch.delenv(name, raising=False)
     else:
         monkeypatch.setenv(name, value)
+
+
+def run_with_knob(monkeypatch, name, value, module, x, loss, autocast=None):
+    """module(x) with env name=value and loss(y) backpropagated: (y detached, x's gradient, every parameter's
+    gradient by name; a parameter without one fails). ``autocast``: a dtype to run the forward under. A
+    value of None unsets the knob: the default."""
+    set_knob(monkeypatch, name, value)
     module.zero_grad(set_to_none=True)
     xi = x.clone().requires_grad_()
     with torch.autocast(x.device.type, dtype=autocast) if autocast else contextlib.nullcontext():

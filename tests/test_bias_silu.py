@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from knob_runs import run_with_knob
+from knob_runs import run_with_knob, set_knob
 
 from kernels.bias_silu import bias_silu
 
@@ -106,10 +106,7 @@ def test_the_split_is_the_default_on_gpus_only(monkeypatch, knob, cuda, split):
 
     from mambaad_cli.model.hss import _bias_silu_split
 
-    if knob is None:
-        monkeypatch.delenv("MAMBAAD_BIAS_SILU", raising=False)
-    else:
-        monkeypatch.setenv("MAMBAAD_BIAS_SILU", knob)
+    set_knob(monkeypatch, "MAMBAAD_BIAS_SILU", knob)
     assert _bias_silu_split(SimpleNamespace(is_cuda=cuda)) is split
 
 

@@ -1,11 +1,13 @@
 """BiasGradConv2d (mambaad_cli/model/conv_bias.py): nn.Conv2d's outputs and gradients, the bias's taken as a
-product with a ones vector; where it applies; the models' state dicts unchanged. The opt-in 1x1 convs as
-one GEMM with the bias in its epilogue (MAMBAAD_CONV1X1_GEMM): the same outputs and gradients, and where."""
+product with a ones vector; where it applies; the models' state dicts unchanged. The 1x1 convs as one GEMM
+with the bias in its epilogue (MAMBAAD_CONV1X1_GEMM, the default on CUDA): the same outputs and gradients,
+and where."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from knob_runs import set_knob
 from torch import nn
 
 from kernels.channel_sums import channel_sums
@@ -100,10 +102,7 @@ def test_1x1_as_a_gemm_matches_nn_conv2d_in_float64(grad_mode, monkeypatch):
     ("any", "1x1", False, True, False), ("any", "1x1", True, False, False),
     ("any", "depthwise 3x3", True, True, False), ("any", "5x5 stride 2", True, True, False)])
 def test_where_the_gemm_applies(monkeypatch, knob, spec, channels_last, bias, on):
-    if knob is None:
-        monkeypatch.delenv(GEMM_KNOB, raising=False)
-    else:
-        monkeypatch.setenv(GEMM_KNOB, knob)
+    set_knob(monkeypatch, GEMM_KNOB, knob)
     _, conv = pair(CONVS[spec])
     x = torch.randn(1, CONVS[spec][0], 4, 4, dtype=torch.float64)
     if channels_last:
@@ -117,10 +116,7 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize(("knob", "on"), [(None, True), ("auto", True), ("1", True), ("0", False)])
 @CUDA
 def test_the_gemm_is_the_default_on_cuda(monkeypatch, knob, on):
-    if knob is None:
-        monkeypatch.delenv(GEMM_KNOB, raising=False)
-    else:
-        monkeypatch.setenv(GEMM_KNOB, knob)
+    set_knob(monkeypatch, GEMM_KNOB, knob)
     conv = nn.Conv2d(4, 6, 1).cuda()
     x = torch.randn(2, 4, 3, 3, device="cuda").contiguous(memory_format=torch.channels_last)
     assert gemm_1x1_on(conv, x, conv.bias) is on
@@ -135,10 +131,7 @@ def test_the_gemm_is_the_default_on_cuda(monkeypatch, knob, on):
     ("mm", "cpu", False, False),  # no grad: nn.Conv2d's path
 ])
 def test_where_the_product_applies(monkeypatch, knob, device, grad, expected):
-    if knob:
-        monkeypatch.setenv(KNOB, knob)
-    else:
-        monkeypatch.delenv(KNOB, raising=False)
+    set_knob(monkeypatch, KNOB, knob or None)
     x = torch.empty(1, 2, 3, 3, device=device)
     bias = torch.zeros(2, device=device, requires_grad=True)
     with torch.set_grad_enabled(grad):

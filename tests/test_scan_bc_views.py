@@ -12,7 +12,7 @@ import importlib
 
 import pytest
 import torch
-from knob_runs import run_with_knob
+from knob_runs import run_with_knob, set_knob
 
 pytest.importorskip("triton")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -65,10 +65,7 @@ def test_b_c_slices_give_what_copies_give(tuning, dtype, monkeypatch):
 def test_views_are_the_default_for_the_triton_scan(monkeypatch, knob, backend, views):
     from mambaad_cli.model.hss import _bc_views
 
-    if knob is None:
-        monkeypatch.delenv("MAMBAAD_SCAN_BC_VIEWS", raising=False)
-    else:
-        monkeypatch.setenv("MAMBAAD_SCAN_BC_VIEWS", knob)
+    set_knob(monkeypatch, "MAMBAAD_SCAN_BC_VIEWS", knob)
     assert _bc_views(backend, torch.zeros(1, 2, 3, device=DEVICE)) is views
 
 
