@@ -156,6 +156,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # neither of v1.21's two defaults: v1.20's
     "bf16+cl+graphs+v120": {**BF16_CL, "train.cuda_graphs": True,
                             "env": {"MAMBAAD_CONV1X1_GEMM": "0", "MAMBAAD_DT_PROJ": "matmul"}},
+    # the backward of the 1x1 convs that run as GEMMs as two GEMMs, not cuDNN's convolution_backward
+    # (conv_bias.py gemm_1x1_grads; opt-in, untimed), and PatchExpand2D's LayerNorm in the Triton kernels
+    # with an fp32 result (decoder.py; opt-in, untimed); both
+    "bf16+cl+graphs+gemmbwd": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_CONV1X1_BWD": "gemm"}},
+    "bf16+cl+graphs+lnexpand": {**BF16_CL, "train.cuda_graphs": True,
+                                "env": {"MAMBAAD_LN_EXPAND": "triton"}},
+    "bf16+cl+graphs+gemmbwd+lnexpand": {**BF16_CL, "train.cuda_graphs": True,
+                                        "env": {"MAMBAAD_CONV1X1_BWD": "gemm",
+                                                "MAMBAAD_LN_EXPAND": "triton"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

@@ -112,13 +112,15 @@ _layer_norm_triton = torch.compiler.disable(_LayerNorm.apply)
 
 
 def layer_norm(x: torch.Tensor, norm: nn.LayerNorm, gate: torch.Tensor | None = None,
-               backend: str = "auto") -> torch.Tensor:
-    """norm(x), times silu(gate) when a gate is given. The Triton path writes the autocast dtype when
-    autocast is on (else x's dtype); statistics and products in fp32. Under torch.compile ``auto`` leaves it
-    to the compiler, which fuses the casts itself."""
+               backend: str = "auto", out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """norm(x), times silu(gate) when a gate is given. The Triton path writes ``out_dtype``, by default the
+    autocast dtype when autocast is on (else x's dtype); statistics and products in fp32. out_dtype=float32
+    under autocast gives what PyTorch's LayerNorm writes there, for a result that stays fp32 (the decoder's
+    residual stream after PatchExpand2D). Under torch.compile ``auto`` leaves it to the compiler, which
+    fuses the casts itself."""
     compiling = torch.compiler.is_compiling()
     if not (backend == "auto" and compiling) and _use_triton(x, norm, gate, backend):
-        out_dtype = _autocast_dtype(x) or x.dtype
+        out_dtype = out_dtype or _autocast_dtype(x) or x.dtype
         if torch.is_grad_enabled() or compiling:
             return _layer_norm_triton(x, norm.weight, norm.bias, gate, norm.eps, out_dtype)
         # inference (no_grad / inference_mode): the launch alone, without autograd's host work

@@ -126,6 +126,52 @@ def test_bf16_under_autocast_gives_what_the_next_product_would_read():
         torch.testing.assert_close(got.double().cpu() / scale, want_g / scale, rtol=0, atol=0.02, msg=name)
 
 
+def test_fp32_out_of_a_bf16_map_is_the_norm_of_its_fp32_copy():
+    # PatchExpand2D's norm (MAMBAAD_LN_EXPAND=triton): under CUDA autocast PyTorch casts the bf16 map to fp32
+    # and writes fp32; out_dtype=float32 gives that result without the cast's pass, and the same gradients
+    C = 24
+    x = rand(3, 5, C, mean=0.5, std=2.0, dtype=torch.bfloat16)
+    norm, dout = make_norm(C), rand(3, 5, C, seed=7)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16):
+        xi = x.clone().requires_grad_()
+        y = layer_norm(xi, norm, backend="triton", out_dtype=torch.float32)
+        grads = torch.autograd.grad(y, [xi, norm.weight, norm.bias], dout)
+    xr = x.clone().requires_grad_()
+    ref = F.layer_norm(xr.float(), (C,), norm.weight, norm.bias, norm.eps)
+    ref_grads = torch.autograd.grad(ref, [xr, norm.weight, norm.bias], dout)
+    assert y.dtype == torch.float32 and grads[0].dtype == torch.bfloat16
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    assert bf16_steps(grads[0], ref_grads[0]).max() <= 1  # dx rounded to x's dtype, as the cast's backward
+    for name, got, want in zip(NAMES[1:3], grads[1:], ref_grads[1:], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_patch_expand_with_the_kernels_matches_its_modules(monkeypatch):
+    from mambaad_cli.model.decoder import PatchExpand2D
+
+    torch.manual_seed(0)
+    expand = PatchExpand2D(12, 6).to(DEVICE)
+    with torch.no_grad():
+        expand.norm.weight.copy_(1.0 + 0.5 * rand(6, seed=3))
+        expand.norm.bias.copy_(0.3 * rand(6, seed=4))
+    x = rand(2, 3, 4, 12, seed=9)
+    monkeypatch.setattr(ln_module, "_use_triton", lambda *a: True)
+    results, launches, launch = [], [], ln_module._ln_forward
+    monkeypatch.setattr(ln_module, "_ln_forward", lambda *a: launches.append(1) or launch(*a))
+    for knob in ("triton", "torch"):
+        monkeypatch.setenv("MAMBAAD_LN_EXPAND", knob)
+        launches.clear()
+        expand.zero_grad()
+        y = expand(x)
+        y.square().sum().backward()
+        results.append((y.detach(), {n: p.grad.clone() for n, p in expand.named_parameters()}, len(launches)))
+    (y, grads, launched), (ref_y, ref_grads, ref_launched) = results
+    assert (launched, ref_launched) == (1, 0) and y.shape == (2, 6, 8, 6) and y.dtype == torch.float32
+    torch.testing.assert_close(y, ref_y, rtol=1e-5, atol=1e-5)
+    for name in ref_grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="autocast bf16 on a GPU, rounding to nearest")
 def test_matches_autocast_on_gpu():
     # SS2D's out_norm and gate at one of MambaAD's widths: the kernels against PyTorch's autocast ops

@@ -8,12 +8,24 @@ scales 1, 2, 3.
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
+from kernels.layer_norm import layer_norm
 from mambaad_cli.config import DecoderConfig
 from mambaad_cli.errors import UserError
 from mambaad_cli.model.lss import LSSModule
+
+
+def _norm_kernels() -> bool:
+    """MAMBAAD_LN_EXPAND: `triton` runs PatchExpand2D's LayerNorm in kernels/layer_norm.py's kernels (under
+    bf16 autocast on CUDA, as the HSS blocks' norms; fp32 out, as PyTorch's); `torch` (the default until
+    timed) keeps nn.LayerNorm. Under autocast PyTorch casts the bf16 map to fp32 first (a pass of its own),
+    and its weight gradient kernel (GammaBetaBackward) averaged 98 us a call at batch 16 on an H200 (v1.20's
+    training trace), where the map is a few MB."""
+    return os.environ.get("MAMBAAD_LN_EXPAND", "torch") == "triton"
 
 
 class PatchExpand2D(nn.Module):
@@ -29,6 +41,8 @@ class PatchExpand2D(nn.Module):
         B, H, W, _ = x.shape
         x = self.expand(x).view(B, H, W, 2, 2, self.dim)  # channels split as (p1 p2 c)
         x = x.permute(0, 1, 3, 2, 4, 5).reshape(B, 2 * H, 2 * W, self.dim)
+        if _norm_kernels():  # the residual stream stays fp32 (what nn.LayerNorm gives under autocast)
+            return layer_norm(x, self.norm, out_dtype=torch.float32)
         return self.norm(x)
 
 
