@@ -1,9 +1,9 @@
 """The input and weight gradients of the decoder's biased 1x1 convs on channels-last bf16 maps, two ways:
 aten.convolution_backward (cuDNN: wgrad2d_c1_k1_nhwc and dgrad2d_c1_k1_nhwc, 74 and 35 us a call on average
-in v1.20's batch-16 training trace on an H200) against two GEMMs on the maps' rows (model/conv_bias.py
-gemm_1x1_grads, MAMBAAD_CONV1X1_BWD=gemm). GPU times from replayed CUDA graphs (triton.testing.
-do_bench_cudagraph), each way's largest error against a float64 product, and the ratio. One JSON line per
-shape.
+in v1.20's batch-16 training trace on an H200) against two GEMMs on the maps' rows (gemm_grads here; v1.22
+tried it in model/conv_bias.py and removed it: level or slower in the model). GPU times from replayed CUDA
+graphs (triton.testing.do_bench_cudagraph), each way's largest error against a float64 product, and the
+ratio. One JSON line per shape.
 
     python benchmarks/conv1x1_bwd_bench.py --batch 16,64
 """
@@ -19,11 +19,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kernels.channel_sums import map_rows  # noqa: E402
-from mambaad_cli.model.conv_bias import gemm_1x1_grads  # noqa: E402
 
 # (in, out, side): the LSS local branches' C -> C convs and `fuse` (3C -> C), dims 512 .. 64 at 8 .. 64
 SHAPES = [(c, c, s) for c, s in ((512, 8), (256, 16), (128, 32), (64, 64))]
 SHAPES += [(3 * c, c, s) for c, s in ((512, 8), (256, 16), (128, 32), (64, 64))]
+
+
+def gemm_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor):
+    """The input and weight gradients of a 1x1 conv of channels-last maps: rows(grad) @ W as a channels-last
+    map, and rows(grad)^T @ rows(x) as the (C_out, C_in, 1, 1) weight."""
+    g = map_rows(grad)
+    b, _, h, w = grad.shape
+    grad_x = torch.mm(g, weight.flatten(1)).view(b, h, w, -1).permute(0, 3, 1, 2)
+    return grad_x, torch.mm(g.t(), map_rows(x)).view_as(weight)
 
 
 def ways(x: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> dict:
@@ -31,7 +39,7 @@ def ways(x: torch.Tensor, w: torch.Tensor, g: torch.Tensor) -> dict:
         return torch.ops.aten.convolution_backward(
             g, x, w, None, (1, 1), (0, 0), (1, 1), False, [0, 0], 1, [True, True, False])[:2]
 
-    return {"conv": conv, "gemm": lambda: gemm_1x1_grads(g, x, w, True, True)}
+    return {"conv": conv, "gemm": lambda: gemm_grads(g, x, w)}
 
 
 def errors(result, exact_x, exact_w) -> float:

@@ -138,7 +138,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+v119": {**BF16_CL, "train.cuda_graphs": True,
                             "env": {"MAMBAAD_BIAS_SILU": "0", "MAMBAAD_SCAN_BC_VIEWS": "0",
                                     "MAMBAAD_NORM_CONV_BIAS": "add", "MAMBAAD_CONV1X1_GEMM": "0",
-                                    "MAMBAAD_DT_PROJ": "matmul"}},
+                                    "MAMBAAD_DT_PROJ": "matmul", "MAMBAAD_LN_EXPAND": "torch"}},
     # the LSS local branches' 1x1 convs without the bias that their instance norm cancels (conv_bias.py):
     # in training too, and never (v1.20's default: in scoring only)
     "bf16+cl+graphs+normbias": {**BF16_CL, "train.cuda_graphs": True,
@@ -150,21 +150,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+nogemm1x1": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_CONV1X1_GEMM": "0"}},
     # SS2D's dt_proj at rank 4 without the padding to rank 8 (hss.py _dt_proj, the default since v1.21)
     "bf16+cl+graphs+nodtpad": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_DT_PROJ": "matmul"}},
-    # the padding as zero rows of x_proj's weights instead (hss.py _dt_proj_way; opt-in, untimed): no second
-    # slice of x_proj's output, whose gradient autograd zero-fills and adds in the backward
-    "bf16+cl+graphs+dtrows": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_DT_PROJ": "rows"}},
-    # neither of v1.21's two defaults: v1.20's
+    # neither of v1.21's two defaults (nor v1.22's): v1.20's
     "bf16+cl+graphs+v120": {**BF16_CL, "train.cuda_graphs": True,
-                            "env": {"MAMBAAD_CONV1X1_GEMM": "0", "MAMBAAD_DT_PROJ": "matmul"}},
-    # the backward of the 1x1 convs that run as GEMMs as two GEMMs, not cuDNN's convolution_backward
-    # (conv_bias.py gemm_1x1_grads; opt-in, untimed), and PatchExpand2D's LayerNorm in the Triton kernels
-    # with an fp32 result (decoder.py; opt-in, untimed); both
-    "bf16+cl+graphs+gemmbwd": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_CONV1X1_BWD": "gemm"}},
-    "bf16+cl+graphs+lnexpand": {**BF16_CL, "train.cuda_graphs": True,
-                                "env": {"MAMBAAD_LN_EXPAND": "triton"}},
-    "bf16+cl+graphs+gemmbwd+lnexpand": {**BF16_CL, "train.cuda_graphs": True,
-                                        "env": {"MAMBAAD_CONV1X1_BWD": "gemm",
-                                                "MAMBAAD_LN_EXPAND": "triton"}},
+                            "env": {"MAMBAAD_CONV1X1_GEMM": "0", "MAMBAAD_DT_PROJ": "matmul",
+                                    "MAMBAAD_LN_EXPAND": "torch"}},
+    # PatchExpand2D's LayerNorm by nn.LayerNorm, not the Triton kernels with an fp32 result (decoder.py, the
+    # default since v1.22); v1.21's defaults
+    "bf16+cl+graphs+nolnexpand": {**BF16_CL, "train.cuda_graphs": True,
+                                  "env": {"MAMBAAD_LN_EXPAND": "torch"}},
+    "bf16+cl+graphs+v121": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_EXPAND": "torch"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from knob_runs import set_knob
 from torch import nn
 
 from kernels import layer_norm as ln_module
@@ -127,8 +128,9 @@ def test_bf16_under_autocast_gives_what_the_next_product_would_read():
 
 
 def test_fp32_out_of_a_bf16_map_is_the_norm_of_its_fp32_copy():
-    # PatchExpand2D's norm (MAMBAAD_LN_EXPAND=triton): under CUDA autocast PyTorch casts the bf16 map to fp32
-    # and writes fp32; out_dtype=float32 gives that result without the cast's pass, and the same gradients
+    # PatchExpand2D's norm (MAMBAAD_LN_EXPAND, the kernels by default): under CUDA autocast PyTorch casts the
+    # bf16 map to fp32 and writes fp32; out_dtype=float32 gives that result without the cast's pass, and the
+    # same gradients
     C = 24
     x = rand(3, 5, C, mean=0.5, std=2.0, dtype=torch.bfloat16)
     norm, dout = make_norm(C), rand(3, 5, C, seed=7)
@@ -158,8 +160,8 @@ def test_patch_expand_with_the_kernels_matches_its_modules(monkeypatch):
     monkeypatch.setattr(ln_module, "_use_triton", lambda *a: True)
     results, launches, launch = [], [], ln_module._ln_forward
     monkeypatch.setattr(ln_module, "_ln_forward", lambda *a: launches.append(1) or launch(*a))
-    for knob in ("triton", "torch"):
-        monkeypatch.setenv("MAMBAAD_LN_EXPAND", knob)
+    for knob in (None, "torch"):  # the default: the kernels
+        set_knob(monkeypatch, "MAMBAAD_LN_EXPAND", knob)
         launches.clear()
         expand.zero_grad()
         y = expand(x)

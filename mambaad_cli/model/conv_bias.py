@@ -33,7 +33,6 @@ from kernels.channel_sums import channel_sums, map_rows
 
 KNOB = "MAMBAAD_CONV_BIAS_GRAD"
 GEMM_KNOB = "MAMBAAD_CONV1X1_GEMM"
-GEMM_BWD_KNOB = "MAMBAAD_CONV1X1_BWD"
 
 
 def gemm_1x1_on(conv: nn.Conv2d, x: torch.Tensor, bias: torch.Tensor | None) -> bool:
@@ -61,33 +60,11 @@ def gemm_1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch
     return F.linear(map_rows(x), weight.flatten(1), bias).view(b, h, w, -1).permute(0, 3, 1, 2)
 
 
-def gemm_1x1_backward_on() -> bool:
-    """MAMBAAD_CONV1X1_BWD: `gemm` takes the input and weight gradients of a conv whose forward ran as
-    gemm_1x1 as two GEMMs on the maps' rows (gemm_1x1_grads); `conv` (the default until timed) asks
-    aten.convolution_backward, whose cuDNN kernels for 1x1 channels-last maps (wgrad2d_c1_k1_nhwc,
-    dgrad2d_c1_k1_nhwc) averaged 74 and 35 us a call in v1.20's batch-16 training trace on an H200."""
-    return os.environ.get(GEMM_BWD_KNOB, "conv") == "gemm"
-
-
-def gemm_1x1_grads(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, want_x: bool, want_w: bool):
-    """The input and weight gradients of gemm_1x1(x, weight, .): rows(grad) @ W as a channels-last map, and
-    rows(grad)^T @ rows(x) as the (C_out, C_in, 1, 1) weight (one GEMM each; None where not wanted)."""
-    g = map_rows(grad)  # a view where grad is channels-last (the next layer's dgrad makes it so), else a copy
-    grad_x = grad_w = None
-    if want_x:
-        b, _, h, w = grad.shape
-        grad_x = torch.mm(g, weight.flatten(1)).view(b, h, w, -1).permute(0, 3, 1, 2)
-    if want_w:
-        grad_w = torch.mm(g.t(), map_rows(x)).view_as(weight)
-    return grad_x, grad_w
-
-
 class _ConvProductBias(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups, gemm):
         ctx.save_for_backward(x, weight)
         ctx.conv = (stride, padding, dilation, groups)
-        ctx.gemm = gemm
         if gemm:
             return gemm_1x1(x, weight, bias)
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
@@ -98,9 +75,7 @@ class _ConvProductBias(torch.autograd.Function):
         stride, padding, dilation, groups = ctx.conv
         want_x, want_w, want_b = ctx.needs_input_grad[:3]
         grad_x = grad_w = None
-        if ctx.gemm and gemm_1x1_backward_on():
-            grad_x, grad_w = gemm_1x1_grads(grad, x, weight, want_x, want_w)
-        elif want_x or want_w:
+        if want_x or want_w:  # cuDNN's; as two GEMMs it was level or slower in the model (v1.22)
             grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
                 grad, x, weight, None, stride, padding, dilation, False, [0, 0], groups,
                 [want_x, want_w, False])

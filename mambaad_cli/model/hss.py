@@ -64,12 +64,11 @@ def _bias_silu_split(x: torch.Tensor) -> bool:
 
 
 def _dt_proj_way() -> str:
-    """MAMBAAD_DT_PROJ (developer knob): `pad8` (the default since v1.21, _dt_proj), `rows` (opt-in,
-    untimed: SS2D.scan_core pads x_proj's output instead) or `matmul` (v1.20: the rank's rows as they are).
-    pad8 reads its padded rows as a second slice of x_proj's output, so autograd sums that slice's gradient
-    (a zero-filled tensor of the output's size) into the split's: a zero fill and an add of (B, K, R+2N, L)
-    per block in the backward (kernels/NOTES.md v1.21); `rows` gives x_proj zero weight rows after the
-    rank's, so that the split's first piece is dt_proj's padded input."""
+    """MAMBAAD_DT_PROJ (developer knob): `pad8` (the default since v1.21, _dt_proj) or `matmul` (v1.20: the
+    rank's rows as they are). pad8 reads its padded rows as a second slice of x_proj's output, so autograd
+    sums that slice's gradient (a zero-filled tensor of the output's size) into the split's in the backward;
+    padding x_proj's weight rows instead, which avoids that, was level on an H200 (v1.22, kernels/NOTES.md)
+    and was removed."""
     return os.environ.get("MAMBAAD_DT_PROJ", "pad8")
 
 
@@ -172,16 +171,9 @@ class SS2D(nn.Module):
         xs = _cross_scan(x.reshape(Bsz, D, L), plan)  # (B, K, D, L)
         # matmul with the weights broadcast over the batch: (B*K) products on views of xs, where einsum
         # would first copy xs (and its gradient) into a K-major layout
-        way, padded = _dt_proj_way(), _padded_rank(R)
-        if way == "rows" and padded != R:  # x_proj's output (B, K, padded+2N, L), its rows R..padded zero
-            w = self.x_proj_weight
-            w = torch.cat([w[:, :R], w.new_zeros(K, padded - R, D), w[:, R:]], dim=1)
-            dts, Bs, Cs = torch.split(torch.matmul(w, xs), [padded, N, N], dim=2)
-            dts = torch.matmul(F.pad(self.dt_projs_weight, (0, padded - R)), dts)
-        else:
-            x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
-            dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
-            dts = _dt_proj(self.dt_projs_weight, dts, x_dbl, pad=way == "pad8")  # (B, K, D, L)
+        x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
+        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+        dts = _dt_proj(self.dt_projs_weight, dts, x_dbl, pad=_dt_proj_way() == "pad8")  # (B, K, D, L)
         if not _bc_views(self.scan_backend, xs):
             Bs, Cs = Bs.contiguous(), Cs.contiguous()
         ys = _scan(
