@@ -159,6 +159,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+nolnexpand": {**BF16_CL, "train.cuda_graphs": True,
                                   "env": {"MAMBAAD_LN_EXPAND": "torch"}},
     "bf16+cl+graphs+v121": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_EXPAND": "torch"}},
+    # SS2D's in_proj as two dense halves from one batched GEMM (hss.py _in_proj_halves; opt-in, untimed): no
+    # copy of the depthwise conv's input, forward and backward
+    "bf16+cl+graphs+inhalves": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_IN_PROJ": "halves"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

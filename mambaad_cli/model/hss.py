@@ -72,6 +72,14 @@ def _dt_proj_way() -> str:
     return os.environ.get("MAMBAAD_DT_PROJ", "pad8")
 
 
+def _in_proj_halves() -> bool:
+    """MAMBAAD_IN_PROJ (developer knob): `halves` writes in_proj's two halves (x for the depthwise conv, z for
+    the gate) as two dense maps, one batched GEMM (SS2D._in_proj); `chunk` (the default until timed) slices
+    one (B, H, W, 2D) output. A slice's rows have stride 2D, so the channels-last conv copies x to a dense
+    map first, and again for its weight gradient in the backward (16 + 16 copies a step with ResNet-34)."""
+    return os.environ.get("MAMBAAD_IN_PROJ", "chunk") == "halves"
+
+
 def _padded_rank(rank: int) -> int:
     return cdiv(rank, 8) * 8
 
@@ -142,12 +150,23 @@ class SS2D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
         B, H, W, _ = x.shape
-        x, z = self.in_proj(x).chunk(2, dim=-1)
+        x, z = self._in_proj(x)
         x = self._conv_silu(x.permute(0, 3, 1, 2))
         y = self.scan_core(x)  # (B, D, H*W)
         # out_norm(y) * silu(z), in one kernel under bf16 autocast on GPUs (kernels/layer_norm.py)
         y = layer_norm(y.transpose(1, 2).reshape(B, H, W, self.d_inner), self.out_norm, gate=z)
         return self.out_proj(y)
+
+    def _in_proj(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """in_proj(x) as its halves (x, z), each (B, H, W, D): slices of one output, or with
+        _in_proj_halves dense maps from one batched GEMM whose input is x's rows twice (batch stride 0)."""
+        if not _in_proj_halves():
+            return self.in_proj(x).chunk(2, dim=-1)
+        B, H, W, C = x.shape
+        rows = x.reshape(-1, C)
+        weights = self.in_proj.weight.view(2, self.d_inner, C).transpose(1, 2)  # (2, C, D): views
+        xz = torch.matmul(rows.expand(2, *rows.shape), weights)  # (2, B*H*W, D)
+        return xz[0].view(B, H, W, -1), xz[1].view(B, H, W, -1)
 
     def _conv_silu(self, x: torch.Tensor) -> torch.Tensor:
         """silu(conv2d(x)): on GPUs the conv without its bias, then bias and SiLU in one pass
