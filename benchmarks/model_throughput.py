@@ -138,7 +138,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+v119": {**BF16_CL, "train.cuda_graphs": True,
                             "env": {"MAMBAAD_BIAS_SILU": "0", "MAMBAAD_SCAN_BC_VIEWS": "0",
                                     "MAMBAAD_NORM_CONV_BIAS": "add", "MAMBAAD_CONV1X1_GEMM": "0",
-                                    "MAMBAAD_DT_PROJ": "matmul", "MAMBAAD_LN_EXPAND": "torch"}},
+                                    "MAMBAAD_DT_PROJ": "matmul", "MAMBAAD_LN_EXPAND": "torch",
+                                    "MAMBAAD_IN_PROJ": "chunk"}},
     # the LSS local branches' 1x1 convs without the bias that their instance norm cancels (conv_bias.py):
     # in training too, and never (v1.20's default: in scoring only)
     "bf16+cl+graphs+normbias": {**BF16_CL, "train.cuda_graphs": True,
@@ -153,15 +154,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # neither of v1.21's two defaults (nor v1.22's): v1.20's
     "bf16+cl+graphs+v120": {**BF16_CL, "train.cuda_graphs": True,
                             "env": {"MAMBAAD_CONV1X1_GEMM": "0", "MAMBAAD_DT_PROJ": "matmul",
-                                    "MAMBAAD_LN_EXPAND": "torch"}},
+                                    "MAMBAAD_LN_EXPAND": "torch", "MAMBAAD_IN_PROJ": "chunk"}},
     # PatchExpand2D's LayerNorm by nn.LayerNorm, not the Triton kernels with an fp32 result (decoder.py, the
-    # default since v1.22); v1.21's defaults
+    # default since v1.22); v1.21's defaults (nor the in_proj halves in scoring, below)
     "bf16+cl+graphs+nolnexpand": {**BF16_CL, "train.cuda_graphs": True,
                                   "env": {"MAMBAAD_LN_EXPAND": "torch"}},
-    "bf16+cl+graphs+v121": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_EXPAND": "torch"}},
-    # SS2D's in_proj as two dense halves from one batched GEMM (hss.py _in_proj_halves; opt-in, untimed): no
-    # copy of the depthwise conv's input, forward and backward
+    "bf16+cl+graphs+v121": {**BF16_CL, "train.cuda_graphs": True,
+                            "env": {"MAMBAAD_LN_EXPAND": "torch", "MAMBAAD_IN_PROJ": "chunk"}},
+    # SS2D's in_proj as two dense halves from one batched GEMM (hss.py _in_proj_halves: no copy of the
+    # depthwise conv's input) in training too, and never (the default since v1.22: in scoring only)
     "bf16+cl+graphs+inhalves": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_IN_PROJ": "halves"}},
+    "bf16+cl+graphs+inchunk": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_IN_PROJ": "chunk"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

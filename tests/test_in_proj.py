@@ -1,6 +1,7 @@
-"""SS2D's in_proj as two dense halves from one batched GEMM (MAMBAAD_IN_PROJ=halves) against the slices of one
-output (the default): the same outputs and every gradient in float64 and under bf16 autocast on the CPU, and a
-depthwise conv input that is a dense channels-last map (no copy) only with the halves."""
+"""SS2D's in_proj as two dense halves from one batched GEMM (MAMBAAD_IN_PROJ=halves; by default where no
+gradient is taken) against the slices of one output (chunk; the default in training): the same outputs and
+every gradient in float64 and under bf16 autocast on the CPU, and a depthwise conv input that is a dense
+channels-last map (no copy) only with the halves."""
 
 from __future__ import annotations
 
@@ -38,6 +39,24 @@ def test_halves_match_the_slices_in_float64(monkeypatch, knob):
     for name in g_ref:
         torch.testing.assert_close(g[name], g_ref[name], rtol=1e-10, atol=1e-12, msg=name)
     assert g_ref["in_proj.weight"].abs().max() > 0
+
+
+@pytest.mark.parametrize(("knob", "halves"),
+                         [(None, True), ("auto", True), ("chunk", False), ("halves", True)])
+def test_scoring_takes_the_halves_by_default(monkeypatch, knob, halves):
+    torch.manual_seed(2)
+    block = SS2D(12, d_state=4, directions=2, scan="sweep", scan_backend="torch").double()
+    x = torch.randn(2, 4, 3, 12, dtype=torch.float64)
+    monkeypatch.setenv("MAMBAAD_IN_PROJ", "chunk")
+    with torch.no_grad():
+        ref = block(x)
+    (_, _, _), dense = _run(monkeypatch, block, x, knob)  # with a gradient: the default slices
+    assert dense == [knob == "halves"]
+    dense.clear()
+    with torch.no_grad():
+        y = block(x)
+    assert dense == [halves]
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
 
 
 def test_halves_under_bf16_autocast(monkeypatch):
