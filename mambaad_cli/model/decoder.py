@@ -25,7 +25,8 @@ def _norm_kernels() -> bool:
     HSS blocks' norms) with an fp32 result, as PyTorch's; `torch` keeps nn.LayerNorm. Under autocast PyTorch
     casts the bf16 map to fp32 first (a pass of its own), and its weight gradient kernel (GammaBetaBackward)
     averaged 98 us a call at batch 16 on an H200 (v1.20's trace), where the map is a few MB. On the H200 the
-    kernels gained 1.2-1.3 % training and 1.2-1.7 % inference at batch 16, 0.9 % / 1.5 % at 64 (v1.22)."""
+    kernels gained 1.2-1.3 % training and 1.2-1.7 % inference at batch 16, 0.8-1.0 % / 1.5-1.6 % at 64
+    (v1.22)."""
     return os.environ.get("MAMBAAD_LN_EXPAND", "auto") != "torch"
 
 

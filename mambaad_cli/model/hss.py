@@ -77,8 +77,8 @@ def _in_proj_halves() -> bool:
     the gate) as two dense maps, one batched GEMM (SS2D._in_proj); `chunk` slices one (B, H, W, 2D) output,
     whose rows have stride 2D, so the channels-last conv copies x to a dense map first (16 copies a step
     with ResNet-34). `auto`, the default since v1.22, takes the halves where no gradient is taken (scoring):
-    on an H200 they gained 1.4-1.9 % inference at batch 16 and 1.5 % at 64, but cost 1.5-1.9 % in training,
-    when each half's gradient went back by select (kernels/NOTES.md v1.22)."""
+    on an H200 they gained 1.2-1.9 % inference at batch 16 and 1.5-1.7 % at 64, but cost 0.5-0.8 % in
+    training (1.5-1.9 % when each half's gradient went back by a select; kernels/NOTES.md v1.22)."""
     mode = os.environ.get("MAMBAAD_IN_PROJ", "auto")
     return mode == "halves" or (mode == "auto" and not torch.is_grad_enabled())
 
