@@ -7,16 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from knob_runs import run_with_knob
+from knob_runs import ramp_loss, run_with_knob
 
 from mambaad_cli.model.hss import SS2D
 
 
 def _run(block, x, knob, monkeypatch, autocast=False):
-    def loss(y):
-        return (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum()
-
-    y, gx, grads = run_with_knob(monkeypatch, "MAMBAAD_DT_PROJ", knob, block, x, loss,
+    y, gx, grads = run_with_knob(monkeypatch, "MAMBAAD_DT_PROJ", knob, block, x, ramp_loss,
                                  autocast=torch.bfloat16 if autocast else None)
     return y.float(), gx, grads
 

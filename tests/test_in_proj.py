@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from knob_runs import run_with_knob
+from knob_runs import ramp_loss, run_with_knob
 
 from mambaad_cli.model.hss import SS2D
-
-
-def _loss(y):
-    return (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum()
 
 
 def _run(monkeypatch, block, x, knob, autocast=None):
@@ -21,7 +17,7 @@ def _run(monkeypatch, block, x, knob, autocast=None):
     conv_silu = SS2D._conv_silu.__get__(block)  # the method, not an earlier run's patch
     monkeypatch.setattr(block, "_conv_silu", lambda t: dense.append(
         t.is_contiguous(memory_format=torch.channels_last)) or conv_silu(t))
-    out = run_with_knob(monkeypatch, "MAMBAAD_IN_PROJ", knob, block, x, _loss, autocast=autocast)
+    out = run_with_knob(monkeypatch, "MAMBAAD_IN_PROJ", knob, block, x, ramp_loss, autocast=autocast)
     return out, dense
 
 

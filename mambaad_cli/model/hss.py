@@ -83,10 +83,6 @@ def _in_proj_halves() -> bool:
     return mode == "halves" or (mode == "auto" and not torch.is_grad_enabled())
 
 
-def _padded_rank(rank: int) -> int:
-    return cdiv(rank, 8) * 8
-
-
 def _dt_proj(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor, pad: bool) -> torch.Tensor:
     """dt_proj: (K, D, R) weights times dts, the first R rows of x_proj's output x_dbl (B, K, R+2N, L),
     the weights broadcast over the batch. At rank 4 (dim 64: the 64 x 64 maps) the weights' 8-byte rows get
@@ -96,7 +92,7 @@ def _dt_proj(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor, pad: 
     multiple of 8 where x_dbl has the rows: zero weight columns, times the next rows of x_dbl (B's first
     rows; were one infinite, delta would be NaN, but the scan's output with that B is not finite either)."""
     rank = dts.shape[2]
-    padded = _padded_rank(rank)
+    padded = cdiv(rank, 8) * 8
     if pad and padded != rank and padded <= x_dbl.shape[2]:
         return torch.matmul(F.pad(weight, (0, padded - rank)), x_dbl[:, :, :padded])
     return torch.matmul(weight, dts)
@@ -169,8 +165,10 @@ class SS2D(nn.Module):
         rows = x.reshape(-1, C)
         weights = self.in_proj.weight.view(2, self.d_inner, C).transpose(1, 2)  # (2, C, D): views
         xz = torch.matmul(rows.expand(2, *rows.shape), weights)  # (2, B*H*W, D)
-        x, z = xz.view(2, B, H, W, -1).unbind(0)  # the gradients go back as one stack (two selects: two
-        return x, z  # zero-filled (2, B*H*W, D) tensors and an add)
+        # unbind: the halves' gradients go back as one stack, where two selects would zero-fill the whole
+        # (2, B*H*W, D) output twice and add
+        x, z = xz.view(2, B, H, W, -1).unbind(0)
+        return x, z
 
     def _conv_silu(self, x: torch.Tensor) -> torch.Tensor:
         """silu(conv2d(x)): on GPUs the conv without its bias, then bias and SiLU in one pass
