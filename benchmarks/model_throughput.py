@@ -165,6 +165,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # depthwise conv's input) in training too, and never (the default since v1.22: in scoring only)
     "bf16+cl+graphs+inhalves": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_IN_PROJ": "halves"}},
     "bf16+cl+graphs+inchunk": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_IN_PROJ": "chunk"}},
+    # v1.23 candidates: the unbiased 1x1 convs (LSS branches, scoring) as GEMMs too; PatchExpand2D's pixel
+    # shuffle done by its LayerNorm kernels (rows written in the shuffled order); the stem's max pool in Triton
+    "bf16+cl+graphs+gemmall": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_CONV1X1_GEMM": "all"}},
+    "bf16+cl+graphs+lnshuffle": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_EXPAND": "shuffle"}},
+    "bf16+cl+graphs+lncopy": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_EXPAND": "kernels"}},
+    "bf16+cl+graphs+tritonpool": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_MAX_POOL": "triton"}},
+    "bf16+cl+graphs+torchpool": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_MAX_POOL": "torch"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

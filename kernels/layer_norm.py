@@ -43,11 +43,24 @@ def _rows_view(t: torch.Tensor, C: int) -> torch.Tensor:
     return t if t.stride(1) == 1 else t.contiguous()
 
 
-def _ln_forward(x, weight, bias, gate, eps, out_dtype):
-    """The forward kernel's launch: the result, and what the backward reads (rows views, mean, rstd)."""
+def pixel_shuffle_2x2(x: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 4C) with channels split as (p1, p2, c) -> (B, 2H, 2W, C): PatchExpand2D's rearrangement."""
+    B, H, W, C4 = x.shape
+    C = C4 // 4
+    return x.view(B, H, W, 2, 2, C).permute(0, 1, 3, 2, 4, 5).reshape(B, 2 * H, 2 * W, C)
+
+
+def _out_shape(x: torch.Tensor, shuffle: bool) -> tuple[int, ...]:
+    B, H, W, C4 = x.shape if shuffle else (0, 0, 0, 0)
+    return (B, 2 * H, 2 * W, C4 // 4) if shuffle else x.shape
+
+
+def _ln_forward(x, weight, bias, gate, eps, out_dtype, shuffle=False):
+    """The forward kernel's launch: the result, and what the backward reads (rows views, mean, rstd).
+    shuffle: x is (B, H, W, 4C) and the result norm(pixel_shuffle_2x2(x)), its rows written in place."""
     from .triton_layer_norm import _ln_fwd_kernel
 
-    C = x.shape[-1]
+    C = weight.shape[0]
     x2 = _rows_view(x, C)
     z2 = _rows_view(gate, C) if gate is not None else x2
     rows = x2.shape[0]
@@ -57,16 +70,18 @@ def _ln_forward(x, weight, bias, gate, eps, out_dtype):
     block_r, block_c, warps = _tiles(C)
     _ln_fwd_kernel[(cdiv(rows, block_r),)](
         x2, weight, bias, z2, out, mean, rstd, rows, C, x2.stride(0), z2.stride(0), out.stride(0), eps,
-        BLOCK_R=block_r, BLOCK_C=block_c, GATE=gate is not None, num_warps=warps)
-    return out.view(x.shape), (x2, z2, mean, rstd)
+        x.shape[2] if shuffle else 1,
+        BLOCK_R=block_r, BLOCK_C=block_c, GATE=gate is not None, SHUFFLE=shuffle, num_warps=warps)
+    return out.view(_out_shape(x, shuffle)), (x2, z2, mean, rstd)
 
 
 class _LayerNorm(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, weight, bias, gate, eps, out_dtype):
-        out, (x2, z2, mean, rstd) = _ln_forward(x, weight, bias, gate, eps, out_dtype)
+    def forward(ctx, x, weight, bias, gate, eps, out_dtype, shuffle=False):
+        out, (x2, z2, mean, rstd) = _ln_forward(x, weight, bias, gate, eps, out_dtype, shuffle)
         ctx.save_for_backward(x2, weight, bias, z2, mean, rstd)
         ctx.gated, ctx.shape = gate is not None, x.shape  # a gate has x's shape (_use_triton checks)
+        ctx.shuffle_w = x.shape[2] if shuffle else 0
         return out
 
     @staticmethod
@@ -85,11 +100,11 @@ class _LayerNorm(torch.autograd.Function):
         parts = torch.empty((2, programs, C), device=x2.device, dtype=torch.float32)  # dweight's, dbias's
         _ln_bwd_kernel[(programs,)](
             x2, weight, bias, z2, g2, mean, rstd, dx, dz, parts[0], parts[1], rows, C, x2.stride(0),
-            z2.stride(0), g2.stride(0), dx.stride(0), dz.stride(0), per_program,
-            BLOCK_R=block_r, BLOCK_C=block_c, GATE=ctx.gated, num_warps=warps)
+            z2.stride(0), g2.stride(0), dx.stride(0), dz.stride(0), per_program, max(ctx.shuffle_w, 1),
+            BLOCK_R=block_r, BLOCK_C=block_c, GATE=ctx.gated, SHUFFLE=ctx.shuffle_w > 0, num_warps=warps)
         dw, db = parts.sum(1)  # one reduction for both
         dgate = dz.view(ctx.shape) if ctx.gated else None
-        return dx.view(ctx.shape), dw.to(weight.dtype), db.to(bias.dtype), dgate, None, None
+        return dx.view(ctx.shape), dw.to(weight.dtype), db.to(bias.dtype), dgate, None, None, None
 
 
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
@@ -126,3 +141,22 @@ def layer_norm(x: torch.Tensor, norm: nn.LayerNorm, gate: torch.Tensor | None = 
         # inference (no_grad / inference_mode): the launch alone, without autograd's host work
         return _ln_forward(x, norm.weight, norm.bias, gate, norm.eps, out_dtype)[0]
     return layer_norm_torch(x, norm, gate)
+
+
+def layer_norm_pixel_shuffle(x: torch.Tensor, norm: nn.LayerNorm, backend: str = "auto",
+                             out_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """norm(pixel_shuffle_2x2(x)) for a (B, H, W, 4C) map: PatchExpand2D's rearrangement and LayerNorm. On
+    the Triton path the kernels read x's rows as they are and write each at its shuffled place (and read
+    the gradient there), so the shuffled copy is never made; elsewhere the copy, then ``layer_norm``."""
+    B, H, W, C4 = x.shape
+    C = norm.normalized_shape[0] if len(norm.normalized_shape) == 1 else -1
+    compiling = torch.compiler.is_compiling()
+    shuffles = C4 == 4 * C and x.numel() > 0
+    # _use_triton sees the rows as (..., 4, C), the shape the kernels normalise
+    if (not (backend == "auto" and compiling) and shuffles
+            and _use_triton(x.view(B, H, W, 4, C), norm, None, backend)):
+        out_dtype = out_dtype or _autocast_dtype(x) or x.dtype
+        if torch.is_grad_enabled() or compiling:
+            return _layer_norm_triton(x, norm.weight, norm.bias, None, norm.eps, out_dtype, True)
+        return _ln_forward(x, norm.weight, norm.bias, None, norm.eps, out_dtype, True)[0]
+    return layer_norm(pixel_shuffle_2x2(x), norm, backend=backend, out_dtype=out_dtype)

@@ -100,7 +100,10 @@ def test_1x1_as_a_gemm_matches_nn_conv2d_in_float64(grad_mode, monkeypatch):
     ("any", "1x1", True, True, True), ("1", "1x1", True, True, False),  # "1" and "auto": CUDA only
     ("auto", "1x1", True, True, False), ("0", "1x1", True, True, False), (None, "1x1", True, True, False),
     ("any", "1x1", False, True, False), ("any", "1x1", True, False, False),
-    ("any", "depthwise 3x3", True, True, False), ("any", "5x5 stride 2", True, True, False)])
+    ("any", "depthwise 3x3", True, True, False), ("any", "5x5 stride 2", True, True, False),
+    ("any-all", "1x1", True, False, True), ("any-all", "1x1", True, True, True),  # unbiased too
+    ("all", "1x1", True, False, False), ("any-all", "1x1", False, False, False),  # all: CUDA only
+    ("any-all", "depthwise 3x3", True, False, False)])
 def test_where_the_gemm_applies(monkeypatch, knob, spec, channels_last, bias, on):
     set_knob(monkeypatch, GEMM_KNOB, knob)
     _, conv = pair(CONVS[spec])
@@ -108,6 +111,28 @@ def test_where_the_gemm_applies(monkeypatch, knob, spec, channels_last, bias, on
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     assert gemm_1x1_on(conv, x, conv.bias if bias else None) is on
+
+
+@pytest.mark.parametrize(("knob", "gemms"), [("any-all", 1), ("any", 0)])
+def test_an_unbiased_1x1_as_a_gemm_matches_the_conv_in_scoring(monkeypatch, knob, gemms):
+    """The LSS branches' 1x1 conv in scoring runs without its bias (BiasBeforeNormConv2d); under `any-all`
+    that bias-free conv is one GEMM too, with the conv's values."""
+    from mambaad_cli.model.conv_bias import BiasBeforeNormConv2d
+
+    monkeypatch.setenv(GEMM_KNOB, knob)
+    linear = torch.nn.functional.linear
+    calls = []
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda *a: calls.append(a[2]) or linear(*a))
+    torch.manual_seed(3)
+    conv = BiasBeforeNormConv2d(6, 5, 1).to(torch.float64)
+    nn.init.normal_(conv.bias)  # a bias that would show if it were added
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        got = conv(x)
+        want = torch.nn.functional.conv2d(x, conv.weight)
+    assert len(calls) == gemms and all(b is None for b in calls)
+    assert got.shape == want.shape and got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -13,7 +13,7 @@ from knob_runs import set_knob
 from torch import nn
 
 from kernels import layer_norm as ln_module
-from kernels.layer_norm import layer_norm, layer_norm_torch
+from kernels.layer_norm import layer_norm, layer_norm_pixel_shuffle, layer_norm_torch, pixel_shuffle_2x2
 
 pytest.importorskip("triton")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -159,19 +159,69 @@ def test_patch_expand_with_the_kernels_matches_its_modules(monkeypatch):
     x = rand(2, 3, 4, 12, seed=9)
     monkeypatch.setattr(ln_module, "_use_triton", lambda *a: True)
     results, launches, launch = [], [], ln_module._ln_forward
-    monkeypatch.setattr(ln_module, "_ln_forward", lambda *a: launches.append(1) or launch(*a))
-    for knob in (None, "torch"):  # the default: the kernels
+    monkeypatch.setattr(ln_module, "_ln_forward", lambda *a: launches.append(a) or launch(*a))
+    for knob in ("torch", None, "shuffle"):  # the default: the kernels after the copy
         set_knob(monkeypatch, "MAMBAAD_LN_EXPAND", knob)
         launches.clear()
         expand.zero_grad()
         y = expand(x)
         y.square().sum().backward()
-        results.append((y.detach(), {n: p.grad.clone() for n, p in expand.named_parameters()}, len(launches)))
-    (y, grads, launched), (ref_y, ref_grads, ref_launched) = results
-    assert (launched, ref_launched) == (1, 0) and y.shape == (2, 6, 8, 6) and y.dtype == torch.float32
-    torch.testing.assert_close(y, ref_y, rtol=1e-5, atol=1e-5)
-    for name in ref_grads:
-        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+        results.append((y.detach(), {n: p.grad.clone() for n, p in expand.named_parameters()}, launches[:]))
+    (ref_y, ref_grads, ref_launched), *ours = results
+    assert ref_launched == []
+    for (y, grads, launched), shuffled in zip(ours, (False, True), strict=True):
+        assert len(launched) == 1 and (len(launched[0]) == 7 and launched[0][-1]) == shuffled
+        assert y.shape == (2, 6, 8, 6) and y.dtype == torch.float32
+        torch.testing.assert_close(y, ref_y, rtol=1e-5, atol=1e-5)
+        for name in ref_grads:
+            torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_pixel_shuffle_2x2_puts_each_channel_group_at_its_pixel():
+    B, H, W, C = 2, 2, 3, 5
+    x = rand(B, H, W, 4 * C, seed=11)
+    y = pixel_shuffle_2x2(x)
+    assert y.shape == (B, 2 * H, 2 * W, C)
+    for b, h, w, p1, p2 in torch.cartesian_prod(*(torch.arange(n) for n in (B, H, W, 2, 2))).tolist():
+        group = (2 * p1 + p2) * C
+        assert torch.equal(y[b, 2 * h + p1, 2 * w + p2], x[b, h, w, group : group + C])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("shape", [(2, 2, 3, 6), (1, 3, 1, 5)], ids=["2x3 map", "3x1 map"])
+def test_shuffled_rows_match_the_norm_of_the_shuffled_copy(shape, dtype, monkeypatch):
+    # MAMBAAD_LN_EXPAND=shuffle: the kernels write each row at its shuffled place and read the gradient
+    # there. Per row the arithmetic is the copy's: the output and dx are bit-equal; dweight / dbias add the
+    # rows in another order. Several rows per tile, several tiles per backward program.
+    monkeypatch.setattr(ln_module, "BWD_PROGRAMS", 2)
+    monkeypatch.setattr(ln_module, "TILE", 32)
+    B, H, W, C = shape
+    x = rand(B, H, W, 4 * C, seed=12, mean=0.3, std=1.5, dtype=dtype)
+    norm, dout = make_norm(C), rand(B, 2 * H, 2 * W, C, seed=13)
+    outs = []
+    for fused in (True, False):
+        xi = x.clone().requires_grad_()
+        if fused:
+            y = layer_norm_pixel_shuffle(xi, norm, backend="triton", out_dtype=torch.float32)
+        else:
+            y = layer_norm(pixel_shuffle_2x2(xi), norm, backend="triton", out_dtype=torch.float32)
+        outs.append((y, torch.autograd.grad(y, [xi, norm.weight, norm.bias], dout)))
+    (y, grads), (ref_y, ref_grads) = outs
+    assert y.shape == (B, 2 * H, 2 * W, C) and y.dtype == torch.float32 and grads[0].dtype == dtype
+    assert torch.equal(y, ref_y) and torch.equal(grads[0], ref_grads[0])
+    for name, got, want in zip(NAMES[1:3], grads[1:], ref_grads[1:], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5, msg=name)
+    want_y, want_grads = reference(pixel_shuffle_2x2(x.double()), norm, None, dout)  # float64, unfused
+    torch.testing.assert_close(y.double().cpu(), want_y, rtol=1e-5, atol=1e-5)
+    shuffled_dx = pixel_shuffle_2x2(grads[0].double())
+    for name, got, want in zip(NAMES[:3], (shuffled_dx, *grads[1:]), want_grads, strict=True):
+        tol = 2e-2 if dtype == torch.bfloat16 and name == "x" else 1e-4
+        torch.testing.assert_close(got.double().cpu(), want, rtol=tol, atol=tol, msg=name)
+
+
+def test_shuffled_norm_is_the_copy_and_the_module_where_the_kernels_do_not_apply():
+    norm, x = make_norm(4), rand(2, 2, 3, 16, seed=14)
+    assert torch.equal(layer_norm_pixel_shuffle(x, norm), norm(pixel_shuffle_2x2(x)))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="autocast bf16 on a GPU, rounding to nearest")

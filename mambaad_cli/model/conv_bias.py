@@ -37,22 +37,23 @@ GEMM_KNOB = "MAMBAAD_CONV1X1_GEMM"
 
 def gemm_1x1_on(conv: nn.Conv2d, x: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """MAMBAAD_CONV1X1_GEMM: `auto` (the default since v1.21) or `1` on CUDA, `any` on any device (tests),
-    `0` never. Where it holds (a biased 1x1, stride-1, ungrouped conv of a channels-last map), the forward is
-    one addmm, whose GEMM can add the bias in its epilogue (cuBLASLt), where PyTorch's cuDNN path adds a
-    conv's bias in a broadcast kernel of its own (49 a batch-16 step in v1.18's trace; the LSS `fuse` and
-    fusion's 1x1 convs here). On an H200 it gained 0.2-0.7 % training and 0.2-0.9 % inference at batch 16
-    and 64 (kernels/NOTES.md v1.21)."""
+    `0` never; `all` (CUDA) and `any-all` (any device) take the unbiased 1x1 convs too (the LSS branches'
+    in scoring, whose bias the instance norm cancels; opt-in, v1.23). Where it holds (a biased 1x1,
+    stride-1, ungrouped conv of a channels-last map), the forward is one addmm, whose GEMM can add the bias
+    in its epilogue (cuBLASLt), where PyTorch's cuDNN path adds a conv's bias in a broadcast kernel of its
+    own (49 a batch-16 step in v1.18's trace; the LSS `fuse` and fusion's 1x1 convs here). On an H200 it
+    gained 0.2-0.7 % training and 0.2-0.9 % inference at batch 16 and 64 (kernels/NOTES.md v1.21)."""
     mode = os.environ.get(GEMM_KNOB, "auto")
     return (
-        (x.is_cuda if mode in ("auto", "1") else mode == "any")
-        and bias is not None
+        (x.is_cuda if mode in ("auto", "1", "all") else mode in ("any", "any-all"))
+        and (bias is not None or mode in ("all", "any-all"))
         and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
         and conv.dilation == (1, 1) and conv.groups == 1
         and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
     )
 
 
-def gemm_1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def gemm_1x1(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """conv2d(x, weight, bias) for gemm_1x1_on's convs: the (B*H*W, C_in) rows of the channels-last map
     times the weight, returned as a channels-last (B, C_out, H, W) view."""
     b, _, h, w = x.shape

@@ -13,21 +13,26 @@ import os
 import torch
 from torch import nn
 
-from kernels.layer_norm import layer_norm
+from kernels.layer_norm import layer_norm, layer_norm_pixel_shuffle, pixel_shuffle_2x2
 from mambaad_cli.config import DecoderConfig
 from mambaad_cli.errors import UserError
 from mambaad_cli.model.lss import LSSModule
 
 
-def _norm_kernels() -> bool:
-    """MAMBAAD_LN_EXPAND: `auto` (the default since v1.22) gives PatchExpand2D's LayerNorm to
-    kernels/layer_norm.py, which runs its Triton kernels where they apply (bf16 autocast on CUDA, as for the
-    HSS blocks' norms) with an fp32 result, as PyTorch's; `torch` keeps nn.LayerNorm. Under autocast PyTorch
-    casts the bf16 map to fp32 first (a pass of its own), and its weight gradient kernel (GammaBetaBackward)
-    averaged 98 us a call at batch 16 on an H200 (v1.20's trace), where the map is a few MB. On the H200 the
-    kernels gained 1.2-1.3 % training and 1.2-1.7 % inference at batch 16, 0.8-1.0 % / 1.5-1.6 % at 64
-    (v1.22)."""
-    return os.environ.get("MAMBAAD_LN_EXPAND", "auto") != "torch"
+def _norm_mode() -> str:
+    """MAMBAAD_LN_EXPAND: how PatchExpand2D shuffles and normalises.
+    - `kernels` (the default since v1.22, `auto`): the pixel shuffle's copy, then kernels/layer_norm.py,
+      which runs its Triton kernels where they apply (bf16 autocast on CUDA, as for the HSS blocks' norms)
+      with an fp32 result, as PyTorch's. Under autocast PyTorch casts the bf16 map to fp32 first (a pass of
+      its own), and its weight gradient kernel (GammaBetaBackward) averaged 98 us a call at batch 16 on an
+      H200 (v1.20's trace), where the map is a few MB. On the H200 the kernels gained 1.2-1.3 % training
+      and 1.2-1.7 % inference at batch 16, 0.8-1.0 % / 1.5-1.6 % at 64 (v1.22).
+    - `shuffle` (opt-in, v1.23): no shuffled copy; the kernels write each row at its shuffled place
+      (kernels/layer_norm.py layer_norm_pixel_shuffle), and read the gradient there.
+    - `torch`: the copy and nn.LayerNorm.
+    """
+    mode = os.environ.get("MAMBAAD_LN_EXPAND", "auto")
+    return {"auto": "kernels"}.get(mode, mode)
 
 
 class PatchExpand2D(nn.Module):
@@ -40,12 +45,15 @@ class PatchExpand2D(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, H, W, _ = x.shape
-        x = self.expand(x).view(B, H, W, 2, 2, self.dim)  # channels split as (p1 p2 c)
-        x = x.permute(0, 1, 3, 2, 4, 5).reshape(B, 2 * H, 2 * W, self.dim)
-        if _norm_kernels():  # the residual stream stays fp32 (what nn.LayerNorm gives under autocast)
-            return layer_norm(x, self.norm, out_dtype=torch.float32)
-        return self.norm(x)
+        x = self.expand(x)  # channels split as (p1 p2 c)
+        mode = _norm_mode()
+        # the residual stream stays fp32 (what nn.LayerNorm gives under autocast)
+        if mode == "shuffle":
+            return layer_norm_pixel_shuffle(x, self.norm, out_dtype=torch.float32)
+        x = pixel_shuffle_2x2(x)
+        if mode == "torch":
+            return self.norm(x)
+        return layer_norm(x, self.norm, out_dtype=torch.float32)
 
 
 def split_depth(depth: int) -> tuple[int, int]:
