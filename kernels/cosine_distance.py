@@ -5,10 +5,12 @@ to fp32, then F.cosine_similarity; any device) and ``triton`` (one kernel that r
 dtype and layout and does the fp32 arithmetic in registers: under bf16 autocast the torch path writes an
 fp32 copy of every encoder and decoder map first, then reads them in several passes). Knob
 MAMBAAD_COSINE_BACKEND:
-- auto (the default since v1.13): Triton on 16-bit CUDA maps that do not require grad (bf16 / fp16
-  autocast), where it was timed: graphed bf16 inference on an H200 1549.95 -> 1573.6 img/s at batch 64,
-  1273.4 -> 1295.6 at batch 16, in one run (kernels/NOTES.md v1.13). fp32 maps keep the torch path
-  (untimed there; the paper's fp32 recipe stays as it was);
+- auto (the default since v1.13): Triton on CUDA maps that do not require grad of which at least one is
+  16-bit (bf16 / fp16 autocast: the encoder's features are 16-bit, the decoder's fp32, its residual
+  stream), where it was timed: graphed bf16 inference on an H200 1549.95 -> 1573.6 img/s at batch 64,
+  1273.4 -> 1295.6 at batch 16, in one run with the kernel forced (kernels/NOTES.md v1.13). Until v1.23
+  auto asked for both maps 16-bit, which the model never hands it, so the kernel had not run by default.
+  Two fp32 maps keep the torch path (untimed there; the paper's fp32 recipe stays as it was);
 - torch (v1.12's default), or triton (any dtype; an error where it cannot run).
 """
 
@@ -45,7 +47,7 @@ def _cosine_distance_triton(e: torch.Tensor, d: torch.Tensor, eps: float) -> tor
 def _use_triton(e: torch.Tensor, d: torch.Tensor, backend: str) -> bool:
     fits = (e.dim() == 4 and e.shape == d.shape and e.device == d.device and not e.requires_grad
             and not d.requires_grad and e.numel() > 0)
-    half = e.element_size() == 2 and d.element_size() == 2
+    half = e.element_size() == 2 or d.element_size() == 2  # autocast's: 16-bit encoder, fp32 decoder maps
     return use_triton_kernel(
         "cosine_distance", backend, fits, e.is_cuda, half,
         "two (B, C, H, W) maps of one shape on a CUDA device (or TRITON_INTERPRET=1), without autograd")

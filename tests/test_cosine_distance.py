@@ -47,6 +47,30 @@ def test_triton_matches_float64_and_the_torch_path(shape, dtype, channels_last):
     torch.testing.assert_close(got, cosine_distance_torch(e, d), rtol=0, atol=2e-6)
 
 
+def test_the_models_maps_16_bit_channels_last_and_fp32_nchw():
+    # under bf16 autocast the encoder's maps are bf16 channels-last and the decoder's fp32 NCHW (its
+    # residual stream): each read in its own dtype and layout
+    e, d = maps((2, 24, 6, 5), torch.float32, False, seed=4)
+    e = e.bfloat16().contiguous(memory_format=torch.channels_last)
+    got = cosine_distance(e, d, backend="triton")
+    assert (got.cpu().double() - float64_distance(e.cpu(), d.cpu())).abs().max() < 2e-6
+    torch.testing.assert_close(got, cosine_distance_torch(e, d), rtol=0, atol=2e-6)
+
+
+def test_auto_takes_the_kernel_for_the_models_mixed_maps(monkeypatch):
+    import kernels.cosine_distance as cd
+    import kernels.dispatch
+
+    monkeypatch.delenv("MAMBAAD_COSINE_BACKEND", raising=False)
+    monkeypatch.setattr(kernels.dispatch, "triton_ready", lambda: True)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))  # as on a GPU
+    e, d = maps((1, 8, 2, 2), torch.float32, False, seed=2)
+    b16 = e.bfloat16()
+    assert cd._use_triton(b16, d, "auto") and cd._use_triton(e, b16, "auto")  # one 16-bit map is enough
+    assert cd._use_triton(b16, b16, "auto")
+    assert not cd._use_triton(e, d, "auto")  # fp32 (the paper's recipe): the torch path
+
+
 def test_mixed_layouts_and_a_zero_pixel():
     e, d = maps((2, 16, 3, 4), torch.float32, False, seed=3)
     d = d.contiguous(memory_format=torch.channels_last)  # each map read with its own strides
@@ -75,7 +99,7 @@ def test_backend_choice_and_bad_input(monkeypatch):
     monkeypatch.setenv("MAMBAAD_COSINE_BACKEND", "triton")
     cosine_distance(e, d)
     assert calls == [1]
-    # auto, the default: Triton on 16-bit CUDA maps only, never with autograd, never on fp32 maps
+    # auto, the default: Triton on CUDA maps with a 16-bit one, never with autograd, never on two fp32 maps
     on_gpu = DEVICE == "cuda"
     for env in (None, "auto"):
         calls.clear()
