@@ -165,19 +165,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # depthwise conv's input) in training too, and never (the default since v1.22: in scoring only)
     "bf16+cl+graphs+inhalves": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_IN_PROJ": "halves"}},
     "bf16+cl+graphs+inchunk": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_IN_PROJ": "chunk"}},
-    # v1.23 candidates: the unbiased 1x1 convs (LSS branches, scoring) as GEMMs too; PatchExpand2D's pixel
-    # shuffle done by its LayerNorm kernels (rows written in the shuffled order); both
-    "bf16+cl+graphs+gemmall": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_CONV1X1_GEMM": "all"}},
-    "bf16+cl+graphs+lnshuffle": {**BF16_CL, "train.cuda_graphs": True,
-                                 "env": {"MAMBAAD_LN_EXPAND": "shuffle"}},
-    "bf16+cl+graphs+gemmall+lnshuffle": {**BF16_CL, "train.cuda_graphs": True,
-                                         "env": {"MAMBAAD_CONV1X1_GEMM": "all",
-                                                 "MAMBAAD_LN_EXPAND": "shuffle"}},
-    # v1.23's defaults without the stem's Triton max pool (kernels/max_pool.py), and v1.22's: nor the cosine
-    # kernel (whose auto v1.22 never took for the model's maps)
+    # v1.23's defaults without one of their changes: the bias-free 1x1 convs (LSS branches, scoring) left
+    # to cuDNN (gemmbiased); PatchExpand2D's pixel shuffle copied before its LayerNorm kernels (lncopy); the
+    # stem's max pool in PyTorch (torchpool); and v1.22's defaults (v122: none of them, nor the cosine
+    # kernel, whose auto v1.22 never took for the model's maps)
+    "bf16+cl+graphs+gemmbiased": {**BF16_CL, "train.cuda_graphs": True,
+                                  "env": {"MAMBAAD_CONV1X1_GEMM": "biased"}},
+    "bf16+cl+graphs+lncopy": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_EXPAND": "kernels"}},
     "bf16+cl+graphs+torchpool": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_MAX_POOL": "torch"}},
     "bf16+cl+graphs+v122": {**BF16_CL, "train.cuda_graphs": True,
-                            "env": {"MAMBAAD_MAX_POOL": "torch", "MAMBAAD_COSINE_BACKEND": "torch"}},
+                            "env": {"MAMBAAD_MAX_POOL": "torch", "MAMBAAD_COSINE_BACKEND": "torch",
+                                    "MAMBAAD_CONV1X1_GEMM": "biased", "MAMBAAD_LN_EXPAND": "kernels"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

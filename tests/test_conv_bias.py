@@ -99,11 +99,11 @@ def test_1x1_as_a_gemm_matches_nn_conv2d_in_float64(grad_mode, monkeypatch):
 @pytest.mark.parametrize(("knob", "spec", "channels_last", "bias", "on"), [
     ("any", "1x1", True, True, True), ("1", "1x1", True, True, False),  # "1" and "auto": CUDA only
     ("auto", "1x1", True, True, False), ("0", "1x1", True, True, False), (None, "1x1", True, True, False),
-    ("any", "1x1", False, True, False), ("any", "1x1", True, False, False),
+    ("any", "1x1", False, True, False),
     ("any", "depthwise 3x3", True, True, False), ("any", "5x5 stride 2", True, True, False),
-    ("any-all", "1x1", True, False, True), ("any-all", "1x1", True, True, True),  # unbiased too
-    ("all", "1x1", True, False, False), ("any-all", "1x1", False, False, False),  # all: CUDA only
-    ("any-all", "depthwise 3x3", True, False, False)])
+    ("any", "1x1", True, False, True), ("any-biased", "1x1", True, True, True),  # unbiased too, by default
+    ("any-biased", "1x1", True, False, False), ("biased", "1x1", True, True, False),  # biased: CUDA only
+    ("any", "1x1", False, False, False), ("any", "depthwise 3x3", True, False, False)])
 def test_where_the_gemm_applies(monkeypatch, knob, spec, channels_last, bias, on):
     set_knob(monkeypatch, GEMM_KNOB, knob)
     _, conv = pair(CONVS[spec])
@@ -113,10 +113,10 @@ def test_where_the_gemm_applies(monkeypatch, knob, spec, channels_last, bias, on
     assert gemm_1x1_on(conv, x, conv.bias if bias else None) is on
 
 
-@pytest.mark.parametrize(("knob", "gemms"), [("any-all", 1), ("any", 0)])
+@pytest.mark.parametrize(("knob", "gemms"), [("any", 1), ("any-biased", 0)])
 def test_an_unbiased_1x1_as_a_gemm_matches_the_conv_in_scoring(monkeypatch, knob, gemms):
-    """The LSS branches' 1x1 conv in scoring runs without its bias (BiasBeforeNormConv2d); under `any-all`
-    that bias-free conv is one GEMM too, with the conv's values."""
+    """The LSS branches' 1x1 conv in scoring runs without its bias (BiasBeforeNormConv2d); under `any`
+    (the default's, on any device) that bias-free conv is one GEMM too, with the conv's values."""
     from mambaad_cli.model.conv_bias import BiasBeforeNormConv2d
 
     monkeypatch.setenv(GEMM_KNOB, knob)

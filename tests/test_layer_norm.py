@@ -160,7 +160,7 @@ def test_patch_expand_with_the_kernels_matches_its_modules(monkeypatch):
     monkeypatch.setattr(ln_module, "_use_triton", lambda *a: True)
     results, launches, launch = [], [], ln_module._ln_forward
     monkeypatch.setattr(ln_module, "_ln_forward", lambda *a: launches.append(a) or launch(*a))
-    for knob in ("torch", None, "shuffle"):  # the default: the kernels after the copy
+    for knob in ("torch", "kernels", None):  # the default: the kernels writing the shuffled rows
         set_knob(monkeypatch, "MAMBAAD_LN_EXPAND", knob)
         launches.clear()
         expand.zero_grad()

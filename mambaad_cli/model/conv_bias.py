@@ -11,7 +11,8 @@ bias's as that product (float32 accumulation, as the reduction's; the rounding o
 It applies where it was timed: CUDA, a bias, channels-last gradients, a graph that wants the bias's
 gradient; elsewhere (CPU, no grad, under torch.compile, MAMBAAD_CONV_BIAS_GRAD=sum) nn.Conv2d's own path.
 MAMBAAD_CONV_BIAS_GRAD=mm takes it on any device (the CPU tests). On CUDA the forward of a biased 1x1 conv
-of a channels-last map is one GEMM (gemm_1x1_on; MAMBAAD_CONV1X1_GEMM, the default since v1.21).
+of a channels-last map is one GEMM (gemm_1x1_on; MAMBAAD_CONV1X1_GEMM, the default since v1.21; bias-free
+ones too since v1.23).
 
 BiasBeforeNormConv2d is the LSS local branches' biased 1x1 conv, whose output an InstanceNorm2d normalises
 at once (spec 1.5): the norm subtracts each map's per-channel mean, so a per-channel bias cancels exactly,
@@ -36,17 +37,18 @@ GEMM_KNOB = "MAMBAAD_CONV1X1_GEMM"
 
 
 def gemm_1x1_on(conv: nn.Conv2d, x: torch.Tensor, bias: torch.Tensor | None) -> bool:
-    """MAMBAAD_CONV1X1_GEMM: `auto` (the default since v1.21) or `1` on CUDA, `any` on any device (tests),
-    `0` never; `all` (CUDA) and `any-all` (any device) take the unbiased 1x1 convs too (the LSS branches'
-    in scoring, whose bias the instance norm cancels; opt-in, v1.23). Where it holds (a biased 1x1,
-    stride-1, ungrouped conv of a channels-last map), the forward is one addmm, whose GEMM can add the bias
-    in its epilogue (cuBLASLt), where PyTorch's cuDNN path adds a conv's bias in a broadcast kernel of its
-    own (49 a batch-16 step in v1.18's trace; the LSS `fuse` and fusion's 1x1 convs here). On an H200 it
-    gained 0.2-0.7 % training and 0.2-0.9 % inference at batch 16 and 64 (kernels/NOTES.md v1.21)."""
+    """MAMBAAD_CONV1X1_GEMM: `auto` (the default) or `1` on CUDA, `any` on any device (tests), `0` never;
+    `biased` (CUDA) and `any-biased` (any device) leave the bias-free ones to cuDNN, as v1.21-v1.22 did.
+    Where it holds (a 1x1, stride-1, ungrouped conv of a channels-last map), the forward is one GEMM, with
+    the bias, if any, in its epilogue (cuBLASLt), where PyTorch's cuDNN path adds a conv's bias in a
+    broadcast kernel of its own (49 a batch-16 step in v1.18's trace; the LSS `fuse` and fusion's 1x1 convs
+    here). On an H200 the biased ones gained 0.2-0.7 % training and 0.2-0.9 % inference at batch 16 and 64
+    (kernels/NOTES.md v1.21); the bias-free ones (the LSS branches' in scoring, whose bias the instance norm
+    cancels) another 0.2-0.7 % inference at batch 16, 0.1 % at 64 (v1.23)."""
     mode = os.environ.get(GEMM_KNOB, "auto")
     return (
-        (x.is_cuda if mode in ("auto", "1", "all") else mode in ("any", "any-all"))
-        and (bias is not None or mode in ("all", "any-all"))
+        (x.is_cuda if mode in ("auto", "1", "biased") else mode in ("any", "any-biased"))
+        and (bias is not None or mode not in ("biased", "any-biased"))
         and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0)
         and conv.dilation == (1, 1) and conv.groups == 1
         and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)

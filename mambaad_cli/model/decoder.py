@@ -21,18 +21,19 @@ from mambaad_cli.model.lss import LSSModule
 
 def _norm_mode() -> str:
     """MAMBAAD_LN_EXPAND: how PatchExpand2D shuffles and normalises.
-    - `kernels` (the default since v1.22, `auto`): the pixel shuffle's copy, then kernels/layer_norm.py,
-      which runs its Triton kernels where they apply (bf16 autocast on CUDA, as for the HSS blocks' norms)
-      with an fp32 result, as PyTorch's. Under autocast PyTorch casts the bf16 map to fp32 first (a pass of
-      its own), and its weight gradient kernel (GammaBetaBackward) averaged 98 us a call at batch 16 on an
-      H200 (v1.20's trace), where the map is a few MB. On the H200 the kernels gained 1.2-1.3 % training
-      and 1.2-1.7 % inference at batch 16, 0.8-1.0 % / 1.5-1.6 % at 64 (v1.22).
-    - `shuffle` (opt-in, v1.23): no shuffled copy; the kernels write each row at its shuffled place
-      (kernels/layer_norm.py layer_norm_pixel_shuffle), and read the gradient there.
+    - `shuffle` (the default since v1.23, `auto`): kernels/layer_norm.py's layer_norm_pixel_shuffle, whose
+      Triton kernels (bf16 autocast on CUDA) read the Linear's rows as they are and write each at its
+      shuffled place (and read the gradient there): no shuffled copy. With the next two changes, +0.6-0.9 %
+      inference and 0.0-0.2 % training at batch 16 on an H200 (v1.23); elsewhere `kernels`.
+    - `kernels` (v1.22's default): the pixel shuffle's copy, then kernels/layer_norm.py's layer_norm with an
+      fp32 result, as PyTorch's. Under autocast PyTorch casts the bf16 map to fp32 first (a pass of its
+      own), and its weight gradient kernel (GammaBetaBackward) averaged 98 us a call at batch 16 on an H200
+      (v1.20's trace), where the map is a few MB. On the H200 the kernels gained 1.2-1.3 % training and
+      1.2-1.7 % inference at batch 16, 0.8-1.0 % / 1.5-1.6 % at 64 (v1.22).
     - `torch`: the copy and nn.LayerNorm.
     """
     mode = os.environ.get("MAMBAAD_LN_EXPAND", "auto")
-    return {"auto": "kernels"}.get(mode, mode)
+    return {"auto": "shuffle"}.get(mode, mode)
 
 
 class PatchExpand2D(nn.Module):
