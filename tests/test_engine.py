@@ -380,3 +380,21 @@ def test_deterministic_runs_on_a_gpu_end_with_the_same_weights(tmp_path):
     assert len(losses[0]) >= 3 and len(set(losses[0])) > 1 and losses[0] == losses[1]
     for k in runs[0]:
         assert torch.equal(runs[0][k], runs[1][k]), k
+
+
+def test_stop_workers_ends_a_persistent_loaders_workers_and_a_new_epoch_starts_new_ones():
+    # train stops the training loader's persistent workers when it ends: left to the interpreter's exit,
+    # PyTorch joins each for up to 5 s where pin_memory is on too (pytorch/pytorch#81794)
+    from torch.utils.data import DataLoader
+
+    from mambaad_cli.engine.train import stop_workers
+
+    loader = DataLoader(list(range(8)), batch_size=2, num_workers=1, persistent_workers=True)
+    assert next(iter(loader)).tolist() == [0, 1]  # mid-epoch, as a run that stops at max_steps leaves it
+    workers = list(loader._iterator._workers)
+    assert workers and all(w.is_alive() for w in workers)
+    stop_workers(loader)
+    assert loader._iterator is None and not any(w.is_alive() for w in workers)
+    assert [b.tolist() for b in loader] == [[0, 1], [2, 3], [4, 5], [6, 7]]  # new workers, a whole epoch
+    stop_workers(loader)
+    stop_workers(DataLoader(list(range(4))))  # no workers: nothing to stop

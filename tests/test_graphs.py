@@ -43,6 +43,20 @@ def test_graphed_step_leaves_cpu_tensors_to_the_function():
     assert len(calls) == 3 and not step.captured
 
 
+def test_the_capture_takes_a_shape_that_had_its_warm_up_calls(monkeypatch):
+    """An evaluation's batches of a class can end in a smaller one before the warm-up is over (each of two
+    ranks' 56 images: 16, 16, 16, 8). That shape is new, so its first call compiles and autotunes the
+    Triton kernels, which a capture cannot hold: it waits, eager, and the capture takes the warm shape."""
+    step = GraphedStep(lambda x: x, warmup=3)
+    eager, captured = [], []
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))  # let the CPU tensors in
+    monkeypatch.setattr(step, "_on_side_stream", lambda x: eager.append(len(x)) or x)
+    monkeypatch.setattr(step, "_capture_or_fall_back", lambda x: captured.append(len(x)) or x)
+    for n in (16, 16, 16, 8, 16):
+        step(torch.zeros(n, 2))
+    assert eager == [16, 16, 16, 8] and captured == [16]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_graphed_step_replays_the_function_and_falls_back_for_other_shapes():
     weight = torch.randn(4, 4, device="cuda")
@@ -395,8 +409,12 @@ def test_a_data_parallel_step_is_captured_after_ddps_warm_up(monkeypatch):
     monkeypatch.setattr(GraphedStep, "_on_side_stream", lambda self, x: paths.append("eager"))
     monkeypatch.setattr(GraphedStep, "_capture_or_fall_back", lambda self, x: paths.append("capture"))
 
-    class OnGpu:  # what __call__ reads of a batch before it captures
+    class OnGpu:  # what __call__ reads of a batch before it captures: where it is, and its signature
         is_cuda = True
+        shape, dtype, device = (16, 3, 8, 8), torch.float32, torch.device("cuda", 0)
+
+        def stride(self):
+            return (192, 64, 8, 1)
 
     for _ in range(DDP_WARMUP_CALLS + 1):
         step(OnGpu())

@@ -9,8 +9,9 @@ the whole step at once.
 ``.item()``), such as a training iteration (forward, loss, backward, clipping, a capturable optimizer's
 step) or a forward pass. The first calls run eagerly on a side stream (PyTorch's recipe: they compile
 and autotune the Triton kernels and settle the allocator), then one call is captured; later calls with
-an input of the same shape, dtype and strides copy it into the captured input and replay. Any other
-input (a last, smaller batch) runs eagerly, which gives the same result. Outputs are returned as clones,
+an input of the same shape, dtype and strides copy it into the captured input and replay. The shape
+captured is the first to have had its eager warm-up calls; any other input (a last, smaller batch) runs
+eagerly, which gives the same result. Outputs are returned as clones,
 so they outlive the next replay.
 
 ``train.cuda_graphs`` and ``eval.cuda_graphs`` default to ``auto``: graphs wherever they can apply (one CUDA
@@ -105,6 +106,7 @@ class GraphedStep:
         self.agree = agree
         self.failed = False  # a capture raised: eager from then on
         self.calls = 0
+        self.warm: dict[tuple, int] = {}  # eager calls so far per input signature
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_input: torch.Tensor | None = None
         self.static_output: torch.Tensor | None = None
@@ -123,8 +125,14 @@ class GraphedStep:
                 self.graph.replay()
                 return self.static_output.clone()
             return self._on_side_stream(x)  # another shape: eager, same result
+        # the capture takes the first input shape that has had `warmup` eager calls: a shape seen for the
+        # first time (an evaluation's last, smaller batch of a class) would compile and autotune the Triton
+        # kernels inside the capture, which breaks it (two H200s, --gpus 2: each rank's 56 test images of
+        # a class came as 16, 16, 16, 8, and the capture fell on the 8, session 25)
+        signature = _signature(x)
         self.calls += 1
-        if self.calls <= self.warmup:
+        self.warm[signature] = self.warm.get(signature, 0) + 1
+        if self.warm[signature] <= self.warmup:
             return self._on_side_stream(x)
         return self._capture_or_fall_back(x)
 
