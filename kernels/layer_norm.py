@@ -8,6 +8,10 @@ themselves, so a following Linear (which autocast runs in bf16) sees the same va
 and the fp32 tensors' passes over memory. So the result is in the autocast dtype, where PyTorch's would
 be fp32: use it only where a bf16 product reads it next. fp32 (the paper's recipe) and tf32 keep PyTorch's
 LayerNorm. Developer knob MAMBAAD_LN_BACKEND=torch turns the Triton path off, for side-by-side timing.
+
+``layer_norm_pixel_shuffle``: PatchExpand2D's 2 x 2 pixel shuffle and LayerNorm in one (v1.23): the kernels
+read the (B, H, W, 4C) map's rows as they are and write each at its shuffled place, so the shuffle's copy is
+never made, forward or backward.
 """
 
 from __future__ import annotations
@@ -51,8 +55,10 @@ def pixel_shuffle_2x2(x: torch.Tensor) -> torch.Tensor:
 
 
 def _out_shape(x: torch.Tensor, shuffle: bool) -> tuple[int, ...]:
-    B, H, W, C4 = x.shape if shuffle else (0, 0, 0, 0)
-    return (B, 2 * H, 2 * W, C4 // 4) if shuffle else x.shape
+    if not shuffle:
+        return tuple(x.shape)
+    B, H, W, C4 = x.shape
+    return B, 2 * H, 2 * W, C4 // 4
 
 
 def _ln_forward(x, weight, bias, gate, eps, out_dtype, shuffle=False):

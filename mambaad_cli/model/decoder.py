@@ -23,8 +23,9 @@ def _norm_mode() -> str:
     """MAMBAAD_LN_EXPAND: how PatchExpand2D shuffles and normalises.
     - `shuffle` (the default since v1.23, `auto`): kernels/layer_norm.py's layer_norm_pixel_shuffle, whose
       Triton kernels (bf16 autocast on CUDA) read the Linear's rows as they are and write each at its
-      shuffled place (and read the gradient there): no shuffled copy. With the next two changes, +0.6-0.9 %
-      inference and 0.0-0.2 % training at batch 16 on an H200 (v1.23); elsewhere `kernels`.
+      shuffled place (and read the gradient there): no shuffled copy; elsewhere as `kernels`. On an H200 at
+      batch 16 (v1.23): 0.0-0.1 % inference, 0.0-0.4 % training alone; with the bias-free 1x1 GEMMs
+      (model/conv_bias.py) +0.6-0.8 % inference.
     - `kernels` (v1.22's default): the pixel shuffle's copy, then kernels/layer_norm.py's layer_norm with an
       fp32 result, as PyTorch's. Under autocast PyTorch casts the bf16 map to fp32 first (a pass of its
       own), and its weight gradient kernel (GammaBetaBackward) averaged 98 us a call at batch 16 on an H200
