@@ -176,6 +176,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+v122": {**BF16_CL, "train.cuda_graphs": True,
                             "env": {"MAMBAAD_MAX_POOL": "torch", "MAMBAAD_COSINE_BACKEND": "torch",
                                     "MAMBAAD_CONV1X1_GEMM": "biased", "MAMBAAD_LN_EXPAND": "kernels"}},
+    # cross-scan and x_proj as one autograd Function in training (MAMBAAD_SCAN_PROJ=fused, opt-in, untimed):
+    # xs's two gradients added in the product's GEMM instead of a separate (batch, K, D, L) add
+    "bf16+cl+graphs+scanproj": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_PROJ": "fused"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

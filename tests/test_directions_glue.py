@@ -134,3 +134,84 @@ def test_ss2d_core_equals_the_natural_order_formulation(scan):
             assert a is None and b is None
             continue
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cross_scan_project_matches_the_two_ops_with_every_gradient(backend, channels_last):
+    # MAMBAAD_SCAN_PROJ=fused: cross_scan then x_proj as one Function whose backward adds the scan's
+    # gradient of xs to the product's in a GEMM; float64, both outputs used (as the scan and the split do)
+    from kernels.direction_glue import cross_scan_project
+
+    dev = device_for(backend)
+    plan = direction_plan(direction_tables("hilbert", 5, 4, 8).to(dev))
+    g = torch.Generator().manual_seed(5)
+    x = layout(torch.randn(2, 6, 20, dtype=torch.float64, generator=g), channels_last).to(dev)
+    weight = torch.randn(8, 7, 6, dtype=torch.float64, generator=g).to(dev)
+    g_xs = torch.randn(2, 8, 6, 20, dtype=torch.float64, generator=g).to(dev)
+    g_dbl = torch.randn(2, 8, 7, 20, dtype=torch.float64, generator=g).to(dev)
+    results = []
+    for fused in (True, False):
+        xi, wi = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        if fused:
+            xs, x_dbl = cross_scan_project(xi, plan, wi, backend=backend)
+        else:
+            xs = cross_scan(xi, plan, backend=backend)
+            x_dbl = torch.matmul(wi, xs)
+        grads = torch.autograd.grad((xs, x_dbl), (xi, wi), (g_xs, g_dbl))
+        results.append((xs, x_dbl, *grads))
+    for got, want in zip(*results, strict=True):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert results[0][2].stride(1) == (1 if channels_last else 20)  # dx in x's layout
+    # only the product's gradient (xs itself unused): the plain product backward
+    xi, wi = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    _, x_dbl = cross_scan_project(xi, plan, wi, backend=backend)
+    got = torch.autograd.grad(x_dbl, (xi, wi), g_dbl)
+    xr, wr = x.clone().requires_grad_(), weight.clone().requires_grad_()
+    want = torch.autograd.grad(torch.matmul(wr, cross_scan(xr, plan, backend=backend)), (xr, wr), g_dbl)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_cross_scan_project_under_bf16_autocast_gives_autocasts_product():
+    from kernels.direction_glue import cross_scan_project
+
+    plan = direction_plan(direction_tables("zigzag", 4, 4, 8))
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 6, 16, generator=g).bfloat16()
+    weight = torch.randn(8, 5, 6, generator=g)  # an fp32 parameter: autocast casts it
+    outs = []
+    for fused in (True, False):
+        xi, wi = x.clone().requires_grad_(), weight.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if fused:
+                xs, x_dbl = cross_scan_project(xi, plan, wi, backend="torch")
+            else:
+                xs = cross_scan(xi, plan, backend="torch")
+                x_dbl = torch.matmul(wi, xs)
+        grads = torch.autograd.grad((xs.float().sum() + x_dbl.float().square().sum()), (xi, wi))
+        outs.append((x_dbl, *grads))
+    (dbl, gx, gw), (ref_dbl, ref_gx, ref_gw) = outs
+    assert dbl.dtype == torch.bfloat16 and gx.dtype == torch.bfloat16 and gw.dtype == torch.float32
+    assert torch.equal(dbl, ref_dbl)
+    for got, want in ((gx, ref_gx), (gw, ref_gw)):  # bf16 sums of 8 directions: one rounding, not two
+        scale = want.float().abs().max()
+        torch.testing.assert_close(got.float() / scale, want.float() / scale, rtol=0, atol=2e-2)
+
+
+@pytest.mark.parametrize("scan", ["hilbert", "sweep"])
+def test_ss2d_with_the_fused_projection_matches_its_default(scan, monkeypatch):
+    torch.manual_seed(1)
+    m = SS2D(8, directions=8, scan=scan, scan_backend="torch").double()
+    x = torch.randn(2, 16, 4, 5, dtype=torch.float64)
+    results = []
+    for knob in ("fused", "autograd"):
+        monkeypatch.setenv("MAMBAAD_SCAN_PROJ", knob)
+        xi = x.clone().requires_grad_()
+        y = m.scan_core(xi)
+        results.append((y, *torch.autograd.grad(y.square().sum(), [xi, *m.parameters()], allow_unused=True)))
+    for a, b in zip(*results, strict=True):
+        if a is None or b is None:
+            assert a is None and b is None
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
