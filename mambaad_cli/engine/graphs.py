@@ -105,7 +105,6 @@ class GraphedStep:
         self.on_failure = on_failure
         self.agree = agree
         self.failed = False  # a capture raised: eager from then on
-        self.calls = 0
         self.warm: dict[tuple, int] = {}  # eager calls so far per input signature
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_input: torch.Tensor | None = None
@@ -130,7 +129,6 @@ class GraphedStep:
         # kernels inside the capture, which breaks it (two H200s, --gpus 2: each rank's 56 test images of
         # a class came as 16, 16, 16, 8, and the capture fell on the 8, session 25)
         signature = _signature(x)
-        self.calls += 1
         self.warm[signature] = self.warm.get(signature, 0) + 1
         if self.warm[signature] <= self.warmup:
             return self._on_side_stream(x)
