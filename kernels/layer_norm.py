@@ -61,6 +61,11 @@ def _out_shape(x: torch.Tensor, shuffle: bool) -> tuple[int, ...]:
     return B, 2 * H, 2 * W, C4 // 4
 
 
+def _shuffle_width(shape: torch.Size, shuffle: bool) -> int:
+    """The kernels' W argument: the input map's width where rows are shuffled (unused, 1, elsewhere)."""
+    return shape[2] if shuffle else 1
+
+
 def _ln_forward(x, weight, bias, gate, eps, out_dtype, shuffle=False):
     """The forward kernel's launch: the result, and what the backward reads (rows views, mean, rstd).
     shuffle: x is (B, H, W, 4C) and the result norm(pixel_shuffle_2x2(x)), its rows written in place."""
@@ -76,7 +81,7 @@ def _ln_forward(x, weight, bias, gate, eps, out_dtype, shuffle=False):
     block_r, block_c, warps = _tiles(C)
     _ln_fwd_kernel[(cdiv(rows, block_r),)](
         x2, weight, bias, z2, out, mean, rstd, rows, C, x2.stride(0), z2.stride(0), out.stride(0), eps,
-        x.shape[2] if shuffle else 1,
+        _shuffle_width(x.shape, shuffle),
         BLOCK_R=block_r, BLOCK_C=block_c, GATE=gate is not None, SHUFFLE=shuffle, num_warps=warps)
     return out.view(_out_shape(x, shuffle)), (x2, z2, mean, rstd)
 
@@ -87,7 +92,7 @@ class _LayerNorm(torch.autograd.Function):
         out, (x2, z2, mean, rstd) = _ln_forward(x, weight, bias, gate, eps, out_dtype, shuffle)
         ctx.save_for_backward(x2, weight, bias, z2, mean, rstd)
         ctx.gated, ctx.shape = gate is not None, x.shape  # a gate has x's shape (_use_triton checks)
-        ctx.shuffle_w = x.shape[2] if shuffle else 0
+        ctx.shuffle = shuffle
         return out
 
     @staticmethod
@@ -106,8 +111,9 @@ class _LayerNorm(torch.autograd.Function):
         parts = torch.empty((2, programs, C), device=x2.device, dtype=torch.float32)  # dweight's, dbias's
         _ln_bwd_kernel[(programs,)](
             x2, weight, bias, z2, g2, mean, rstd, dx, dz, parts[0], parts[1], rows, C, x2.stride(0),
-            z2.stride(0), g2.stride(0), dx.stride(0), dz.stride(0), per_program, max(ctx.shuffle_w, 1),
-            BLOCK_R=block_r, BLOCK_C=block_c, GATE=ctx.gated, SHUFFLE=ctx.shuffle_w > 0, num_warps=warps)
+            z2.stride(0), g2.stride(0), dx.stride(0), dz.stride(0), per_program,
+            _shuffle_width(ctx.shape, ctx.shuffle),
+            BLOCK_R=block_r, BLOCK_C=block_c, GATE=ctx.gated, SHUFFLE=ctx.shuffle, num_warps=warps)
         dw, db = parts.sum(1)  # one reduction for both
         dgate = dz.view(ctx.shape) if ctx.gated else None
         return dx.view(ctx.shape), dw.to(weight.dtype), db.to(bias.dtype), dgate, None, None, None
@@ -139,14 +145,19 @@ def layer_norm(x: torch.Tensor, norm: nn.LayerNorm, gate: torch.Tensor | None = 
     under autocast gives what PyTorch's LayerNorm writes there, for a result that stays fp32 (the decoder's
     residual stream after PatchExpand2D). Under torch.compile ``auto`` leaves it to the compiler, which
     fuses the casts itself."""
-    compiling = torch.compiler.is_compiling()
-    if not (backend == "auto" and compiling) and _use_triton(x, norm, gate, backend):
-        out_dtype = out_dtype or _autocast_dtype(x) or x.dtype
-        if torch.is_grad_enabled() or compiling:
-            return _layer_norm_triton(x, norm.weight, norm.bias, gate, norm.eps, out_dtype)
-        # inference (no_grad / inference_mode): the launch alone, without autograd's host work
-        return _ln_forward(x, norm.weight, norm.bias, gate, norm.eps, out_dtype)[0]
+    if not (backend == "auto" and torch.compiler.is_compiling()) and _use_triton(x, norm, gate, backend):
+        return _run_triton(x, norm, gate, out_dtype, shuffle=False)
     return layer_norm_torch(x, norm, gate)
+
+
+def _run_triton(x, norm, gate, out_dtype, shuffle):
+    """The Triton path of layer_norm and layer_norm_pixel_shuffle: through autograd where a gradient may be
+    taken, else the forward launch alone."""
+    out_dtype = out_dtype or _autocast_dtype(x) or x.dtype
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return _layer_norm_triton(x, norm.weight, norm.bias, gate, norm.eps, out_dtype, shuffle)
+    # inference (no_grad / inference_mode): the launch alone, without autograd's host work
+    return _ln_forward(x, norm.weight, norm.bias, gate, norm.eps, out_dtype, shuffle)[0]
 
 
 def layer_norm_pixel_shuffle(x: torch.Tensor, norm: nn.LayerNorm, backend: str = "auto",
@@ -156,13 +167,9 @@ def layer_norm_pixel_shuffle(x: torch.Tensor, norm: nn.LayerNorm, backend: str =
     the gradient there), so the shuffled copy is never made; elsewhere the copy, then ``layer_norm``."""
     B, H, W, C4 = x.shape
     C = norm.normalized_shape[0] if len(norm.normalized_shape) == 1 else -1
-    compiling = torch.compiler.is_compiling()
     shuffles = C4 == 4 * C and x.numel() > 0
     # _use_triton sees the rows as (..., 4, C), the shape the kernels normalise
-    if (not (backend == "auto" and compiling) and shuffles
+    if (not (backend == "auto" and torch.compiler.is_compiling()) and shuffles
             and _use_triton(x.view(B, H, W, 4, C), norm, None, backend)):
-        out_dtype = out_dtype or _autocast_dtype(x) or x.dtype
-        if torch.is_grad_enabled() or compiling:
-            return _layer_norm_triton(x, norm.weight, norm.bias, None, norm.eps, out_dtype, True)
-        return _ln_forward(x, norm.weight, norm.bias, None, norm.eps, out_dtype, True)[0]
+        return _run_triton(x, norm, None, out_dtype, shuffle=True)
     return layer_norm(pixel_shuffle_2x2(x), norm, backend=backend, out_dtype=out_dtype)
