@@ -176,9 +176,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+v122": {**BF16_CL, "train.cuda_graphs": True,
                             "env": {"MAMBAAD_MAX_POOL": "torch", "MAMBAAD_COSINE_BACKEND": "torch",
                                     "MAMBAAD_CONV1X1_GEMM": "biased", "MAMBAAD_LN_EXPAND": "kernels"}},
-    # cross-scan and x_proj as one autograd Function in training (MAMBAAD_SCAN_PROJ=fused, opt-in, untimed):
-    # xs's two gradients added in the product's GEMM instead of a separate (batch, K, D, L) add
-    "bf16+cl+graphs+scanproj": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_PROJ": "fused"}},
+    # the lane kernels with each channel's states over several lanes (kernels/triton_lane.py, SPLIT; auto by
+    # default since v1.24: the forward in 2, the backward where one lane per channel gives too few warps):
+    # v123 turns the split off (one lane per channel, v1.23's kernels), 2 / 4 split every lane kernel's
+    # channels, lanesplitbwd is v1.23's forward with v1.24's backward
+    "bf16+cl+graphs+v123": {**BF16_CL, "train.cuda_graphs": True,
+                            "env": {"MAMBAAD_SCAN_LANE_SPLIT": "1", "MAMBAAD_SCAN_LANE_BWD_SPLIT": "1"}},
+    **{f"bf16+cl+graphs+lanesplit{n}": {
+        **BF16_CL, "train.cuda_graphs": True,
+        "env": {"MAMBAAD_SCAN_LANE_SPLIT": n, "MAMBAAD_SCAN_LANE_BWD_SPLIT": n}} for n in ("2", "4")},
+    "bf16+cl+graphs+lanesplitbwd": {**BF16_CL, "train.cuda_graphs": True,
+                                    "env": {"MAMBAAD_SCAN_LANE_SPLIT": "1"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

@@ -53,6 +53,42 @@ def _stack(cols, BD: tl.constexpr, K: tl.constexpr):
 
 
 @triton.jit
+def _lane_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, SPLIT: tl.constexpr):
+    """The program's lane rows. SPLIT = 1: one channel per row, all NP states. SPLIT > 1 (N a power of two):
+    BD // SPLIT channels, each over SPLIT rows that hold NP // SPLIT of its states; row r is channel
+    r % (BD // SPLIT) and its states start at s0 = (r // (BD // SPLIT)) * NP // SPLIT, so that the rows of one
+    state group differ in their low bits (the reduce-scatter's GROUP). Returns g, b, G, d, dmask, ch, s0
+    [BD], the states' tile index nn [NP // SPLIT] and its mask [BD, NP // SPLIT]."""
+    if SPLIT == 1:
+        g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, False)
+        s0 = tl.zeros([BD], tl.int32)  # folds away
+    else:
+        BC: tl.constexpr = BD // SPLIT
+        g, b, block, G = tl.program_id(1).to(tl.int64), tl.program_id(2).to(tl.int64), tl.program_id(0), \
+            tl.num_programs(1)
+        r = tl.arange(0, BD)
+        d = block * BC + r % BC
+        dmask = d < DG
+        s0 = (r // BC) * (NP // SPLIT)
+        nn = tl.arange(0, NP // SPLIT)
+        nm = dmask[:, None] & (nn[None, :] < N)
+        ch = g * DG + d
+    return g, b, G, d, dmask, ch, s0, nn, nm
+
+
+@triton.jit
+def _sum_groups(x, BD: tl.constexpr, SPLIT: tl.constexpr):
+    """x [BD, K] summed over the SPLIT rows of each channel (_lane_channels), every row holding the total: a
+    butterfly of log2(SPLIT) gathers along the rows (warp shuffles)."""
+    if SPLIT > 1:
+        r = tl.arange(0, BD)[:, None]
+        step: tl.constexpr = BD // SPLIT
+        for i in tl.static_range(1 if SPLIT == 2 else 2 if SPLIT == 4 else 3):
+            x = x + tl.gather(x, tl.broadcast_to(r ^ (step << i), x.shape), axis=0)
+    return x
+
+
+@triton.jit
 def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD: tl.constexpr,
            N: tl.constexpr, NP: tl.constexpr, E: tl.constexpr, EVEN_L: tl.constexpr, FAST_EXP: tl.constexpr,
            WITH_Y: tl.constexpr):
@@ -98,10 +134,11 @@ def _u_delta(u_ptr, dt_ptr, bias, b, g, d, t, m2, su_b, su_g, su_d, su_l, sdt_b,
 
 
 @triton.jit
-def _A2_tile(A_ptr, u_ptr, b, g, d, ch, nn, nm, L, su_b, su_g, su_d, su_l, N: tl.constexpr):
-    """A of the program's channels (log2 units, [BD, NP]) in the steps' layout: the int8 hint on a tile of
-    u's rows, so that the states and A share the registers' order of a block's steps."""
-    A2 = _load_A2(A_ptr + ch[:, None] * N + nn[None, :], nm)
+def _A2_tile(A_ptr, u_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N: tl.constexpr):
+    """A of the program's rows (log2 units, [BD, NP // SPLIT]: each row's states from s0) in the steps'
+    layout: the int8 hint on a tile of u's rows, so that the states and A share the registers' order of a
+    block's steps."""
+    A2 = _load_A2(A_ptr + ch[:, None] * N + s0[:, None] + nn[None, :], nm)
     return _layout_hint(A2, u_ptr, b * su_b + g * su_g + d[:, None] * su_d + nn[None, :] * su_l,
                         nm & (nn[None, :] < L))
 
@@ -129,21 +166,27 @@ def _scan_fwd_lane_kernel(
     N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, E: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr, UNROLL: tl.constexpr, FAST_EXP: tl.constexpr,
-    PREFETCH: tl.constexpr, EVEN_L: tl.constexpr,
+    PREFETCH: tl.constexpr, EVEN_L: tl.constexpr, SPLIT: tl.constexpr,
 ):
     """The forward of ``_scan_fwd_kernel`` (same arguments and outputs, no index table). Programs: BD
-    channels of one (batch, group), one per lane, walking all L steps in blocks of E. With STORE_CKPT the
-    state before each T-step chunk c goes to checkpoint slot c. PREFETCH=2 (NVIDIA GPUs) asks for the B / C
-    rows of the block four ahead in L1 (one 128-byte line holds four blocks of 16-bit rows)."""
-    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, False)
+    lane rows of one (batch, group), one channel per lane (SPLIT = 1), walking all L steps in blocks of E.
+    With STORE_CKPT the state before each T-step chunk c goes to checkpoint slot c. PREFETCH=2 (NVIDIA
+    GPUs) asks for the B / C rows of the block four ahead in L1 (one 128-byte line holds four blocks of
+    16-bit rows). SPLIT > 1: each channel's states over SPLIT lanes (_lane_channels), their y summed by
+    shuffles once per block, for SPLIT times the warps where there are few channels."""
+    g, b, G, d, dmask, ch, s0, nn, nm = _lane_channels(DG, N, NP, BD, SPLIT)
+    NH: tl.constexpr = NP // SPLIT  # the states a lane holds (N == NP where SPLIT > 1)
+    NL: tl.constexpr = N if SPLIT == 1 else NH
+    lead = s0 == 0  # the row that stores a channel's output
     ee = tl.arange(0, E)[None, :]
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
-    A2 = _A2_tile(A_ptr, u_ptr, b, g, d, ch, nn, nm, L, su_b, su_g, su_d, su_l, N)
+    Dv = tl.where(lead, Dv, 0.0)  # D u added once per channel, before the rows' sum
+    A2 = _A2_tile(A_ptr, u_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N)
     h = A2 * 0.0  # the states, in A2's layout
-    A2s = _columns(A2, BD, NP)
-    state = ckpt_ptr + (b * G * DG + ch) * n_chunks * N
-    B_seg = B_ptr + b * sB_b + g * sB_g
-    C_seg = C_ptr + b * sC_b + g * sC_g
+    A2s = _columns(A2, BD, NH)
+    state = ckpt_ptr + (b * G * DG + ch) * n_chunks * N + s0
+    B_seg = B_ptr + b * sB_b + g * sB_g + (s0 * sB_n)[:, None]  # [BD, 1]: each row's first state
+    C_seg = C_ptr + b * sC_b + g * sC_g + (s0 * sC_n)[:, None]
     BLOCKS: tl.constexpr = T // E
     for c in range(n_chunks):
         if STORE_CKPT:  # the state before chunk c, which the backward starts chunk c from
@@ -158,7 +201,7 @@ def _scan_fwd_lane_kernel(
             dtu = dt * u
             if PREFETCH == 2 and FAST_EXP:
                 ahead = tl.zeros([BD], tl.int32)[:, None] + t0 + 4 * E  # every lane: the block 4 ahead
-                for n in tl.static_range(N):
+                for n in tl.static_range(NL):
                     _prefetch_rows(B_seg + n * sB_n, ahead, L, sB_l)
                     _prefetch_rows(C_seg + n * sC_n, ahead, L, sC_l)
             dts = _columns(dt, BD, E)
@@ -167,9 +210,10 @@ def _scan_fwd_lane_kernel(
                 ys = _columns(Dv[:, None] * u, BD, E)
             else:
                 ys = _columns(tl.zeros_like(u), BD, E)
-            h, ys = _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD, N,
-                           NP, E, EVEN_L, FAST_EXP, True)
-            y = _stack(ys, BD, E)
+            h, ys = _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD, NL,
+                           NH, E, EVEN_L, FAST_EXP, True)
+            y = _sum_groups(_stack(ys, BD, E), BD, SPLIT)
+            m2 = m2 & lead[:, None]
             if HAS_Z:
                 z = tl.load(z_ptr + b * sz_b + g * sz_g + d[:, None] * sz_d + t * sz_l,
                             mask=m2, other=0.0).to(tl.float32)
@@ -193,7 +237,7 @@ def _scan_bwd_lane_kernel(
     N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, E: tl.constexpr,
     UNROLL: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, EVEN_L: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_TABLE: tl.constexpr, PTX_RED: tl.constexpr,
+    HAS_TABLE: tl.constexpr, PTX_RED: tl.constexpr, SPLIT: tl.constexpr,
 ):
     """The backward on the lane layout (same arguments and outputs as the segment backward, no gate z, no
     index table; work_ptr: fp32 scratch of (T / E + 1) x NP x rows, rows = batch x G x DG). Per chunk, in
@@ -208,29 +252,34 @@ def _scan_bwd_lane_kernel(
     skipped. Local sm_90 compile (bf16): pass 2 about 27 instructions per element and state (11 of them the
     reduce-scatters and the rows' conversions), pass 1 about 9.5; the segment backward about 33. The
     difference on the H200 is parallelism: 16 independent exponentials and products per state in a warp,
-    and one lane per (batch, channel), too few at batch 16's longest sequence (kernels/NOTES.md, v1.12)."""
-    g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, False)
+    and one lane per (batch, channel), too few at batch 16's longest sequence (kernels/NOTES.md, v1.12).
+    SPLIT > 1 spreads each channel's states over SPLIT lanes (_lane_channels) for SPLIT times the warps;
+    their sums over the states (for du and ddelta) meet by shuffles once per block."""
+    g, b, G, d, dmask, ch, s0, nn, nm = _lane_channels(DG, N, NP, BD, SPLIT)
+    NH: tl.constexpr = NP // SPLIT  # the states a lane holds (N == NP where SPLIT > 1)
+    NL: tl.constexpr = N if SPLIT == 1 else NH
+    lead = s0 == 0  # the row that stores a channel's gradients
     LOG_E: tl.constexpr = 2 if E == 4 else 3 if E == 8 else 4
     ee = tl.arange(0, E)[None, :]
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     dD = tl.zeros([BD], tl.float32)
     dbias = tl.zeros([BD], tl.float32)
-    A2 = _A2_tile(A_ptr, u_ptr, b, g, d, ch, nn, nm, L, su_b, su_g, su_d, su_l, N)
-    A2s = _columns(A2, BD, NP)
-    B_seg = B_ptr + b * sB_b + g * sB_g
-    C_seg = C_ptr + b * sC_b + g * sC_g
-    dB_base = dB_ptr + (b * G + g) * N * L
-    dC_base = dC_ptr + (b * G + g) * N * L
+    A2 = _A2_tile(A_ptr, u_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N)
+    A2s = _columns(A2, BD, NH)
+    B_seg = B_ptr + b * sB_b + g * sB_g + (s0 * sB_n)[:, None]  # [BD, 1]: each row's first state
+    C_seg = C_ptr + b * sC_b + g * sC_g + (s0 * sC_n)[:, None]
+    dB_base = (dB_ptr + (b * G + g) * N * L + s0 * L)[:, None]
+    dC_base = (dC_ptr + (b * G + g) * N * L + s0 * L)[:, None]
     BLOCKS: tl.constexpr = T // E
     # the scratch, [slot, state, row] so that a state's values of the lanes are adjacent: slots 0 .. BLOCKS
     # - 1 the block start states of the current chunk, slot BLOCKS the adjoint handed from block to block
     row = b * G * DG + ch  # this lane's (batch, channel): its rows of the checkpoints, dA, dD and the scratch
     rows = tl.num_programs(2) * G * DG
-    work = work_ptr + row
+    work = work_ptr + row + s0 * rows  # from the row's first state
     mu_slot = work + BLOCKS * NP * rows
-    for ns in tl.static_range(NP):
+    for ns in tl.static_range(NH):
         tl.store(mu_slot + ns * rows, tl.zeros([BD], tl.float32), mask=dmask)
-    ckpt = ckpt_ptr + row * n_chunks * N
+    ckpt = ckpt_ptr + row * n_chunks * N + s0
     for i in range(n_chunks):
         c = n_chunks - 1 - i
         # pass 1: the chunk's block start states, from its checkpoint (none where a chunk is one block: the
@@ -238,8 +287,8 @@ def _scan_bwd_lane_kernel(
         if BLOCKS > 1:
             h = tl.load(ckpt[:, None] + c * N + nn[None, :], mask=nm, other=0.0) + A2 * 0.0  # in A2's layout
             for s in range(BLOCKS):
-                hs = _columns(h, BD, NP)
-                for ns in tl.static_range(NP):  # (not n: n is the loop variable of pass 2's state loop)
+                hs = _columns(h, BD, NH)
+                for ns in tl.static_range(NH):  # (not n: n is the loop variable of pass 2's state loop)
                     tl.store(work + (s * NP + ns) * rows, hs[ns], mask=dmask)
                 t = c * T + s * E + ee
                 tmask = t < L
@@ -248,7 +297,7 @@ def _scan_bwd_lane_kernel(
                                     sdt_d, sdt_l, HAS_BIAS, SOFTPLUS)
                 dts = _columns(dt, BD, E)
                 h, _ = _block(h, dts, _columns(dt * u, BD, E), dts, A2s, B_seg, C_seg, t, tmask,
-                              d, sB_l, sC_l, sB_n, sC_n, BD, N, NP, E, EVEN_L, FAST_EXP, False)
+                              d, sB_l, sC_l, sB_n, sC_n, BD, NL, NH, E, EVEN_L, FAST_EXP, False)
             tl.debug_barrier()  # the start states are stored before pass 2 reads them
         # pass 2: the blocks backwards
         for j in range(BLOCKS):
@@ -277,16 +326,16 @@ def _scan_bwd_lane_kernel(
             d_dtu = tl.zeros([BD, E], tl.float32)  # sum_n mu_t B_n
             B_nx = _rows(B_row, tmask, EVEN_L, FAST_EXP)
             C_nx = _rows(C_row, tmask, EVEN_L, FAST_EXP)
-            for n in tl.range(0, N, loop_unroll_factor=UNROLL):
+            for n in tl.range(0, NL, loop_unroll_factor=UNROLL):
                 if PREFETCH == 1:  # this state's rows were loaded an iteration ahead
                     Bn, Cn = B_nx, C_nx
-                    m = tl.minimum(n + 1, N - 1)
+                    m = tl.minimum(n + 1, NL - 1)
                     B_nx = _rows(B_row + m * sB_n, tmask, EVEN_L, FAST_EXP)
                     C_nx = _rows(C_row + m * sC_n, tmask, EVEN_L, FAST_EXP)
                 else:
                     Bn = _rows(B_row + n * sB_n, tmask, EVEN_L, FAST_EXP)
                     Cn = _rows(C_row + n * sC_n, tmask, EVEN_L, FAST_EXP)
-                A2n = _load_A2(A_ptr + ch * N + n, dmask)
+                A2n = _load_A2(A_ptr + ch * N + s0 + n, dmask)
                 if BLOCKS > 1:
                     hn = tl.load(work + (s * NP + n) * rows, mask=dmask, other=0.0)
                 else:
@@ -305,7 +354,7 @@ def _scan_bwd_lane_kernel(
                     qs = qs + (q,)
                     dCs = dCs + (gys[k] * hn,)
                 _red_scatter_rows(dC_base + n * L, first, L, tl.reshape(_stack(dCs, BD, E), [BD, 1, E]), 1, E,
-                                  LOG_E, PTX_RED)
+                                  LOG_E, PTX_RED, BD // SPLIT)
                 a_next = _exp2(dt_next * A2n, FAST_EXP)
                 w_sum = tl.zeros([BD], tl.float32)
                 dtA = _columns(d_dtA, BD, E)
@@ -324,11 +373,13 @@ def _scan_bwd_lane_kernel(
                 d_dtA = _stack(new_dtA, BD, E)
                 d_dtu = _stack(new_dtu, BD, E)
                 tl.store(mu_slot + n * rows, mu, mask=dmask)
-                tl.atomic_add(dA_ptr + row * N + n, w_sum, mask=dmask, sem="relaxed")
+                tl.atomic_add(dA_ptr + row * N + s0 + n, w_sum, mask=dmask, sem="relaxed")
                 _red_scatter_rows(dB_base + n * L, first, L, tl.reshape(_stack(dBs, BD, E), [BD, 1, E]), 1, E,
-                                  LOG_E, PTX_RED)
+                                  LOG_E, PTX_RED, BD // SPLIT)
             at_du = b * sdu_b + g * sdu_g + d[:, None] * sdu_d + t * sdu_l
-            dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_ptr + at_du,
-                                     ddt_ptr + at_du, HAS_D, SOFTPLUS)
-    tl.store(dD_ptr + row, dD, mask=dmask)
-    tl.store(dbias_ptr + row, dbias, mask=dmask)
+            d_dtu = _sum_groups(d_dtu, BD, SPLIT)
+            d_dtA = _sum_groups(d_dtA, BD, SPLIT)
+            dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2 & lead[:, None],
+                                     du_ptr + at_du, ddt_ptr + at_du, HAS_D, SOFTPLUS)
+    tl.store(dD_ptr + row, dD, mask=dmask & lead)
+    tl.store(dbias_ptr + row, dbias, mask=dmask & lead)

@@ -907,7 +907,9 @@ def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -
     if interpreting():
         return False
     if mode == "auto":  # by shape alone, so also while a CUDA graph is captured
-        return _lanes_enough(shape, args[0].device.index or 0)
+        index = args[0].device.index or 0
+        split = lane_split(shape, consts["N"], index, backward=False, element_size=args[0].element_size())
+        return _lanes_enough(shape, index, split)
     key = (shape, consts["STORE_CKPT"], consts["T"], args[0].dtype, args[1].dtype, args[3].dtype,
            *(consts[f] for f in ("HAS_D", "HAS_Z", "HAS_BIAS", "SOFTPLUS", "EVEN_L")))
     if torch.cuda.is_current_stream_capturing():  # no timing inside a capture: the eager warm-up's pick
@@ -924,7 +926,7 @@ def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -
 
 
 def _lane_backward(shape: tuple[int, int, int, int], gated: bool, device_index: int,
-                   element_size: int) -> bool:
+                   element_size: int, n_state: int) -> bool:
     """Whether the lane backward (kernels/triton_lane.py, v1.12) runs instead of the segment one (or the tiles
     one, fp32), knob MAMBAAD_SCAN_LANE_BWD:
     - auto (the default since v1.13): 16-bit inputs, by shape as the forward's auto (lane_by_shape). In the
@@ -939,13 +941,47 @@ def _lane_backward(shape: tuple[int, int, int, int], gated: bool, device_index: 
         return False
     if mode == "1":
         return True
-    return element_size == 2 and not interpreting() and _lanes_enough(shape, device_index)
+    split = lane_split(shape, n_state, device_index, backward=True, element_size=element_size)
+    return element_size == 2 and not interpreting() and _lanes_enough(shape, device_index, split)
 
 
-def _lanes_enough(shape: tuple[int, int, int, int], device_index: int) -> bool:
-    # both lane kernels' auto: lane_by_shape for a (channels per group, groups, batch, steps) scan
+def _lanes_enough(shape: tuple[int, int, int, int], device_index: int, split: int = 1) -> bool:
+    # both lane kernels' auto: lane_by_shape for a (channels per group, groups, batch, steps) scan, whose
+    # channels each take `split` lanes
     dg, groups, batch, length = shape
-    return lane_by_shape(dg * groups * batch, length, _sm_count(device_index))
+    return lane_by_shape(dg * groups * batch * split, length, _sm_count(device_index))
+
+
+LANE_SPLITS = (1, 2, 4)
+
+
+def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int, backward: bool,
+               element_size: int = 2) -> int:
+    """How many lanes share a channel's states in the lane forward (knob MAMBAAD_SCAN_LANE_SPLIT) or
+    backward (MAMBAAD_SCAN_LANE_BWD_SPLIT): 1, 2 or 4 (each lane then holds N / split states; N a power of
+    two, else 1), or auto (both defaults since v1.24; 1 in the interpreter). Splitting trades the lane
+    kernels' per-lane parallelism (independent states) for more warps: one lane per (batch, channel) leaves
+    the H200 3.9 warps per SM at 1024 x 4096 and batch 16, 7.8 over two lanes. Measured there in bf16
+    (scan_ab.py, kernels/NOTES.md v1.24), ms, forward / backward:
+    - 1024 x 4096: segment kernels 0.817 / 2.405, lanes split in 2 0.705 / 2.245, in 4 0.782 / 2.618;
+    - 2048 x 1024: one lane per channel 0.333 / 1.013, split in 2 0.311 / 1.107, in 4 0.384 / 1.293.
+    So auto splits the forward in 2 wherever N allows, and the backward only as far as lane_by_shape's
+    warps per SM need (2 at 1024 x 4096 and batch 16, else 1); for 16-bit inputs only (element_size): fp32
+    is untimed, and keeps v1.23's kernels."""
+    knob = "MAMBAAD_SCAN_LANE_BWD_SPLIT" if backward else "MAMBAAD_SCAN_LANE_SPLIT"
+    mode = os.environ.get(knob, "auto")
+    if mode != "auto" and (not mode.isdigit() or int(mode) not in LANE_SPLITS):
+        raise ValueError(f"{knob} must be auto or one of {', '.join(map(str, LANE_SPLITS))}, got {mode!r}")
+    if n_state & (n_state - 1):  # the rows of a channel hold equal powers of two of its states
+        return 1
+    if mode != "auto":
+        return min(int(mode), n_state)
+    if interpreting() or element_size != 2:
+        return 1
+    if not backward:
+        return min(2, n_state)
+    fits = [s for s in LANE_SPLITS if s <= n_state and _lanes_enough(shape, device_index, s)]
+    return fits[0] if fits else 1
 
 
 def _lane_checkpoint_steps() -> int:
@@ -1028,11 +1064,12 @@ def _tuned_kernels():
     from .triton_lane import _scan_bwd_lane_kernel, _scan_fwd_lane_kernel
 
     lane_space = _configs_from_env("MAMBAAD_SCAN_LANE_CONFIGS", _LANE_FWD_CONFIGS)
-    lane = triton.autotune(block_configs(lane_space), key=FWD_KEY, **_cache_option())(_scan_fwd_lane_kernel)
+    lane = triton.autotune(block_configs(lane_space), key=[*FWD_KEY, "SPLIT"], **_cache_option())(
+        _scan_fwd_lane_kernel)
     # the outputs the backward kernels add into must be zeroed between the autotuner's trial runs
     added = ["dB_ptr", "dC_ptr", "dA_ptr"]
-    lane_bwd = triton.autotune(block_configs(_lane_bwd_config_space()), key=KEY, reset_to_zero=added,
-                               **_cache_option())(_scan_bwd_lane_kernel)
+    lane_bwd = triton.autotune(block_configs(_lane_bwd_config_space()), key=[*KEY, "SPLIT"],
+                               reset_to_zero=added, **_cache_option())(_scan_bwd_lane_kernel)
     return (_autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=added, backward=True),
             rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, ["dB_ptr", "dC_ptr"], backward=True),
             seg(_scan_fwd_seg_kernel, False), seg(_scan_bwd_seg_kernel, True, reset_to_zero=added), lane,
@@ -1064,8 +1101,14 @@ def tuned_picks() -> dict[str, dict[str, str]]:
 def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, consts: dict) -> None:
     dg, groups, batch, length = shape  # channels per group, groups, batch, steps
     last = consts.get("BLOCKS_LAST", False)  # the segment backward's grid order (_program_channels)
+    split = 1
+    if kernel_index in (6, 7):  # the lane kernels: lanes per channel (BD // split channels per program)
+        split = lane_split(shape, consts["N"], args[0].device.index or 0, backward=kernel_index == 7,
+                           element_size=args[0].element_size())
+        consts = {**consts, "SPLIT": split}
 
     def grid(bd):
+        bd = bd // split
         return (groups, batch, cdiv(dg, bd)) if last else (cdiv(dg, bd), groups, batch)
     if interpreting():
         from .triton_lane import _scan_bwd_lane_kernel, _scan_fwd_lane_kernel
@@ -1074,7 +1117,7 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
         kernels = (_scan_fwd_kernel, _scan_bwd_kernel, _scan_fwd_rows_kernel, _scan_bwd_rows_kernel,
                    _scan_fwd_seg_kernel, _scan_bwd_seg_kernel, _scan_fwd_lane_kernel, _scan_bwd_lane_kernel)
         kernel = kernels[kernel_index]
-        bd = min(_INTERPRETER_BD, next_power_of_2(dg))
+        bd = min(_INTERPRETER_BD, next_power_of_2(dg)) * split
         tiles = {"UNROLL": 1, "FAST_EXP": False, "PREFETCH": _interpreter_knob("PREFETCH")}  # no PTX: tl.exp2
         seg = {**tiles, "PREFETCH": _interpreter_knob("SEG_PREFETCH"),
                "E": min(_interpreter_knob("SEG_E"), consts["T"])}
@@ -1168,7 +1211,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     rows = channels_last(u4, dt4, z4) and rows_enabled()
     if (need_ckpt and not rows and table is None and _lane_checkpoint_steps()
             and _lane_backward((dg, groups, batch, length), z4 is not None, u4.device.index or 0,
-                               u4.element_size())):
+                               u4.element_size(), n_state)):
         T = min(T, _lane_checkpoint_steps())  # the lane backward then skips its pass over each chunk
     n_chunks = cdiv(length, T)
     Ac, Df, bias = _host_params(A, D, delta_bias)
@@ -1243,7 +1286,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
     lane = not rows and table is None and _lane_backward((dg, groups, batch, length), z4 is not None,
-                                                          u4.device.index or 0, u4.element_size())
+                                                          u4.device.index or 0, u4.element_size(), n_state)
     seg = lane or (not rows and table is None and seg_enabled(T, dg, backward=True)
                    and (interpreting() or segment_backward_on_gpu(T, u4.element_size(), z4 is not None)))
     if not rows and not seg:  # bf16 loads set the tiles kernel's layouts astray (Triton 3.6): 1.3x slower

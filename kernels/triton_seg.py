@@ -105,19 +105,21 @@ def _red_add_segments(seg_ptr, vals, E: tl.constexpr, ROWS_FIRST: tl.constexpr):
 
 @triton.jit
 def _red_scatter_rows(row_ptr, first, L, vals, S: tl.constexpr, E: tl.constexpr, LOG_E: tl.constexpr,
-                      PTX: tl.constexpr):
-    """Adds the sum over channels of vals [BD, S, E] to the row at row_ptr, steps first [BD, S] (each lane's
-    first step) onwards, steps past L left out, by a reduce-scatter over the lane rows. At level i a lane
-    keeps half of its values, sends the other half to the lane of row r ^ 2^i and adds what it receives:
-    E/2 + E/4 + ... values move, where _red_add_segments' tl.sum moves E per level and its predicated adds
-    compile to branches. Afterwards each lane holds the sums of E / 2^levels consecutive steps at its own
-    offset and adds them with one vector reduction (PTX: GPUs, whole chunks), or tl.atomic_add. In the
-    local sm_90 compile the state loop goes from 533 to 495 instructions, but tl.gather along the rows
-    takes more shuffles than the values it moves (92 against 100 in all). The default at 128-step chunks:
-    it timed faster there on the H200 (kernels/NOTES.md, v1.7)."""
+                      PTX: tl.constexpr, GROUP: tl.constexpr):
+    """Adds the sum over channels of vals [BD, S, E] to the row at row_ptr (a scalar, or one per lane row,
+    [BD, 1]), steps first [BD, S] (each lane's first step) onwards, steps past L left out, by a reduce-scatter
+    over the lane rows. GROUP (a power of two, at most BD): the rows summed together are those that differ
+    only in their low log2(GROUP) bits, each group adding to its own row_ptr (the lane kernels' state split).
+    At level i a lane keeps half of its values, sends the other half to the lane of row r ^ 2^i and adds
+    what it receives: E/2 + E/4 + ... values move, where _red_add_segments' tl.sum moves E per level and its
+    predicated adds compile to branches. Afterwards each lane holds the sums of E / 2^levels consecutive
+    steps at its own offset and adds them with one vector reduction (PTX: GPUs, whole chunks), or
+    tl.atomic_add. In the local sm_90 compile the state loop goes from 533 to 495 instructions, but tl.gather
+    along the rows takes more shuffles than the values it moves (92 against 100 in all). The default at
+    128-step chunks: it timed faster there on the H200 (kernels/NOTES.md, v1.7)."""
     BD: tl.constexpr = vals.shape[0]
-    LOG_BD: tl.constexpr = (0 if BD == 1 else 1 if BD == 2 else 2 if BD == 4 else 3 if BD == 8
-                            else 4 if BD == 16 else 5)
+    LOG_BD: tl.constexpr = (0 if GROUP == 1 else 1 if GROUP == 2 else 2 if GROUP == 4 else 3 if GROUP == 8
+                            else 4 if GROUP == 16 else 5)
     LEVELS: tl.constexpr = LOG_BD if LOG_BD < LOG_E else LOG_E
     xs = _unpack(vals, BD, S, E, LOG_E)
     rows = tl.broadcast_to(tl.arange(0, BD)[:, None], [BD, S])
@@ -533,8 +535,8 @@ def _scan_bwd_seg_kernel(
             if RED_SKIP:  # developer timing only: the gradients of B and C are left at zero
                 pass
             elif VEC_RED == 3:  # reduce-scatter over the lane rows (_red_scatter_rows)
-                _red_scatter_rows(dB_base + n * L, seg_t2, L, mu * dtu3, S, E, LOG_E, PTX_RED)
-                _red_scatter_rows(dC_base + n * L, seg_t2, L, gy3 * h, S, E, LOG_E, PTX_RED)
+                _red_scatter_rows(dB_base + n * L, seg_t2, L, mu * dtu3, S, E, LOG_E, PTX_RED, BD)
+                _red_scatter_rows(dC_base + n * L, seg_t2, L, gy3 * h, S, E, LOG_E, PTX_RED, BD)
             elif VEC_RED:  # inline PTX vector reductions (_red_add_segments)
                 _red_add_segments(dB_base + n * L + seg_t, mu * dtu3, E, VEC_RED == 2)
                 _red_add_segments(dC_base + n * L + seg_t, gy3 * h, E, VEC_RED == 2)

@@ -74,6 +74,9 @@ CASES = {
     "G = D": (1, 4, 18, 2, 4, True, True, True, True, 16),
     "no D, bias or softplus": (2, 4, 16, 4, 2, False, False, False, False, 16),
     "one chunk, non-power-of-two D": (1, 5, 9, 4, 1, False, True, True, True, 16),
+    # N a power of two, for the lane kernels' state split (MAMBAAD_SCAN_LANE_SPLIT); 6 channels: a partial
+    # channel block
+    "N = 8, 6 channels, 3 chunks": (2, 6, 37, 8, 2, False, True, True, True, 16),
 }
 
 
@@ -118,6 +121,14 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     "lane backward, rows ahead": {"LANE_BWD": "1", "SEG_PREFETCH": "1"},
     "lane backward, 8-step blocks": {"LANE_BWD": "1", "SEG_E": "8"},
     "lane forward and backward, 16-step blocks": {"LANE": "1", "LANE_BWD": "1", "SEG_E": "16"},
+    # each channel's states over 2 or 4 lanes (triton_lane._lane_channels; N / 2 or N / 4 states per lane,
+    # 1 where N is not a power of two, at most N lanes)
+    "lane forward and backward, states over 2 lanes": {"LANE": "1", "LANE_BWD": "1", "LANE_SPLIT": "2",
+                                                        "LANE_BWD_SPLIT": "2"},
+    "lane forward and backward, states over 4 lanes, rows ahead": {
+        "LANE": "1", "LANE_BWD": "1", "LANE_SPLIT": "4", "LANE_BWD_SPLIT": "4", "SEG_PREFETCH": "1"},
+    "lane forward and backward, states over 2 lanes, 16-step blocks": {
+        "LANE": "1", "LANE_BWD": "1", "LANE_SPLIT": "2", "LANE_BWD_SPLIT": "2", "SEG_E": "16"},
 }
 BF16_TUNINGS = {"as shipped": {}, "B / C cast to fp32 before the segment kernels": {"BC_FP32": "1"},
                 "the lane forward": {"LANE": "1"}, "the lane backward": {"LANE_BWD": "1"}}
@@ -130,6 +141,60 @@ def test_every_tuning_of_the_state_loop_matches_too(ts, monkeypatch, tuning, cas
     for name, value in TUNINGS[tuning].items():
         monkeypatch.setenv(f"MAMBAAD_SCAN_{name}", value)
     check_every_gradient(ts, case)
+
+
+LANE_TUNINGS = [t for t in TUNINGS if "lane" in t]
+
+
+@pytest.mark.parametrize("tuning", LANE_TUNINGS, ids=LANE_TUNINGS)
+def test_lane_kernels_at_eight_states(ts, monkeypatch, tuning):
+    """The lane kernels where N is a power of two (so the state split applies: 4 or 2 states per lane), over
+    a partial channel block. The split must reach the kernels."""
+    for name, value in TUNINGS[tuning].items():
+        monkeypatch.setenv(f"MAMBAAD_SCAN_{name}", value)
+    splits = {}  # kernel index: lanes per channel
+    launch = ts._launch
+
+    def spy(index, shape, args, consts):
+        if index in (6, 7):
+            splits[index] = ts.lane_split(shape, consts["N"], 0, backward=index == 7)
+        launch(index, shape, args, consts)
+
+    monkeypatch.setattr(ts, "_launch", spy)
+    check_every_gradient(ts, "N = 8, 6 channels, 3 chunks")
+    knobs = TUNINGS[tuning]
+    # auto, the default: 1 in the interpreter and for these fp32 inputs
+    if "LANE_BWD" in knobs:
+        assert splits[7] == int(knobs.get("LANE_BWD_SPLIT", "1"))
+    if "LANE" in knobs and DEVICE == "cpu":  # a GPU runs the tiles forward at this size (no segment config)
+        assert 6 in splits
+    if 6 in splits:
+        assert splits[6] == int(knobs.get("LANE_SPLIT", "1"))
+
+
+def test_lane_split_knob(ts, monkeypatch):
+    shape = (4, 2, 1, 64)
+    for value, n_state, want in (("2", 16, 2), ("4", 16, 4), ("4", 2, 2), ("2", 3, 1), ("1", 16, 1)):
+        monkeypatch.setenv("MAMBAAD_SCAN_LANE_SPLIT", value)
+        assert ts.lane_split(shape, n_state, 0, backward=False) == want
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SPLIT", "3")
+    with pytest.raises(ValueError, match="MAMBAAD_SCAN_LANE_BWD_SPLIT must be auto or one of 1, 2, 4"):
+        ts.lane_split(shape, 16, 0, backward=True)
+    # auto (the default) on a GPU of 132 SMs: the forward in 2 wherever N allows, the backward as far as
+    # lane_by_shape's 6 warps per SM need
+    monkeypatch.delenv("MAMBAAD_SCAN_LANE_SPLIT")
+    monkeypatch.delenv("MAMBAAD_SCAN_LANE_BWD_SPLIT")
+    monkeypatch.setattr(ts, "interpreting", lambda: False)
+    monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
+    for shape, n_state, fwd, bwd in (((128, 8, 16, 4096), 16, 2, 2),  # 3.9 warps per SM in one lane, 7.8 in 2
+                                     ((64, 8, 16, 4096), 16, 2, 4),  # 1.9, 3.9, 7.8
+                                     ((256, 8, 16, 1024), 16, 2, 1),  # 7.8 in one lane
+                                     ((1024, 8, 16, 64), 16, 2, 1),  # too short for the lane kernels
+                                     ((128, 8, 16, 4096), 3, 1, 1), ((128, 8, 16, 4096), 1, 1, 1)):
+        assert ts.lane_split(shape, n_state, 0, backward=False) == fwd, shape
+        assert ts.lane_split(shape, n_state, 0, backward=True) == bwd, shape
+        for backward in (False, True):  # fp32 inputs: one lane per channel (untimed)
+            assert ts.lane_split(shape, n_state, 0, backward=backward, element_size=4) == 1
 
 
 def check_every_gradient(ts, case):
@@ -484,8 +549,14 @@ def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monke
     ts._LANE_PICKS.clear()
     # the default, auto: by shape, nothing launched to decide (7.8 and 3.9 warps per SM of 132)
     monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
-    assert ts._lane_forward((256, 8, 16, 4096), (torch.zeros(1),), {}) is True and not launched
-    assert ts._lane_forward((128, 8, 16, 4096), (torch.zeros(1),), {}) is False and not launched
+    n16, u16 = {"N": 16}, (torch.zeros(1, dtype=torch.bfloat16),)
+    assert ts._lane_forward((256, 8, 16, 4096), u16, n16) is True and not launched
+    # 3.9 warps per SM with one lane per channel, 7.8 with the split's two (its auto default, 16-bit inputs)
+    assert ts._lane_forward((128, 8, 16, 4096), u16, n16) is True and not launched
+    assert ts._lane_forward((128, 8, 16, 4096), (torch.zeros(1),), n16) is False and not launched  # fp32
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_SPLIT", "1")
+    assert ts._lane_forward((128, 8, 16, 4096), u16, n16) is False and not launched
+    monkeypatch.delenv("MAMBAAD_SCAN_LANE_SPLIT")
     monkeypatch.setenv("MAMBAAD_SCAN_LANE", "time")
     args = (torch.zeros(1), torch.zeros(1), None, torch.zeros(1, dtype=torch.bfloat16))
     consts = {"STORE_CKPT": True, "T": 128, "HAS_D": True, "HAS_Z": False, "HAS_BIAS": True, "SOFTPLUS": True,
@@ -507,36 +578,48 @@ def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monke
     ts._LANE_PICKS.clear()
 
 
-@pytest.mark.parametrize(("dim", "length", "batch", "lane"), [
-    (1024, 4096, 16, False),  # 16 K lanes: 3.9 warps per SM on an H200's 132 SMs (the lane kernel lost)
-    (2048, 1024, 16, True),  # 7.8 (won)
-    (4096, 256, 16, True),  # 15.5 (won)
-    (8192, 64, 16, False),  # too short (fp32 lost)
-    (1024, 4096, 64, True),  # the model's longest sequence at batch 64 (the forced lane kernel gained there)
+@pytest.mark.parametrize(("dim", "length", "batch", "one_lane", "lane"), [
+    # 16 K lanes: 3.9 warps per SM on an H200's 132 SMs with one lane per channel (the lane kernel lost),
+    # 7.8 with each channel over two (won: lane_split's auto)
+    (1024, 4096, 16, False, True),
+    (2048, 1024, 16, True, True),  # 7.8 with one lane per channel (won)
+    (4096, 256, 16, True, True),  # 15.5 (won)
+    (8192, 64, 16, False, False),  # too short (fp32 lost)
+    (1024, 4096, 64, True, True),  # the model's longest sequence at batch 64 (the forced lane kernel gained)
 ])
-def test_auto_takes_the_lane_forward_by_warps_per_sm_and_length(ts, monkeypatch, dim, length, batch, lane):
-    assert ts.lane_by_shape(dim * batch, length, 132) is lane
+def test_auto_takes_the_lane_forward_by_warps_per_sm_and_length(ts, monkeypatch, dim, length, batch, one_lane,
+                                                                 lane):
+    assert ts.lane_by_shape(dim * batch, length, 132) is one_lane
+    # N = 3: no split (one lane per channel)
+    for n_state, want in ((16, lane), (3, one_lane)):
+        check_lane_auto(ts, monkeypatch, dim, length, batch, n_state, want)
+    # fp32 inputs: no split either (untimed), and the forward alone (the backward's auto is 16-bit only)
+    monkeypatch.setattr(ts.torch.cuda, "is_current_stream_capturing", lambda: False)
+    assert ts._lane_forward((dim // 8, 8, batch, length), (torch.zeros(1),), {"N": 16}) is one_lane
+
+
+def check_lane_auto(ts, monkeypatch, dim, length, batch, n_state, lane):
     monkeypatch.setenv("MAMBAAD_SCAN_LANE", "auto")
     monkeypatch.setattr(ts, "interpreting", lambda: False)
     monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
     monkeypatch.setattr(ts, "_launch", lambda *a: pytest.fail("auto launches nothing to decide"))
-    u = torch.zeros(1)
+    u = torch.zeros(1, dtype=torch.bfloat16)
     # the same while a CUDA graph is captured (v1.11 fell back to the segment kernel there, so the graphed
     # model never ran the lane forward under auto)
     for capturing in (False, True):
         monkeypatch.setattr(ts.torch.cuda, "is_current_stream_capturing", lambda c=capturing: c)
-        assert ts._lane_forward((dim // 8, 8, batch, length), (u,), {}) is lane
+        assert ts._lane_forward((dim // 8, 8, batch, length), (u,), {"N": n_state}) is lane
     # the lane backward's auto (its default): the same rule for 16-bit inputs; never with the gate z, nor
     # in fp32 (untimed there); forced (1) in fp32 too
     monkeypatch.delenv("MAMBAAD_SCAN_LANE_BWD", raising=False)
     for mode in (None, "auto"):
         if mode:
             monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD", mode)
-        assert ts._lane_backward((dim // 8, 8, batch, length), False, 0, 2) is lane
-        assert ts._lane_backward((dim // 8, 8, batch, length), True, 0, 2) is False
-        assert ts._lane_backward((dim // 8, 8, batch, length), False, 0, 4) is False
+        assert ts._lane_backward((dim // 8, 8, batch, length), False, 0, 2, n_state) is lane
+        assert ts._lane_backward((dim // 8, 8, batch, length), True, 0, 2, n_state) is False
+        assert ts._lane_backward((dim // 8, 8, batch, length), False, 0, 4, n_state) is False
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD", "1")
-    assert ts._lane_backward((dim // 8, 8, batch, length), False, 0, 4) is True
+    assert ts._lane_backward((dim // 8, 8, batch, length), False, 0, 4, n_state) is True
 
 
 def test_forward_picks_are_kept_apart_for_training_and_inference(ts):

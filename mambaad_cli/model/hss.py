@@ -19,7 +19,7 @@ from torch import nn
 
 from kernels import selective_scan, selective_scan_directions
 from kernels.bias_silu import bias_silu
-from kernels.direction_glue import DirectionPlan, cross_merge, cross_scan, cross_scan_project, direction_plan
+from kernels.direction_glue import DirectionPlan, cross_merge, cross_scan, direction_plan
 from kernels.directions import FUSED
 from kernels.dispatch import resolve_backend
 from kernels.launch import cdiv
@@ -33,7 +33,6 @@ _scan_directions = torch.compiler.disable(selective_scan_directions)
 _scan = torch.compiler.disable(selective_scan)
 _cross_scan = torch.compiler.disable(cross_scan)
 _cross_merge = torch.compiler.disable(cross_merge)
-_cross_scan_project = torch.compiler.disable(cross_scan_project)
 
 
 @torch.compiler.disable  # built with numpy on the host: keep torch.compile out of it
@@ -82,14 +81,6 @@ def _in_proj_halves() -> bool:
     training (1.5-1.9 % when each half's gradient went back by a select; kernels/NOTES.md v1.22)."""
     mode = os.environ.get("MAMBAAD_IN_PROJ", "auto")
     return mode == "halves" or (mode == "auto" and not torch.is_grad_enabled())
-
-
-def _fused_projection() -> bool:
-    """MAMBAAD_SCAN_PROJ (developer knob, opt-in since v1.23, untimed): `fused` runs the cross-scan and
-    x_proj as one autograd Function (kernels/direction_glue.py cross_scan_project) where a gradient is
-    taken, whose backward adds the scan's gradient of xs to the product's in the GEMM's epilogue instead of
-    autograd's separate add over (batch, K, D, L); `autograd` (the default) the two ops."""
-    return os.environ.get("MAMBAAD_SCAN_PROJ", "autograd") == "fused" and torch.is_grad_enabled()
 
 
 def _dt_proj(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor, pad: bool) -> torch.Tensor:
@@ -198,13 +189,10 @@ class SS2D(nn.Module):
         # Official SS2D order: the K step-order copies of x first, then the per-direction projections on them,
         # so only x is gathered (not delta, B and C), and the merge writes channels-last for out_norm.
         plan = scan_plan(self.scan, H, W, K, x.device)
-        if _fused_projection():  # the same, with one backward for both (xs's two gradients added in a GEMM)
-            xs, x_dbl = _cross_scan_project(x.reshape(Bsz, D, L), plan, self.x_proj_weight)
-        else:
-            xs = _cross_scan(x.reshape(Bsz, D, L), plan)  # (B, K, D, L)
-            # matmul with the weights broadcast over the batch: (B*K) products on views of xs, where einsum
-            # would first copy xs (and its gradient) into a K-major layout
-            x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
+        xs = _cross_scan(x.reshape(Bsz, D, L), plan)  # (B, K, D, L)
+        # matmul with the weights broadcast over the batch: (B*K) products on views of xs, where einsum would
+        # first copy xs (and its gradient) into a K-major layout
+        x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
         dts = _dt_proj(self.dt_projs_weight, dts, x_dbl, pad=_dt_proj_way() == "pad8")  # (B, K, D, L)
         if not _bc_views(self.scan_backend, xs):
