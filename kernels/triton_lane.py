@@ -16,7 +16,9 @@ compile time.
 
 The cost is parallelism: one lane per (batch, channel), so B x D lanes in all (16 K at MambaAD's longest
 sequence at batch 16: about one warp per scheduler). Latency is hidden by the 16 independent states of the
-body instead of by other warps. Training keeps the backward's contract: the state at the start of every
+body instead of by other warps. Since v1.24 a channel's states can be spread over SPLIT lanes (N / SPLIT
+each; _lane_channels), for SPLIT times the warps, their sums over states meeting by shuffles once per block
+(triton_scan.lane_split picks SPLIT). Training keeps the backward's contract: the state at the start of every
 T-step chunk goes to the checkpoint rows (STORE_CKPT), the ones the segment and tiles backwards read.
 """
 

@@ -892,10 +892,10 @@ def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -
     """Whether the lane forward (kernels/triton_lane.py) runs instead of the segment one. It has one lane
     per (batch, channel), so it wins where there are many of them and loses where there are few (H200,
     kernels/NOTES.md v1.11). Knob MAMBAAD_SCAN_LANE:
-    - auto (the default since v1.12): by shape (lane_by_shape), with no extra work at first use, also while
-      a CUDA graph is captured. In the graphed bf16 model at batch 64: 441.9 / 1550.0 img/s (training /
-      inference), where v1.11's segment forward gave 429.8 / 1408.1 and the lane one forced 439.6 / 1521.4
-      (H200, kernels/NOTES.md v1.12);
+    - auto (the default since v1.12): by shape (lane_by_shape, counting lane_split's lanes per channel
+      since v1.24), with no extra work at first use, also while a CUDA graph is captured. In the graphed
+      bf16 model at batch 64: 441.9 / 1550.0 img/s (training / inference), where v1.11's segment forward
+      gave 429.8 / 1408.1 and the lane one forced 439.6 / 1521.4 (H200, kernels/NOTES.md v1.12);
     - 0: never (v1.10's segment forward); 1: always;
     - time: both kernels run, each autotuned, on the first call of each shape and kind (training or inference
       forward, dtypes), and the faster is kept for the process (slow at first use: a model benchmark on a
@@ -929,7 +929,8 @@ def _lane_backward(shape: tuple[int, int, int, int], gated: bool, device_index: 
                    element_size: int, n_state: int) -> bool:
     """Whether the lane backward (kernels/triton_lane.py, v1.12) runs instead of the segment one (or the tiles
     one, fp32), knob MAMBAAD_SCAN_LANE_BWD:
-    - auto (the default since v1.13): 16-bit inputs, by shape as the forward's auto (lane_by_shape). In the
+    - auto (the default since v1.13): 16-bit inputs, by shape as the forward's auto (lane_by_shape, with
+      lane_split's lanes per channel since v1.24: 1024 x 4096 at batch 16 runs here over 2 lanes). In the
       graphed bf16 model it gave training 441.9 -> 482.2 img/s at batch 64 and 373.4 -> 390.0 at batch 16,
       for 6.4 and 1.1 GiB more peak memory (the 16-step checkpoints: _lane_checkpoint_steps); forced at
       batch 16 it lost (336.9), its one lane per (batch, channel) being too few at the longest sequence
