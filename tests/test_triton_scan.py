@@ -143,7 +143,8 @@ def test_every_tuning_of_the_state_loop_matches_too(ts, monkeypatch, tuning, cas
     check_every_gradient(ts, case)
 
 
-LANE_TUNINGS = [t for t in TUNINGS if "lane" in t]
+# the state split's tunings, and one without it (the interpreter is slow: each case costs 5-30 s)
+LANE_TUNINGS = [t for t in TUNINGS if "lanes" in t] + ["lane forward and backward, 16-step blocks"]
 
 
 @pytest.mark.parametrize("tuning", LANE_TUNINGS, ids=LANE_TUNINGS)
