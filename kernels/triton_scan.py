@@ -946,7 +946,7 @@ def _lane_backward(shape: tuple[int, int, int, int], gated: bool, device_index: 
     return element_size == 2 and not interpreting() and _lanes_enough(shape, device_index, split)
 
 
-def _lanes_enough(shape: tuple[int, int, int, int], device_index: int, split: int = 1) -> bool:
+def _lanes_enough(shape: tuple[int, int, int, int], device_index: int, split: int) -> bool:
     # both lane kernels' auto: lane_by_shape for a (channels per group, groups, batch, steps) scan, whose
     # channels each take `split` lanes
     dg, groups, batch, length = shape

@@ -190,8 +190,8 @@ class SS2D(nn.Module):
         # so only x is gathered (not delta, B and C), and the merge writes channels-last for out_norm.
         plan = scan_plan(self.scan, H, W, K, x.device)
         xs = _cross_scan(x.reshape(Bsz, D, L), plan)  # (B, K, D, L)
-        # matmul with the weights broadcast over the batch: (B*K) products on views of xs, where einsum would
-        # first copy xs (and its gradient) into a K-major layout
+        # matmul with the weights broadcast over the batch: (B*K) products on views of xs, where einsum
+        # would first copy xs (and its gradient) into a K-major layout
         x_dbl = torch.matmul(self.x_proj_weight, xs)  # (B, K, R+2N, L)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
         dts = _dt_proj(self.dt_projs_weight, dts, x_dbl, pad=_dt_proj_way() == "pad8")  # (B, K, D, L)
