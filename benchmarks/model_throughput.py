@@ -187,10 +187,34 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "env": {"MAMBAAD_SCAN_LANE_SPLIT": n, "MAMBAAD_SCAN_LANE_BWD_SPLIT": n}} for n in ("2", "4")},
     "bf16+cl+graphs+lanesplitbwd": {**BF16_CL, "train.cuda_graphs": True,
                                     "env": {"MAMBAAD_SCAN_LANE_SPLIT": "1"}},
+    # the lane backward's config space (MAMBAAD_SCAN_LANE_BWD_CONFIGS; _reset_scan_tuners): two states per
+    # loop iteration (UNROLL 2), alone or beside the default configs (session 27: slower, not in the space);
+    # each state's A, start state and adjoint loaded an iteration ahead with its rows (PREFETCH 4), alone or
+    # beside the default configs
+    "bf16+cl+graphs+bwdunroll2": {**BF16_CL, "train.cuda_graphs": True, "env": {
+        "MAMBAAD_SCAN_LANE_BWD_CONFIGS": "32:1:3:1:16:0,32:1:3:1:16:1,32:1:3:1:8:1,32:1:3:2:16:1"}},
+    "bf16+cl+graphs+bwdunroll2only": {**BF16_CL, "train.cuda_graphs": True,
+                                      "env": {"MAMBAAD_SCAN_LANE_BWD_CONFIGS": "32:1:3:2:16:1"}},
+    "bf16+cl+graphs+bwdpf4": {**BF16_CL, "train.cuda_graphs": True, "env": {
+        "MAMBAAD_SCAN_LANE_BWD_CONFIGS":
+            "32:1:3:1:16:0,32:1:3:1:16:1,32:1:3:1:8:1,32:1:3:1:16:4,32:1:3:1:8:4"}},
+    "bf16+cl+graphs+bwdpf4only": {**BF16_CL, "train.cuda_graphs": True,
+                                  "env": {"MAMBAAD_SCAN_LANE_BWD_CONFIGS": "32:1:3:1:16:4"}},
+    # v1.24's lane backward space (PREFETCH 1 where v1.25 has 4)
+    "bf16+cl+graphs+v124": {**BF16_CL, "train.cuda_graphs": True, "env": {
+        "MAMBAAD_SCAN_LANE_BWD_CONFIGS": "32:1:3:1:16:0,32:1:3:1:16:1,32:1:3:1:8:1"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},
 }
+
+
+def _reset_scan_tuners() -> None:
+    # the autotuners (kernels/triton_scan.py) are built once per process from the MAMBAAD_SCAN_*_CONFIGS
+    # spaces; a variant that sets one gets new tuners (compiled kernels stay in Triton's cache)
+    scan = sys.modules.get("kernels.triton_scan")
+    if scan is not None:
+        scan._tuned_kernels.cache_clear()
 
 
 def split_variant(variant: str) -> tuple[dict[str, Any], dict[str, str], bool | None]:
@@ -263,14 +287,19 @@ def run(parser: argparse.ArgumentParser, args: argparse.Namespace, ctx: DistCont
             row: dict[str, Any] = {"device": name, "processes": ctx.world_size, "preset": args.preset,
                                    "batch": batch, "variant": variant, "backend": backend}
             overrides, env, benchmark = split_variant(variant)
+            fresh_space = any(k.endswith("_CONFIGS") for k in env)
             try:
                 with mock.patch.dict(os.environ, env):  # the variant's knobs, restored after
+                    if fresh_space:  # the scan's config spaces are read once per process: read them again
+                        _reset_scan_tuners()
                     row["switches"] = switches()  # every MAMBAAD_* set, the variant's and the caller's
                     row.update(model_throughput(args.preset, batch, device, args.backend,
                                                 args.image_size, args.steps, args.warmup, overrides,
                                                 phases=phases, cudnn_benchmark=benchmark))
             except Exception as e:  # noqa: BLE001 - one failing variant (OOM, compile) must not stop the rest
                 row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            if fresh_space:  # and back to the caller's spaces for the next variant
+                _reset_scan_tuners()
             scan = sys.modules.get("kernels.triton_scan")
             if scan is not None and getattr(scan, "_LANE_PICKS", None):  # the scan forward's kernel per shape
                 row["scan_forward"] = {str(k[0]) + (" train" if k[1] else " infer"): "lane" if v else "seg"

@@ -156,6 +156,17 @@ def _rows(ptrs, tmask, EVEN_L: tl.constexpr, PTX: tl.constexpr):
 
 
 @triton.jit
+def _state_scalars(A_row, h_row, mu_slot, n, rows, dmask, BLOCKS: tl.constexpr):
+    # the lane backward's values of state n (of the row's group) for one block: A (log2 units) from the row's
+    # A, the block's start state from h_row (its scratch slot, with a stride of rows between states, or the
+    # chunk's checkpoint where a chunk is one block) and the adjoint the later block left
+    A2n = _load_A2(A_row + n, dmask)
+    hn = tl.load(h_row + (n * rows if BLOCKS > 1 else n), mask=dmask, other=0.0)
+    mu = tl.load(mu_slot + n * rows, mask=dmask, other=0.0)
+    return A2n, hn, mu
+
+
+@triton.jit
 def _scan_fwd_lane_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, table_ptr,
     L, DG, n_chunks,
@@ -328,8 +339,12 @@ def _scan_bwd_lane_kernel(
             d_dtu = tl.zeros([BD, E], tl.float32)  # sum_n mu_t B_n
             B_nx = _rows(B_row, tmask, EVEN_L, FAST_EXP)
             C_nx = _rows(C_row, tmask, EVEN_L, FAST_EXP)
+            A_row = A_ptr + ch * N + s0
+            h_row = work + s * NP * rows if BLOCKS > 1 else ckpt + c * N
+            if PREFETCH == 4:  # state 0's A, start state and adjoint, loaded as the rows are
+                A2_nx, h_nx, mu_nx = _state_scalars(A_row, h_row, mu_slot, 0, rows, dmask, BLOCKS)
             for n in tl.range(0, NL, loop_unroll_factor=UNROLL):
-                if PREFETCH == 1:  # this state's rows were loaded an iteration ahead
+                if PREFETCH == 1 or PREFETCH == 4:  # this state's rows were loaded an iteration ahead
                     Bn, Cn = B_nx, C_nx
                     m = tl.minimum(n + 1, NL - 1)
                     B_nx = _rows(B_row + m * sB_n, tmask, EVEN_L, FAST_EXP)
@@ -337,12 +352,12 @@ def _scan_bwd_lane_kernel(
                 else:
                     Bn = _rows(B_row + n * sB_n, tmask, EVEN_L, FAST_EXP)
                     Cn = _rows(C_row + n * sC_n, tmask, EVEN_L, FAST_EXP)
-                A2n = _load_A2(A_ptr + ch * N + s0 + n, dmask)
-                if BLOCKS > 1:
-                    hn = tl.load(work + (s * NP + n) * rows, mask=dmask, other=0.0)
+                if PREFETCH == 4:  # and its A, start state and adjoint too (state n + 1's adjoint was stored
+                    # by the later block: no load here reads what this loop writes)
+                    A2n, hn, mu = A2_nx, h_nx, mu_nx
+                    A2_nx, h_nx, mu_nx = _state_scalars(A_row, h_row, mu_slot, m, rows, dmask, BLOCKS)
                 else:
-                    hn = tl.load(ckpt + c * N + n, mask=dmask, other=0.0)
-                mu = tl.load(mu_slot + n * rows, mask=dmask, other=0.0)
+                    A2n, hn, mu = _state_scalars(A_row, h_row, mu_slot, n, rows, dmask, BLOCKS)
                 Bs = _columns(Bn, BD, E)
                 Cs = _columns(Cn, BD, E)
                 a_s = ()

@@ -350,3 +350,27 @@ def test_triton_rows_compare_with_cuda_called_alike(monkeypatch):
     assert ours["speedup_vs_cuda"] == pytest.approx(cuda["fwd_bwd_ms"] / ours["fwd_bwd_direct_ms"])
     (summary,) = bench_tables.summary_rows({"scan": rows, "ss2d": [], "model": []})
     assert (summary["ours_ms"], summary["baseline_ms"]) == (ours["fwd_bwd_direct_ms"], cuda["fwd_bwd_ms"])
+
+
+def test_model_throughput_script_rebuilds_the_scan_tuners_for_a_config_space_variant(monkeypatch):
+    """A variant that sets a MAMBAAD_SCAN_*_CONFIGS space must be timed with that space: the scan's autotuners
+    are built once per process (triton_scan._tuned_kernels), so the script builds them again, before the
+    variant and after it."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    script = importlib.import_module("model_throughput")
+    from kernels import triton_scan
+
+    def lane_bwd_space():  # the lane backward's tuner (index 7): its configs' (UNROLL, PREFETCH)
+        return [(c.kwargs["UNROLL"], c.kwargs["PREFETCH"]) for c in triton_scan._tuned_kernels()[7].configs]
+
+    triton_scan._tuned_kernels.cache_clear()
+    default = lane_bwd_space()
+    _, env, _ = script.split_variant("bf16+cl+graphs+bwdunroll2only")
+    with monkeypatch.context() as m:
+        for name, value in env.items():
+            m.setenv(name, value)
+        assert lane_bwd_space() == default  # the tuners of before: the new space alone does not reach them
+        script._reset_scan_tuners()
+        assert lane_bwd_space() == [(2, 1)]
+    script._reset_scan_tuners()
+    assert lane_bwd_space() == default != [(2, 1)]

@@ -119,6 +119,8 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     "fast softplus": {"SOFTPLUS": "fast"},
     "fast softplus, lane forward and backward": {"SOFTPLUS": "fast", "LANE": "1", "LANE_BWD": "1"},
     "lane backward, rows ahead": {"LANE_BWD": "1", "SEG_PREFETCH": "1"},
+    # PREFETCH=4: the rows and each state's A, start state and adjoint an iteration ahead
+    "lane backward, rows and state values ahead": {"LANE_BWD": "1", "SEG_PREFETCH": "4"},
     "lane backward, 8-step blocks": {"LANE_BWD": "1", "SEG_E": "8"},
     "lane forward and backward, 16-step blocks": {"LANE": "1", "LANE_BWD": "1", "SEG_E": "16"},
     # each channel's states over 2 or 4 lanes (triton_lane._lane_channels; N / 2 or N / 4 states per lane,
@@ -129,6 +131,8 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
         "LANE": "1", "LANE_BWD": "1", "LANE_SPLIT": "4", "LANE_BWD_SPLIT": "4", "SEG_PREFETCH": "1"},
     "lane forward and backward, states over 2 lanes, 16-step blocks": {
         "LANE": "1", "LANE_BWD": "1", "LANE_SPLIT": "2", "LANE_BWD_SPLIT": "2", "SEG_E": "16"},
+    "lane backward, states over 2 lanes, rows and state values ahead": {
+        "LANE_BWD": "1", "LANE_BWD_SPLIT": "2", "SEG_PREFETCH": "4"},
 }
 BF16_TUNINGS = {"as shipped": {}, "B / C cast to fp32 before the segment kernels": {"BC_FP32": "1"},
                 "the lane forward": {"LANE": "1"}, "the lane backward": {"LANE_BWD": "1"}}
@@ -143,8 +147,10 @@ def test_every_tuning_of_the_state_loop_matches_too(ts, monkeypatch, tuning, cas
     check_every_gradient(ts, case)
 
 
-# the state split's tunings, and one without it (the interpreter is slow: each case costs 5-30 s)
-LANE_TUNINGS = [t for t in TUNINGS if "lanes" in t] + ["lane forward and backward, 16-step blocks"]
+# the state split's tunings, and two without it (the interpreter is slow: each case costs 5-30 s); the
+# three cases above run the lane backward only at N = 1, where no state is ahead of another
+LANE_TUNINGS = [t for t in TUNINGS if "lanes" in t] + ["lane forward and backward, 16-step blocks",
+                                                        "lane backward, rows and state values ahead"]
 
 
 @pytest.mark.parametrize("tuning", LANE_TUNINGS, ids=LANE_TUNINGS)

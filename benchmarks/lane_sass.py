@@ -1,0 +1,112 @@
+"""Compile a lane scan kernel for sm_90 on this machine (no GPU needed) and count its SASS: registers, stack,
+and the instructions of its loops, most frequent opcodes first.
+
+    python benchmarks/lane_sass.py --kernel bwd --split 2 --prefetch 4
+    python benchmarks/lane_sass.py --kernel fwd --split 2 --bc fp32      # B / C rows in fp32
+
+It gives the kernel what a launch at MambaAD's shapes gives it: Triton specialises integer arguments equal
+to 1 (the L strides of the model's tensors) as constants and marks pointers and integers divisible by 16 as
+such. Without those (the harness of sessions 16-26) the B / C rows compile to scalar loads, not the 128-bit
+ones the GPU runs (kernels/NOTES.md, v1.25). Triton's own ptxas and cuobjdump do the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+L_STRIDES = ("su_l", "sdt_l", "sB_l", "sC_l", "sz_l", "so_l", "sdu_l")
+BF16_PTRS = ("u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dout_ptr", "out_ptr", "du_ptr", "ddt_ptr",
+             "dz_ptr")
+
+
+def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, block: int):
+    """The compiled kernel (triton's CompiledKernel) for bf16 inputs, N = 16, D, bias and softplus, no z."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from kernels.triton_lane import _scan_bwd_lane_kernel, _scan_fwd_lane_kernel
+
+    fn = _scan_bwd_lane_kernel if kernel == "bwd" else _scan_fwd_lane_kernel
+    consts = {"N": 16, "NP": 16, "HAS_D": True, "HAS_Z": False, "HAS_BIAS": True, "SOFTPLUS": 2,
+              "HAS_TABLE": False, "UNROLL": unroll, "FAST_EXP": True, "EVEN_L": True, "BD": 32, "E": block,
+              "PREFETCH": prefetch, "SPLIT": split}
+    if kernel == "bwd":  # the 16-step checkpoints (T = E: no pass over the chunk first), PTX reductions
+        consts.update(T=block, PTX_RED=True)
+    else:
+        consts.update(T=128, STORE_CKPT=True)
+    consts.update({name: 1 for name in L_STRIDES})
+    signature, attrs = {}, {}
+    for i, name in enumerate(fn.arg_names):
+        if name in consts:
+            signature[name] = "constexpr"
+            continue
+        if name.endswith("_ptr"):
+            fp32 = name in ("B_ptr", "C_ptr") and bc == "fp32"
+            signature[name] = "*bf16" if name in BF16_PTRS and not fp32 else "*fp32"
+        else:
+            signature[name] = "i32"
+        attrs[(i,)] = [["tt.divisibility", 16]]
+    source = ASTSource(fn, signature, {name: consts[name] for name in fn.arg_names if name in consts}, attrs)
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 1, "num_stages": 3})
+
+
+def sass_report(cubin: bytes, top: int = 12) -> list[str]:
+    """Registers and stack (cuobjdump -res-usage), then each loop (a backward branch) with its instruction
+    count and most frequent opcodes, largest first."""
+    import triton
+
+    tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.cubin")
+        Path(path).write_bytes(cubin)
+        usage, sass = (subprocess.run([tools / "cuobjdump", flag, path], capture_output=True,
+                                      text=True).stdout for flag in ("-res-usage", "-sass"))
+    lines = [" ".join(line.split()) for line in usage.splitlines() if "REG" in line]
+    code = [(int(m.group(1), 16), m.group(2)) for m in
+            (re.match(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?);", line) for line in sass.splitlines()) if m]
+    index = {address: i for i, (address, _) in enumerate(code)}
+    lines.append(f"{len(code)} instructions")
+    loops = []
+    for i, (address, text) in enumerate(code):
+        target = re.search(r"BRA\s.*?(0x[0-9a-f]+)", text)
+        if target and int(target.group(1), 16) < address and int(target.group(1), 16) in index:
+            body = code[index[int(target.group(1), 16)]:i + 1]
+            ops = Counter(re.sub(r"^@!?U?P\w+\s+", "", t).split()[0].split(".")[0] for _, t in body)
+            loops.append((len(body), body[0][0], address, ops))
+    for size, start, end, ops in sorted(loops, key=lambda loop: -loop[0]):
+        local = ops["LDL"] + ops["STL"]
+        lines.append(f"loop {start:#x}-{end:#x}: {size} instructions, {local} local loads / stores; "
+                     + ", ".join(f"{op} {n}" for op, n in ops.most_common(top)))
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kernel", choices=("fwd", "bwd"), default="bwd")
+    parser.add_argument("--split", type=int, default=2, help="lanes per channel (SPLIT)")
+    parser.add_argument("--prefetch", type=int, default=None,
+                        help="PREFETCH (default: the backward 4, the forward 0)")
+    parser.add_argument("--unroll", type=int, default=1, help="UNROLL of the backward's state loop")
+    parser.add_argument("--block", type=int, default=16, help="steps per block (E)")
+    parser.add_argument("--bc", choices=("bf16", "fp32"), default="bf16", help="the B / C rows' dtype")
+    args = parser.parse_args()
+    prefetch = args.prefetch if args.prefetch is not None else (4 if args.kernel == "bwd" else 0)
+    compiled = compile_lane(args.kernel, args.split, prefetch, args.unroll, args.bc, args.block)
+    print(f"lane {args.kernel}, split {args.split}, PREFETCH {prefetch}, UNROLL {args.unroll}, "
+          f"E {args.block}, B / C {args.bc}")
+    for line in sass_report(compiled.asm["cubin"]):
+        print(" ", line)
+
+
+if __name__ == "__main__":
+    main()
