@@ -60,22 +60,30 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
     return triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 1, "num_stages": 3})
 
 
-def sass_report(cubin: bytes, top: int = 12) -> list[str]:
-    """Registers and stack (cuobjdump -res-usage), then each loop (a backward branch) with its instruction
-    count and most frequent opcodes, largest first."""
+def disassemble(cubin: bytes) -> tuple[str, str]:
+    """(resource usage, SASS) of a cubin, by the cuobjdump that ships with Triton."""
     import triton
 
     tools = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "kernel.cubin")
         Path(path).write_bytes(cubin)
-        usage, sass = (subprocess.run([tools / "cuobjdump", flag, path], capture_output=True,
-                                      text=True).stdout for flag in ("-res-usage", "-sass"))
+        usage, sass = (subprocess.run([tools / "cuobjdump", flag, path], capture_output=True, text=True,
+                                      check=True).stdout for flag in ("-res-usage", "-sass"))
+    return usage, sass
+
+
+def sass_report(cubin: bytes, top: int = 12) -> list[str]:
+    """Registers and stack (cuobjdump -res-usage), then each loop (a backward branch) with its instruction
+    count and most frequent opcodes, largest first."""
+    usage, sass = disassemble(cubin)
     lines = [" ".join(line.split()) for line in usage.splitlines() if "REG" in line]
     code = [(int(m.group(1), 16), m.group(2)) for m in
             (re.match(r"\s+/\*([0-9a-f]{4,})\*/\s+(.*?);", line) for line in sass.splitlines()) if m]
     index = {address: i for i, (address, _) in enumerate(code)}
     lines.append(f"{len(code)} instructions")
+    loads = Counter(re.findall(r"\b(LDG\.E(?:\.\w+)?)\b", sass))  # by width: scalar rows would show here
+    lines.append("global loads: " + ", ".join(f"{op} {n}" for op, n in sorted(loads.items())))
     loops = []
     for i, (address, text) in enumerate(code):
         target = re.search(r"BRA\s.*?(0x[0-9a-f]+)", text)

@@ -4,6 +4,7 @@ stand-in module), the command's tables, JSON and one-line errors, and the exp2 m
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -374,3 +375,19 @@ def test_model_throughput_script_rebuilds_the_scan_tuners_for_a_config_space_var
         assert lane_bwd_space() == [(2, 1)]
     script._reset_scan_tuners()
     assert lane_bwd_space() == default != [(2, 1)]
+
+
+def test_lane_sass_compiles_the_lane_backward_as_a_launch_specialises_it():
+    """benchmarks/lane_sass.py (no GPU: Triton's ptxas for sm_90; its own process, the tests' kernels being
+    interpreted). With the L strides as constants and 16-byte divisibility, as at MambaAD's shapes, the B / C
+    rows of the state loop are 128-bit loads; without them (the harness before v1.25) they were 16-bit
+    scalar loads, and its counts were not the GPU's code."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = os.path.join(ROOT, "benchmarks", "lane_sass.py")
+    out = subprocess.run([sys.executable, script, "--kernel", "bwd", "--split", "2", "--prefetch", "4"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=True).stdout
+    loads = dict(re.findall(r"(LDG\.E(?:\.\w+)?) (\d+)", out.split("global loads: ")[1].splitlines()[0]))
+    # 128-bit loads, and 16-bit ones only for single values (delta at the next block's first step): the
+    # harness before v1.25 had 33 of those
+    assert int(loads["LDG.E.128"]) >= 8 and int(loads.get("LDG.E.U16", 0)) <= 2
+    assert "REG:" in out and re.search(r"loop .* instructions, 0 local loads / stores; .*SHFL", out)
