@@ -131,8 +131,9 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
         "LANE": "1", "LANE_BWD": "1", "LANE_SPLIT": "4", "LANE_BWD_SPLIT": "4", "SEG_PREFETCH": "1"},
     "lane forward and backward, states over 2 lanes, 16-step blocks": {
         "LANE": "1", "LANE_BWD": "1", "LANE_SPLIT": "2", "LANE_BWD_SPLIT": "2", "SEG_E": "16"},
-    "lane backward, states over 2 lanes, rows and state values ahead": {
-        "LANE_BWD": "1", "LANE_BWD_SPLIT": "2", "SEG_PREFETCH": "4"},
+    # (16-step blocks: a chunk of 16 is one block, its start states the checkpoints, as on GPUs)
+    "lane backward, states over 2 lanes, rows and state values ahead, 16-step blocks": {
+        "LANE_BWD": "1", "LANE_BWD_SPLIT": "2", "SEG_PREFETCH": "4", "SEG_E": "16"},
 }
 BF16_TUNINGS = {"as shipped": {}, "B / C cast to fp32 before the segment kernels": {"BC_FP32": "1"},
                 "the lane forward": {"LANE": "1"}, "the lane backward": {"LANE_BWD": "1"}}
