@@ -32,6 +32,8 @@ from mambaad_cli.engine.bench import model_throughput, switches
 from mambaad_cli.engine.distributed import DistContext, distributed_session, launched_by_torchrun
 
 BF16_CL = {"train.precision": "bf16", "train.channels_last": True}
+# v1.24's lane backward config space (kernels/triton_scan.py _LANE_BWD_CONFIGS, MAMBAAD_SCAN_*_CONFIGS syntax)
+LANE_BWD_V124 = "32:1:3:1:16:0,32:1:3:1:16:1,32:1:3:1:8:1"
 VARIANTS: dict[str, dict[str, Any]] = {
     "fp32": {},  # the paper's recipe, eager
     "bf16+cl": BF16_CL,
@@ -187,22 +189,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "env": {"MAMBAAD_SCAN_LANE_SPLIT": n, "MAMBAAD_SCAN_LANE_BWD_SPLIT": n}} for n in ("2", "4")},
     "bf16+cl+graphs+lanesplitbwd": {**BF16_CL, "train.cuda_graphs": True,
                                     "env": {"MAMBAAD_SCAN_LANE_SPLIT": "1"}},
-    # the lane backward's config space (MAMBAAD_SCAN_LANE_BWD_CONFIGS; _reset_scan_tuners): two states per
-    # loop iteration (UNROLL 2), alone or beside the default configs (session 27: slower, not in the space);
-    # each state's A, start state and adjoint loaded an iteration ahead with its rows (PREFETCH 4), alone or
-    # beside the default configs
-    "bf16+cl+graphs+bwdunroll2": {**BF16_CL, "train.cuda_graphs": True, "env": {
-        "MAMBAAD_SCAN_LANE_BWD_CONFIGS": "32:1:3:1:16:0,32:1:3:1:16:1,32:1:3:1:8:1,32:1:3:2:16:1"}},
-    "bf16+cl+graphs+bwdunroll2only": {**BF16_CL, "train.cuda_graphs": True,
-                                      "env": {"MAMBAAD_SCAN_LANE_BWD_CONFIGS": "32:1:3:2:16:1"}},
-    "bf16+cl+graphs+bwdpf4": {**BF16_CL, "train.cuda_graphs": True, "env": {
-        "MAMBAAD_SCAN_LANE_BWD_CONFIGS":
-            "32:1:3:1:16:0,32:1:3:1:16:1,32:1:3:1:8:1,32:1:3:1:16:4,32:1:3:1:8:4"}},
-    "bf16+cl+graphs+bwdpf4only": {**BF16_CL, "train.cuda_graphs": True,
-                                  "env": {"MAMBAAD_SCAN_LANE_BWD_CONFIGS": "32:1:3:1:16:4"}},
-    # v1.24's lane backward space (PREFETCH 1 where v1.25 has 4)
-    "bf16+cl+graphs+v124": {**BF16_CL, "train.cuda_graphs": True, "env": {
-        "MAMBAAD_SCAN_LANE_BWD_CONFIGS": "32:1:3:1:16:0,32:1:3:1:16:1,32:1:3:1:8:1"}},
+    # the lane backward's config space (MAMBAAD_SCAN_LANE_BWD_CONFIGS; _reset_scan_tuners): v1.24's
+    # (PREFETCH 1 where v1.25 has 4); two states per loop iteration (UNROLL 2), alone or beside v1.24's
+    # configs (session 27: slower, not in the space); each state's A, start state and adjoint loaded an
+    # iteration ahead with its rows (PREFETCH 4), alone or beside them
+    **{f"bf16+cl+graphs+{name}": {**BF16_CL, "train.cuda_graphs": True,
+                                  "env": {"MAMBAAD_SCAN_LANE_BWD_CONFIGS": space}}
+       for name, space in (("v124", LANE_BWD_V124), ("bwdunroll2", f"{LANE_BWD_V124},32:1:3:2:16:1"),
+                           ("bwdunroll2only", "32:1:3:2:16:1"),
+                           ("bwdpf4", f"{LANE_BWD_V124},32:1:3:1:16:4,32:1:3:1:8:4"),
+                           ("bwdpf4only", "32:1:3:1:16:4"))},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

@@ -293,6 +293,7 @@ def _scan_bwd_lane_kernel(
     for ns in tl.static_range(NH):
         tl.store(mu_slot + ns * rows, tl.zeros([BD], tl.float32), mask=dmask)
     ckpt = ckpt_ptr + row * n_chunks * N + s0
+    A_row = A_ptr + ch * N + s0  # this row's states of A (pass 2 loads one per state)
     for i in range(n_chunks):
         c = n_chunks - 1 - i
         # pass 1: the chunk's block start states, from its checkpoint (none where a chunk is one block: the
@@ -339,7 +340,6 @@ def _scan_bwd_lane_kernel(
             d_dtu = tl.zeros([BD, E], tl.float32)  # sum_n mu_t B_n
             B_nx = _rows(B_row, tmask, EVEN_L, FAST_EXP)
             C_nx = _rows(C_row, tmask, EVEN_L, FAST_EXP)
-            A_row = A_ptr + ch * N + s0
             h_row = work + s * NP * rows if BLOCKS > 1 else ckpt + c * N
             if PREFETCH == 4:  # state 0's A, start state and adjoint, loaded as the rows are
                 A2_nx, h_nx, mu_nx = _state_scalars(A_row, h_row, mu_slot, 0, rows, dmask, BLOCKS)

@@ -944,8 +944,9 @@ def _lane_backward(shape: tuple[int, int, int, int], gated: bool, device_index: 
         return False
     if mode == "1":
         return True
-    split = lane_split(shape, n_state, device_index, backward=True, element_size=element_size)
-    return element_size == 2 and not interpreting() and _lanes_enough(shape, device_index, split)
+    if element_size != 2 or interpreting():
+        return False
+    return _lanes_enough(shape, device_index, lane_split(shape, n_state, device_index, backward=True))
 
 
 def _lanes_enough(shape: tuple[int, int, int, int], device_index: int, split: int) -> bool:

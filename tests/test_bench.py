@@ -361,8 +361,9 @@ def test_model_throughput_script_rebuilds_the_scan_tuners_for_a_config_space_var
     script = importlib.import_module("model_throughput")
     from kernels import triton_scan
 
-    def lane_bwd_space():  # the lane backward's tuner (index 7): its configs' (UNROLL, PREFETCH)
-        return [(c.kwargs["UNROLL"], c.kwargs["PREFETCH"]) for c in triton_scan._tuned_kernels()[7].configs]
+    def lane_bwd_space():  # the lane backward's tuner: its configs' (UNROLL, PREFETCH)
+        tuner = triton_scan._tuned_kernels()[triton_scan.TUNED_KERNEL_NAMES.index("lane_bwd")]
+        return [(c.kwargs["UNROLL"], c.kwargs["PREFETCH"]) for c in tuner.configs]
 
     triton_scan._tuned_kernels.cache_clear()
     default = lane_bwd_space()
