@@ -3,6 +3,7 @@ and the instructions of its loops, most frequent opcodes first.
 
     python benchmarks/lane_sass.py --kernel bwd --split 2 --prefetch 4
     python benchmarks/lane_sass.py --kernel fwd --split 2 --bc fp32      # B / C rows in fp32
+    python benchmarks/lane_sass.py --kernel bwd --split 1 --maxnreg 168  # 12 one-warp programs per SM
 
 It gives the kernel what a launch at MambaAD's shapes gives it: Triton specialises integer arguments equal
 to 1 (the L strides of the model's tensors) as constants and marks pointers and integers divisible by 16 as
@@ -28,7 +29,7 @@ BF16_PTRS = ("u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dout_ptr", "out_ptr"
              "dz_ptr")
 
 
-def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, block: int):
+def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, block: int, maxnreg: int = 0):
     """The compiled kernel (triton's CompiledKernel) for bf16 inputs, N = 16, D, bias and softplus, no z."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -57,7 +58,8 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
             signature[name] = "i32"
         attrs[(i,)] = [["tt.divisibility", 16]]
     source = ASTSource(fn, signature, {name: consts[name] for name in fn.arg_names if name in consts}, attrs)
-    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 1, "num_stages": 3})
+    options = {"num_warps": 1, "num_stages": 3, **({"maxnreg": maxnreg} if maxnreg else {})}
+    return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
 
 
 def disassemble(cubin: bytes) -> tuple[str, str]:
@@ -107,11 +109,13 @@ def main() -> None:
     parser.add_argument("--unroll", type=int, default=1, help="UNROLL of the backward's state loop")
     parser.add_argument("--block", type=int, default=16, help="steps per block (E)")
     parser.add_argument("--bc", choices=("bf16", "fp32"), default="bf16", help="the B / C rows' dtype")
+    parser.add_argument("--maxnreg", type=int, default=0,
+                        help="registers per thread (a config's MAXNREG field; 0: the compiler's choice)")
     args = parser.parse_args()
     prefetch = args.prefetch if args.prefetch is not None else (4 if args.kernel == "bwd" else 0)
-    compiled = compile_lane(args.kernel, args.split, prefetch, args.unroll, args.bc, args.block)
+    compiled = compile_lane(args.kernel, args.split, prefetch, args.unroll, args.bc, args.block, args.maxnreg)
     print(f"lane {args.kernel}, split {args.split}, PREFETCH {prefetch}, UNROLL {args.unroll}, "
-          f"E {args.block}, B / C {args.bc}")
+          f"E {args.block}, B / C {args.bc}, MAXNREG {args.maxnreg or 'auto'}")
     for line in sass_report(compiled.asm["cubin"]):
         print(" ", line)
 

@@ -28,12 +28,33 @@ from unittest import mock
 
 import torch
 
+from kernels.triton_scan import _LANE_BWD_CONFIGS, _LANE_FWD_CONFIGS
 from mambaad_cli.engine.bench import model_throughput, switches
 from mambaad_cli.engine.distributed import DistContext, distributed_session, launched_by_torchrun
 
 BF16_CL = {"train.precision": "bf16", "train.channels_last": True}
 # v1.24's lane backward config space (kernels/triton_scan.py _LANE_BWD_CONFIGS, MAMBAAD_SCAN_*_CONFIGS syntax)
 LANE_BWD_V124 = "32:1:3:1:16:0,32:1:3:1:16:1,32:1:3:1:8:1"
+
+
+def _space(configs) -> str:
+    return ",".join(":".join(map(str, c)) for c in configs)
+
+
+# this tree's lane config spaces with 168-register configs beside them (a config's MAXNREG field: 12 one-warp
+# programs per SM instead of 8, for spills; the autotuner picks per shape)
+LANE_REG168 = {
+    "MAMBAAD_SCAN_LANE_CONFIGS": _space(_LANE_FWD_CONFIGS) + ",32:1:3:1:16:0:168,32:1:3:1:16:2:168",
+    "MAMBAAD_SCAN_LANE_BWD_CONFIGS": _space(_LANE_BWD_CONFIGS) + ",32:1:3:1:16:4:168"}
+# both lane kernels at every shape: at MambaAD's 256 x 256 shapes that moved only the 8 x 8 maps (64 steps)
+# off the segment kernels until v1.26 made that the default for 16-bit inputs (triton_scan.LANE_MIN_STEPS).
+# V125: v1.25's routing, the lane kernels from 128 steps only (its INFER_CKPT=1, scoring forwards storing
+# checkpoints, is the default again: session 28's call 3 ran v1.26 with 0, hence it here); fp32+v125 adds
+# fp32's one lane per channel and tiles backward; noinferckpt: scoring forwards without checkpoints
+# (triton_scan._inference, opt-in)
+LANES = {"MAMBAAD_SCAN_LANE": "1", "MAMBAAD_SCAN_LANE_BWD": "1"}
+V125 = {"MAMBAAD_SCAN_LANE_MIN_STEPS": "128", "MAMBAAD_SCAN_INFER_CKPT": "1"}
+NO_INFER_CKPT = {"MAMBAAD_SCAN_INFER_CKPT": "0"}
 VARIANTS: dict[str, dict[str, Any]] = {
     "fp32": {},  # the paper's recipe, eager
     "bf16+cl": BF16_CL,
@@ -199,6 +220,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
                            ("bwdunroll2only", "32:1:3:2:16:1"),
                            ("bwdpf4", f"{LANE_BWD_V124},32:1:3:1:16:4,32:1:3:1:8:4"),
                            ("bwdpf4only", "32:1:3:1:16:4"))},
+    **{f"bf16+cl+graphs+{name}": {**BF16_CL, "train.cuda_graphs": True, "env": env}
+       for name, env in (("reg168", LANE_REG168), ("lanes", LANES),
+                         ("v125", V125), ("noinferckpt", NO_INFER_CKPT))},
+    "fp32+v125": {"env": {**V125, "MAMBAAD_SCAN_LANE_SPLIT": "1", "MAMBAAD_SCAN_LANE_BWD": "0"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

@@ -802,6 +802,14 @@ def _configs_from_env(name: str, default: list[tuple[int, ...]]) -> list[tuple[i
     return [tuple(int(x) for x in item.split(":")) for item in value.split(",")]
 
 
+def register_cap(rest: list[int]) -> int | None:
+    """A block config's optional seventh field, MAXNREG: registers per thread (ptxas's .maxnreg), so that
+    more warps fit on an SM (65536 registers: 8 one-warp programs at 255, 12 at 168, 16 at 128) at the cost
+    of spills to local memory; absent or 0: the compiler's choice. A developer knob for config sweeps
+    (MAMBAAD_SCAN_*_CONFIGS), in no default space until timed."""
+    return rest[0] if rest and rest[0] else None
+
+
 def _config(bd: int, warps: int, stages: int = 3, unroll: int = 1, flip: int = 1, prefetch: int = 2,
             backward=False):
     params = {"BD": bd, "UNROLL": unroll, "PREFETCH": prefetch, **({"FLIP": flip} if backward else {})}
@@ -873,7 +881,11 @@ LANE_BWD_MIN_E = 8
 
 _LANE_PICKS: dict[tuple, bool] = {}  # per forward key: whether the lane kernel timed faster (this process)
 LANE_MIN_WARPS_PER_SM = 6  # auto: lane forward from this many of its warps per SM (H200: 3.9 lost, 7.8 won)
-LANE_MIN_STEPS = 128  # auto: and sequences of at least this many steps (fp32 lost at 64, bf16 won)
+# auto: and sequences of at least this many steps: 128 for fp32 inputs (the forward lost 46 % at 64, v1.11),
+# 64 for 16-bit ones (bf16 at 8192 x 64, batch 16: forward 0.087 -> 0.075 ms, backward 0.330 -> 0.251 ms of
+# GPU time, training +0.6-0.9 %: kernels/NOTES.md v1.26). Developer knob MAMBAAD_SCAN_LANE_MIN_STEPS: both
+# dtypes
+LANE_MIN_STEPS = {4: 128, 2: 64}
 
 
 @functools.cache
@@ -881,13 +893,15 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def lane_by_shape(lanes: int, length: int, sm_count: int) -> bool:
+def lane_by_shape(lanes: int, length: int, sm_count: int, element_size: int = 4) -> bool:
     """MAMBAAD_SCAN_LANE=auto's rule: the lane forward where its one warp per 32 (batch, channel) pairs gives
-    each SM at least LANE_MIN_WARPS_PER_SM warps, on sequences of at least LANE_MIN_STEPS steps. On the H200
-    at batch 16 (132 SMs) that is 2048 x 1024 and 4096 x 256 (7.8 and 15.5 warps per SM, 15-22 % faster than
-    the segment forward), not 1024 x 4096 (3.9, 43-55 % slower) nor 8192 x 64 (fp32 46 % slower, bf16 16 %
-    faster): kernels/NOTES.md, v1.11."""
-    return lanes / 32 / sm_count >= LANE_MIN_WARPS_PER_SM and length >= LANE_MIN_STEPS
+    each SM at least LANE_MIN_WARPS_PER_SM warps, on sequences of at least LANE_MIN_STEPS steps for the
+    inputs' element size. On the H200 at batch 16 (132 SMs) that is 2048 x 1024 and 4096 x 256 (7.8 and 15.5
+    warps per SM, 15-22 % faster than the segment forward), not 1024 x 4096 (3.9, 43-55 % slower), and 8192 x
+    64 in 16-bit inputs (bf16 faster, fp32 46 % slower): kernels/NOTES.md, v1.11 and v1.26."""
+    knob = os.environ.get("MAMBAAD_SCAN_LANE_MIN_STEPS")
+    min_steps = int(knob) if knob else LANE_MIN_STEPS.get(element_size, LANE_MIN_STEPS[4])
+    return lanes / 32 / sm_count >= LANE_MIN_WARPS_PER_SM and length >= min_steps
 
 
 def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -> bool:
@@ -910,8 +924,8 @@ def _lane_forward(shape: tuple[int, int, int, int], args: tuple, consts: dict) -
         return False
     if mode == "auto":  # by shape alone, so also while a CUDA graph is captured
         index = args[0].device.index or 0
-        split = lane_split(shape, consts["N"], index, backward=False, element_size=args[0].element_size())
-        return _lanes_enough(shape, index, split)
+        size = args[0].element_size()
+        return _lanes_enough(shape, index, lane_split(shape, consts["N"], index, False, size), size)
     key = (shape, consts["STORE_CKPT"], consts["T"], args[0].dtype, args[1].dtype, args[3].dtype,
            *(consts[f] for f in ("HAS_D", "HAS_Z", "HAS_BIAS", "SOFTPLUS", "EVEN_L")))
     if torch.cuda.is_current_stream_capturing():  # no timing inside a capture: the eager warm-up's pick
@@ -936,24 +950,27 @@ def _lane_backward(shape: tuple[int, int, int, int], gated: bool, device_index: 
       graphed bf16 model it gave training 441.9 -> 482.2 img/s at batch 64 and 373.4 -> 390.0 at batch 16,
       for 6.4 and 1.1 GiB more peak memory (the 16-step checkpoints: _lane_checkpoint_steps); forced at
       batch 16 it lost (336.9), its one lane per (batch, channel) being too few at the longest sequence
-      (H200, kernels/NOTES.md v1.13). fp32 is left out until timed;
-    - 0: never (v1.12's default); 1: always, fp32 too.
+      (H200, kernels/NOTES.md v1.13). fp32 too since v1.26 (from 128 steps, LANE_MIN_STEPS), where it beat
+      the tiles backward by 20-27 % at batch 16 (3.02 -> 2.43 ms at 1024 x 4096, 1.45 -> 1.05 at 2048 x 1024,
+      0.74 -> 0.54 at 4096 x 256; kernels/NOTES.md v1.26);
+    - 0: never (v1.12's default; fp32's until v1.25); 1: always.
     Never with the gate z (not implemented there)."""
     mode = os.environ.get("MAMBAAD_SCAN_LANE_BWD", "auto")
     if gated or mode == "0":
         return False
     if mode == "1":
         return True
-    if element_size != 2 or interpreting():
+    if interpreting():
         return False
-    return _lanes_enough(shape, device_index, lane_split(shape, n_state, device_index, backward=True))
+    split = lane_split(shape, n_state, device_index, True, element_size)
+    return _lanes_enough(shape, device_index, split, element_size)
 
 
-def _lanes_enough(shape: tuple[int, int, int, int], device_index: int, split: int) -> bool:
+def _lanes_enough(shape: tuple[int, int, int, int], device_index: int, split: int, element_size: int) -> bool:
     # both lane kernels' auto: lane_by_shape for a (channels per group, groups, batch, steps) scan, whose
     # channels each take `split` lanes
     dg, groups, batch, length = shape
-    return lane_by_shape(dg * groups * batch * split, length, _sm_count(device_index))
+    return lane_by_shape(dg * groups * batch * split, length, _sm_count(device_index), element_size)
 
 
 LANE_SPLITS = (1, 2, 4)
@@ -970,8 +987,9 @@ def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int
     - 1024 x 4096: segment kernels 0.817 / 2.405, lanes split in 2 0.705 / 2.245, in 4 0.782 / 2.618;
     - 2048 x 1024: one lane per channel 0.333 / 1.013, split in 2 0.311 / 1.107, in 4 0.384 / 1.293.
     So auto splits the forward in 2 wherever N allows, and the backward only as far as lane_by_shape's
-    warps per SM need (2 at 1024 x 4096 and batch 16, else 1); for 16-bit inputs only (element_size): fp32
-    is untimed, and keeps v1.23's kernels."""
+    warps per SM need (2 at 1024 x 4096 and batch 16, else 1). The same for fp32 inputs since v1.26 (until
+    then one lane per channel, untimed); there the training forward and backward took 4.11 -> 3.65 ms of GPU
+    time at 1024 x 4096, 1.89 -> 1.58 at 2048 x 1024 and 0.95 -> 0.80 at 4096 x 256 (kernels/NOTES.md)."""
     knob = "MAMBAAD_SCAN_LANE_BWD_SPLIT" if backward else "MAMBAAD_SCAN_LANE_SPLIT"
     mode = os.environ.get(knob, "auto")
     if mode != "auto" and (not mode.isdigit() or int(mode) not in LANE_SPLITS):
@@ -980,11 +998,11 @@ def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int
         return 1
     if mode != "auto":
         return min(int(mode), n_state)
-    if interpreting() or element_size != 2:
+    if interpreting():
         return 1
     if not backward:
         return min(2, n_state)
-    fits = [s for s in LANE_SPLITS if s <= n_state and _lanes_enough(shape, device_index, s)]
+    fits = [s for s in LANE_SPLITS if s <= n_state and _lanes_enough(shape, device_index, s, element_size)]
     return fits[0] if fits else 1
 
 
@@ -1056,9 +1074,10 @@ def _tuned_kernels():
     from .triton_seg import _scan_bwd_seg_kernel, _scan_fwd_seg_kernel
 
     def block_configs(space):
-        # the segment and lane kernels' (BD, num_warps, num_stages, unroll, E, PREFETCH) tuples
+        # the segment and lane kernels' (BD, num_warps, num_stages, unroll, E, PREFETCH[, MAXNREG]) tuples
         return [triton.Config({"BD": bd, "UNROLL": unroll, "E": e, "PREFETCH": pf}, num_warps=w,
-                              num_stages=st) for bd, w, st, unroll, e, pf in space]
+                              num_stages=st, maxnreg=register_cap(rest))
+                for bd, w, st, unroll, e, pf, *rest in space]
 
     def seg(kernel, backward, reset_to_zero=None):
         return triton.autotune(block_configs(_seg_config_space(backward)), key=KEY if backward else FWD_KEY,
@@ -1414,10 +1433,23 @@ def selective_scan_bwd(dout, u, delta, A, B, C, D, z, delta_bias, delta_softplus
             _cast(dD, D), _cast(dz.flatten(1, 2) if dz is not None else None, z), _cast(dbias, delta_bias))
 
 
+def _inference() -> bool:
+    """Whether a forward skips autograd and the backward's checkpoints because grad mode is off (no_grad,
+    inference_mode), so that no backward can follow: knob MAMBAAD_SCAN_INFER_CKPT=0 (opt-in). By default
+    (1) the forward goes through autograd's Function, whose ctx.needs_input_grad marks a Parameter's input
+    (the model's D) as needing its gradient even under no_grad, so scoring forwards store checkpoints (16-step
+    ones where the lane backward would run: 4 fp32 bytes per step and channel at N = 16, twice a bf16 u).
+    Skipping them was not faster on the H200 (v1.26, batch 16: the model's inference +0.1 % against v1.25's
+    routing where the 8 x 8 maps' lane kernels alone gave +0.5 %; the inference forward's own autotuner pick
+    at 2048 x 1024, 16-step blocks, ran 0.339 ms where the training forward's 8-step one ran 0.310 with its
+    checkpoints: kernels/NOTES.md v1.26), so it stays opt-in until its picks are understood."""
+    return not torch.is_grad_enabled() and os.environ.get("MAMBAAD_SCAN_INFER_CKPT", "1") == "0"
+
+
 class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk):
-        need_ckpt = any(ctx.needs_input_grad)  # inference (no_grad) skips the checkpoints
+        need_ckpt = any(ctx.needs_input_grad)
         out, ckpt, T = selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, need_ckpt,
                                           chunk)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt)
@@ -1431,18 +1463,24 @@ class _TritonScan(torch.autograd.Function):
         return (*grads, None, None)
 
 
+def _directions_forward(u, delta, A, B, C, D, delta_bias, table, delta_softplus, need_ckpt, chunk):
+    batch, dn, length = u.shape
+    K = delta.shape[1]
+    u4 = u.unsqueeze(1).expand(batch, K, dn, length)  # every direction reads the same natural-order map
+    out, ckpt, T = _scan_forward(u4, delta, A, B, C, D, None, delta_bias, table, delta_softplus,
+                                 torch.float32, need_ckpt, chunk)
+    return out.sum(1).to(u.dtype), ckpt, T  # the merge: directions are already in natural order
+
+
 class _TritonDirections(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, table, delta_softplus, chunk):
-        batch, dn, length = u.shape
-        K = delta.shape[1]
-        u4 = u.unsqueeze(1).expand(batch, K, dn, length)  # every direction reads the same natural-order map
-        need_ckpt = any(ctx.needs_input_grad)  # inference (no_grad) skips the checkpoints
-        out, ckpt, T = _scan_forward(u4, delta, A, B, C, D, None, delta_bias, table, delta_softplus,
-                                     torch.float32, need_ckpt, chunk)
+        need_ckpt = any(ctx.needs_input_grad)
+        out, ckpt, T = _directions_forward(u, delta, A, B, C, D, delta_bias, table, delta_softplus, need_ckpt,
+                                           chunk)
         ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, table, ckpt)
         ctx.delta_softplus, ctx.T = delta_softplus, T
-        return out.sum(1).to(u.dtype)  # the merge: directions are already in natural order
+        return out
 
     @staticmethod
     def backward(ctx, dout):
@@ -1475,6 +1513,8 @@ def selective_scan_triton(
     u, delta, z: fp32 or bf16; state and accumulation in fp32. ``chunk`` overrides the chunk length (a power
     of two, for tests).
     """
+    if _inference():  # no autograd node and no checkpoints
+        return selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), False, chunk)[0]
     return _TritonScan.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus), chunk)
 
 
@@ -1493,5 +1533,9 @@ def selective_scan_directions_triton(
     """The fused SS2D core: K directional scans read through ``table`` and merged in natural order, without
     the K copies. Shapes and semantics: ``kernels.directions.selective_scan_directions`` (its backend
     "triton-fused" calls this); returns (batch, Dn, L) in u's dtype."""
-    return _TritonDirections.apply(u, delta, A, B, C, D, delta_bias, table.to(torch.int32).contiguous(),
-                                   bool(delta_softplus), chunk)
+    table = table.to(torch.int32).contiguous()
+    if _inference():
+        out, _, _ = _directions_forward(u, delta, A, B, C, D, delta_bias, table, bool(delta_softplus), False,
+                                        chunk)
+        return out
+    return _TritonDirections.apply(u, delta, A, B, C, D, delta_bias, table, bool(delta_softplus), chunk)

@@ -378,6 +378,18 @@ def test_model_throughput_script_rebuilds_the_scan_tuners_for_a_config_space_var
     assert lane_bwd_space() == default != [(2, 1)]
 
 
+def test_lane_sass_caps_the_registers_with_maxnreg():
+    """--maxnreg reaches ptxas: at 168 registers the lane backward fits them, and the per-block code spills
+    (the trade a config's MAXNREG field makes for 12 one-warp programs per SM instead of 8)."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = os.path.join(ROOT, "benchmarks", "lane_sass.py")
+    out = subprocess.run([sys.executable, script, "--kernel", "bwd", "--split", "1", "--maxnreg", "168"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=True).stdout
+    assert "MAXNREG 168" in out and int(re.search(r"REG:(\d+)", out).group(1)) <= 168
+    spills = [int(n) for n in re.findall(r"loop .*?: \d+ instructions, (\d+) local loads / stores", out)]
+    assert spills and max(spills) > 0
+
+
 def test_lane_sass_compiles_the_lane_backward_as_a_launch_specialises_it():
     """benchmarks/lane_sass.py (no GPU: Triton's ptxas for sm_90; its own process, the tests' kernels being
     interpreted). With the L strides as constants and 16-byte divisibility, as at MambaAD's shapes, the B / C

@@ -197,12 +197,16 @@ def test_lane_split_knob(ts, monkeypatch):
     for shape, n_state, fwd, bwd in (((128, 8, 16, 4096), 16, 2, 2),  # 3.9 warps per SM in one lane, 7.8 in 2
                                      ((64, 8, 16, 4096), 16, 2, 4),  # 1.9, 3.9, 7.8
                                      ((256, 8, 16, 1024), 16, 2, 1),  # 7.8 in one lane
-                                     ((1024, 8, 16, 64), 16, 2, 1),  # too short for the lane kernels
+                                     ((1024, 8, 16, 64), 16, 2, 1),  # 31 warps per SM in one lane
+                                     ((1024, 8, 16, 32), 16, 2, 1),  # too short for the lane kernels
                                      ((128, 8, 16, 4096), 3, 1, 1), ((128, 8, 16, 4096), 1, 1, 1)):
-        assert ts.lane_split(shape, n_state, 0, backward=False) == fwd, shape
-        assert ts.lane_split(shape, n_state, 0, backward=True) == bwd, shape
-        for backward in (False, True):  # fp32 inputs: one lane per channel (untimed)
-            assert ts.lane_split(shape, n_state, 0, backward=backward, element_size=4) == 1
+        for size in (2, 4):  # fp32 inputs as 16-bit ones since v1.26 (one lane per channel until then)
+            assert ts.lane_split(shape, n_state, 0, backward=False, element_size=size) == fwd, shape
+            assert ts.lane_split(shape, n_state, 0, backward=True, element_size=size) == bwd, shape
+    # where only 16-bit inputs are long enough for the lane kernels (64 steps), fp32's backward keeps one lane
+    assert ts.lane_split((256, 8, 16, 64), 16, 0, backward=True, element_size=2) == 1
+    assert ts.lane_split((128, 8, 16, 64), 16, 0, backward=True, element_size=2) == 2
+    assert ts.lane_split((128, 8, 16, 64), 16, 0, backward=True, element_size=4) == 1
 
 
 def check_every_gradient(ts, case):
@@ -358,6 +362,48 @@ def test_fused_directions_match_gather_scan_scatter(ts, method, H, W, K):
         assert rel(t.grad, q.grad) < 1e-4, name
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_a_no_grad_forward_can_skip_the_checkpoints(ts, monkeypatch, fused):
+    # the model passes its D as a Parameter, which autograd's ctx.needs_input_grad marks as needing its
+    # gradient even under no_grad: MAMBAAD_SCAN_INFER_CKPT=0 (opt-in) skips the backward's checkpoints there
+    monkeypatch.setenv("MAMBAAD_SCAN_INFER_CKPT", "0")
+    calls = []
+    real = ts._scan_forward
+
+    def spy(*args):
+        calls.append(args[11])  # need_ckpt
+        return real(*args)
+
+    monkeypatch.setattr(ts, "_scan_forward", spy)
+    g = torch.Generator().manual_seed(3)
+    batch, dn, K, n, length = 2, 3, 2, 4, 20
+    r = lambda *s: torch.randn(*s, generator=g).to(DEVICE)  # noqa: E731
+    D = torch.nn.Parameter(r(K * dn))
+    A = -(torch.rand(K * dn, n, generator=g) + 0.1).to(DEVICE)
+    if fused:
+        table = direction_tables("hilbert", 4, 5, K).to(DEVICE)
+        xs = (r(batch, dn, length), r(batch, K, dn, length) * 0.5, A, r(batch, K, n, length),
+              r(batch, K, n, length), D, r(K * dn) * 0.3)
+        scan = lambda: ts.selective_scan_directions_triton(*xs, table)  # noqa: E731
+    else:
+        xs = (r(batch, K * dn, length), r(batch, K * dn, length) * 0.5, A, r(batch, K, n, length),
+              r(batch, K, n, length))
+        bias = r(K * dn) * 0.3
+        scan = lambda: ts.selective_scan_triton(*xs, D=D, delta_bias=bias, delta_softplus=True)  # noqa: E731
+    with torch.no_grad():
+        scored = scan()
+    assert calls == [False] and not scored.requires_grad
+    with torch.inference_mode():
+        assert torch.equal(scan(), scored)
+    monkeypatch.delenv("MAMBAAD_SCAN_INFER_CKPT")  # the default: through autograd, with checkpoints
+    with torch.no_grad():
+        assert torch.equal(scan(), scored)
+    monkeypatch.setenv("MAMBAAD_SCAN_INFER_CKPT", "0")
+    trained = scan()  # grad mode: checkpoints for the backward, the same output
+    assert calls == [False, False, True, True] and trained.requires_grad
+    assert torch.equal(trained.detach(), scored)
+
+
 def test_unfused_directions_with_the_triton_scan_match_torch(ts):
     batch, dn, n, K, H, W = 1, 2, 2, 4, 3, 5
     g = torch.Generator().manual_seed(1)
@@ -462,6 +508,22 @@ def test_segment_configs_fit_their_chunk_and_channels(ts):
     assert ts._seg_kept(ts._SEG_FWD_CONFIGS, 3, 16, False) == []  # 3 channels: BD 32 is too wide
 
 
+def test_block_configs_take_an_optional_register_cap(ts, monkeypatch):
+    # a seventh field caps the registers per thread (triton.Config's maxnreg); 0 or absent: the compiler's
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_CONFIGS", "32:1:3:1:16:4:168,32:1:3:1:16:4:0,32:1:3:1:8:1")
+    monkeypatch.setenv("MAMBAAD_SCAN_SEG_CONFIGS", "4:1:3:1:16:0:128")
+    ts._tuned_kernels.cache_clear()
+    try:
+        tuners = dict(zip(ts.TUNED_KERNEL_NAMES, ts._tuned_kernels(), strict=True))
+        assert [c.maxnreg for c in tuners["lane_bwd"].configs] == [168, None, None]
+        fields = [(c.kwargs["E"], c.kwargs["PREFETCH"]) for c in tuners["lane_bwd"].configs]
+        assert fields == [(16, 4), (16, 4), (8, 1)]
+        assert [c.maxnreg for c in tuners["seg_bwd"].configs] == [128]
+        assert [c.maxnreg for c in tuners["lane_fwd"].configs] == [None] * len(ts._LANE_FWD_CONFIGS)
+    finally:
+        ts._tuned_kernels.cache_clear()
+
+
 def test_gpu_routes_the_backward_by_dtype_chunk_and_gate(ts, monkeypatch):
     # the segment backward for 16-bit inputs and for fp32 at short chunks; the tiles one for fp32 at 128-step
     # chunks (faster there on the H200) and wherever the gate z is fused
@@ -559,9 +621,10 @@ def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monke
     monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
     n16, u16 = {"N": 16}, (torch.zeros(1, dtype=torch.bfloat16),)
     assert ts._lane_forward((256, 8, 16, 4096), u16, n16) is True and not launched
-    # 3.9 warps per SM with one lane per channel, 7.8 with the split's two (its auto default, 16-bit inputs)
+    # 3.9 warps per SM with one lane per channel, 7.8 with the split's two (its auto default; fp32 too since
+    # v1.26)
     assert ts._lane_forward((128, 8, 16, 4096), u16, n16) is True and not launched
-    assert ts._lane_forward((128, 8, 16, 4096), (torch.zeros(1),), n16) is False and not launched  # fp32
+    assert ts._lane_forward((128, 8, 16, 4096), (torch.zeros(1),), n16) is True and not launched  # fp32
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SPLIT", "1")
     assert ts._lane_forward((128, 8, 16, 4096), u16, n16) is False and not launched
     monkeypatch.delenv("MAMBAAD_SCAN_LANE_SPLIT")
@@ -592,42 +655,49 @@ def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monke
     (1024, 4096, 16, False, True),
     (2048, 1024, 16, True, True),  # 7.8 with one lane per channel (won)
     (4096, 256, 16, True, True),  # 15.5 (won)
-    (8192, 64, 16, False, False),  # too short (fp32 lost)
-    (1024, 4096, 64, True, True),  # the model's longest sequence at batch 64 (the forced lane kernel gained)
+    (8192, 64, 16, True, True),  # 64 steps: long enough in 16-bit inputs (won), too short in fp32 (lost)
+    (8192, 32, 16, False, False),  # 32: too short in both (untimed)
+    (1024, 4096, 64, True, True),  # the longest sequence at batch 64 (the forced lane kernel gained)
 ])
-def test_auto_takes_the_lane_forward_by_warps_per_sm_and_length(ts, monkeypatch, dim, length, batch, one_lane,
-                                                                 lane):
-    assert ts.lane_by_shape(dim * batch, length, 132) is one_lane
+def test_auto_takes_the_lane_kernels_by_warps_per_sm_and_length(ts, monkeypatch, dim, length, batch, one_lane,
+                                                                lane):
+    long32 = length >= 128  # fp32's LANE_MIN_STEPS
+    assert ts.lane_by_shape(dim * batch, length, 132, element_size=2) is one_lane
+    assert ts.lane_by_shape(dim * batch, length, 132) is (one_lane and long32)  # fp32 by default
     # N = 3: no split (one lane per channel)
     for n_state, want in ((16, lane), (3, one_lane)):
-        check_lane_auto(ts, monkeypatch, dim, length, batch, n_state, want)
-    # fp32 inputs: no split either (untimed), and the forward alone (the backward's auto is 16-bit only)
-    monkeypatch.setattr(ts.torch.cuda, "is_current_stream_capturing", lambda: False)
-    assert ts._lane_forward((dim // 8, 8, batch, length), (torch.zeros(1),), {"N": 16}) is one_lane
+        check_lane_auto(ts, monkeypatch, dim, length, batch, n_state, want, torch.bfloat16)
+        check_lane_auto(ts, monkeypatch, dim, length, batch, n_state, want and long32, torch.float32)
+    # the developer knob sets the shortest sequence for both dtypes
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_MIN_STEPS", str(length + 1))
+    assert not ts.lane_by_shape(dim * batch, length, 132, element_size=2)
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_MIN_STEPS", str(length))
+    assert ts.lane_by_shape(dim * batch, length, 132) is (dim * batch / 32 / 132 >= 6)
 
 
-def check_lane_auto(ts, monkeypatch, dim, length, batch, n_state, lane):
+def check_lane_auto(ts, monkeypatch, dim, length, batch, n_state, lane, dtype):
     monkeypatch.setenv("MAMBAAD_SCAN_LANE", "auto")
     monkeypatch.setattr(ts, "interpreting", lambda: False)
     monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
     monkeypatch.setattr(ts, "_launch", lambda *a: pytest.fail("auto launches nothing to decide"))
-    u = torch.zeros(1, dtype=torch.bfloat16)
+    u = torch.zeros(1, dtype=dtype)
+    shape = (dim // 8, 8, batch, length)
     # the same while a CUDA graph is captured (v1.11 fell back to the segment kernel there, so the graphed
     # model never ran the lane forward under auto)
     for capturing in (False, True):
         monkeypatch.setattr(ts.torch.cuda, "is_current_stream_capturing", lambda c=capturing: c)
-        assert ts._lane_forward((dim // 8, 8, batch, length), (u,), {"N": n_state}) is lane
-    # the lane backward's auto (its default): the same rule for 16-bit inputs; never with the gate z, nor
-    # in fp32 (untimed there); forced (1) in fp32 too
+        assert ts._lane_forward(shape, (u,), {"N": n_state}) is lane
+    # the lane backward's auto (its default): the same rule (fp32 too since v1.26); never with the gate z
     monkeypatch.delenv("MAMBAAD_SCAN_LANE_BWD", raising=False)
     for mode in (None, "auto"):
         if mode:
             monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD", mode)
-        assert ts._lane_backward((dim // 8, 8, batch, length), False, 0, 2, n_state) is lane
-        assert ts._lane_backward((dim // 8, 8, batch, length), True, 0, 2, n_state) is False
-        assert ts._lane_backward((dim // 8, 8, batch, length), False, 0, 4, n_state) is False
+        assert ts._lane_backward(shape, False, 0, u.element_size(), n_state) is lane
+        assert ts._lane_backward(shape, True, 0, u.element_size(), n_state) is False
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD", "0")
+    assert ts._lane_backward(shape, False, 0, u.element_size(), n_state) is False
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD", "1")
-    assert ts._lane_backward((dim // 8, 8, batch, length), False, 0, 4, n_state) is True
+    assert ts._lane_backward(shape, False, 0, u.element_size(), n_state) is True
 
 
 def test_forward_picks_are_kept_apart_for_training_and_inference(ts):
