@@ -1449,7 +1449,7 @@ def _inference() -> bool:
 class _TritonScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk):
-        need_ckpt = any(ctx.needs_input_grad)
+        need_ckpt = any(ctx.needs_input_grad)  # under no_grad too where an input is a Parameter: _inference
         out, ckpt, T = selective_scan_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, need_ckpt,
                                           chunk)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, ckpt)
@@ -1475,7 +1475,7 @@ def _directions_forward(u, delta, A, B, C, D, delta_bias, table, delta_softplus,
 class _TritonDirections(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, table, delta_softplus, chunk):
-        need_ckpt = any(ctx.needs_input_grad)
+        need_ckpt = any(ctx.needs_input_grad)  # as _TritonScan's
         out, ckpt, T = _directions_forward(u, delta, A, B, C, D, delta_bias, table, delta_softplus, need_ckpt,
                                            chunk)
         ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, table, ckpt)
