@@ -214,15 +214,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # (PREFETCH 1 where v1.25 has 4); two states per loop iteration (UNROLL 2), alone or beside v1.24's
     # configs (session 27: slower, not in the space); each state's A, start state and adjoint loaded an
     # iteration ahead with its rows (PREFETCH 4), alone or beside them
-    **{f"bf16+cl+graphs+{name}": {**BF16_CL, "train.cuda_graphs": True,
-                                  "env": {"MAMBAAD_SCAN_LANE_BWD_CONFIGS": space}}
-       for name, space in (("v124", LANE_BWD_V124), ("bwdunroll2", f"{LANE_BWD_V124},32:1:3:2:16:1"),
-                           ("bwdunroll2only", "32:1:3:2:16:1"),
-                           ("bwdpf4", f"{LANE_BWD_V124},32:1:3:1:16:4,32:1:3:1:8:4"),
-                           ("bwdpf4only", "32:1:3:1:16:4"))},
-    **{f"bf16+cl+graphs+{name}": {**BF16_CL, "train.cuda_graphs": True, "env": env}
-       for name, env in (("reg168", LANE_REG168), ("lanes", LANES),
-                         ("v125", V125), ("noinferckpt", NO_INFER_CKPT))},
+    **{f"bf16+cl+graphs+{name}": {**BF16_CL, "train.cuda_graphs": True, "env": env} for name, env in (
+        *((name, {"MAMBAAD_SCAN_LANE_BWD_CONFIGS": space}) for name, space in (
+            ("v124", LANE_BWD_V124), ("bwdunroll2", f"{LANE_BWD_V124},32:1:3:2:16:1"),
+            ("bwdunroll2only", "32:1:3:2:16:1"), ("bwdpf4", f"{LANE_BWD_V124},32:1:3:1:16:4,32:1:3:1:8:4"),
+            ("bwdpf4only", "32:1:3:1:16:4"))),
+        ("reg168", LANE_REG168), ("lanes", LANES), ("v125", V125), ("noinferckpt", NO_INFER_CKPT))},
     "fp32+v125": {"env": {**V125, "MAMBAAD_SCAN_LANE_SPLIT": "1", "MAMBAAD_SCAN_LANE_BWD": "0"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,

@@ -378,13 +378,19 @@ def test_model_throughput_script_rebuilds_the_scan_tuners_for_a_config_space_var
     assert lane_bwd_space() == default != [(2, 1)]
 
 
+def run_lane_sass(*args: str) -> str:
+    # benchmarks/lane_sass.py's report, in a process of its own: the tests' kernels are interpreted, and it
+    # compiles for sm_90
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    script = os.path.join(ROOT, "benchmarks", "lane_sass.py")
+    return subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=300, check=True).stdout
+
+
 def test_lane_sass_caps_the_registers_with_maxnreg():
     """--maxnreg reaches ptxas: at 168 registers the lane backward fits them, and the per-block code spills
     (the trade a config's MAXNREG field makes for 12 one-warp programs per SM instead of 8)."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    script = os.path.join(ROOT, "benchmarks", "lane_sass.py")
-    out = subprocess.run([sys.executable, script, "--kernel", "bwd", "--split", "1", "--maxnreg", "168"],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=True).stdout
+    out = run_lane_sass("--kernel", "bwd", "--split", "1", "--maxnreg", "168")
     assert "MAXNREG 168" in out and int(re.search(r"REG:(\d+)", out).group(1)) <= 168
     spills = [int(n) for n in re.findall(r"loop .*?: \d+ instructions, (\d+) local loads / stores", out)]
     assert spills and max(spills) > 0
@@ -395,10 +401,7 @@ def test_lane_sass_compiles_the_lane_backward_as_a_launch_specialises_it():
     interpreted). With the L strides as constants and 16-byte divisibility, as at MambaAD's shapes, the B / C
     rows of the state loop are 128-bit loads; without them (the harness before v1.25) they were 16-bit
     scalar loads, and its counts were not the GPU's code."""
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    script = os.path.join(ROOT, "benchmarks", "lane_sass.py")
-    out = subprocess.run([sys.executable, script, "--kernel", "bwd", "--split", "2", "--prefetch", "4"],
-                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=True).stdout
+    out = run_lane_sass("--kernel", "bwd", "--split", "2", "--prefetch", "4")
     loads = dict(re.findall(r"(LDG\.E(?:\.\w+)?) (\d+)", out.split("global loads: ")[1].splitlines()[0]))
     # 128-bit loads, and 16-bit ones only for single values (delta at the next block's first step): the
     # harness before v1.25 had 33 of those
