@@ -1,7 +1,7 @@
 """Compile a lane scan kernel for sm_90 on this machine (no GPU needed) and count its SASS: registers, stack,
 and the instructions of its loops, most frequent opcodes first.
 
-    python benchmarks/lane_sass.py --kernel bwd --split 2 --prefetch 4
+    python benchmarks/lane_sass.py --kernel bwd --split 2 --prefetch 5
     python benchmarks/lane_sass.py --kernel fwd --split 2 --bc fp32      # B / C rows in fp32
     python benchmarks/lane_sass.py --kernel bwd --split 1 --maxnreg 168  # 12 one-warp programs per SM
 
@@ -105,14 +105,14 @@ def main() -> None:
     parser.add_argument("--kernel", choices=("fwd", "bwd"), default="bwd")
     parser.add_argument("--split", type=int, default=2, help="lanes per channel (SPLIT)")
     parser.add_argument("--prefetch", type=int, default=None,
-                        help="PREFETCH (default: the backward 4, the forward 0)")
+                        help="PREFETCH (default: the backward 5, the forward 0)")
     parser.add_argument("--unroll", type=int, default=1, help="UNROLL of the backward's state loop")
     parser.add_argument("--block", type=int, default=16, help="steps per block (E)")
     parser.add_argument("--bc", choices=("bf16", "fp32"), default="bf16", help="the B / C rows' dtype")
     parser.add_argument("--maxnreg", type=int, default=0,
                         help="registers per thread (a config's MAXNREG field; 0: the compiler's choice)")
     args = parser.parse_args()
-    prefetch = args.prefetch if args.prefetch is not None else (4 if args.kernel == "bwd" else 0)
+    prefetch = args.prefetch if args.prefetch is not None else (5 if args.kernel == "bwd" else 0)
     compiled = compile_lane(args.kernel, args.split, prefetch, args.unroll, args.bc, args.block, args.maxnreg)
     print(f"lane {args.kernel}, split {args.split}, PREFETCH {prefetch}, UNROLL {args.unroll}, "
           f"E {args.block}, B / C {args.bc}, MAXNREG {args.maxnreg or 'auto'}")

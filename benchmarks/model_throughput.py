@@ -45,7 +45,7 @@ def _space(configs) -> str:
 # programs per SM instead of 8, for spills; the autotuner picks per shape)
 LANE_REG168 = {
     "MAMBAAD_SCAN_LANE_CONFIGS": _space(_LANE_FWD_CONFIGS) + ",32:1:3:1:16:0:168,32:1:3:1:16:2:168",
-    "MAMBAAD_SCAN_LANE_BWD_CONFIGS": _space(_LANE_BWD_CONFIGS) + ",32:1:3:1:16:4:168"}
+    "MAMBAAD_SCAN_LANE_BWD_CONFIGS": _space(_LANE_BWD_CONFIGS) + ",32:1:3:1:16:5:168"}
 # both lane kernels at every shape: at MambaAD's 256 x 256 shapes that moved only the 8 x 8 maps (64 steps)
 # off the segment kernels until v1.26 made that the default for 16-bit inputs (triton_scan.LANE_MIN_STEPS).
 # V125: v1.25's routing, the lane kernels from 128 steps only (its INFER_CKPT=1, scoring forwards storing
@@ -213,12 +213,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the lane backward's config space (MAMBAAD_SCAN_LANE_BWD_CONFIGS; _reset_scan_tuners): v1.24's
     # (PREFETCH 1 where v1.25 has 4); two states per loop iteration (UNROLL 2), alone or beside v1.24's
     # configs (session 27: slower, not in the space); each state's A, start state and adjoint loaded an
-    # iteration ahead with its rows (PREFETCH 4), alone or beside them
+    # iteration ahead with its rows (PREFETCH 4), alone or beside them; v126: v1.26's space (PREFETCH 4 where
+    # v1.27 has 5, the rows carried in their own dtype)
     **{f"bf16+cl+graphs+{name}": {**BF16_CL, "train.cuda_graphs": True, "env": env} for name, env in (
         *((name, {"MAMBAAD_SCAN_LANE_BWD_CONFIGS": space}) for name, space in (
             ("v124", LANE_BWD_V124), ("bwdunroll2", f"{LANE_BWD_V124},32:1:3:2:16:1"),
             ("bwdunroll2only", "32:1:3:2:16:1"), ("bwdpf4", f"{LANE_BWD_V124},32:1:3:1:16:4,32:1:3:1:8:4"),
-            ("bwdpf4only", "32:1:3:1:16:4"))),
+            ("bwdpf4only", "32:1:3:1:16:4"), ("v126", _space(_LANE_BWD_CONFIGS).replace("16:5", "16:4")))),
         ("reg168", LANE_REG168), ("lanes", LANES), ("v125", V125), ("noinferckpt", NO_INFER_CKPT))},
     "fp32+v125": {"env": {**V125, "MAMBAAD_SCAN_LANE_SPLIT": "1", "MAMBAAD_SCAN_LANE_BWD": "0"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)

@@ -146,13 +146,17 @@ def _A2_tile(A_ptr, u_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N
 
 
 @triton.jit
-def _rows(ptrs, tmask, EVEN_L: tl.constexpr, PTX: tl.constexpr):
-    # a B or C row over a block, fp32 [BD, E] (zeros past L)
+def _row(ptrs, tmask, EVEN_L: tl.constexpr):
+    # a B or C row over a block [BD, E] in its own dtype (zeros past L)
     if EVEN_L:
-        x = tl.load(ptrs)
-    else:
-        x = tl.load(ptrs, mask=tmask, other=0.0)
-    return _f32(x, PTX)
+        return tl.load(ptrs)
+    return tl.load(ptrs, mask=tmask, other=0.0)
+
+
+@triton.jit
+def _rows(ptrs, tmask, EVEN_L: tl.constexpr, PTX: tl.constexpr):
+    # the same in fp32
+    return _f32(_row(ptrs, tmask, EVEN_L), PTX)
 
 
 @triton.jit
@@ -273,6 +277,12 @@ def _scan_bwd_lane_kernel(
     NL: tl.constexpr = N if SPLIT == 1 else NH
     lead = s0 == 0  # the row that stores a channel's gradients
     LOG_E: tl.constexpr = 2 if E == 4 else 3 if E == 8 else 4
+    # PREFETCH 5: as 4, the next state's B / C rows carried in their own dtype and converted in the
+    # iteration that uses them. At 4 the conversion, in the iteration that issued the load, waited on it (7 %
+    # of the stall samples at 1024 x 4096, Nsight Compute); at 5 the loop's back edge still copies the rows'
+    # registers (5.7 %), but the backward is 1.5-12 % faster (kernels/NOTES.md v1.27)
+    RAW_ROWS: tl.constexpr = PREFETCH >= 5
+    BLOCKS: tl.constexpr = T // E
     ee = tl.arange(0, E)[None, :]
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     dD = tl.zeros([BD], tl.float32)
@@ -283,7 +293,6 @@ def _scan_bwd_lane_kernel(
     C_seg = C_ptr + b * sC_b + g * sC_g + (s0 * sC_n)[:, None]
     dB_base = (dB_ptr + (b * G + g) * N * L + s0 * L)[:, None]
     dC_base = (dC_ptr + (b * G + g) * N * L + s0 * L)[:, None]
-    BLOCKS: tl.constexpr = T // E
     # the scratch, [slot, state, row] so that a state's values of the lanes are adjacent: slots 0 .. BLOCKS
     # - 1 the block start states of the current chunk, slot BLOCKS the adjoint handed from block to block
     row = b * G * DG + ch  # this lane's (batch, channel): its rows of the checkpoints, dA, dD and the scratch
@@ -338,21 +347,27 @@ def _scan_bwd_lane_kernel(
             C_row = C_seg + t * sC_l + 0 * d[:, None]
             d_dtA = tl.zeros([BD, E], tl.float32)  # sum_n A_n mu_t a_t h_{t-1} (A in log2 units)
             d_dtu = tl.zeros([BD, E], tl.float32)  # sum_n mu_t B_n
-            B_nx = _rows(B_row, tmask, EVEN_L, FAST_EXP)
-            C_nx = _rows(C_row, tmask, EVEN_L, FAST_EXP)
+            B_nx = _row(B_row, tmask, EVEN_L)  # from PREFETCH 5 on kept in the rows' own dtype
+            C_nx = _row(C_row, tmask, EVEN_L)
+            if not RAW_ROWS:
+                B_nx, C_nx = _f32(B_nx, FAST_EXP), _f32(C_nx, FAST_EXP)
             h_row = work + s * NP * rows if BLOCKS > 1 else ckpt + c * N
-            if PREFETCH == 4:  # state 0's A, start state and adjoint, loaded as the rows are
+            if PREFETCH >= 4:  # state 0's A, start state and adjoint, loaded as the rows are
                 A2_nx, h_nx, mu_nx = _state_scalars(A_row, h_row, mu_slot, 0, rows, dmask, BLOCKS)
             for n in tl.range(0, NL, loop_unroll_factor=UNROLL):
-                if PREFETCH == 1 or PREFETCH == 4:  # this state's rows were loaded an iteration ahead
+                if PREFETCH == 1 or PREFETCH >= 4:  # this state's rows were loaded an iteration ahead
                     Bn, Cn = B_nx, C_nx
                     m = tl.minimum(n + 1, NL - 1)
-                    B_nx = _rows(B_row + m * sB_n, tmask, EVEN_L, FAST_EXP)
-                    C_nx = _rows(C_row + m * sC_n, tmask, EVEN_L, FAST_EXP)
+                    B_nx = _row(B_row + m * sB_n, tmask, EVEN_L)
+                    C_nx = _row(C_row + m * sC_n, tmask, EVEN_L)
+                    if RAW_ROWS:  # converted here, in the iteration that uses them
+                        Bn, Cn = _f32(Bn, FAST_EXP), _f32(Cn, FAST_EXP)
+                    else:
+                        B_nx, C_nx = _f32(B_nx, FAST_EXP), _f32(C_nx, FAST_EXP)
                 else:
                     Bn = _rows(B_row + n * sB_n, tmask, EVEN_L, FAST_EXP)
                     Cn = _rows(C_row + n * sC_n, tmask, EVEN_L, FAST_EXP)
-                if PREFETCH == 4:  # and its A, start state and adjoint too (state n + 1's adjoint was stored
+                if PREFETCH >= 4:  # and its A, start state and adjoint too (state n + 1's adjoint was stored
                     # by the later block: no load here reads what this loop writes)
                     A2n, hn, mu = A2_nx, h_nx, mu_nx
                     A2_nx, h_nx, mu_nx = _state_scalars(A_row, h_row, mu_slot, m, rows, dmask, BLOCKS)

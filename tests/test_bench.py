@@ -407,3 +407,28 @@ def test_lane_sass_compiles_the_lane_backward_as_a_launch_specialises_it():
     # harness before v1.25 had 33 of those
     assert int(loads["LDG.E.128"]) >= 8 and int(loads.get("LDG.E.U16", 0)) <= 2
     assert "REG:" in out and re.search(r"loop .* instructions, 0 local loads / stores; .*SHFL", out)
+
+
+def test_ncu_stalls_sums_samples_per_reason_loop_and_instruction(tmp_path):
+    """benchmarks/ncu_stalls.py on a source page shaped as ncu writes it (a kernel line, then the columns):
+    the loop is found from its backward branch, shares are of all samples, and the top instruction names its
+    leading reason."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import ncu_stalls
+
+    names = ["Address", "Source", ncu_stalls.SAMPLES, "stall_long_sb", "stall_wait",
+             "stall_long_sb (Not Issued)"]
+    code = [("0x100", "MOV R1, R2", 2, 0, 2), ("0x110", "LDG.E R3, [R4.64]", 10, 0, 10),
+            ("0x120", "FADD R5, R3, R3", 60, 55, 5), ("0x130", "@P0 BRA 0x110", 8, 0, 8),
+            ("0x140", "EXIT", 20, 0, 20)]
+    lines = ['"Kernel Name","k",', ",".join(f'"{n}"' for n in names)]
+    # the Not-Issued column is a subset of its reason's samples: never added to the totals
+    lines += [",".join(f'"{v}"' for v in (a, s, n, lsb, w, lsb // 2)) for a, s, n, lsb, w in code]
+    path = tmp_path / "sass.csv"
+    path.write_text("\n".join(lines) + "\n")
+    report = ncu_stalls.report(*ncu_stalls.read_source_page(path), top=2)
+    assert report[0].startswith("100 samples; long_sb 55.0 %, wait 45.0 %")
+    assert report[1].startswith("loop rows 1-3 (3 instructions): 78.0 % of samples; "
+                                "long_sb 70.5 %, wait 29.5 %")
+    assert "60.0 % long_sb" in report[2] and "FADD R5, R3, R3" in report[2]
+    assert "EXIT" in report[3] and len(report) == 4

@@ -121,6 +121,11 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     "lane backward, rows ahead": {"LANE_BWD": "1", "SEG_PREFETCH": "1"},
     # PREFETCH=4: the rows and each state's A, start state and adjoint an iteration ahead
     "lane backward, rows and state values ahead": {"LANE_BWD": "1", "SEG_PREFETCH": "4"},
+    # PREFETCH=5 (the default since v1.27): as 4, with the rows carried in their own dtype to the iteration
+    # that converts them
+    "lane backward, rows ahead in their own dtype": {"LANE_BWD": "1", "SEG_PREFETCH": "5"},
+    "lane backward, states over 2 lanes, rows ahead in their own dtype, 16-step blocks": {
+        "LANE_BWD": "1", "LANE_BWD_SPLIT": "2", "SEG_PREFETCH": "5", "SEG_E": "16"},
     "lane backward, 8-step blocks": {"LANE_BWD": "1", "SEG_E": "8"},
     "lane forward and backward, 16-step blocks": {"LANE": "1", "LANE_BWD": "1", "SEG_E": "16"},
     # each channel's states over 2 or 4 lanes (triton_lane._lane_channels; N / 2 or N / 4 states per lane,
@@ -151,7 +156,8 @@ def test_every_tuning_of_the_state_loop_matches_too(ts, monkeypatch, tuning, cas
 # the state split's tunings, and two without it (the interpreter is slow: each case costs 5-30 s); the
 # three cases above run the lane backward only at N = 1, where no state is ahead of another
 LANE_TUNINGS = [t for t in TUNINGS if "lanes" in t] + ["lane forward and backward, 16-step blocks",
-                                                        "lane backward, rows and state values ahead"]
+                                                        "lane backward, rows and state values ahead",
+                                                        "lane backward, rows ahead in their own dtype"]
 
 
 @pytest.mark.parametrize("tuning", LANE_TUNINGS, ids=LANE_TUNINGS)
