@@ -4,6 +4,7 @@ and the instructions of its loops, most frequent opcodes first.
     python benchmarks/lane_sass.py --kernel bwd --split 2 --prefetch 5
     python benchmarks/lane_sass.py --kernel fwd --split 2 --bc fp32      # B / C rows in fp32
     python benchmarks/lane_sass.py --kernel bwd --split 1 --maxnreg 168  # 12 one-warp programs per SM
+    python benchmarks/lane_sass.py --kernel fwd --table cl               # the fused path, channels-last
 
 It gives the kernel what a launch at MambaAD's shapes gives it: Triton specialises integer arguments equal
 to 1 (the L strides of the model's tensors) as constants and marks pointers and integers divisible by 16 as
@@ -25,12 +26,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 L_STRIDES = ("su_l", "sdt_l", "sB_l", "sC_l", "sz_l", "so_l", "sdu_l")
+D_STRIDES = ("su_d", "sdt_d", "sz_d", "so_d", "sdu_d")  # 1 on channels-last maps (the fused path's)
 BF16_PTRS = ("u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dout_ptr", "out_ptr", "du_ptr", "ddt_ptr",
              "dz_ptr")
 
 
-def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, block: int, maxnreg: int = 0):
-    """The compiled kernel (triton's CompiledKernel) for bf16 inputs, N = 16, D, bias and softplus, no z."""
+def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, block: int, maxnreg: int = 0,
+                 table: str = "none"):
+    """The compiled kernel (triton's CompiledKernel) for bf16 inputs, N = 16, D, bias and softplus, no z.
+    table: none, or the fused path's index table with u / delta / the output channels-last ("cl": their
+    channel strides 1, B / C still unit L stride) or channel-major ("cm")."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -39,13 +44,14 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
 
     fn = _scan_bwd_lane_kernel if kernel == "bwd" else _scan_fwd_lane_kernel
     consts = {"N": 16, "NP": 16, "HAS_D": True, "HAS_Z": False, "HAS_BIAS": True, "SOFTPLUS": 2,
-              "HAS_TABLE": False, "UNROLL": unroll, "FAST_EXP": True, "EVEN_L": True, "BD": 32, "E": block,
-              "PREFETCH": prefetch, "SPLIT": split}
+              "HAS_TABLE": table != "none", "UNROLL": unroll, "FAST_EXP": True, "EVEN_L": True, "BD": 32,
+              "E": block, "PREFETCH": prefetch, "SPLIT": split}
     if kernel == "bwd":  # the 16-step checkpoints (T = E: no pass over the chunk first), PTX reductions
         consts.update(T=block, PTX_RED=True)
     else:
         consts.update(T=128, STORE_CKPT=True)
-    consts.update({name: 1 for name in L_STRIDES})
+    unit = D_STRIDES + ("sB_l", "sC_l") if table == "cl" else L_STRIDES
+    consts.update({name: 1 for name in unit})
     signature, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
         if name in consts:
@@ -53,7 +59,8 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
             continue
         if name.endswith("_ptr"):
             fp32 = name in ("B_ptr", "C_ptr") and bc == "fp32"
-            signature[name] = "*bf16" if name in BF16_PTRS and not fp32 else "*fp32"
+            signature[name] = ("*i32" if name == "table_ptr" else "*bf16" if name in BF16_PTRS and not fp32
+                               else "*fp32")
         else:
             signature[name] = "i32"
         attrs[(i,)] = [["tt.divisibility", 16]]
@@ -109,13 +116,16 @@ def main() -> None:
     parser.add_argument("--unroll", type=int, default=1, help="UNROLL of the backward's state loop")
     parser.add_argument("--block", type=int, default=16, help="steps per block (E)")
     parser.add_argument("--bc", choices=("bf16", "fp32"), default="bf16", help="the B / C rows' dtype")
+    parser.add_argument("--table", choices=("none", "cl", "cm"), default="none",
+                        help="through an index table, maps channels-last (cl) or channel-major (cm)")
     parser.add_argument("--maxnreg", type=int, default=0,
                         help="registers per thread (a config's MAXNREG field; 0: the compiler's choice)")
     args = parser.parse_args()
     prefetch = args.prefetch if args.prefetch is not None else (5 if args.kernel == "bwd" else 0)
-    compiled = compile_lane(args.kernel, args.split, prefetch, args.unroll, args.bc, args.block, args.maxnreg)
+    compiled = compile_lane(args.kernel, args.split, prefetch, args.unroll, args.bc, args.block, args.maxnreg,
+                            args.table)
     print(f"lane {args.kernel}, split {args.split}, PREFETCH {prefetch}, UNROLL {args.unroll}, "
-          f"E {args.block}, B / C {args.bc}, MAXNREG {args.maxnreg or 'auto'}")
+          f"E {args.block}, B / C {args.bc}, MAXNREG {args.maxnreg or 'auto'}, table {args.table}")
     for line in sass_report(compiled.asm["cubin"]):
         print(" ", line)
 

@@ -71,6 +71,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fp32+graphs": {"train.cuda_graphs": True},
     "tf32+graphs": {"train.precision": "tf32", "train.cuda_graphs": True},
     "bf16+cl+graphs": {**BF16_CL, "train.cuda_graphs": True},
+    # the fused SS2D core (index tables; on the lane kernels since v1.28) instead of the glue + scan
+    "bf16+cl+graphs+fused": {**BF16_CL, "train.cuda_graphs": True,
+                             "model.decoder.scan_backend": "triton-fused"},
     # PyTorch's LayerNorm (fp32 under autocast) instead of kernels/layer_norm.py's, to time the kernels
     "bf16+cl+torchln": {**BF16_CL, "env": {"MAMBAAD_LN_BACKEND": "torch"}},
     "bf16+cl+graphs+torchln": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_BACKEND": "torch"}},

@@ -122,25 +122,53 @@ def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, s
 
 
 @triton.jit
-def _u_delta(u_ptr, dt_ptr, bias, b, g, d, t, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g, sdt_d, sdt_l,
-             HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """A block's u and delta ([BD, E] fp32, zeros off m2) in the steps' layout (the int8 hint on u's rows),
-    with delta + bias before softplus (x): the three kernels' common loads."""
-    at_u = b * su_b + g * su_g + d[:, None] * su_d + t * su_l
+def _u_delta(u_ptr, dt_ptr, bias, b, g, d, p, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g, sdt_d, sdt_l,
+             table_ptr, t, L, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_TABLE: tl.constexpr):
+    """A block's u and delta at positions p ([BD, E] fp32, zeros off m2) in the steps' layout (the int8 hint
+    on u's rows, or through a table on its row's: _steps_hint), with delta + bias before softplus (x): the
+    three kernels' common loads. d: the channels, _address_channels' where there is a table."""
+    at_u = b * su_b + g * su_g + d[:, None] * su_d + p * su_l
     u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
-    dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + t * sdt_l,
+    dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + p * sdt_l,
                      mask=m2, other=0.0).to(tl.float32)
-    dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
+    if HAS_TABLE:
+        u = _steps_hint(u, table_ptr, g, t, L, d, m2)
+        dt_raw = _steps_hint(dt_raw, table_ptr, g, t, L, d, m2)
+    else:
+        dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
     x, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
     return u, x, dt
 
 
 @triton.jit
-def _A2_tile(A_ptr, u_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N: tl.constexpr):
+def _steps_hint(x, table_ptr, g, t, L, d, mask):
+    """x [BD, E] in the steps' layout (a row of E per lane) where its addresses do not say so (through a
+    table, gathered steps): triton_seg's int8 hint at bytes t of direction g's table row, which are contiguous
+    along the steps and the same in every lane, as u's rows are without a table."""
+    return _layout_hint(x, table_ptr, g * L * 4 + t + 0 * d[:, None], mask)
+
+
+@triton.jit
+def _address_channels(d, HAS_TABLE: tl.constexpr, PTX: tl.constexpr):
+    """The channels [BD] for the addresses of u, delta, z, the output and their gradients. Through a table on
+    NVIDIA GPUs, with their contiguity hidden from Triton: on channels-last maps (channel stride 1) it would
+    otherwise lay out those loads with channels in each lane's registers, not steps, and convert every
+    block's tiles (local sm_90 compile of the forward: 456 bytes of stack and 288 shuffles a block, against
+    none and 0 with this copy, v1.28)."""
+    if HAS_TABLE and PTX:  # a copy Triton cannot see through (tl.max_contiguous(d, 1) lowers nothing)
+        return tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r", [d], dtype=tl.int32, is_pure=True, pack=1)
+    return d
+
+
+@triton.jit
+def _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N: tl.constexpr,
+             HAS_TABLE: tl.constexpr):
     """A of the program's rows (log2 units, [BD, NP // SPLIT]: each row's states from s0) in the steps'
-    layout: the int8 hint on a tile of u's rows, so that the states and A share the registers' order of a
-    block's steps."""
+    layout: the int8 hint on a tile of u's rows (of the table's row through one), so that the states and A
+    share the registers' order of a block's steps."""
     A2 = _load_A2(A_ptr + ch[:, None] * N + s0[:, None] + nn[None, :], nm)
+    if HAS_TABLE:
+        return _steps_hint(A2, table_ptr, g, nn[None, :], L, d, nm & (nn[None, :] < L))
     return _layout_hint(A2, u_ptr, b * su_b + g * su_g + d[:, None] * su_d + nn[None, :] * su_l,
                         nm & (nn[None, :] < L))
 
@@ -151,6 +179,18 @@ def _row(ptrs, tmask, EVEN_L: tl.constexpr):
     if EVEN_L:
         return tl.load(ptrs)
     return tl.load(ptrs, mask=tmask, other=0.0)
+
+
+@triton.jit
+def _natural(table_ptr, g, t, tmask, d, L, HAS_TABLE: tl.constexpr):
+    """Where the steps t [1, E] of direction g read and write u, delta, z, the output and their gradients:
+    table[g, t] ([BD, E] int32, the same in every lane, loaded as the B / C rows are, in the steps'
+    layout), or t itself without a table. B, C and their gradients stay in step order (the host gathers
+    them: a gather of N rows where u's would be of D)."""
+    p = t
+    if HAS_TABLE:
+        p = tl.load(table_ptr + g * L + t + 0 * d[:, None], mask=tmask, other=0)
+    return p
 
 
 @triton.jit
@@ -185,8 +225,9 @@ def _scan_fwd_lane_kernel(
     STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr, UNROLL: tl.constexpr, FAST_EXP: tl.constexpr,
     PREFETCH: tl.constexpr, EVEN_L: tl.constexpr, SPLIT: tl.constexpr,
 ):
-    """The forward of ``_scan_fwd_kernel`` (same arguments and outputs, no index table). Programs: BD
-    lane rows of one (batch, group), one channel per lane (SPLIT = 1), walking all L steps in blocks of E.
+    """The forward of ``_scan_fwd_kernel`` (same arguments and outputs; with an index table, B and C in step
+    order: _natural). Programs: BD lane rows of one (batch, group), one channel per lane (SPLIT = 1), walking
+    all L steps in blocks of E.
     With STORE_CKPT the state before each T-step chunk c goes to checkpoint slot c. PREFETCH=2 (NVIDIA
     GPUs) asks for the B / C rows of the block four ahead in L1 (one 128-byte line holds four blocks of
     16-bit rows). SPLIT > 1: each channel's states over SPLIT lanes (_lane_channels), their y summed by
@@ -198,7 +239,8 @@ def _scan_fwd_lane_kernel(
     ee = tl.arange(0, E)[None, :]
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     Dv = tl.where(lead, Dv, 0.0)  # D u added once per channel, before the rows' sum
-    A2 = _A2_tile(A_ptr, u_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N)
+    A2 = _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N, HAS_TABLE)
+    da = _address_channels(d, HAS_TABLE, FAST_EXP)
     h = A2 * 0.0  # the states, in A2's layout
     A2s = _columns(A2, BD, NH)
     state = ckpt_ptr + (b * G * DG + ch) * n_chunks * N + s0
@@ -213,8 +255,9 @@ def _scan_fwd_lane_kernel(
             t = t0 + ee  # [1, E]
             tmask = t < L
             m2 = dmask[:, None] & tmask
-            u, _, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, d, t, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
-                                sdt_d, sdt_l, HAS_BIAS, SOFTPLUS)
+            p = _natural(table_ptr, g, t, tmask, d, L, HAS_TABLE)
+            u, _, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, da, p, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
+                                sdt_d, sdt_l, table_ptr, t, L, HAS_BIAS, SOFTPLUS, HAS_TABLE)
             dtu = dt * u
             if PREFETCH == 2 and FAST_EXP:
                 ahead = tl.zeros([BD], tl.int32)[:, None] + t0 + 4 * E  # every lane: the block 4 ahead
@@ -232,10 +275,10 @@ def _scan_fwd_lane_kernel(
             y = _sum_groups(_stack(ys, BD, E), BD, SPLIT)
             m2 = m2 & lead[:, None]
             if HAS_Z:
-                z = tl.load(z_ptr + b * sz_b + g * sz_g + d[:, None] * sz_d + t * sz_l,
+                z = tl.load(z_ptr + b * sz_b + g * sz_g + da[:, None] * sz_d + p * sz_l,
                             mask=m2, other=0.0).to(tl.float32)
                 y = y * z / (1.0 + tl.exp(-z))
-            tl.store(out_ptr + b * so_b + g * so_g + d[:, None] * so_d + t * so_l,
+            tl.store(out_ptr + b * so_b + g * so_g + da[:, None] * so_d + p * so_l,
                      y.to(out_ptr.dtype.element_ty), mask=m2)
 
 
@@ -256,12 +299,13 @@ def _scan_bwd_lane_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_TABLE: tl.constexpr, PTX_RED: tl.constexpr, SPLIT: tl.constexpr,
 ):
-    """The backward on the lane layout (same arguments and outputs as the segment backward, no gate z, no
-    index table; work_ptr: fp32 scratch of (T / E + 1) x NP x rows, rows = batch x G x DG). Per chunk, in
-    reverse: pass 1 runs the chunk forwards from its checkpoint, all states in registers as in the forward,
-    and keeps each block's start states in the scratch; pass 2 walks the blocks backwards and, per state n
-    (a loop), runs the block's h forwards again from its start state, then the adjoint mu backwards from the
-    one the later block left in the scratch, with every gradient: mu's chain needs a_{t+1}, the next
+    """The backward on the lane layout (same arguments and outputs as the segment backward, no gate z; with an
+    index table, B, C, dB and dC in step order: _natural; work_ptr: fp32 scratch of (T / E + 1) x NP x rows,
+    rows = batch x G x DG). Per chunk, in reverse: pass 1 runs the chunk forwards from its checkpoint, all
+    states in registers as in the forward, and keeps each block's start states in the scratch; pass 2 walks
+    the blocks backwards and, per state n (a loop), runs the block's h forwards again from its start state,
+    then the adjoint mu backwards from the one the later block left in the scratch, with every gradient:
+    mu's chain needs a_{t+1}, the next
     register, or for the block's last step exp2(A delta) at the next block's first step. dB / dC, sums over
     the channels (the lanes), go by triton_seg's reduce-scatter; dA by one add per state and block.
 
@@ -287,7 +331,8 @@ def _scan_bwd_lane_kernel(
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     dD = tl.zeros([BD], tl.float32)
     dbias = tl.zeros([BD], tl.float32)
-    A2 = _A2_tile(A_ptr, u_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N)
+    A2 = _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N, HAS_TABLE)
+    da = _address_channels(d, HAS_TABLE, FAST_EXP)
     A2s = _columns(A2, BD, NH)
     B_seg = B_ptr + b * sB_b + g * sB_g + (s0 * sB_n)[:, None]  # [BD, 1]: each row's first state
     C_seg = C_ptr + b * sC_b + g * sC_g + (s0 * sC_n)[:, None]
@@ -316,8 +361,9 @@ def _scan_bwd_lane_kernel(
                 t = c * T + s * E + ee
                 tmask = t < L
                 m2 = dmask[:, None] & tmask
-                u, _, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, d, t, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
-                                    sdt_d, sdt_l, HAS_BIAS, SOFTPLUS)
+                p = _natural(table_ptr, g, t, tmask, d, L, HAS_TABLE)
+                u, _, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, da, p, m2, su_b, su_g, su_d, su_l, sdt_b,
+                                    sdt_g, sdt_d, sdt_l, table_ptr, t, L, HAS_BIAS, SOFTPLUS, HAS_TABLE)
                 dts = _columns(dt, BD, E)
                 h, _ = _block(h, dts, _columns(dt * u, BD, E), dts, A2s, B_seg, C_seg, t, tmask,
                               d, sB_l, sC_l, sB_n, sC_n, BD, NL, NH, E, EVEN_L, FAST_EXP, False)
@@ -329,13 +375,17 @@ def _scan_bwd_lane_kernel(
             t = t0 + ee
             tmask = t < L
             m2 = dmask[:, None] & tmask
-            u, x, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, d, t, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
-                                sdt_d, sdt_l, HAS_BIAS, SOFTPLUS)
-            at_o = b * so_b + g * so_g + d[:, None] * so_d + t * so_l
+            p = _natural(table_ptr, g, t, tmask, d, L, HAS_TABLE)
+            u, x, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, da, p, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
+                                sdt_d, sdt_l, table_ptr, t, L, HAS_BIAS, SOFTPLUS, HAS_TABLE)
+            at_o = b * so_b + g * so_g + da[:, None] * so_d + p * so_l
             gy = tl.load(dout_ptr + at_o, mask=m2, other=0.0).to(tl.float32)
             # delta at the next block's first step (0 past L: a = 1 there, and mu = 0 anyway)
             next_mask = dmask & (t0 + E < L)
-            dt_next = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d * sdt_d + (t0 + E) * sdt_l, mask=next_mask,
+            p_next = t0 + E
+            if HAS_TABLE:
+                p_next = tl.load(table_ptr + g * L + p_next + 0 * d, mask=next_mask, other=0)
+            dt_next = tl.load(dt_ptr + b * sdt_b + g * sdt_g + da * sdt_d + p_next * sdt_l, mask=next_mask,
                               other=0.0).to(tl.float32)
             _, dt_next = _delta(dt_next, bias, next_mask, HAS_BIAS, SOFTPLUS)
             dtu = dt * u
@@ -408,7 +458,7 @@ def _scan_bwd_lane_kernel(
                 tl.atomic_add(dA_ptr + row * N + s0 + n, w_sum, mask=dmask, sem="relaxed")
                 _red_scatter_rows(dB_base + n * L, first, L, tl.reshape(_stack(dBs, BD, E), [BD, 1, E]), 1, E,
                                   LOG_E, PTX_RED, BD // SPLIT)
-            at_du = b * sdu_b + g * sdu_g + d[:, None] * sdu_d + t * sdu_l
+            at_du = b * sdu_b + g * sdu_g + da[:, None] * sdu_d + p * sdu_l
             d_dtu = _sum_groups(d_dtu, BD, SPLIT)
             d_dtA = _sum_groups(d_dtA, BD, SPLIT)
             dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2 & lead[:, None],

@@ -1222,6 +1222,32 @@ def rows_enabled() -> bool:
     return os.environ.get("MAMBAAD_SCAN_ROWS", "0") == "1"
 
 
+def table_lanes(table: torch.Tensor | None, gated: bool) -> bool:
+    """Whether a scan through index tables (the fused SS2D path) runs on the lane kernels (triton_lane.py,
+    since v1.28) rather than the tiles ones (v1's). Knob MAMBAAD_SCAN_FUSED_KERNEL: lane (the default) or
+    tiles. Never with the gate z (the lane backward has none; the directions path passes none)."""
+    mode = os.environ.get("MAMBAAD_SCAN_FUSED_KERNEL", "lane")
+    if mode not in ("lane", "tiles"):
+        raise ValueError(f"MAMBAAD_SCAN_FUSED_KERNEL must be lane or tiles, got {mode!r}")
+    return table is not None and not gated and mode == "lane"
+
+
+def _steps_order(rows4: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """B or C (batch, G, N, L) in natural order, gathered into each direction's step order: the lane kernels
+    read B / C rows as contiguous blocks of steps. N rows a direction, where u's gather would be D."""
+    batch, groups, n_state, length = rows4.shape
+    return rows4.gather(3, table.long().view(1, groups, 1, length).expand(batch, groups, n_state, length))
+
+
+def _channels_last_buffer(like4: torch.Tensor, dtype: torch.dtype, channels_last_: bool) -> torch.Tensor:
+    """An empty (batch, G, DG, L) tensor, (batch, L, G, DG) in memory where channels_last_: the lane
+    kernels' writes through a table are then 32 adjacent channels of one position per warp instruction."""
+    batch, groups, dg, length = like4.shape
+    if channels_last_:
+        return torch.empty((batch, length, groups, dg), device=like4.device, dtype=dtype).permute(0, 2, 3, 1)
+    return torch.empty((batch, groups, dg, length), device=like4.device, dtype=dtype)
+
+
 def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dtype, need_ckpt, chunk):
     """Forward on 4-D views (batch, G, DG, L) of u / delta / z and (batch, G, N, L) of B / C.
 
@@ -1233,21 +1259,23 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     n_state = A.shape[1]
     T = chunk or chunk_length(length)
     rows = channels_last(u4, dt4, z4) and rows_enabled()
-    if (need_ckpt and not rows and table is None and _lane_checkpoint_steps()
-            and _lane_backward((dg, groups, batch, length), z4 is not None, u4.device.index or 0,
-                               u4.element_size(), n_state)):
+    lanes_table = not rows and table_lanes(table, z4 is not None)
+    if (need_ckpt and not rows and _lane_checkpoint_steps()
+            and (lanes_table or table is None and _lane_backward((dg, groups, batch, length), z4 is not None,
+                                                                  u4.device.index or 0, u4.element_size(),
+                                                                  n_state))):
         T = min(T, _lane_checkpoint_steps())  # the lane backward then skips its pass over each chunk
     n_chunks = cdiv(length, T)
     Ac, Df, bias = _host_params(A, D, delta_bias)
-    if rows:  # the output in the same layout: (batch, L, G, DG) in memory
-        out = torch.empty((batch, length, groups, dg), device=u4.device, dtype=out_dtype).permute(0, 2, 3, 1)
-    else:
-        out = torch.empty((batch, groups, dg, length), device=u4.device, dtype=out_dtype)
+    # the output in the same layout as u where the rows kernel, or the lane one through a table, runs
+    out = _channels_last_buffer(dt4, out_dtype, rows or lanes_table and u4.stride(2) == 1)
     # the checkpoints, or at inference the tiles kernel's two state slots (the rows kernel ignores them)
     ckpt = torch.empty((batch, groups * dg, n_chunks if need_ckpt else 2, n_state), device=u4.device,
                        dtype=torch.float32)
-    seg = not rows and table is None and seg_enabled(T, dg)  # the segment forward: no index tables yet
-    if seg:
+    seg = not rows and table is None and seg_enabled(T, dg)  # the segment forward: no index tables
+    if lanes_table:
+        B4, C4 = _steps_order(B4, table), _steps_order(C4, table)
+    if seg or lanes_table:
         B4, C4 = _bc_for_segments(B4, C4)
     tab = table if table is not None else Ac
     args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, out, ckpt, tab, length, dg, n_chunks,
@@ -1257,6 +1285,9 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     if rows:
         consts["TR"] = _rows_piece(T)
         kernel_index = 2
+    elif lanes_table:
+        consts["EVEN_L"] = length % T == 0
+        kernel_index = 6
     elif seg:
         consts["EVEN_L"] = length % T == 0
         kernel_index = 6 if _lane_forward((dg, groups, batch, length), args, consts) else 4
@@ -1309,24 +1340,27 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     delta_dtype = dt4.dtype  # the forward's softplus mode, before the tiles path's fp32 casts
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
-    lane = not rows and table is None and _lane_backward((dg, groups, batch, length), z4 is not None,
-                                                          u4.device.index or 0, u4.element_size(), n_state)
+    lanes_table = not rows and table_lanes(table, z4 is not None)
+    lane = not rows and (lanes_table or table is None and _lane_backward(
+        (dg, groups, batch, length), z4 is not None, u4.device.index or 0, u4.element_size(), n_state))
     seg = lane or (not rows and table is None and seg_enabled(T, dg, backward=True)
                    and (interpreting() or segment_backward_on_gpu(T, u4.element_size(), z4 is not None)))
     if not rows and not seg:  # bf16 loads set the tiles kernel's layouts astray (Triton 3.6): 1.3x slower
         dout4, u4, dt4, B4, C4, z4 = (_fp32(t) for t in (dout4, u4, dt4, B4, C4, z4))
     elif seg:
+        if lanes_table:
+            B4, C4 = _steps_order(B4, table), _steps_order(C4, table)
         B4, C4 = _bc_for_segments(B4, C4)
+    # gradients in the inputs' layout where the rows kernel, or the lane one through a table, runs (whole
+    # rows stored, or one position's adjacent channels); du and ddt share their strides in the kernels
+    layout = rows or lanes_table and u4.stride(2) == 1
 
-    def grad_buffer(like):
+    def grad_buffer(like, dtype=None):
         # the segment kernel stores du / ddt / dz in their input's dtype (16-bit: no fp32 buffer and cast
         # afterwards); the others in fp32
-        dtype = like.dtype if seg else torch.float32
-        if rows:  # gradients in the inputs' layout, so that the rows kernel stores whole rows
-            buffer = torch.empty((batch, length, groups, dg), device=dev, dtype=dtype)
-            return buffer.permute(0, 2, 3, 1)
-        return torch.empty((batch, groups, dg, length), device=dev, dtype=dtype)
-    du, ddt = grad_buffer(u4), grad_buffer(dt4)
+        return _channels_last_buffer(dt4, dtype or (like.dtype if seg else torch.float32), layout)
+    # through a table, du is one per direction, summed afterwards: fp32
+    du, ddt = grad_buffer(u4, torch.float32 if lanes_table else None), grad_buffer(dt4)
     dz = grad_buffer(z4) if z4 is not None else du
     # what the kernels add into, zeroed by one op (every torch op costs the H200's slow host time, and small
     # scans are bound by the host): dB and dC, stacked, and dA per batch element (the tiles kernel adds over
@@ -1375,6 +1409,9 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
             *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(dout4),
             *_strides(du))
     _launch(3 if rows else 7 if lane else 5 if seg else 1, (dg, groups, batch, length), args, consts)
+    if lanes_table:  # dB / dC from step order back to natural order (argsort inverts the permutations)
+        back = table.long().argsort(dim=1).view(1, 1, groups, 1, length)
+        dBC = dBC.gather(4, back.expand(dBC.shape))
     dD, dbias = dDb.sum(1)
     return du, ddt, (dz if z4 is not None else None), dBC, dA.sum(0), dD, dbias
 
@@ -1470,7 +1507,16 @@ def _directions_forward(u, delta, A, B, C, D, delta_bias, table, delta_softplus,
     u4 = u.unsqueeze(1).expand(batch, K, dn, length)  # every direction reads the same natural-order map
     out, ckpt, T = _scan_forward(u4, delta, A, B, C, D, None, delta_bias, table, delta_softplus,
                                  torch.float32, need_ckpt, chunk)
-    return out.sum(1).to(u.dtype), ckpt, T  # the merge: directions are already in natural order
+    return _merge(out).to(u.dtype), ckpt, T  # the merge: directions are already in natural order
+
+
+def _merge(per_direction: torch.Tensor) -> torch.Tensor:
+    """The sum over directions of (batch, K, Dn, L), kept in its layout: (batch, Dn, L), a view of (batch, L,
+    Dn) where the input is (batch, L, K, Dn) in memory (the lane kernels' writes through a table on
+    channels-last maps), the layout the model's out_norm reads."""
+    if per_direction.stride(2) == 1 and per_direction.shape[2] > 1:
+        return per_direction.permute(0, 3, 1, 2).sum(2).transpose(1, 2)
+    return per_direction.sum(1)
 
 
 class _TritonDirections(torch.autograd.Function):
@@ -1493,7 +1539,7 @@ class _TritonDirections(torch.autograd.Function):
             delta, A, B, C, D, None, delta_bias, table, ctx.delta_softplus, ckpt, ctx.T,
         )
         dB, dC = _cast_pair(dBC, B, C)
-        return (_cast(du.sum(1), u), _cast(ddt, delta), _cast(dA, A), dB, dC,
+        return (_cast(_merge(du), u), _cast(ddt, delta), _cast(dA, A), dB, dC,
                 _cast(dD, D), _cast(dbias, delta_bias), None, None, None)
 
 

@@ -345,9 +345,24 @@ def test_lane_checkpoint_interval_must_hold_whole_blocks(ts, monkeypatch, value)
         ts._lane_checkpoint_steps()
 
 
-@pytest.mark.parametrize(("method", "H", "W", "K"),
-                         [("hilbert", 5, 6, 8), ("zorder", 4, 4, 4), ("scan", 3, 7, 2)])
-def test_fused_directions_match_gather_scan_scatter(ts, method, H, W, K):
+def spy_launches(ts, monkeypatch) -> list[int]:
+    """The kernel indices ts._launch runs from now on (0 / 1 tiles, 6 / 7 lane forward / backward)."""
+    launched = []
+    launch = ts._launch
+    monkeypatch.setattr(ts, "_launch", lambda index, *args: launched.append(index) or launch(index, *args))
+    return launched
+
+
+# (kernel, lanes per channel): the fused path on the lane kernels (the default since v1.28), their state
+# split, and v1's tiles kernels (MAMBAAD_SCAN_FUSED_KERNEL=tiles)
+@pytest.mark.parametrize(("method", "H", "W", "K", "kernel", "split"),
+                         [("hilbert", 5, 6, 8, "lane", "1"), ("zorder", 4, 4, 4, "lane", "2"),
+                          ("scan", 3, 7, 2, "tiles", "1")])
+def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, W, K, kernel, split):
+    monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", kernel)
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_SPLIT", split)
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SPLIT", split)
+    launched = spy_launches(ts, monkeypatch)
     batch, dn, n, length = 2, 3, 4, H * W
     g = torch.Generator().manual_seed(H * W + K)
     r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
@@ -366,6 +381,13 @@ def test_fused_directions_match_gather_scan_scatter(ts, method, H, W, K):
     out.backward(dout.float().to(DEVICE))
     for name, t, q in zip(("u", "delta", "A", "B", "C", "D", "delta_bias"), test_in, ref_in, strict=True):
         assert rel(t.grad, q.grad) < 1e-4, name
+    assert launched == ([6, 7] if kernel == "lane" else [0, 1])
+
+
+def test_fused_kernel_knob_is_checked(ts, monkeypatch):
+    monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", "rows")
+    with pytest.raises(ValueError, match="MAMBAAD_SCAN_FUSED_KERNEL must be lane or tiles"):
+        ts.table_lanes(torch.zeros(1, 1), False)
 
 
 @pytest.mark.parametrize("fused", [False, True])
@@ -457,7 +479,12 @@ def test_channels_last_inputs_match_on_both_kernels(ts, monkeypatch, rows):
     assert launched == ([2, 3] if rows else [4 if seg[0] else 0, 5 if seg[1] else 1])
 
 
-def test_fused_directions_on_channels_last_maps(ts):
+@pytest.mark.parametrize(("kernel", "dtype"), [("lane", torch.float32), ("lane", torch.bfloat16),
+                                               ("tiles", torch.float32)])
+def test_fused_directions_on_channels_last_maps(ts, monkeypatch, kernel, dtype):
+    """The model's fused path hands over channels-last maps: the lane kernels read and write them through the
+    tables as they are and give the output and u's gradient back in that layout."""
+    monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", kernel)
     batch, dn, n, K, H, W = 2, 4, 2, 8, 4, 5
     L = H * W
     g = torch.Generator().manual_seed(4)
@@ -465,12 +492,23 @@ def test_fused_directions_on_channels_last_maps(ts):
     xs = [r(batch, dn, L), r(batch, K, dn, L) * 0.5, -(torch.rand(K * dn, n, generator=g, dtype=torch.float64)
           + 0.1), r(batch, K, n, L), r(batch, K, n, L), r(K * dn), r(K * dn) * 0.3]
     table = direction_tables("hilbert", H, W, K)
-    expected = selective_scan_directions_unfused(*xs, table, backend="torch")
-    test = [x.float().to(DEVICE) for x in xs]
+    ref_in = [x.clone().requires_grad_() for x in xs]
+    expected = selective_scan_directions_unfused(*ref_in, table, backend="torch")
+    test = [x.to(DEVICE, dtype if i in (0, 1, 3, 4) else torch.float32) for i, x in enumerate(xs)]
     test[0] = channels_last(test[0])
     test[1] = test[1].permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)  # (B, L, K, Dn) in memory
+    test = [x.requires_grad_() for x in test]
     got = selective_scan_directions(*test, table.to(DEVICE), backend="triton-fused")
-    assert rel(got, expected) < 1e-5
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    assert got.dtype == dtype and rel(got, expected) < tol
+    dout = r(batch, dn, L)
+    expected.backward(dout)
+    got.backward(dout.to(DEVICE, dtype))
+    for name, t, q in zip(("u", "delta", "A", "B", "C", "D", "delta_bias"), test, ref_in, strict=True):
+        assert rel(t.grad, q.grad) < tol * 10, name
+    if kernel == "lane":
+        assert got.stride(1) == 1 and test[0].grad.stride(1) == 1  # channels-last, as given
+        assert test[1].grad.stride(2) == 1  # delta's gradient: (B, L, K, Dn) in memory
 
 
 def test_ss2d_with_the_fused_kernel_matches_the_torch_path(ts):
