@@ -58,7 +58,9 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
             signature[name] = "constexpr"
             continue
         if name.endswith("_ptr"):
-            fp32 = name in ("B_ptr", "C_ptr") and bc == "fp32"
+            # B / C rows in fp32 on request; through a table the output and du are fp32 maps added into
+            fp32 = (name in ("B_ptr", "C_ptr") and bc == "fp32"
+                    or name in ("out_ptr", "du_ptr") and table != "none")
             signature[name] = ("*i32" if name == "table_ptr" else "*bf16" if name in BF16_PTRS and not fp32
                                else "*fp32")
         else:

@@ -226,8 +226,9 @@ def _scan_fwd_lane_kernel(
     PREFETCH: tl.constexpr, EVEN_L: tl.constexpr, SPLIT: tl.constexpr,
 ):
     """The forward of ``_scan_fwd_kernel`` (same arguments and outputs; with an index table, B and C in step
-    order: _natural). Programs: BD lane rows of one (batch, group), one channel per lane (SPLIT = 1), walking
-    all L steps in blocks of E.
+    order (_natural) and the output added, fp32, not stored: the host gives every direction the same map,
+    stride 0 over the group). Programs: BD lane rows of one (batch, group), one channel per lane (SPLIT =
+    1), walking all L steps in blocks of E.
     With STORE_CKPT the state before each T-step chunk c goes to checkpoint slot c. PREFETCH=2 (NVIDIA
     GPUs) asks for the B / C rows of the block four ahead in L1 (one 128-byte line holds four blocks of
     16-bit rows). SPLIT > 1: each channel's states over SPLIT lanes (_lane_channels), their y summed by
@@ -278,8 +279,11 @@ def _scan_fwd_lane_kernel(
                 z = tl.load(z_ptr + b * sz_b + g * sz_g + da[:, None] * sz_d + p * sz_l,
                             mask=m2, other=0.0).to(tl.float32)
                 y = y * z / (1.0 + tl.exp(-z))
-            tl.store(out_ptr + b * so_b + g * so_g + da[:, None] * so_d + p * so_l,
-                     y.to(out_ptr.dtype.element_ty), mask=m2)
+            at_o = b * so_b + g * so_g + da[:, None] * so_d + p * so_l
+            if HAS_TABLE:  # the directions' outputs added in one fp32 map (stride 0 over the group)
+                tl.atomic_add(out_ptr + at_o, y, mask=m2, sem="relaxed")
+            else:
+                tl.store(out_ptr + at_o, y.to(out_ptr.dtype.element_ty), mask=m2)
 
 
 @triton.jit
@@ -294,20 +298,22 @@ def _scan_bwd_lane_kernel(
     sz_b, sz_g, sz_d, sz_l,
     so_b, so_g, so_d, so_l,
     sdu_b, sdu_g, sdu_d, sdu_l,
+    sdd_b, sdd_g, sdd_d, sdd_l,
     N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, E: tl.constexpr,
     UNROLL: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, EVEN_L: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_TABLE: tl.constexpr, PTX_RED: tl.constexpr, SPLIT: tl.constexpr,
 ):
     """The backward on the lane layout (same arguments and outputs as the segment backward, no gate z; with an
-    index table, B, C, dB and dC in step order: _natural; work_ptr: fp32 scratch of (T / E + 1) x NP x rows,
-    rows = batch x G x DG). Per chunk, in reverse: pass 1 runs the chunk forwards from its checkpoint, all
-    states in registers as in the forward, and keeps each block's start states in the scratch; pass 2 walks
-    the blocks backwards and, per state n (a loop), runs the block's h forwards again from its start state,
-    then the adjoint mu backwards from the one the later block left in the scratch, with every gradient:
-    mu's chain needs a_{t+1}, the next
-    register, or for the block's last step exp2(A delta) at the next block's first step. dB / dC, sums over
-    the channels (the lanes), go by triton_seg's reduce-scatter; dA by one add per state and block.
+    index table, B, C, dB and dC in step order (_natural) and du added, fp32, as the forward's output is;
+    ddt's own strides sdd_*; work_ptr: fp32 scratch of (T / E + 1) x NP x rows, rows = batch x G x DG).
+    Per chunk, in reverse: pass 1 runs the chunk forwards from its checkpoint, all states in registers as in
+    the forward, and keeps each block's start states in the scratch; pass 2 walks the blocks backwards and,
+    per state n (a loop), runs the block's h forwards again from its start state, then the adjoint mu
+    backwards from the one the later block left in the scratch, with every gradient: mu's chain needs
+    a_{t+1}, the next register, or for the block's last step exp2(A delta) at the next block's first step.
+    dB / dC, sums over the channels (the lanes), go by triton_seg's reduce-scatter; dA by one add per state
+    and block.
 
     Where a chunk is one block (T = E: the forward's 16-step checkpoints, MAMBAAD_SCAN_LANE_CKPT) pass 1 is
     skipped. Local sm_90 compile (bf16): pass 2 about 27 instructions per element and state (11 of them the
@@ -459,9 +465,10 @@ def _scan_bwd_lane_kernel(
                 _red_scatter_rows(dB_base + n * L, first, L, tl.reshape(_stack(dBs, BD, E), [BD, 1, E]), 1, E,
                                   LOG_E, PTX_RED, BD // SPLIT)
             at_du = b * sdu_b + g * sdu_g + da[:, None] * sdu_d + p * sdu_l
+            at_dd = b * sdd_b + g * sdd_g + da[:, None] * sdd_d + p * sdd_l
             d_dtu = _sum_groups(d_dtu, BD, SPLIT)
             d_dtA = _sum_groups(d_dtA, BD, SPLIT)
             dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2 & lead[:, None],
-                                     du_ptr + at_du, ddt_ptr + at_du, HAS_D, SOFTPLUS)
+                                     du_ptr + at_du, ddt_ptr + at_dd, HAS_D, SOFTPLUS, HAS_TABLE)
     tl.store(dD_ptr + row, dD, mask=dmask & lead)
     tl.store(dbias_ptr + row, dbias, mask=dmask & lead)

@@ -238,9 +238,10 @@ def _bwd_state(d_dtA, d_dtu, y, dt, dtn, dtu, gy, gy_r, first, last, rev, tt, n,
 
 @triton.jit
 def _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_out, ddt_out, HAS_D: tl.constexpr,
-                 SOFTPLUS: tl.constexpr):
+                 SOFTPLUS: tl.constexpr, ADD_DU: tl.constexpr):
     # a chunk's du = delta sum_n lambda B_n + D gy and d(delta) = u sum_n lambda B_n + ln 2 sum_n A_n lambda q
-    # (through softplus'), stored; the per-channel dD and dbias partials returned with this chunk's terms
+    # (through softplus'), stored (du added, ADD_DU: the directions through a table share u and its
+    # gradient); the per-channel dD and dbias partials returned with this chunk's terms
     d_dt = u * d_dtu + LN_2 * d_dtA
     du = d_dtu * dt
     if HAS_D:
@@ -249,7 +250,10 @@ def _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_out, ddt_out,
     if SOFTPLUS:
         d_dt = d_dt * _softplus_grad(x, SOFTPLUS)
     d_dt = tl.where(m2, d_dt, 0.0)
-    tl.store(du_out, du.to(du_out.dtype.element_ty), mask=m2)
+    if ADD_DU:
+        tl.atomic_add(du_out, du, mask=m2, sem="relaxed")
+    else:
+        tl.store(du_out, du.to(du_out.dtype.element_ty), mask=m2)
     tl.store(ddt_out, d_dt.to(ddt_out.dtype.element_ty), mask=m2)
     return dD, dbias + tl.sum(d_dt, axis=1)
 
@@ -606,7 +610,7 @@ def _scan_bwd_kernel(
                       SOFTPLUS)
         at_du = b * sdu_b + g * sdu_g + d[:, None] * sdu_d + pos[None, :] * sdu_l
         dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_ptr + at_du,
-                                 ddt_ptr + at_du, HAS_D, SOFTPLUS)
+                                 ddt_ptr + at_du, HAS_D, SOFTPLUS, False)
         if HAS_Z:
             if HAS_D:
                 y += Dv[:, None] * u
@@ -1240,12 +1244,24 @@ def _steps_order(rows4: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 def _channels_last_buffer(like4: torch.Tensor, dtype: torch.dtype, channels_last_: bool) -> torch.Tensor:
-    """An empty (batch, G, DG, L) tensor, (batch, L, G, DG) in memory where channels_last_: the lane
-    kernels' writes through a table are then 32 adjacent channels of one position per warp instruction."""
+    """An empty (batch, G, DG, L) tensor, (batch, L, G, DG) in memory where channels_last_ (the rows kernel's
+    gradients: whole rows stored)."""
     batch, groups, dg, length = like4.shape
     if channels_last_:
         return torch.empty((batch, length, groups, dg), device=like4.device, dtype=dtype).permute(0, 2, 3, 1)
     return torch.empty((batch, groups, dg, length), device=like4.device, dtype=dtype)
+
+
+def _shared_map(like4: torch.Tensor, u4: torch.Tensor) -> torch.Tensor:
+    """A zeroed fp32 (batch, DG, L) map that the lane kernels add every direction's output (or du) into
+    through a table, as (batch, G, DG, L) with stride 0 over the group; in u's layout, so that on
+    channels-last maps a warp adds 32 adjacent channels of one position at a time."""
+    batch, groups, dg, length = like4.shape
+    if u4.stride(2) == 1 and dg > 1:  # (batch, L, DG) in memory
+        map3 = torch.zeros((batch, length, dg), device=like4.device, dtype=torch.float32).transpose(1, 2)
+    else:
+        map3 = torch.zeros((batch, dg, length), device=like4.device, dtype=torch.float32)
+    return map3.unsqueeze(1).expand(batch, groups, dg, length)
 
 
 def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dtype, need_ckpt, chunk):
@@ -1267,8 +1283,10 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
         T = min(T, _lane_checkpoint_steps())  # the lane backward then skips its pass over each chunk
     n_chunks = cdiv(length, T)
     Ac, Df, bias = _host_params(A, D, delta_bias)
-    # the output in the same layout as u where the rows kernel, or the lane one through a table, runs
-    out = _channels_last_buffer(dt4, out_dtype, rows or lanes_table and u4.stride(2) == 1)
+    if lanes_table:  # the directions' outputs summed by the kernel (their merge)
+        out = _shared_map(dt4, u4)
+    else:  # in u's layout where the rows kernel runs
+        out = _channels_last_buffer(dt4, out_dtype, rows)
     # the checkpoints, or at inference the tiles kernel's two state slots (the rows kernel ignores them)
     ckpt = torch.empty((batch, groups * dg, n_chunks if need_ckpt else 2, n_state), device=u4.device,
                        dtype=torch.float32)
@@ -1351,16 +1369,14 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         if lanes_table:
             B4, C4 = _steps_order(B4, table), _steps_order(C4, table)
         B4, C4 = _bc_for_segments(B4, C4)
-    # gradients in the inputs' layout where the rows kernel, or the lane one through a table, runs (whole
-    # rows stored, or one position's adjacent channels); du and ddt share their strides in the kernels
-    layout = rows or lanes_table and u4.stride(2) == 1
-
-    def grad_buffer(like, dtype=None):
+    def grad_buffer(like):
         # the segment kernel stores du / ddt / dz in their input's dtype (16-bit: no fp32 buffer and cast
-        # afterwards); the others in fp32
-        return _channels_last_buffer(dt4, dtype or (like.dtype if seg else torch.float32), layout)
-    # through a table, du is one per direction, summed afterwards: fp32
-    du, ddt = grad_buffer(u4, torch.float32 if lanes_table else None), grad_buffer(dt4)
+        # afterwards); the others in fp32; in the inputs' layout where the rows kernel runs
+        return _channels_last_buffer(dt4, like.dtype if seg else torch.float32, rows)
+    if lanes_table:  # du summed over the directions by the kernel; ddt in delta's layout where it is dense
+        du, ddt = _shared_map(dt4, u4), torch.empty_like(dt4)  # (empty_like keeps dense strides)
+    else:
+        du, ddt = grad_buffer(u4), grad_buffer(dt4)
     dz = grad_buffer(z4) if z4 is not None else du
     # what the kernels add into, zeroed by one op (every torch op costs the H200's slow host time, and small
     # scans are bound by the host): dB and dC, stacked, and dA per batch element (the tiles kernel adds over
@@ -1408,6 +1424,8 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
             du, ddt, dz, dB, dC, dA, dD, dbias, scratch, length, dg, n_chunks,
             *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(dout4),
             *_strides(du))
+    if lane:  # the lane backward's own strides of ddt
+        args = args + _strides(ddt)
     _launch(3 if rows else 7 if lane else 5 if seg else 1, (dg, groups, batch, length), args, consts)
     if lanes_table:  # dB / dC from step order back to natural order (argsort inverts the permutations)
         back = table.long().argsort(dim=1).view(1, 1, groups, 1, length)
@@ -1511,11 +1529,10 @@ def _directions_forward(u, delta, A, B, C, D, delta_bias, table, delta_softplus,
 
 
 def _merge(per_direction: torch.Tensor) -> torch.Tensor:
-    """The sum over directions of (batch, K, Dn, L), kept in its layout: (batch, Dn, L), a view of (batch, L,
-    Dn) where the input is (batch, L, K, Dn) in memory (the lane kernels' writes through a table on
-    channels-last maps), the layout the model's out_norm reads."""
-    if per_direction.stride(2) == 1 and per_direction.shape[2] > 1:
-        return per_direction.permute(0, 3, 1, 2).sum(2).transpose(1, 2)
+    """The sum over directions of (batch, K, Dn, L): the lane kernels' shared map as it is (stride 0 over
+    the directions: they added into it), or the tiles kernels' per-direction outputs summed."""
+    if per_direction.stride(1) == 0:
+        return per_direction[:, 0]
     return per_direction.sum(1)
 
 

@@ -55,3 +55,29 @@ def test_under_bf16_autocast(monkeypatch, way="pad8"):
         ref = g_mm[name].float()
         torch.testing.assert_close(g_w[name].float(), ref, rtol=0.05, atol=0.05 * ref.abs().max().item(),
                                    msg=name)
+
+
+@pytest.mark.parametrize(("rank", "columns", "padded"), [(1, 9, True), (3, 11, True), (1, 5, False)])
+def test_token_order_dt_proj_pads_as_the_matmul_does(monkeypatch, rank, columns, padded):
+    """The fused SS2D path's dt_proj on x_proj's output in token order (B, L, K, C): padded to rank 8 with
+    zero weight columns where x_dbl has the columns, the same values and gradients as a plain per-direction
+    product (an independent einsum of the first `rank` columns), in float64."""
+    from mambaad_cli.model.hss import _dt_proj_tokens
+
+    g = torch.Generator().manual_seed(rank)
+    K, D, Bn, L = 3, 5, 2, 7
+    x_dbl = torch.randn(Bn, L, K, columns, generator=g, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(K, D, rank, generator=g, dtype=torch.float64, requires_grad=True)
+    pads = []
+    pad = F.pad
+    monkeypatch.setattr(F, "pad", lambda *a, **k: pads.append(a[1]) or pad(*a, **k))
+    got = _dt_proj_tokens(weight, x_dbl[..., :rank], x_dbl, pad=True)
+    assert pads == ([(0, 8 - rank)] if padded else [])
+    expected = torch.stack([x_dbl[:, :, k, :rank] @ weight[k].T for k in range(K)], dim=2)  # (B, L, K, D)
+    assert got.shape == (Bn, L, K, D)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    dout = torch.randn(got.shape, generator=g, dtype=torch.float64)
+    grads = torch.autograd.grad(got, (x_dbl, weight), dout)
+    ref = torch.autograd.grad(expected, (x_dbl, weight), dout)
+    for a, b in zip(grads, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

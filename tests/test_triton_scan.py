@@ -423,13 +423,17 @@ def test_a_no_grad_forward_can_skip_the_checkpoints(ts, monkeypatch, fused):
     assert calls == [False] and not scored.requires_grad
     with torch.inference_mode():
         assert torch.equal(scan(), scored)
+    # with checkpoints the same output: the same bits in the interpreter; on a GPU the kernel with them is
+    # autotuned and compiled apart (the lane kernels, and the fused path since v1.28) and may round
+    # differently, within a few float32 ulps (test_inference_skips_checkpoints_and_matches_training_forward)
+    exact = DEVICE == "cpu"
     monkeypatch.delenv("MAMBAAD_SCAN_INFER_CKPT")  # the default: through autograd, with checkpoints
     with torch.no_grad():
-        assert torch.equal(scan(), scored)
+        torch.testing.assert_close(scan(), scored, rtol=0 if exact else 1e-5, atol=0 if exact else 1e-6)
     monkeypatch.setenv("MAMBAAD_SCAN_INFER_CKPT", "0")
     trained = scan()  # grad mode: checkpoints for the backward, the same output
     assert calls == [False, False, True, True] and trained.requires_grad
-    assert torch.equal(trained.detach(), scored)
+    torch.testing.assert_close(trained.detach(), scored, rtol=0 if exact else 1e-5, atol=0 if exact else 1e-6)
 
 
 def test_unfused_directions_with_the_triton_scan_match_torch(ts):

@@ -98,6 +98,17 @@ def _dt_proj(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor, pad: 
     return torch.matmul(weight, dts)
 
 
+def _dt_proj_tokens(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor, pad: bool) -> torch.Tensor:
+    """_dt_proj on x_proj's output in token order, x_dbl (B, L, K, R+2N) and dts its first R columns: (B, L,
+    K, D), one product per direction; the rank padded to a multiple of 8 as _dt_proj does (zero weight
+    columns times B's first columns), for the same cuBLAS kernels."""
+    rank = dts.shape[3]
+    padded = cdiv(rank, 8) * 8
+    if pad and padded != rank and padded <= x_dbl.shape[3]:
+        return torch.einsum("blkr,kdr->blkd", x_dbl[..., :padded], F.pad(weight, (0, padded - rank)))
+    return torch.einsum("blkr,kdr->blkd", dts, weight)
+
+
 class SS2D(nn.Module):
     def __init__(
         self,
@@ -221,7 +232,10 @@ class SS2D(nn.Module):
         xs = x.contiguous(memory_format=torch.channels_last).reshape(Bsz, D, L)
         x_dbl = torch.einsum("bdl,kcd->blkc", xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=3)
-        dts = torch.einsum("blkr,kdr->blkd", dts, self.dt_projs_weight).permute(0, 2, 3, 1)
+        # (B, L, K, D) as the kernel reads it: (K, B, L, D) in memory, channels adjacent; its gradient comes
+        # back in that layout (kernels/triton_scan.py), which the batched product's backward takes as it is
+        dts = _dt_proj_tokens(self.dt_projs_weight, dts, x_dbl, pad=_dt_proj_way() == "pad8")
+        dts = dts.permute(0, 2, 3, 1)
         Bs, Cs = Bs.permute(0, 2, 3, 1), Cs.permute(0, 2, 3, 1)  # (B, K, N, L) views
         return _scan_directions(
             xs,
