@@ -1092,12 +1092,14 @@ def _tuned_kernels():
     from .triton_lane import _scan_bwd_lane_kernel, _scan_fwd_lane_kernel
 
     lane_space = _configs_from_env("MAMBAAD_SCAN_LANE_CONFIGS", _LANE_FWD_CONFIGS)
-    lane = triton.autotune(block_configs(lane_space), key=[*FWD_KEY, "SPLIT"], **_cache_option())(
-        _scan_fwd_lane_kernel)
-    # the outputs the backward kernels add into must be zeroed between the autotuner's trial runs
+    # the outputs the kernels add into must be zeroed between the autotuner's trial runs: the backwards' dB,
+    # dC and dA; through a table, the lane kernels' output and du too (added over the directions: zeroing
+    # them costs the plain path one fill per trial, when it is tuned)
     added = ["dB_ptr", "dC_ptr", "dA_ptr"]
+    lane = triton.autotune(block_configs(lane_space), key=[*FWD_KEY, "SPLIT"], reset_to_zero=["out_ptr"],
+                           **_cache_option())(_scan_fwd_lane_kernel)
     lane_bwd = triton.autotune(block_configs(_lane_bwd_config_space()), key=[*KEY, "SPLIT"],
-                               reset_to_zero=added, **_cache_option())(_scan_bwd_lane_kernel)
+                               reset_to_zero=[*added, "du_ptr"], **_cache_option())(_scan_bwd_lane_kernel)
     return (_autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=added, backward=True),
             rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, ["dB_ptr", "dC_ptr"], backward=True),
             seg(_scan_fwd_seg_kernel, False), seg(_scan_bwd_seg_kernel, True, reset_to_zero=added), lane,
@@ -1252,16 +1254,17 @@ def _channels_last_buffer(like4: torch.Tensor, dtype: torch.dtype, channels_last
     return torch.empty((batch, groups, dg, length), device=like4.device, dtype=dtype)
 
 
-def _shared_map(like4: torch.Tensor, u4: torch.Tensor) -> torch.Tensor:
+def _shared_map(like4: torch.Tensor, u4: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A zeroed fp32 (batch, DG, L) map that the lane kernels add every direction's output (or du) into
-    through a table, as (batch, G, DG, L) with stride 0 over the group; in u's layout, so that on
-    channels-last maps a warp adds 32 adjacent channels of one position at a time."""
+    through a table, in u's layout (on channels-last maps a warp then adds 32 adjacent channels of one
+    position at a time): (the map, for the kernel's pointer and the autotuner's zeroing; the map as
+    (batch, G, DG, L) with stride 0 over the group, for the kernel's strides)."""
     batch, groups, dg, length = like4.shape
     if u4.stride(2) == 1 and dg > 1:  # (batch, L, DG) in memory
         map3 = torch.zeros((batch, length, dg), device=like4.device, dtype=torch.float32).transpose(1, 2)
     else:
         map3 = torch.zeros((batch, dg, length), device=like4.device, dtype=torch.float32)
-    return map3.unsqueeze(1).expand(batch, groups, dg, length)
+    return map3, map3.unsqueeze(1).expand(batch, groups, dg, length)
 
 
 def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dtype, need_ckpt, chunk):
@@ -1284,9 +1287,9 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     n_chunks = cdiv(length, T)
     Ac, Df, bias = _host_params(A, D, delta_bias)
     if lanes_table:  # the directions' outputs summed by the kernel (their merge)
-        out = _shared_map(dt4, u4)
+        out_ptr, out = _shared_map(dt4, u4)
     else:  # in u's layout where the rows kernel runs
-        out = _channels_last_buffer(dt4, out_dtype, rows)
+        out = out_ptr = _channels_last_buffer(dt4, out_dtype, rows)
     # the checkpoints, or at inference the tiles kernel's two state slots (the rows kernel ignores them)
     ckpt = torch.empty((batch, groups * dg, n_chunks if need_ckpt else 2, n_state), device=u4.device,
                        dtype=torch.float32)
@@ -1296,8 +1299,9 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     if seg or lanes_table:
         B4, C4 = _bc_for_segments(B4, C4)
     tab = table if table is not None else Ac
-    args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, out, ckpt, tab, length, dg, n_chunks,
-            *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(out))
+    args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, out_ptr, ckpt, tab, length, dg,
+            n_chunks, *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4),
+            *_strides(out))
     consts = dict(N=n_state, NP=next_power_of_2(n_state), T=T, STORE_CKPT=need_ckpt,
                   **_flags(D, z4, delta_bias, softplus, table, dt4.dtype))
     if rows:
@@ -1374,9 +1378,10 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         # afterwards); the others in fp32; in the inputs' layout where the rows kernel runs
         return _channels_last_buffer(dt4, like.dtype if seg else torch.float32, rows)
     if lanes_table:  # du summed over the directions by the kernel; ddt in delta's layout where it is dense
-        du, ddt = _shared_map(dt4, u4), torch.empty_like(dt4)  # (empty_like keeps dense strides)
+        (du_ptr, du), ddt = _shared_map(dt4, u4), torch.empty_like(dt4)  # (empty_like keeps dense strides)
     else:
         du, ddt = grad_buffer(u4), grad_buffer(dt4)
+        du_ptr = du
     dz = grad_buffer(z4) if z4 is not None else du
     # what the kernels add into, zeroed by one op (every torch op costs the H200's slow host time, and small
     # scans are bound by the host): dB and dC, stacked, and dA per batch element (the tiles kernel adds over
@@ -1421,7 +1426,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         consts["RED_SKIP"] = os.environ.get("MAMBAAD_SCAN_SEG_RED_SKIP", "0") == "1"
     tab = table if table is not None else Ac
     args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, dout4, ckpt, tab,
-            du, ddt, dz, dB, dC, dA, dD, dbias, scratch, length, dg, n_chunks,
+            du_ptr, ddt, dz, dB, dC, dA, dD, dbias, scratch, length, dg, n_chunks,
             *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(dout4),
             *_strides(du))
     if lane:  # the lane backward's own strides of ddt
