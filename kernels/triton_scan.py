@@ -1,9 +1,11 @@
 """Selective scan (Mamba-1 / S6) in Triton: forward and backward, plain or through per-direction index tables.
 
-Which kernel runs (``_scan_forward`` / ``_scan_backward``): without index tables, the segment kernels of
-triton_seg.py (each lane scans 16 consecutive steps itself) for the forward, and for the backward on 16-bit
-inputs; the tiles kernels below for the fp32 backward (1.2-1.3x faster there on the H200), the fused
-directions path, and chunk lengths no segment config fits (kernels/NOTES.md, v1.5).
+Which kernel runs (``_scan_forward`` / ``_scan_backward``): without index tables, the lane kernels of
+triton_lane.py (one channel per lane) where there are lanes enough (_lane_forward, _lane_backward), else
+the segment kernels of triton_seg.py (each lane scans 16 consecutive steps itself); the tiles kernels below
+for chunk lengths no segment config fits and the fp32 backward where the lane one does not run
+(kernels/NOTES.md, v1.5 to v1.26). Through index tables (the fused directions path) the lane kernels since
+v1.28 (table_lanes), the tiles ones with MAMBAAD_SCAN_FUSED_KERNEL=tiles.
 
 Design of the tiles kernels (reference/scan_kernels.md section 4, "Design A"): one program owns BD channels
 of one (batch, group) and walks the whole sequence in chunks of T steps. B and C rows are loaded once per
@@ -29,7 +31,8 @@ autotuner's space leads with one-warp programs, whose scans and channel sums nev
 Index tables (the fused SS2D path): with ``table`` (G, L), group g is scan direction g, and step t of that
 direction reads and writes natural position ``table[g, t]``. u can be shared by all directions (stride 0 over
 the group), so the K direction copies of the feature map are never materialised, and the outputs land in
-natural order. The plain mamba_ssm layout is the special case without a table.
+natural order (the lane kernels add them into one map: _shared_map). The plain mamba_ssm layout is the
+special case without a table.
 
 Numerics: fp32 inside for fp32 and bf16 inputs. Padding steps (t >= L) are the identity pair (a = 1, b = 0),
 so carries stay exact.

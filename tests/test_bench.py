@@ -409,6 +409,30 @@ def test_lane_sass_compiles_the_lane_backward_as_a_launch_specialises_it():
     assert "REG:" in out and re.search(r"loop .* instructions, 0 local loads / stores; .*SHFL", out)
 
 
+def test_lane_sass_keeps_the_steps_layout_through_a_table():
+    """The lane forward through an index table on channels-last maps (the fused SS2D path): u / delta are
+    read one step per 16-bit load (gathered positions, 32 adjacent channels a warp) into each lane's row of
+    steps, with no stack: before v1.28's _address_channels Triton laid those loads out with channels in the
+    lanes' registers and spilled converting them (456 bytes of stack)."""
+    out = run_lane_sass("--kernel", "fwd", "--split", "2", "--table", "cl")
+    assert "table cl" in out and "STACK:0 " in out
+    loads = dict(re.findall(r"(LDG\.E(?:\.\w+)?) (\d+)", out.split("global loads: ")[1].splitlines()[0]))
+    assert int(loads.get("LDG.E.U16", 0)) >= 32  # 16 steps of u and of delta a block
+    assert re.search(r"loop .* instructions, 0 local loads / stores; .*MUFU", out)
+
+
+def test_ss2d_fused_script_checks_the_ways_against_each_other():
+    """benchmarks/ss2d_fused.py on a CPU (Triton's interpreter, one tiny map): the fused lane path and the
+    unfused one around our scan agree, and a way that cannot run here (mamba_ssm) says why instead."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "ss2d_fused.py"), "--check-only",
+                          "--dtypes", "fp32", "--ways", "fused-lane,unfused-triton,unfused-cuda"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=True).stdout
+    row = json.loads(out.strip().splitlines()[-1])
+    assert row["dtype"] == "fp32" and row["unfused-triton_rel"] < 1e-5
+    assert "unfused-cuda_error" in row and "fused-lane_error" not in row
+
+
 def test_ncu_stalls_sums_samples_per_reason_loop_and_instruction(tmp_path):
     """benchmarks/ncu_stalls.py on a source page shaped as ncu writes it (a kernel line, then the columns):
     the loop is found from its backward branch, shares are of all samples, and the top instruction names its
