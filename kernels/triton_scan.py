@@ -1376,6 +1376,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         if lanes_table:
             B4, C4 = _steps_order(B4, table), _steps_order(C4, table)
         B4, C4 = _bc_for_segments(B4, C4)
+
     def grad_buffer(like):
         # the segment kernel stores du / ddt / dz in their input's dtype (16-bit: no fp32 buffer and cast
         # afterwards); the others in fp32; in the inputs' layout where the rows kernel runs
