@@ -28,7 +28,7 @@ if not torch.cuda.is_available():  # Triton's interpreter, set before triton loa
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from kernels.directions import selective_scan_directions  # noqa: E402
-from mambaad_cli.engine.bench import SS2D_SIZES, ss2d_inputs  # noqa: E402
+from mambaad_cli.engine.bench import SS2D_SIZES, relative_l2_error, ss2d_inputs  # noqa: E402
 from mambaad_cli.engine.gpu_time import gpu_ms  # noqa: E402
 
 WAYS = {  # name: (backend, MAMBAAD_SCAN_FUSED_KERNEL)
@@ -40,21 +40,15 @@ WAYS = {  # name: (backend, MAMBAAD_SCAN_FUSED_KERNEL)
 GRADS = ("u", "delta", "B", "C")
 
 
-def step(inputs: dict[str, torch.Tensor], way: str, dout: torch.Tensor | None):
-    """(output, gradients of GRADS) of one forward + backward the given way."""
+def step(inputs: dict[str, torch.Tensor], way: str, dout: torch.Tensor):
+    """(output, gradients of GRADS) of one forward + backward the given way, dout the output's gradient."""
     backend, kernel = WAYS[way]
     if kernel:
         os.environ["MAMBAAD_SCAN_FUSED_KERNEL"] = kernel
     leaves = {k: v.detach().requires_grad_(k in GRADS) for k, v in inputs.items()}
     out = selective_scan_directions(**leaves, delta_softplus=True, backend=backend)
-    grads = torch.autograd.grad(out, [leaves[k] for k in GRADS], dout if dout is not None
-                                else torch.ones_like(out))
+    grads = torch.autograd.grad(out, [leaves[k] for k in GRADS], dout)
     return out, grads
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    return ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
 
 
 def measure(inputs: dict[str, torch.Tensor], ways: list[str], timed: bool) -> dict[str, object]:
@@ -71,7 +65,8 @@ def measure(inputs: dict[str, torch.Tensor], ways: list[str], timed: bool) -> di
         if ref is None:
             ref = (out, grads)
         else:
-            errors = [rel(out, ref[0])] + [rel(g, r) for g, r in zip(grads, ref[1], strict=True)]
+            errors = [relative_l2_error(out, ref[0])] + [relative_l2_error(g, r)
+                                                          for g, r in zip(grads, ref[1], strict=True)]
             row[f"{way}_rel"] = max(errors)
         if timed:
             from triton.testing import do_bench

@@ -92,10 +92,17 @@ def _dt_proj(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor, pad: 
     multiple of 8 where x_dbl has the rows: zero weight columns, times the next rows of x_dbl (B's first
     rows; were one infinite, delta would be NaN, but the scan's output with that B is not finite either)."""
     rank = dts.shape[2]
-    padded = cdiv(rank, 8) * 8
-    if pad and padded != rank and padded <= x_dbl.shape[2]:
+    padded = _padded_rank(rank, x_dbl.shape[2], pad)
+    if padded != rank:
         return torch.matmul(F.pad(weight, (0, padded - rank)), x_dbl[:, :, :padded])
     return torch.matmul(weight, dts)
+
+
+def _padded_rank(rank: int, rows: int, pad: bool) -> int:
+    """dt_proj's rank as _dt_proj and _dt_proj_tokens multiply it: with `pad`, the next multiple of 8 where
+    x_proj's output has that many rows, else the rank itself."""
+    padded = cdiv(rank, 8) * 8
+    return padded if pad and padded <= rows else rank
 
 
 def _dt_proj_tokens(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor, pad: bool) -> torch.Tensor:
@@ -103,8 +110,8 @@ def _dt_proj_tokens(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor
     K, D), one product per direction; the rank padded to a multiple of 8 as _dt_proj does (zero weight
     columns times B's first columns), for the same cuBLAS kernels."""
     rank = dts.shape[3]
-    padded = cdiv(rank, 8) * 8
-    if pad and padded != rank and padded <= x_dbl.shape[3]:
+    padded = _padded_rank(rank, x_dbl.shape[3], pad)
+    if padded != rank:
         return torch.einsum("blkr,kdr->blkd", x_dbl[..., :padded], F.pad(weight, (0, padded - rank)))
     return torch.einsum("blkr,kdr->blkd", dts, weight)
 
