@@ -5,6 +5,7 @@ and the instructions of its loops, most frequent opcodes first.
     python benchmarks/lane_sass.py --kernel fwd --split 2 --bc fp32      # B / C rows in fp32
     python benchmarks/lane_sass.py --kernel bwd --split 1 --maxnreg 168  # 12 one-warp programs per SM
     python benchmarks/lane_sass.py --kernel fwd --table cl               # the fused path, channels-last
+    python benchmarks/lane_sass.py --kernel fwd --count I2F,BAR,REDG     # these opcodes in the largest loop
 
 It gives the kernel what a launch at MambaAD's shapes gives it: Triton specialises integer arguments equal
 to 1 (the L strides of the model's tensors) as constants and marks pointers and integers divisible by 16 as
@@ -84,9 +85,10 @@ def disassemble(cubin: bytes) -> tuple[str, str]:
     return usage, sass
 
 
-def sass_report(cubin: bytes, top: int = 12) -> list[str]:
+def sass_report(cubin: bytes, top: int = 12, count: tuple[str, ...] = ()) -> list[str]:
     """Registers and stack (cuobjdump -res-usage), then each loop (a backward branch) with its instruction
-    count and most frequent opcodes, largest first."""
+    count and most frequent opcodes, largest first; with count, a last line of those opcodes' counts in the
+    largest loop (0 where absent)."""
     usage, sass = disassemble(cubin)
     lines = [" ".join(line.split()) for line in usage.splitlines() if "REG" in line]
     code = [(int(m.group(1), 16), m.group(2)) for m in
@@ -106,6 +108,9 @@ def sass_report(cubin: bytes, top: int = 12) -> list[str]:
         local = ops["LDL"] + ops["STL"]
         lines.append(f"loop {start:#x}-{end:#x}: {size} instructions, {local} local loads / stores; "
                      + ", ".join(f"{op} {n}" for op, n in ops.most_common(top)))
+    if count and loops:
+        largest = max(loops, key=lambda loop: loop[0])[3]
+        lines.append("largest loop: " + ", ".join(f"{op} {largest[op]}" for op in count))
     return lines
 
 
@@ -120,6 +125,7 @@ def main() -> None:
     parser.add_argument("--bc", choices=("bf16", "fp32"), default="bf16", help="the B / C rows' dtype")
     parser.add_argument("--table", choices=("none", "cl", "cm"), default="none",
                         help="through an index table, maps channels-last (cl) or channel-major (cm)")
+    parser.add_argument("--count", default="", help="opcodes to count in the largest loop (e.g. I2F,BAR)")
     parser.add_argument("--maxnreg", type=int, default=0,
                         help="registers per thread (a config's MAXNREG field; 0: the compiler's choice)")
     args = parser.parse_args()
@@ -128,7 +134,7 @@ def main() -> None:
                             args.table)
     print(f"lane {args.kernel}, split {args.split}, PREFETCH {prefetch}, UNROLL {args.unroll}, "
           f"E {args.block}, B / C {args.bc}, MAXNREG {args.maxnreg or 'auto'}, table {args.table}")
-    for line in sass_report(compiled.asm["cubin"]):
+    for line in sass_report(compiled.asm["cubin"], count=tuple(op for op in args.count.split(",") if op)):
         print(" ", line)
 
 

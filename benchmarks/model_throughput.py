@@ -225,6 +225,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
             ("bwdpf4only", "32:1:3:1:16:4"), ("v126", _space(_LANE_BWD_CONFIGS).replace("16:5", "16:4")))),
         ("reg168", LANE_REG168), ("lanes", LANES), ("v125", V125), ("noinferckpt", NO_INFER_CKPT))},
     "fp32+v125": {"env": {**V125, "MAMBAAD_SCAN_LANE_SPLIT": "1", "MAMBAAD_SCAN_LANE_BWD": "0"}},
+    # v1.28's lane forward space: no config asks for the next block's u and delta ahead (PREFETCH 4 / 6)
+    "bf16+cl+graphs+v128fwd": {**BF16_CL, "train.cuda_graphs": True, "env": {
+        "MAMBAAD_SCAN_LANE_CONFIGS": "32:1:3:1:16:0,32:1:3:1:16:2,32:1:3:1:8:0"}},
     # conv bias gradients by PyTorch's reduction instead of v1.19's product with ones (model/conv_bias.py)
     "bf16+cl+graphs+biassum": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_CONV_BIAS_GRAD": "sum"}},

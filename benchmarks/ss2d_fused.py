@@ -7,7 +7,9 @@ in one process on `mambaad bench`'s inputs (channels-last, as SS2D gives them):
 Ways: `fused-lane` (kernels.selective_scan_directions, backend triton-fused, on the lane kernels: the
 default since v1.28), `fused-tiles` (the same through v1's tiles kernels, MAMBAAD_SCAN_FUSED_KERNEL=tiles),
 `unfused-triton` (torch's gather / scatter glue around our scan) and `unfused-cuda` (the same glue around
-mamba_ssm's selective_scan_cuda, where it imports: the issue's baseline, as `mambaad bench` runs it).
+mamba_ssm's selective_scan_cuda, where it imports: the issue's baseline, as `mambaad bench` runs it), and
+with --baseline KERNELS (a kernels/ folder from another commit, as benchmarks/scan_ab.py takes it)
+`fused-baseline`, that tree's fused path, for an A/B of two versions in one process.
 Each is checked against the first (forward and the gradients of u, delta, B, C), then timed by
 triton.testing.do_bench (wall clock) and by the profiler's GPU time (mambaad_cli/engine/gpu_time.py).
 On a CPU (TRITON_INTERPRET=1) it runs the check at one tiny size, as a smoke test of the script.
@@ -36,7 +38,9 @@ WAYS = {  # name: (backend, MAMBAAD_SCAN_FUSED_KERNEL)
     "fused-tiles": ("triton-fused", "tiles"),
     "unfused-triton": ("triton", None),
     "unfused-cuda": ("cuda", None),
+    "fused-baseline": ("baseline", "lane"),
 }
+BASELINE = None  # --baseline's triton_scan module
 GRADS = ("u", "delta", "B", "C")
 
 
@@ -46,13 +50,31 @@ def step(inputs: dict[str, torch.Tensor], way: str, dout: torch.Tensor):
     if kernel:
         os.environ["MAMBAAD_SCAN_FUSED_KERNEL"] = kernel
     leaves = {k: v.detach().requires_grad_(k in GRADS) for k, v in inputs.items()}
-    out = selective_scan_directions(**leaves, delta_softplus=True, backend=backend)
+    if backend == "baseline":
+        out = BASELINE.selective_scan_directions_triton(**leaves, delta_softplus=True)
+    else:
+        out = selective_scan_directions(**leaves, delta_softplus=True, backend=backend)
     grads = torch.autograd.grad(out, [leaves[k] for k in GRADS], dout)
     return out, grads
 
 
-def measure(inputs: dict[str, torch.Tensor], ways: list[str], timed: bool) -> dict[str, object]:
-    """Each way's largest relative L2 error against the first way that runs, and its times where timed."""
+def kernel_table(inputs: dict[str, torch.Tensor], way: str, dout: torch.Tensor, steps: int = 3) -> str:
+    """The GPU kernels of a few forward + backward steps the given way, by self CUDA time (torch.profiler's
+    table): where the way's time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step(inputs, way, dout)
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=20, max_name_column_width=60)
+    return f"kernels of {way}, {steps} steps\n{table}"
+
+
+def measure(inputs: dict[str, torch.Tensor], ways: list[str], timed: bool,
+            profile: bool = False) -> dict[str, object]:
+    """Each way's largest relative L2 error against the first way that runs, and its times where timed (with
+    profile, each way's kernel table printed too)."""
     dout = torch.randn_like(inputs["u"])
     row: dict[str, object] = {}
     ref = None
@@ -73,6 +95,8 @@ def measure(inputs: dict[str, torch.Tensor], ways: list[str], timed: bool) -> di
 
             row[f"{way}_ms"] = do_bench(lambda way=way: step(inputs, way, dout), warmup=25, rep=100)
             row[f"{way}_gpu_ms"] = gpu_ms(lambda way=way: step(inputs, way, dout))
+            if profile:
+                print(kernel_table(inputs, way, dout), flush=True)
     return row
 
 
@@ -83,19 +107,28 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--scan", default="hilbert")
     parser.add_argument("--check-only", action="store_true")
+    parser.add_argument("--sides", default="", help="only these map sides (e.g. 64,32), of 64, 32, 16, 8")
+    parser.add_argument("--profile", action="store_true", help="print each way's kernels (GPU)")
     parser.add_argument("--json")
+    parser.add_argument("--baseline", type=Path, help="a kernels/ folder of another commit: fused-baseline")
     args = parser.parse_args()
+    if args.baseline:
+        global BASELINE
+        from scan_ab import load_baseline
+
+        BASELINE = load_baseline(args.baseline)
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
-    sizes = SS2D_SIZES if cuda else ((4, 4),)
+    sides = {int(x) for x in args.sides.split(",") if x}
+    sizes = tuple(s for s in SS2D_SIZES if not sides or s[1] in sides) if cuda else ((4, 4),)
     batch = args.batch if cuda else 1
-    ways = [w for w in args.ways.split(",") if w in WAYS]
+    ways = [w for w in args.ways.split(",") if w in WAYS and (w != "fused-baseline" or BASELINE)]
     rows = []
     for dtype in args.dtypes.split(","):
         for d_inner, side in sizes:
             inputs = ss2d_inputs(batch, d_inner, side, dtype, device, args.scan)
             row = {"dtype": dtype, "d_inner": d_inner, "side": side, "batch": batch,
-                   **measure(inputs, ways, cuda and not args.check_only)}
+                   **measure(inputs, ways, cuda and not args.check_only, args.profile)}
             rows.append(row)
             print(json.dumps(row), flush=True)
     os.environ.pop("MAMBAAD_SCAN_FUSED_KERNEL", None)

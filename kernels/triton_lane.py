@@ -27,7 +27,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import _channel_vectors, _delta, _exp2, _input_grads, _load_A2, _program_channels
+from .triton_scan import _add_at, _channel_vectors, _delta, _exp2, _input_grads, _load_A2, _program_channels
 from .triton_seg import _f32, _layout_hint, _pack, _prefetch_rows, _red_scatter_rows, _unpack
 
 
@@ -123,7 +123,8 @@ def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, s
 
 @triton.jit
 def _u_delta(u_ptr, dt_ptr, bias, b, g, d, p, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g, sdt_d, sdt_l,
-             table_ptr, t, L, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_TABLE: tl.constexpr):
+             table_ptr, t, L, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_TABLE: tl.constexpr,
+             PTX: tl.constexpr):
     """A block's u and delta at positions p ([BD, E] fp32, zeros off m2) in the steps' layout (the int8 hint
     on u's rows, or through a table on its row's: _steps_hint), with delta + bias before softplus (x): the
     three kernels' common loads. d: the channels, _address_channels' where there is a table."""
@@ -132,20 +133,20 @@ def _u_delta(u_ptr, dt_ptr, bias, b, g, d, p, m2, su_b, su_g, su_d, su_l, sdt_b,
     dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + p * sdt_l,
                      mask=m2, other=0.0).to(tl.float32)
     if HAS_TABLE:
-        u = _steps_hint(u, table_ptr, g, t, L, d, m2)
-        dt_raw = _steps_hint(dt_raw, table_ptr, g, t, L, d, m2)
+        u = _steps_hint(u, table_ptr, g, t, L, d, m2, PTX)
+        dt_raw = _steps_hint(dt_raw, table_ptr, g, t, L, d, m2, PTX)
     else:
-        dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
+        dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2, PTX)
     x, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
     return u, x, dt
 
 
 @triton.jit
-def _steps_hint(x, table_ptr, g, t, L, d, mask):
+def _steps_hint(x, table_ptr, g, t, L, d, mask, PTX: tl.constexpr):
     """x [BD, E] in the steps' layout (a row of E per lane) where its addresses do not say so (through a
     table, gathered steps): triton_seg's int8 hint at bytes t of direction g's table row, which are contiguous
     along the steps and the same in every lane, as u's rows are without a table."""
-    return _layout_hint(x, table_ptr, g * L * 4 + t + 0 * d[:, None], mask)
+    return _layout_hint(x, table_ptr, g * L * 4 + t + 0 * d[:, None], mask, PTX)
 
 
 @triton.jit
@@ -162,15 +163,33 @@ def _address_channels(d, HAS_TABLE: tl.constexpr, PTX: tl.constexpr):
 
 @triton.jit
 def _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N: tl.constexpr,
-             HAS_TABLE: tl.constexpr):
+             HAS_TABLE: tl.constexpr, PTX: tl.constexpr):
     """A of the program's rows (log2 units, [BD, NP // SPLIT]: each row's states from s0) in the steps'
     layout: the int8 hint on a tile of u's rows (of the table's row through one), so that the states and A
     share the registers' order of a block's steps."""
     A2 = _load_A2(A_ptr + ch[:, None] * N + s0[:, None] + nn[None, :], nm)
     if HAS_TABLE:
-        return _steps_hint(A2, table_ptr, g, nn[None, :], L, d, nm & (nn[None, :] < L))
+        return _steps_hint(A2, table_ptr, g, nn[None, :], L, d, nm & (nn[None, :] < L), PTX)
     return _layout_hint(A2, u_ptr, b * su_b + g * su_g + d[:, None] * su_d + nn[None, :] * su_l,
-                        nm & (nn[None, :] < L))
+                        nm & (nn[None, :] < L), PTX)
+
+
+@triton.jit
+def _prefetch_steps(u_row, dt_row, table_ptr, g, d, t0, ee, L, su_l, sdt_l, HAS_TABLE: tl.constexpr):
+    """Asks for u and delta at the E steps from t0 (the next block's) in L1, holding no registers meanwhile:
+    the forward's block otherwise waits on their loads at its start (Nsight Compute, bf16, 1024 x 4096: 25 %
+    of the stall samples, v1.29). u_row / dt_row [BD, 1]: each lane's channel; d [BD] its index. Without a
+    table one prefetch per lane at the first step, which covers its row where steps are adjacent
+    (channel-major maps); through one, every step's position. NVIDIA GPUs only (_prefetch_rows)."""
+    if HAS_TABLE:
+        t = t0 + ee
+        p = tl.load(table_ptr + g * L + t + 0 * d[:, None], mask=t < L, other=0)
+        _prefetch_rows(u_row, p, L, su_l)
+        _prefetch_rows(dt_row, p, L, sdt_l)
+    else:
+        first = tl.zeros([d.shape[0]], tl.int32)[:, None] + t0
+        _prefetch_rows(u_row, first, L, su_l)
+        _prefetch_rows(dt_row, first, L, sdt_l)
 
 
 @triton.jit
@@ -238,9 +257,14 @@ def _scan_fwd_lane_kernel(
     NL: tl.constexpr = N if SPLIT == 1 else NH
     lead = s0 == 0  # the row that stores a channel's output
     ee = tl.arange(0, E)[None, :]
+    # PREFETCH: 2 the B / C rows four blocks ahead into L1; 4 the next block's u and delta (_prefetch_steps);
+    # 6 both
+    ROWS_AHEAD: tl.constexpr = PREFETCH == 2 or PREFETCH == 6
+    STEPS_AHEAD: tl.constexpr = PREFETCH >= 4
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     Dv = tl.where(lead, Dv, 0.0)  # D u added once per channel, before the rows' sum
-    A2 = _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N, HAS_TABLE)
+    A2 = _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N, HAS_TABLE,
+                  FAST_EXP)
     da = _address_channels(d, HAS_TABLE, FAST_EXP)
     h = A2 * 0.0  # the states, in A2's layout
     A2s = _columns(A2, BD, NH)
@@ -258,13 +282,17 @@ def _scan_fwd_lane_kernel(
             m2 = dmask[:, None] & tmask
             p = _natural(table_ptr, g, t, tmask, d, L, HAS_TABLE)
             u, _, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, da, p, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
-                                sdt_d, sdt_l, table_ptr, t, L, HAS_BIAS, SOFTPLUS, HAS_TABLE)
+                                sdt_d, sdt_l, table_ptr, t, L, HAS_BIAS, SOFTPLUS, HAS_TABLE, FAST_EXP)
             dtu = dt * u
-            if PREFETCH == 2 and FAST_EXP:
+            if ROWS_AHEAD and FAST_EXP:
                 ahead = tl.zeros([BD], tl.int32)[:, None] + t0 + 4 * E  # every lane: the block 4 ahead
                 for n in tl.static_range(NL):
                     _prefetch_rows(B_seg + n * sB_n, ahead, L, sB_l)
                     _prefetch_rows(C_seg + n * sC_n, ahead, L, sC_l)
+            if STEPS_AHEAD and FAST_EXP:  # the next block's u and delta into L1 (its first step: the row)
+                _prefetch_steps(u_ptr + b * su_b + g * su_g + da[:, None] * su_d,
+                                dt_ptr + b * sdt_b + g * sdt_g + da[:, None] * sdt_d, table_ptr, g, da,
+                                t0 + E, ee, L, su_l, sdt_l, HAS_TABLE)
             dts = _columns(dt, BD, E)
             dtus = _columns(dtu, BD, E)
             if HAS_D:
@@ -281,7 +309,7 @@ def _scan_fwd_lane_kernel(
                 y = y * z / (1.0 + tl.exp(-z))
             at_o = b * so_b + g * so_g + da[:, None] * so_d + p * so_l
             if HAS_TABLE:  # the directions' outputs added in one fp32 map (stride 0 over the group)
-                tl.atomic_add(out_ptr + at_o, y, mask=m2, sem="relaxed")
+                _add_at(out_ptr + at_o, y, m2, FAST_EXP)
             else:
                 tl.store(out_ptr + at_o, y.to(out_ptr.dtype.element_ty), mask=m2)
 
@@ -332,12 +360,14 @@ def _scan_bwd_lane_kernel(
     # of the stall samples at 1024 x 4096, Nsight Compute); at 5 the loop's back edge still copies the rows'
     # registers (5.7 %), but the backward is 1.5-12 % faster (kernels/NOTES.md v1.27)
     RAW_ROWS: tl.constexpr = PREFETCH >= 5
+    ADD_DU: tl.constexpr = (2 if FAST_EXP else 1) if HAS_TABLE else 0  # du added: by PTX on NVIDIA GPUs
     BLOCKS: tl.constexpr = T // E
     ee = tl.arange(0, E)[None, :]
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     dD = tl.zeros([BD], tl.float32)
     dbias = tl.zeros([BD], tl.float32)
-    A2 = _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N, HAS_TABLE)
+    A2 = _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N, HAS_TABLE,
+                  FAST_EXP)
     da = _address_channels(d, HAS_TABLE, FAST_EXP)
     A2s = _columns(A2, BD, NH)
     B_seg = B_ptr + b * sB_b + g * sB_g + (s0 * sB_n)[:, None]  # [BD, 1]: each row's first state
@@ -369,7 +399,8 @@ def _scan_bwd_lane_kernel(
                 m2 = dmask[:, None] & tmask
                 p = _natural(table_ptr, g, t, tmask, d, L, HAS_TABLE)
                 u, _, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, da, p, m2, su_b, su_g, su_d, su_l, sdt_b,
-                                    sdt_g, sdt_d, sdt_l, table_ptr, t, L, HAS_BIAS, SOFTPLUS, HAS_TABLE)
+                                    sdt_g, sdt_d, sdt_l, table_ptr, t, L, HAS_BIAS, SOFTPLUS, HAS_TABLE,
+                                    FAST_EXP)
                 dts = _columns(dt, BD, E)
                 h, _ = _block(h, dts, _columns(dt * u, BD, E), dts, A2s, B_seg, C_seg, t, tmask,
                               d, sB_l, sC_l, sB_n, sC_n, BD, NL, NH, E, EVEN_L, FAST_EXP, False)
@@ -383,7 +414,7 @@ def _scan_bwd_lane_kernel(
             m2 = dmask[:, None] & tmask
             p = _natural(table_ptr, g, t, tmask, d, L, HAS_TABLE)
             u, x, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, da, p, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
-                                sdt_d, sdt_l, table_ptr, t, L, HAS_BIAS, SOFTPLUS, HAS_TABLE)
+                                sdt_d, sdt_l, table_ptr, t, L, HAS_BIAS, SOFTPLUS, HAS_TABLE, FAST_EXP)
             at_o = b * so_b + g * so_g + da[:, None] * so_d + p * so_l
             gy = tl.load(dout_ptr + at_o, mask=m2, other=0.0).to(tl.float32)
             # delta at the next block's first step (0 past L: a = 1 there, and mu = 0 anyway)
@@ -469,6 +500,6 @@ def _scan_bwd_lane_kernel(
             d_dtu = _sum_groups(d_dtu, BD, SPLIT)
             d_dtA = _sum_groups(d_dtA, BD, SPLIT)
             dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2 & lead[:, None],
-                                     du_ptr + at_du, ddt_ptr + at_dd, HAS_D, SOFTPLUS, HAS_TABLE)
+                                     du_ptr + at_du, ddt_ptr + at_dd, HAS_D, SOFTPLUS, ADD_DU)
     tl.store(dD_ptr + row, dD, mask=dmask & lead)
     tl.store(dbias_ptr + row, dbias, mask=dmask & lead)

@@ -240,11 +240,26 @@ def _bwd_state(d_dtA, d_dtu, y, dt, dtn, dtu, gy, gy_r, first, last, rev, tt, n,
 
 
 @triton.jit
+def _add_at(ptrs, values, mask, PTX: tl.constexpr):
+    """values added at ptrs (fp32, relaxed) where mask: the fused path's maps that every direction adds into.
+    On NVIDIA GPUs one predicated `red` per element in the values' own layout: tl.atomic_add moved the tile
+    and its 64-bit addresses through shared memory into a layout of its own first (a lane forward block:
+    about 40 instructions and two barriers, local sm_90 compile)."""
+    if PTX:
+        tl.inline_asm_elementwise(
+            "{ .reg .pred p; setp.ne.u32 p, $3, 0; @p red.relaxed.gpu.global.add.f32 [$1], $2; }", "=r,l,r,r",
+            [ptrs.to(tl.int64), values, mask.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1)
+    else:
+        tl.atomic_add(ptrs, values, mask=mask, sem="relaxed")
+
+
+@triton.jit
 def _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_out, ddt_out, HAS_D: tl.constexpr,
                  SOFTPLUS: tl.constexpr, ADD_DU: tl.constexpr):
     # a chunk's du = delta sum_n lambda B_n + D gy and d(delta) = u sum_n lambda B_n + ln 2 sum_n A_n lambda q
-    # (through softplus'), stored (du added, ADD_DU: the directions through a table share u and its
-    # gradient); the per-channel dD and dbias partials returned with this chunk's terms
+    # (through softplus'), stored, or added where ADD_DU (the directions through a table share u and its
+    # gradient: 1 tl.atomic_add, 2 inline PTX, _add_at); the per-channel dD and dbias partials returned with
+    # this chunk's terms
     d_dt = u * d_dtu + LN_2 * d_dtA
     du = d_dtu * dt
     if HAS_D:
@@ -254,7 +269,7 @@ def _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_out, ddt_out,
         d_dt = d_dt * _softplus_grad(x, SOFTPLUS)
     d_dt = tl.where(m2, d_dt, 0.0)
     if ADD_DU:
-        tl.atomic_add(du_out, du, mask=m2, sem="relaxed")
+        _add_at(du_out, du, m2, ADD_DU == 2)
     else:
         tl.store(du_out, du.to(du_out.dtype.element_ty), mask=m2)
     tl.store(ddt_out, d_dt.to(ddt_out.dtype.element_ty), mask=m2)
@@ -876,7 +891,10 @@ _SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3
 # BD = 64 only at 8192 x 64, which auto leaves to the segment kernel, so it is out: every config is a long
 # compile at first use). 8-step blocks: not timed yet; in the local sm_90 compile they drop the 16-step
 # body's spill (192 bytes of stack in bf16) at 246 registers, with the same instructions per element and state
-_LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 2), (32, 1, 3, 1, 8, 0)]
+# PREFETCH 6 (since v1.29, in 2's place) = 2 and the next block's u and delta asked into L1 (4): forward
+# -10 % (bf16) and -15 % (fp32) at 1024 x 4096; 8-step blocks with 4: fp32 -5 % at 2048 x 1024 and 4096 x
+# 256, bf16 +2-5 % (the autotuner keeps 0 there). H200, batch 16, kernels/NOTES.md v1.29
+_LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 6), (32, 1, 3, 1, 8, 0), (32, 1, 3, 1, 8, 4)]
 # the lane backward (v1.12; by shape for 16-bit inputs by default since v1.13): the same fields, PREFETCH
 # 1 = the next state's B / C rows in registers; 4 (since v1.25, in 1's place) = and its A, start state and
 # adjoint (H200, bf16, batch 16: backward 2.209 -> 1.968 ms at 1024 x 4096, -1 % at 2048 x 1024 and 4096 x

@@ -153,9 +153,14 @@ def _red_scatter_rows(row_ptr, first, L, vals, S: tl.constexpr, E: tl.constexpr,
 
 
 @triton.jit
-def _layout_hint(x, ptr, offsets, mask):
-    # x + 0.0 * (an int8 load at x's offsets): see the module docstring
+def _layout_hint(x, ptr, offsets, mask, PTX: tl.constexpr):
+    # x, with an int8 load at x's offsets as a second operand: see the module docstring. On NVIDIA GPUs an
+    # inline PTX copy of x that names the hint without reading it (ptxas then drops its load); elsewhere
+    # x + 0.0 * hint, which costs a conversion, a sign select and an add per element (-0.0 is no identity)
     hint = tl.load(ptr.to(tl.pointer_type(tl.int8)) + offsets, mask=mask, other=0)
+    if PTX:
+        return tl.inline_asm_elementwise("mov.b32 $0, $1;", "=r,r,r", [x, hint.to(tl.int32)],
+                                         dtype=tl.float32, is_pure=True, pack=1)
     return x + hint.to(tl.float32) * 0.0
 
 
@@ -259,7 +264,7 @@ def _scan_fwd_seg_kernel(
         u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
         dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + t[None, :] * sdt_l,
                          mask=m2, other=0.0).to(tl.float32)
-        dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
+        dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2, FAST_EXP)
         _, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
         dt3 = tl.reshape(dt, [BD, S, E])
         dtu3 = tl.reshape(dt * u, [BD, S, E])
@@ -462,7 +467,7 @@ def _scan_bwd_seg_kernel(
         at_dt = b * sdt_b + g * sdt_g + d[:, None] * sdt_d + t[None, :] * sdt_l
         at_o = b * so_b + g * so_g + d[:, None] * so_d + t[None, :] * so_l
         dt_raw = tl.load(dt_ptr + at_dt, mask=m2, other=0.0).to(tl.float32)
-        dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2)
+        dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2, FAST_EXP)
         x, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
         # delta at the next chunk's first step (0 past L: a = 1 there, and mu = 0 anyway)
         next_mask = dmask & ((c + 1) * T < L)

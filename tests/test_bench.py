@@ -421,15 +421,56 @@ def test_lane_sass_keeps_the_steps_layout_through_a_table():
     assert re.search(r"loop .* instructions, 0 local loads / stores; .*MUFU", out)
 
 
+def largest_loop_counts(out: str) -> dict[str, int]:
+    # lane_sass.py --count's last line: "largest loop: OP n, OP n"
+    line = out.split("largest loop: ")[1].splitlines()[0]
+    return {op: int(n) for op, n in (item.split() for item in line.split(", "))}
+
+
+def test_lane_sass_layout_hint_costs_no_instruction_per_element():
+    """The int8 layout hint (triton_seg._layout_hint) on NVIDIA GPUs is an inline copy that names the hint's
+    load without reading it: the lane forward's block loop converts no int8 (I2F) and adds nothing for it.
+    As x + 0.0 * hint (v1.28, -0.0 being no identity) every element of delta paid a conversion, a sign
+    select and an add (local sm_90 compile: 1565 -> 1497 instructions a block, v1.29)."""
+    out = run_lane_sass("--kernel", "fwd", "--split", "2", "--count", "I2F,MUFU")
+    counts = largest_loop_counts(out)
+    assert counts["MUFU"] >= 128 and counts["I2F"] == 0  # the loop found (16 steps x 8 states of exp2)
+    assert "STACK:0 " in out
+
+
+def test_lane_sass_fused_adds_stay_in_the_steps_layout():
+    """Through a table the forward adds its output into the shared fp32 map by one predicated `red` per
+    element in the steps' layout (triton_scan._add_at): no trip through shared memory (tl.atomic_add moved the
+    tile and its 64-bit addresses there first: two barriers a block, v1.28)."""
+    out = run_lane_sass("--kernel", "fwd", "--split", "2", "--table", "cl", "--count", "REDG,BAR,STS,LDS")
+    counts = largest_loop_counts(out)
+    assert counts["REDG"] >= 16 and counts["BAR"] == counts["STS"] == counts["LDS"] == 0
+    assert "SHARED:0 " in out
+
+
+def test_lane_sass_prefetches_the_next_blocks_steps():
+    """PREFETCH 6 (the lane forward's default at 16-step blocks since v1.29): the B / C rows' prefetches (one
+    per state and row: 2 x 8 at two lanes a channel) and one each for the next block's u and delta, without
+    spilling."""
+    counts = {}
+    for prefetch in ("2", "6"):
+        out = run_lane_sass("--kernel", "fwd", "--split", "2", "--prefetch", prefetch, "--count", "CCTL")
+        assert re.search(r"loop .* instructions, 0 local loads / stores", out)
+        counts[prefetch] = largest_loop_counts(out)["CCTL"]
+    assert counts["2"] == 16 and counts["6"] == 18
+
+
 def test_ss2d_fused_script_checks_the_ways_against_each_other():
     """benchmarks/ss2d_fused.py on a CPU (Triton's interpreter, one tiny map): the fused lane path and the
-    unfused one around our scan agree, and a way that cannot run here (mamba_ssm) says why instead."""
+    unfused one around our scan agree, a way that cannot run here (mamba_ssm) says why instead, and
+    --baseline imports another kernels/ tree (here this one: the same result) as way fused-baseline."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    ways = "fused-lane,fused-baseline,unfused-triton,unfused-cuda"
     out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "ss2d_fused.py"), "--check-only",
-                          "--dtypes", "fp32", "--ways", "fused-lane,unfused-triton,unfused-cuda"],
+                          "--dtypes", "fp32", "--ways", ways, "--baseline", os.path.join(ROOT, "kernels")],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=True).stdout
     row = json.loads(out.strip().splitlines()[-1])
-    assert row["dtype"] == "fp32" and row["unfused-triton_rel"] < 1e-5
+    assert row["dtype"] == "fp32" and row["unfused-triton_rel"] < 1e-5 and row["fused-baseline_rel"] == 0.0
     assert "unfused-cuda_error" in row and "fused-lane_error" not in row
 
 
