@@ -27,7 +27,9 @@ ahead into L1 as well (bf16's best at 4096 steps in v1.10).
 
 The layout is the compiler's choice: Triton gives a load at most 128 bits per lane (4 fp32), but takes the
 widest vector among the loads in the same dataflow slice. An int8 load of the same shape (16 bytes = 16
-elements) is that hint: its value is multiplied by 0.0 and added to delta. It costs one small load per chunk.
+elements) is that hint: on NVIDIA GPUs an inline PTX copy of delta names it as an operand without reading
+it (ptxas drops the load; since v1.29), elsewhere its value is multiplied by 0.0 and added to delta (a
+conversion, a sign select and an add per element: -0.0 is no identity, so that does not fold).
 Without it (or on a Triton that lays it out otherwise) the kernels are as correct, only slower.
 """
 
