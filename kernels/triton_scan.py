@@ -1259,6 +1259,13 @@ def table_lanes(table: torch.Tensor | None, gated: bool) -> bool:
     return table is not None and not gated and mode == "lane"
 
 
+def _rows_path(u4, dt4, z4, backward: bool = False) -> bool:
+    """Whether the rows kernels run: channels-last inputs with MAMBAAD_SCAN_ROWS=1 (opt-in). The developer
+    knob MAMBAAD_SCAN_BWD=tiles sends the backward to v1's tiles kernel after the rows forward, to compare."""
+    rows = channels_last(u4, dt4, z4) and rows_enabled()
+    return rows and not (backward and os.environ.get("MAMBAAD_SCAN_BWD") == "tiles")
+
+
 def _steps_order(rows4: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """B or C (batch, G, N, L) in natural order, gathered into each direction's step order: the lane kernels
     read B / C rows as contiguous blocks of steps. N rows a direction, where u's gather would be D."""
@@ -1288,17 +1295,19 @@ def _shared_map(like4: torch.Tensor, u4: torch.Tensor) -> tuple[torch.Tensor, to
     return map3, map3.unsqueeze(1).expand(batch, groups, dg, length)
 
 
-def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dtype, need_ckpt, chunk):
+def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dtype, need_ckpt, chunk,
+                  bc_steps=None):
     """Forward on 4-D views (batch, G, DG, L) of u / delta / z and (batch, G, N, L) of B / C.
 
     Returns out (batch, G, DG, L) in ``out_dtype`` (channels-last in memory when the inputs are), the
     checkpoints (or None) and the chunk length. The tiles kernel runs, or the rows kernel on channels-last
-    inputs when MAMBAAD_SCAN_ROWS=1.
+    inputs when MAMBAAD_SCAN_ROWS=1. bc_steps: B and C already in the table's step order (_steps_order), for
+    the lane kernels through a table, which otherwise gather them here.
     """
     batch, groups, dg, length = dt4.shape
     n_state = A.shape[1]
     T = chunk or chunk_length(length)
-    rows = channels_last(u4, dt4, z4) and rows_enabled()
+    rows = _rows_path(u4, dt4, z4)
     lanes_table = not rows and table_lanes(table, z4 is not None)
     if (need_ckpt and not rows and _lane_checkpoint_steps()
             and (lanes_table or table is None and _lane_backward((dg, groups, batch, length), z4 is not None,
@@ -1316,7 +1325,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
                        dtype=torch.float32)
     seg = not rows and table is None and seg_enabled(T, dg)  # the segment forward: no index tables
     if lanes_table:
-        B4, C4 = _steps_order(B4, table), _steps_order(C4, table)
+        B4, C4 = bc_steps if bc_steps is not None else (_steps_order(B4, table), _steps_order(C4, table))
     if seg or lanes_table:
         B4, C4 = _bc_for_segments(B4, C4)
     tab = table if table is not None else Ac
@@ -1371,10 +1380,13 @@ def _bc_for_segments(B4, C4):
     return B4, C4
 
 
-def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, ckpt, T):
+def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, ckpt, T, bc_steps=None,
+                   bc_dtype=None):
     """Gradients on the same 4-D views: (du4, ddt4, dz4) as (batch, G, DG, L) (fp32, or the inputs' dtypes
     where the segment kernel runs), dB4 and dC4 stacked as dBC (2, batch, G, N, L) fp32 (one cast for both),
-    and dA (dim, N), dD, dbias (dim,) fp32 summed over the batch."""
+    and dA (dim, N), dD, dbias (dim,) fp32 summed over the batch. Through a table on the lane kernels:
+    bc_steps as _scan_forward's, and dBC cast to bc_dtype (where given) before its gather back to natural
+    order (a permutation: the same values, fewer bytes moved)."""
     batch, groups, dg, length = dt4.shape
     n_state = A.shape[1]
     n_chunks = cdiv(length, T)
@@ -1382,7 +1394,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     dev = u4.device
     delta_dtype = dt4.dtype  # the forward's softplus mode, before the tiles path's fp32 casts
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
-    rows = channels_last(u4, dt4, z4) and rows_enabled() and os.environ.get("MAMBAAD_SCAN_BWD") != "tiles"
+    rows = _rows_path(u4, dt4, z4, backward=True)
     lanes_table = not rows and table_lanes(table, z4 is not None)
     lane = not rows and (lanes_table or table is None and _lane_backward(
         (dg, groups, batch, length), z4 is not None, u4.device.index or 0, u4.element_size(), n_state))
@@ -1392,7 +1404,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         dout4, u4, dt4, B4, C4, z4 = (_fp32(t) for t in (dout4, u4, dt4, B4, C4, z4))
     elif seg:
         if lanes_table:
-            B4, C4 = _steps_order(B4, table), _steps_order(C4, table)
+            B4, C4 = bc_steps if bc_steps is not None else (_steps_order(B4, table), _steps_order(C4, table))
         B4, C4 = _bc_for_segments(B4, C4)
 
     def grad_buffer(like):
@@ -1455,6 +1467,8 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         args = args + _strides(ddt)
     _launch(3 if rows else 7 if lane else 5 if seg else 1, (dg, groups, batch, length), args, consts)
     if lanes_table:  # dB / dC from step order back to natural order (argsort inverts the permutations)
+        if bc_dtype is not None:
+            dBC = dBC.to(bc_dtype)
         back = table.long().argsort(dim=1).view(1, 1, groups, 1, length)
         dBC = dBC.gather(4, back.expand(dBC.shape))
     dD, dbias = dDb.sum(1)
@@ -1550,9 +1564,14 @@ def _directions_forward(u, delta, A, B, C, D, delta_bias, table, delta_softplus,
     batch, dn, length = u.shape
     K = delta.shape[1]
     u4 = u.unsqueeze(1).expand(batch, K, dn, length)  # every direction reads the same natural-order map
+    bc_steps = None
+    if not _rows_path(u4, delta, None) and table_lanes(table, False):
+        # B / C in the lane kernels' step order: gathered once, kept for the backward
+        bc_steps = (_steps_order(B, table), _steps_order(C, table))
     out, ckpt, T = _scan_forward(u4, delta, A, B, C, D, None, delta_bias, table, delta_softplus,
-                                 torch.float32, need_ckpt, chunk)
-    return _merge(out).to(u.dtype), ckpt, T  # the merge: directions are already in natural order
+                                 torch.float32, need_ckpt, chunk, bc_steps)
+    # the merge: directions are already in natural order
+    return _merge(out).to(u.dtype), ckpt, T, (bc_steps if need_ckpt else None)
 
 
 def _merge(per_direction: torch.Tensor) -> torch.Tensor:
@@ -1567,20 +1586,21 @@ class _TritonDirections(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, table, delta_softplus, chunk):
         need_ckpt = any(ctx.needs_input_grad)  # as _TritonScan's
-        out, ckpt, T = _directions_forward(u, delta, A, B, C, D, delta_bias, table, delta_softplus, need_ckpt,
-                                           chunk)
-        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, table, ckpt)
+        out, ckpt, T, bc_steps = _directions_forward(u, delta, A, B, C, D, delta_bias, table, delta_softplus,
+                                                     need_ckpt, chunk)
+        ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, table, ckpt, *(bc_steps or (None, None)))
         ctx.delta_softplus, ctx.T = delta_softplus, T
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        u, delta, A, B, C, D, delta_bias, table, ckpt = ctx.saved_tensors
+        u, delta, A, B, C, D, delta_bias, table, ckpt, Bs, Cs = ctx.saved_tensors
         batch, dn, length = u.shape
         K = delta.shape[1]
         du, ddt, _, dBC, dA, dD, dbias = _scan_backward(
             dout.unsqueeze(1).expand(batch, K, dn, length), u.unsqueeze(1).expand(batch, K, dn, length),
             delta, A, B, C, D, None, delta_bias, table, ctx.delta_softplus, ckpt, ctx.T,
+            bc_steps=(Bs, Cs) if Bs is not None else None, bc_dtype=B.dtype if B.dtype == C.dtype else None,
         )
         dB, dC = _cast_pair(dBC, B, C)
         return (_cast(_merge(du), u), _cast(ddt, delta), _cast(dA, A), dB, dC,
@@ -1626,7 +1646,7 @@ def selective_scan_directions_triton(
     "triton-fused" calls this); returns (batch, Dn, L) in u's dtype."""
     table = table.to(torch.int32).contiguous()
     if _inference():
-        out, _, _ = _directions_forward(u, delta, A, B, C, D, delta_bias, table, bool(delta_softplus), False,
-                                        chunk)
+        out, _, _, _ = _directions_forward(u, delta, A, B, C, D, delta_bias, table, bool(delta_softplus),
+                                           False, chunk)
         return out
     return _TritonDirections.apply(u, delta, A, B, C, D, delta_bias, table, bool(delta_softplus), chunk)

@@ -363,6 +363,10 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SPLIT", split)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SPLIT", split)
     launched = spy_launches(ts, monkeypatch)
+    gathers = []
+    steps_order = ts._steps_order
+    monkeypatch.setattr(ts, "_steps_order",
+                        lambda rows, tab: gathers.append(rows.shape) or steps_order(rows, tab))
     batch, dn, n, length = 2, 3, 4, H * W
     g = torch.Generator().manual_seed(H * W + K)
     r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
@@ -382,6 +386,9 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     for name, t, q in zip(("u", "delta", "A", "B", "C", "D", "delta_bias"), test_in, ref_in, strict=True):
         assert rel(t.grad, q.grad) < 1e-4, name
     assert launched == ([6, 7] if kernel == "lane" else [0, 1])
+    # the lane kernels read B and C in step order: gathered once, by the forward, and kept for the backward
+    # (v1.29; the tiles kernels read them through the table)
+    assert gathers == ([(batch, K, n, length)] * 2 if kernel == "lane" else [])
 
 
 def test_fused_kernel_knob_is_checked(ts, monkeypatch):
