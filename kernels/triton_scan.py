@@ -1266,6 +1266,16 @@ def _rows_path(u4, dt4, z4, backward: bool = False) -> bool:
     return rows and not (backward and os.environ.get("MAMBAAD_SCAN_BWD") == "tiles")
 
 
+def _lanes_table(u4, dt4, z4, table, backward: bool = False) -> bool:
+    """Whether this scan runs through index tables on the lane kernels, which read B / C in step order."""
+    return not _rows_path(u4, dt4, z4, backward) and table_lanes(table, z4 is not None)
+
+
+def _bc_steps(B4, C4, table, given=None):
+    """B and C in the table's step order: ``given`` (the forward's, kept for the backward) or gathered now."""
+    return given if given is not None else (_steps_order(B4, table), _steps_order(C4, table))
+
+
 def _steps_order(rows4: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """B or C (batch, G, N, L) in natural order, gathered into each direction's step order: the lane kernels
     read B / C rows as contiguous blocks of steps. N rows a direction, where u's gather would be D."""
@@ -1308,7 +1318,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     n_state = A.shape[1]
     T = chunk or chunk_length(length)
     rows = _rows_path(u4, dt4, z4)
-    lanes_table = not rows and table_lanes(table, z4 is not None)
+    lanes_table = _lanes_table(u4, dt4, z4, table)
     if (need_ckpt and not rows and _lane_checkpoint_steps()
             and (lanes_table or table is None and _lane_backward((dg, groups, batch, length), z4 is not None,
                                                                   u4.device.index or 0, u4.element_size(),
@@ -1325,7 +1335,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
                        dtype=torch.float32)
     seg = not rows and table is None and seg_enabled(T, dg)  # the segment forward: no index tables
     if lanes_table:
-        B4, C4 = bc_steps if bc_steps is not None else (_steps_order(B4, table), _steps_order(C4, table))
+        B4, C4 = _bc_steps(B4, C4, table, bc_steps)
     if seg or lanes_table:
         B4, C4 = _bc_for_segments(B4, C4)
     tab = table if table is not None else Ac
@@ -1380,22 +1390,22 @@ def _bc_for_segments(B4, C4):
     return B4, C4
 
 
-def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, ckpt, T, bc_steps=None,
-                   bc_dtype=None):
+def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, ckpt, T, bc_steps=None):
     """Gradients on the same 4-D views: (du4, ddt4, dz4) as (batch, G, DG, L) (fp32, or the inputs' dtypes
     where the segment kernel runs), dB4 and dC4 stacked as dBC (2, batch, G, N, L) fp32 (one cast for both),
     and dA (dim, N), dD, dbias (dim,) fp32 summed over the batch. Through a table on the lane kernels:
-    bc_steps as _scan_forward's, and dBC cast to bc_dtype (where given) before its gather back to natural
-    order (a permutation: the same values, fewer bytes moved)."""
+    bc_steps as _scan_forward's, and dBC in B's and C's dtype where they share one, cast before its gather
+    back to natural order (a permutation: the same values, fewer bytes moved)."""
     batch, groups, dg, length = dt4.shape
     n_state = A.shape[1]
     n_chunks = cdiv(length, T)
     Ac, Df, bias = _host_params(A, D, delta_bias)
     dev = u4.device
     delta_dtype = dt4.dtype  # the forward's softplus mode, before the tiles path's fp32 casts
+    bc_dtype = B4.dtype if B4.dtype == C4.dtype else None  # dBC's through a table, before any cast
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = _rows_path(u4, dt4, z4, backward=True)
-    lanes_table = not rows and table_lanes(table, z4 is not None)
+    lanes_table = _lanes_table(u4, dt4, z4, table, backward=True)
     lane = not rows and (lanes_table or table is None and _lane_backward(
         (dg, groups, batch, length), z4 is not None, u4.device.index or 0, u4.element_size(), n_state))
     seg = lane or (not rows and table is None and seg_enabled(T, dg, backward=True)
@@ -1404,7 +1414,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         dout4, u4, dt4, B4, C4, z4 = (_fp32(t) for t in (dout4, u4, dt4, B4, C4, z4))
     elif seg:
         if lanes_table:
-            B4, C4 = bc_steps if bc_steps is not None else (_steps_order(B4, table), _steps_order(C4, table))
+            B4, C4 = _bc_steps(B4, C4, table, bc_steps)
         B4, C4 = _bc_for_segments(B4, C4)
 
     def grad_buffer(like):
@@ -1564,10 +1574,8 @@ def _directions_forward(u, delta, A, B, C, D, delta_bias, table, delta_softplus,
     batch, dn, length = u.shape
     K = delta.shape[1]
     u4 = u.unsqueeze(1).expand(batch, K, dn, length)  # every direction reads the same natural-order map
-    bc_steps = None
-    if not _rows_path(u4, delta, None) and table_lanes(table, False):
-        # B / C in the lane kernels' step order: gathered once, kept for the backward
-        bc_steps = (_steps_order(B, table), _steps_order(C, table))
+    # B / C in the lane kernels' step order: gathered once, kept for the backward
+    bc_steps = _bc_steps(B, C, table) if _lanes_table(u4, delta, None, table) else None
     out, ckpt, T = _scan_forward(u4, delta, A, B, C, D, None, delta_bias, table, delta_softplus,
                                  torch.float32, need_ckpt, chunk, bc_steps)
     # the merge: directions are already in natural order
@@ -1600,7 +1608,7 @@ class _TritonDirections(torch.autograd.Function):
         du, ddt, _, dBC, dA, dD, dbias = _scan_backward(
             dout.unsqueeze(1).expand(batch, K, dn, length), u.unsqueeze(1).expand(batch, K, dn, length),
             delta, A, B, C, D, None, delta_bias, table, ctx.delta_softplus, ckpt, ctx.T,
-            bc_steps=(Bs, Cs) if Bs is not None else None, bc_dtype=B.dtype if B.dtype == C.dtype else None,
+            bc_steps=(Bs, Cs) if Bs is not None else None,
         )
         dB, dC = _cast_pair(dBC, B, C)
         return (_cast(_merge(du), u), _cast(ddt, delta), _cast(dA, A), dB, dC,
