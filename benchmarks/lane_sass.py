@@ -3,6 +3,7 @@ and the instructions of its loops, most frequent opcodes first.
 
     python benchmarks/lane_sass.py --kernel bwd --split 2 --prefetch 5
     python benchmarks/lane_sass.py --kernel fwd --split 2 --bc fp32      # B / C rows in fp32
+    python benchmarks/lane_sass.py --kernel fwd --split 1 --dtype fp32   # every input in fp32
     python benchmarks/lane_sass.py --kernel bwd --split 1 --maxnreg 168  # 12 one-warp programs per SM
     python benchmarks/lane_sass.py --kernel fwd --table cl               # the fused path, channels-last
     python benchmarks/lane_sass.py --kernel fwd --count I2F,BAR,REDG     # these opcodes in the largest loop
@@ -33,7 +34,7 @@ BF16_PTRS = ("u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dout_ptr", "out_ptr"
 
 
 def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, block: int, maxnreg: int = 0,
-                 table: str = "none"):
+                 table: str = "none", dtype: str = "bf16"):
     """The compiled kernel (triton's CompiledKernel) for bf16 inputs, N = 16, D, bias and softplus, no z.
     table: none, or the fused path's index table with u / delta / the output channels-last ("cl": their
     channel strides 1, B / C still unit L stride) or channel-major ("cm")."""
@@ -60,7 +61,7 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
             continue
         if name.endswith("_ptr"):
             # B / C rows in fp32 on request; through a table the output and du are fp32 maps added into
-            fp32 = (name in ("B_ptr", "C_ptr") and bc == "fp32"
+            fp32 = (dtype == "fp32" or name in ("B_ptr", "C_ptr") and bc == "fp32"
                     or name in ("out_ptr", "du_ptr") and table != "none")
             signature[name] = ("*i32" if name == "table_ptr" else "*bf16" if name in BF16_PTRS and not fp32
                                else "*fp32")
@@ -123,6 +124,8 @@ def main() -> None:
     parser.add_argument("--unroll", type=int, default=1, help="UNROLL of the backward's state loop")
     parser.add_argument("--block", type=int, default=16, help="steps per block (E)")
     parser.add_argument("--bc", choices=("bf16", "fp32"), default="bf16", help="the B / C rows' dtype")
+    parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16",
+                        help="the inputs' dtype (fp32: B / C as well)")
     parser.add_argument("--table", choices=("none", "cl", "cm"), default="none",
                         help="through an index table, maps channels-last (cl) or channel-major (cm)")
     parser.add_argument("--count", default="", help="opcodes to count in the largest loop (e.g. I2F,BAR)")
@@ -131,9 +134,10 @@ def main() -> None:
     args = parser.parse_args()
     prefetch = args.prefetch if args.prefetch is not None else (5 if args.kernel == "bwd" else 0)
     compiled = compile_lane(args.kernel, args.split, prefetch, args.unroll, args.bc, args.block, args.maxnreg,
-                            args.table)
-    print(f"lane {args.kernel}, split {args.split}, PREFETCH {prefetch}, UNROLL {args.unroll}, "
-          f"E {args.block}, B / C {args.bc}, MAXNREG {args.maxnreg or 'auto'}, table {args.table}")
+                            args.table, args.dtype)
+    bc = "fp32" if args.dtype == "fp32" else args.bc
+    print(f"lane {args.kernel}, {args.dtype}, split {args.split}, PREFETCH {prefetch}, UNROLL {args.unroll}, "
+          f"E {args.block}, B / C {bc}, MAXNREG {args.maxnreg or 'auto'}, table {args.table}")
     for line in sass_report(compiled.asm["cubin"], count=tuple(op for op in args.count.split(",") if op)):
         print(" ", line)
 

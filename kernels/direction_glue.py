@@ -5,9 +5,10 @@ step order, projects and scans them as one (batch, K*D, L) scan, and merges the 
 order. ``cross_scan`` and ``cross_merge`` are that glue, each the other's adjoint, so the backward of one is
 the forward of the other: no zero-filled buffer, no scatter-add with atomics, deterministic.
 
-Each has a PyTorch version (CPU, the reference) and a Triton version (kernels/triton_directions.py), with
-one signature; "auto" picks Triton for CUDA tensors. ``DirectionPlan`` holds the int32 tables both need,
-built once per (curve, H, W, K, device) by the model.
+``permute_steps_torch`` moves each direction's own rows (the fused scan's B / C and their gradients)
+between natural and step order. Each has a PyTorch version (CPU, the reference) and a Triton version
+(kernels/triton_directions.py), with one signature; "auto" picks Triton for CUDA tensors.
+``DirectionPlan`` holds the int32 tables both need, built once per (curve, H, W, K, device) by the model.
 """
 
 from __future__ import annotations
@@ -58,6 +59,19 @@ def merge_directions_torch(ys: torch.Tensor, order: torch.Tensor, rel: torch.Ten
     steps = rel.to(torch.long).view(1, K, 1, length).expand(batch, K, dim, length)
     summed = ys.gather(3, steps).sum(dim=1, dtype=accumulator_dtype(ys.dtype))
     return out.index_copy_(2, order.to(torch.long), summed.to(out.dtype))
+
+
+def permute_steps_torch(x: torch.Tensor, table: torch.Tensor, out: torch.Tensor,
+                        to_steps: bool) -> torch.Tensor:
+    """Each direction's own rows between natural and step order, cast to out's dtype (the reference of
+    triton_directions.permute_steps_triton, same signature): x and out (..., K, R, L), table (K, L);
+    out[.., k, r, t] = x[.., k, r, table[k, t]] (to_steps) or out[.., k, r, table[k, t]] = x[.., k, r, t]."""
+    K, length = table.shape
+    index = table.to(device=x.device, dtype=torch.long).view(*([1] * (x.dim() - 3)), K, 1, length)
+    index = index.expand(x.shape)
+    if to_steps:
+        return out.copy_(x.gather(-1, index))
+    return out.scatter_(-1, index, x.to(out.dtype))
 
 
 def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:

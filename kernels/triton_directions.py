@@ -11,6 +11,10 @@ versions with the same signatures and the autograd that pairs them):
   direction k at that position) makes direction 0's reads contiguous and keeps every curve's reads local,
   where walking image rows would scatter them over the whole sequence. With ``out`` channels-last, each
   position's store is D contiguous values.
+* ``permute_steps_triton(x, table, out, to_steps)``: each direction's own rows (the fused scan's B / C and
+  their gradients) between natural order and that direction's step order, cast to ``out``'s dtype:
+  out[.., k, r, t] = x[.., k, r, table[k, t]] (to_steps) or out[.., k, r, table[k, t]] = x[.., k, r, t].
+  The tables are permutations, so the scatter form writes every element once and needs no inverse table.
 
 Neither has a scan or a reduction over lanes, so the gathered addresses cost no layout conversions (the
 fused scan's problem, kernels/NOTES.md); Triton moves the tile between the load and store layouts.
@@ -60,6 +64,45 @@ def _merge_directions_kernel(ys_ptr, order_ptr, rel_ptr, out_ptr, D, L, so_b, so
     pos = tl.load(order_ptr + j, mask=jmask, other=0).to(tl.int64)
     dst = out_ptr + b * so_b + d[:, None].to(tl.int64) * so_d + pos[None, :] * so_l
     tl.store(dst, acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _permute_steps_kernel(x_ptr, table_ptr, out_ptr, R, L, NB, sx_p, sx_b, sx_k, sx_r, sx_l,
+                          so_p, so_b, so_k, so_r, so_l, K: tl.constexpr, BR: tl.constexpr, BL: tl.constexpr,
+                          TO_STEPS: tl.constexpr):
+    t = tl.program_id(0) * BL + tl.arange(0, BL)
+    r = tl.program_id(1) * BR + tl.arange(0, BR)
+    pbk = tl.program_id(2)  # (pair, batch, direction), direction fastest
+    k = pbk % K
+    pb = pbk // K
+    p = (pb // NB).to(tl.int64)
+    b = (pb % NB).to(tl.int64)
+    tmask = t < L
+    mask = (r[:, None] < R) & tmask[None, :]
+    pos = tl.load(table_ptr + k * L + t, mask=tmask, other=0).to(tl.int64)
+    x_rows = x_ptr + p * sx_p + b * sx_b + k * sx_k + r[:, None].to(tl.int64) * sx_r
+    o_rows = out_ptr + p * so_p + b * so_b + k * so_k + r[:, None].to(tl.int64) * so_r
+    if TO_STEPS:  # gather: scattered reads, step-order writes
+        vals = tl.load(x_rows + pos[None, :] * sx_l, mask=mask)
+        tl.store(o_rows + t[None, :].to(tl.int64) * so_l, vals.to(out_ptr.dtype.element_ty), mask=mask)
+    else:  # scatter: step-order reads, each natural position written once (a permutation)
+        vals = tl.load(x_rows + t[None, :].to(tl.int64) * sx_l, mask=mask)
+        tl.store(o_rows + pos[None, :] * so_l, vals.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def permute_steps_triton(x: torch.Tensor, table: torch.Tensor, out: torch.Tensor,
+                         to_steps: bool) -> torch.Tensor:
+    """x and out (batch, K, R, L) or (P, batch, K, R, L) (P stacked tensors, one launch), any strides; table
+    (K, L) int32. Writes out[.., k, r, t] = x[.., k, r, table[k, t]] (to_steps) or the inverse; returns
+    out."""
+    x5 = x if x.dim() == 5 else x.unsqueeze(0)
+    o5 = out if out.dim() == 5 else out.unsqueeze(0)
+    pairs, batch, K, rows, length = x5.shape
+    block_rows = min(32, triton.next_power_of_2(rows))
+    grid = (cdiv(length, BLOCK_L), cdiv(rows, block_rows), pairs * batch * K)
+    _permute_steps_kernel[grid](x5, table, o5, rows, length, batch, *x5.stride(), *o5.stride(), K=K,
+                                BR=block_rows, BL=BLOCK_L, TO_STEPS=to_steps, num_warps=4)
+    return out
 
 
 def gather_directions_triton(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

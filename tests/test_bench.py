@@ -312,13 +312,24 @@ def test_bench_ss2d_compares_fused_with_unfused(monkeypatch, scale, status):
     monkeypatch.setattr(kernels, "selective_scan_directions", _fake_directions(scale), raising=False)
     cpu = torch.device("cpu")
 
+    gpu_times = iter(range(1, 100))
+
+    def gpu_timer(fn):  # a stand-in for the GPU's kernel time: 1, 2, 3 ... ms in the order they are timed
+        fn()
+        return float(next(gpu_times))
+
     rows = bench.bench_ss2d((2,), ("fp32",), "hilbert", cpu, bench.make_timer(cpu, 0, 1), log=lambda _: None,
-                            sizes=((8, 4), (16, 2)))
+                            sizes=((8, 4), (16, 2)), gpu_timer=gpu_timer)
 
     assert [(r["d_inner"], r["side"], r["baseline"]) for r in rows] == [(8, 4, "cuda"), (16, 2, "cuda")]
-    for row in rows:
+    for row, (fused_gpu, base_gpu) in zip(rows, [(1.0, 2.0), (3.0, 4.0)], strict=True):
         assert row["status"] == status and row["rel_err"] == pytest.approx(abs(scale - 1), abs=1e-6)
         assert row["speedup"] == pytest.approx(row["fwd_bwd_baseline_ms"] / row["fused_fwd_bwd_ms"])
+        # the fused path is timed first; the summary carries the kernel-time ratio too
+        assert (row["fwd_bwd_gpu_baseline_ms"], row["fused_fwd_bwd_gpu_ms"]) == (base_gpu, fused_gpu)
+        assert row["speedup_gpu"] == base_gpu / fused_gpu
+    summary = bench_tables.summary_rows({"scan": [], "ss2d": rows, "model": []})
+    assert [r["speedup_gpu"] for r in summary] == [2.0, 4.0 / 3.0]
 
 
 def test_a_wrong_row_makes_the_command_exit_1(monkeypatch, capsys, no_gpu):

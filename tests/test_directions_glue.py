@@ -11,7 +11,7 @@ import os
 import pytest
 import torch
 
-from kernels.direction_glue import cross_merge, cross_scan, direction_plan
+from kernels.direction_glue import cross_merge, cross_scan, direction_plan, permute_steps_torch
 from kernels.directions import selective_scan_directions_unfused
 from mambaad_cli.model.hss import SS2D, scan_indices
 from mambaad_cli.model.scans import direction_tables
@@ -43,6 +43,44 @@ def loop_merge(ys, table):
     for k in range(table.shape[0]):
         out[:, :, table[k].long()] += ys[:, k]
     return out
+
+
+def permute_steps(backend):
+    if backend == "torch":
+        return permute_steps_torch
+    from kernels.triton_directions import permute_steps_triton
+
+    return permute_steps_triton
+
+
+def tokens_outermost(shape, dtype, dev):
+    """An empty (..., K, R, L) tensor stored as (..., L, K, R): the layout of the model's B / C views."""
+    lead = len(shape) - 3
+    base = torch.empty((*shape[:lead], shape[-1], *shape[lead:-1]), dtype=dtype, device=dev)
+    return base.permute(*range(lead), lead + 1, lead + 2, lead)
+
+
+@pytest.mark.parametrize("method,H,W,K", [("hilbert", 5, 7, 8), ("zigzag", 3, 5, 2)])
+@pytest.mark.parametrize("stacked", [False, True])
+def test_permute_steps_moves_each_directions_rows_both_ways(backend, method, H, W, K, stacked):
+    # the fused scan's B / C into step order (gather) and their gradients back (scatter, with a cast), any
+    # layout on either side, against indexing loops; 37 rows: not a multiple of the kernel's row block
+    table = direction_tables(method, H, W, K)
+    dev = device_for(backend)
+    g = torch.Generator().manual_seed(5)
+    lead, rows, L = ((2, 3) if stacked else (3,)), 37, H * W
+    x = torch.randn(*lead, K, rows, L, generator=g, dtype=torch.float64)
+    steps = torch.stack([x[..., k, :, table[k].long()] for k in range(K)], dim=-3)
+    permute = permute_steps(backend)
+
+    x_t = tokens_outermost(x.shape, torch.float64, dev).copy_(x.to(dev))
+    out = torch.full(x.shape, float("nan"), dtype=torch.float64, device=dev)
+    assert permute(x_t, table.to(dev, torch.int32), out, to_steps=True) is out
+    torch.testing.assert_close(out.cpu(), steps, rtol=0, atol=0)
+
+    back = tokens_outermost(x.shape, torch.float32, dev).fill_(float("nan"))
+    assert permute(steps.to(dev), table.to(dev, torch.int32), back, to_steps=False) is back
+    torch.testing.assert_close(back.cpu(), x.float(), rtol=0, atol=0)  # every element written, cast once
 
 
 def layout(x, channels_last):

@@ -391,6 +391,19 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     assert gathers == ([(batch, K, n, length)] * 2 if kernel == "lane" else [])
 
 
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (0, 3, 1, 2), (3, 1, 0, 2)])
+def test_natural_gradients_of_b_and_c_keep_their_layout(ts, order):
+    # the fused path's dB / dC come back in B's order of strides (the model's B / C are tokens-outermost views
+    # of x_proj's output): each half of the stacked buffer has B's strides where B is dense
+    shape = (2, 3, 4, 5)
+    B = torch.empty([shape[d] for d in order]).permute(*[order.index(d) for d in range(4)])
+    assert B.shape == shape
+    stacked = ts._stacked_like(B, torch.bfloat16)
+    assert stacked.shape == (2, *shape) and stacked.dtype == torch.bfloat16
+    assert stacked[0].stride() == stacked[1].stride() == B.stride()
+    assert stacked.stride(0) == B.numel()  # the pair outermost
+
+
 def test_fused_kernel_knob_is_checked(ts, monkeypatch):
     monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", "rows")
     with pytest.raises(ValueError, match="MAMBAAD_SCAN_FUSED_KERNEL must be lane or tiles"):

@@ -68,14 +68,16 @@ def ss2d_table(rows: list[dict[str, Any]]) -> Table:
     table = _table(
         f"SS2D core, K=8 N=16, scan {rows[0]['scan'] if rows else NA}: fused triton vs unfused {base} (ms)",
         ["batch", "d_inner", "HxW", "dtype", "fused fwd", "fused f+b", f"{base} fwd", f"{base} f+b",
-         "speed-up", "rel err", "check"],
+         "speed-up", "f+b GPU", f"{base} GPU", "x GPU time", "rel err", "check"],
     )
     for r in rows:
         table.add_row(
             str(r["batch"]), str(r["d_inner"]), f"{r['side']}x{r['side']}", r["dtype"],
             _num(r.get("fused_fwd_ms"), ".3f"), _num(r.get("fused_fwd_bwd_ms"), ".3f"),
             _num(r.get("fwd_baseline_ms"), ".3f"), _num(r.get("fwd_bwd_baseline_ms"), ".3f"),
-            _num(r.get("speedup"), ".2f"), _num(r.get("rel_err"), ".1e"), _status(r),
+            _num(r.get("speedup"), ".2f"), _num(r.get("fused_fwd_bwd_gpu_ms"), ".3f"),
+            _num(r.get("fwd_bwd_gpu_baseline_ms"), ".3f"), _num(r.get("speedup_gpu"), ".2f"),
+            _num(r.get("rel_err"), ".1e"), _status(r),
         )
     return table
 
@@ -135,7 +137,8 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "what": "ss2d", "batch": r["batch"], "dtype": r["dtype"],
             "shape": f"{r['d_inner']}@{r['side']}x{r['side']}", "ours": "fused",
             "ours_ms": r.get("fused_fwd_bwd_ms"), "baseline": r["baseline"],
-            "baseline_ms": r.get("fwd_bwd_baseline_ms"), "speedup": r.get("speedup"), "speedup_gpu": None,
+            "baseline_ms": r.get("fwd_bwd_baseline_ms"), "speedup": r.get("speedup"),
+            "speedup_gpu": r.get("speedup_gpu"),
             "fwd_pct_floor": None, "images_per_s": None, "status": _worst(r),
         })
     for r in result["model"]:

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# session 32 call 3 (one H200): the table with v1.30 (the fused path's B / C moved by Triton passes),
+# `mambaad bench --scan hilbert --batch 16`, with mamba_ssm's selective_scan_cuda built for sm_90 meanwhile
+# and the fused path's kernels compiled first (ss2d_fused.py --check-only, both dtypes).
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .devcarry/wheels/*.whl 2>/dev/null
+export PYTHONPATH=$PWD:/tmp/site NCCL_NVLS_ENABLE=0 TRITON_CACHE_DIR=/tmp/tcache
+s=$(date +%s); t() { echo "== $* at $(( $(date +%s) - s )) s"; }
+nvidia-smi --query-gpu=name,driver_version --format=csv > $OUT/gpu.txt
+{ t start; MAX_JOBS=8 timeout 300 python benchmarks/build_mamba_cuda.py \
+    --sdist .devcarry/mamba_ssm-2.3.2.post1.tar.gz --out /tmp/mamba_cuda; t built; } > /tmp/build.log 2>&1 &
+build=$!
+{ t start; pids=""; for d in bf16 fp32; do
+    MAMBAAD_SCAN_TUNE_CACHE=0 timeout 200 python benchmarks/ss2d_fused.py --check-only --dtypes $d \
+      --ways fused-lane,unfused-triton > /dev/null 2>&1 & pids="$pids $!"
+  done; wait $pids; t warm; } > /tmp/warm.log 2>&1
+wait $build
+{ t start; echo "command: mambaad bench --scan hilbert --batch 16 --json bench16.json"
+  PYTHONPATH=$PYTHONPATH:/tmp/mamba_cuda/build timeout $(( 580 - ($(date +%s) - s) )) python -m mambaad_cli bench \
+    --scan hilbert --batch 16 --json $OUT/bench16.json; t done; } > $OUT/bench16.txt 2>&1
+cat /tmp/build.log /tmp/warm.log > $OUT/logs.txt
+cd $OUT && tar czf all.tgz *
+t end
