@@ -5,10 +5,10 @@ direction. Backend "triton-fused" runs the fused kernel, which reads through the
 natural order. Every other backend ("auto", "torch", "cuda", "triton") runs the unfused path below: gather
 the K direction copies, scan them with ``selective_scan`` on that backend, scatter each output back and
 sum. Both compute the same function; the unfused one is the reference the fused kernel is tested against.
-The fused kernel runs the lane scan kernels since v1.28: 2.5-6x the unfused path around mamba_ssm's kernel
-and 1.6-1.9x around ours in the SS2D core alone on an H200 (GPU time), but the model with it was 10-12 %
-slower than with its own unfused order (Triton glue and the plain scan), so it is not the default
-(kernels/NOTES.md, v1.28 and v1.29).
+The fused kernel runs the lane scan kernels since v1.28: 2.6-6.8x the unfused path around mamba_ssm's
+kernel in the SS2D core alone on an H200 (GPU time, v1.30), but the model with it was 5-8 % slower than
+with its own unfused order (Triton glue and the plain scan), so it is not the default (kernels/NOTES.md,
+v1.28 to v1.30).
 """
 
 from __future__ import annotations
