@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .launch import cdiv
+from .launch import cdiv, next_power_of_2
 
 BLOCK_D = 32
 BLOCK_L = 64
@@ -98,7 +98,7 @@ def permute_steps_triton(x: torch.Tensor, table: torch.Tensor, out: torch.Tensor
     x5 = x if x.dim() == 5 else x.unsqueeze(0)
     o5 = out if out.dim() == 5 else out.unsqueeze(0)
     pairs, batch, K, rows, length = x5.shape
-    block_rows = min(32, triton.next_power_of_2(rows))
+    block_rows = min(32, next_power_of_2(rows))
     grid = (cdiv(length, BLOCK_L), cdiv(rows, block_rows), pairs * batch * K)
     _permute_steps_kernel[grid](x5, table, o5, rows, length, batch, *x5.stride(), *o5.stride(), K=K,
                                 BR=block_rows, BL=BLOCK_L, TO_STEPS=to_steps, num_warps=4)
