@@ -1,10 +1,11 @@
 """The SS2D glue in Triton: the K direction copies of a feature map, and their merge back to natural order.
 
-Two memory-bound kernels, each the adjoint of the other (kernels/directions.py holds the PyTorch
-versions with the same signatures and the autograd that pairs them):
+Two memory-bound kernels (kernels/direction_glue.py holds the PyTorch versions with the same signatures
+and the autograd that pairs the gather with the merge, each the other's adjoint):
 
 * ``gather_directions_triton(x, table)``: xs[b, k, d, t] = x[b, d, table[k, t]], x of any strides
-  (channel-first or channels-last), xs contiguous (batch, K, D, L): the scan's layout.
+  (channel-first or channels-last), xs contiguous (batch, K, D, L): the scan's layout. The permute kernel's
+  gather, x read through a zero stride over the directions.
 * ``merge_directions_triton(ys, order, rel, out)``: out[b, d, order[j]] = sum_k ys[b, k, d, rel[k, j]], the
   K outputs put back in natural order and summed in fp32 registers, written once in ``out``'s layout.
   Walking natural positions in direction 0's order (``order`` = table[0], ``rel[k, j]`` = the step of
@@ -30,22 +31,6 @@ from .launch import cdiv, next_power_of_2
 
 BLOCK_D = 32
 BLOCK_L = 64
-
-
-@triton.jit
-def _gather_directions_kernel(x_ptr, table_ptr, out_ptr, D, L, sx_b, sx_d, sx_l,
-                              K: tl.constexpr, BD: tl.constexpr, BL: tl.constexpr):
-    t = tl.program_id(0) * BL + tl.arange(0, BL)
-    d = tl.program_id(1) * BD + tl.arange(0, BD)
-    bk = tl.program_id(2)
-    b = (bk // K).to(tl.int64)
-    k = bk % K
-    tmask = t < L
-    mask = (d[:, None] < D) & tmask[None, :]
-    pos = tl.load(table_ptr + k * L + t, mask=tmask, other=0).to(tl.int64)
-    vals = tl.load(x_ptr + b * sx_b + d[:, None].to(tl.int64) * sx_d + pos[None, :] * sx_l, mask=mask)
-    rows = (bk.to(tl.int64) * D + d[:, None]) * L
-    tl.store(out_ptr + rows + t[None, :], vals, mask=mask)
 
 
 @triton.jit
@@ -98,7 +83,7 @@ def permute_steps_triton(x: torch.Tensor, table: torch.Tensor, out: torch.Tensor
     x5 = x if x.dim() == 5 else x.unsqueeze(0)
     o5 = out if out.dim() == 5 else out.unsqueeze(0)
     pairs, batch, K, rows, length = x5.shape
-    block_rows = min(32, next_power_of_2(rows))
+    block_rows = min(BLOCK_D, next_power_of_2(rows))
     grid = (cdiv(length, BLOCK_L), cdiv(rows, block_rows), pairs * batch * K)
     _permute_steps_kernel[grid](x5, table, o5, rows, length, batch, *x5.stride(), *o5.stride(), K=K,
                                 BR=block_rows, BL=BLOCK_L, TO_STEPS=to_steps, num_warps=4)
@@ -110,10 +95,8 @@ def gather_directions_triton(x: torch.Tensor, table: torch.Tensor) -> torch.Tens
     batch, dim, length = x.shape
     K = table.shape[0]
     out = torch.empty((batch, K, dim, length), device=x.device, dtype=x.dtype)
-    grid = (cdiv(length, BLOCK_L), cdiv(dim, BLOCK_D), batch * K)
-    _gather_directions_kernel[grid](x, table, out, dim, length, *x.stride(), K=K, BD=BLOCK_D, BL=BLOCK_L,
-                                    num_warps=4)
-    return out
+    # every direction gathers from the same map: permute_steps' gather with a zero stride over directions
+    return permute_steps_triton(x.unsqueeze(1).expand(batch, K, dim, length), table, out, to_steps=True)
 
 
 def merge_directions_triton(ys: torch.Tensor, order: torch.Tensor, rel: torch.Tensor,
