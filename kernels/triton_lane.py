@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from .triton_scan import _add_at, _channel_vectors, _delta, _exp2, _input_grads, _load_A2, _program_channels
-from .triton_seg import _f32, _layout_hint, _pack, _prefetch_rows, _red_scatter_rows, _unpack
+from .triton_seg import _f32, _layout_hint, _pack, _prefetch_at, _prefetch_rows, _red_scatter_rows, _unpack
 
 
 @triton.jit
@@ -180,12 +180,13 @@ def _prefetch_steps(u_row, dt_row, table_ptr, g, d, t0, ee, L, su_l, sdt_l, HAS_
     the forward's block otherwise waits on their loads at its start (Nsight Compute, bf16, 1024 x 4096: 25 %
     of the stall samples, v1.29). u_row / dt_row [BD, 1]: each lane's channel; d [BD] its index. Without a
     table one prefetch per lane at the first step, which covers its row where steps are adjacent
-    (channel-major maps); through one, every step's position. NVIDIA GPUs only (_prefetch_rows)."""
+    (channel-major maps); through one, every step's position as loaded (0 past L; scaled by the L stride
+    where the host scaled the table: triton_scan._table_positions). NVIDIA GPUs only (inline PTX)."""
     if HAS_TABLE:
         t = t0 + ee
         p = tl.load(table_ptr + g * L + t + 0 * d[:, None], mask=t < L, other=0)
-        _prefetch_rows(u_row, p, L, su_l)
-        _prefetch_rows(dt_row, p, L, sdt_l)
+        _prefetch_at(u_row + p * su_l)
+        _prefetch_at(dt_row + p * sdt_l)
     else:
         first = tl.zeros([d.shape[0]], tl.int32)[:, None] + t0
         _prefetch_rows(u_row, first, L, su_l)

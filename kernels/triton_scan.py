@@ -1198,8 +1198,36 @@ def _interpreter_knob(name: str) -> int:
     return int(os.environ.get(f"MAMBAAD_SCAN_{name}", defaults[name]))
 
 
-def _strides(t: torch.Tensor | None) -> tuple[int, ...]:
-    return tuple(t.stride()) if t is not None else (0, 0, 0, 0)
+def _strides(t: torch.Tensor | None, scale: int = 1) -> tuple[int, ...]:
+    """t's strides (zeros for an absent tensor), the last (L) divided by ``scale`` (_table_positions)."""
+    if t is None:
+        return (0, 0, 0, 0)
+    *outer, step = t.stride()
+    return (*outer, step // scale)
+
+
+def table_scale_enabled() -> bool:
+    """Developer knob MAMBAAD_SCAN_TABLE_SCALE=0: the lane kernels multiply each position by the L strides
+    themselves (v1.30), for an A/B of _table_positions in one process."""
+    return os.environ.get("MAMBAAD_SCAN_TABLE_SCALE", "1") != "0"
+
+
+def _table_positions(table: torch.Tensor, maps) -> tuple[torch.Tensor, int]:
+    """The lane kernels' table where every map they address through it (u, delta, the output; in the
+    backward dout, du and ddelta; None where absent) has one L stride s > 1, as the fused path's channels-last
+    maps do (s = the channels): table * s, with their L strides passed as s / s = 1, which Triton compiles as
+    a constant, so a step's addresses are the position itself. Otherwise every step pays, per map, a
+    multiply by its stride and a move from the uniform registers (local sm_90 compile, bf16, two lanes a
+    channel: the forward's block 1800 -> 1643 instructions, the backward's 1845 -> 1783 outside its state
+    loop). Returns (the kernel's table, s) or (table, 1). B / C and their gradients are moved by the natural
+    table (they are read in step order)."""
+    strides = {m.stride(3) for m in maps if m is not None}
+    if len(strides) != 1 or not table_scale_enabled():
+        return table, 1
+    s = strides.pop()
+    if s <= 1 or (table.shape[1] - 1) * s >= 2**31:  # positions stay int32
+        return table, 1
+    return table * s, s
 
 
 def softplus_mode(softplus: bool, delta_dtype: torch.dtype) -> int:
@@ -1348,10 +1376,12 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
         B4, C4 = _bc_steps(B4, C4, table, bc_steps)
     if seg or lanes_table:
         B4, C4 = _bc_for_segments(B4, C4)
-    tab = table if table is not None else Ac
+    tab, scale = table if table is not None else Ac, 1
+    if lanes_table:
+        tab, scale = _table_positions(table, (u4, dt4, z4, out))
     args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, out_ptr, ckpt, tab, length, dg,
-            n_chunks, *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4),
-            *_strides(out))
+            n_chunks, *_strides(u4, scale), *_strides(dt4, scale), *_strides(B4), *_strides(C4),
+            *_strides(z4, scale), *_strides(out, scale))
     consts = dict(N=n_state, NP=next_power_of_2(n_state), T=T, STORE_CKPT=need_ckpt,
                   **_flags(D, z4, delta_bias, softplus, table, dt4.dtype))
     if rows:
@@ -1479,13 +1509,15 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
         order = os.environ.get("MAMBAAD_SCAN_SEG_ORDER", "1" if n_chunks <= 2 else "0")
         consts["BLOCKS_LAST"] = order == "1"
         consts["RED_SKIP"] = os.environ.get("MAMBAAD_SCAN_SEG_RED_SKIP", "0") == "1"
-    tab = table if table is not None else Ac
+    tab, scale = table if table is not None else Ac, 1
+    if lanes_table:
+        tab, scale = _table_positions(table, (u4, dt4, z4, dout4, du, ddt))
     args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, dout4, ckpt, tab,
             du_ptr, ddt, dz, dB, dC, dA, dD, dbias, scratch, length, dg, n_chunks,
-            *_strides(u4), *_strides(dt4), *_strides(B4), *_strides(C4), *_strides(z4), *_strides(dout4),
-            *_strides(du))
+            *_strides(u4, scale), *_strides(dt4, scale), *_strides(B4), *_strides(C4), *_strides(z4, scale),
+            *_strides(dout4, scale), *_strides(du, scale))
     if lane:  # the lane backward's own strides of ddt
-        args = args + _strides(ddt)
+        args = args + _strides(ddt, scale)
     _launch(3 if rows else 7 if lane else 5 if seg else 1, (dg, groups, batch, length), args, consts)
     if lanes_table:  # dB / dC from step order back to natural order, cast in the same pass
         dBC = permute_steps_triton(dBC, table, _stacked_like(B_natural, bc_dtype or torch.float32),

@@ -172,8 +172,14 @@ def _prefetch_rows(ptr, first, L, sl):
     prefetch per lane, at its segment's first step (first [BD, S], kept below L), which with E = 16 covers
     the lane's 32 or 64 bytes. NVIDIA GPUs only (inline PTX): elsewhere PREFETCH=2 loads each state's rows in
     its own iteration, and 3 is 1."""
-    at = (ptr + tl.minimum(first, L - 1) * sl).to(tl.int64)
-    tl.inline_asm_elementwise("prefetch.global.L1 [$1];", "=r,l", [at], dtype=tl.int32, is_pure=False, pack=1)
+    _prefetch_at(ptr + tl.minimum(first, L - 1) * sl)
+
+
+@triton.jit
+def _prefetch_at(ptrs):
+    # one L1 prefetch per element of ptrs, which must be addresses inside the tensor (inline PTX)
+    tl.inline_asm_elementwise("prefetch.global.L1 [$1];", "=r,l", [ptrs.to(tl.int64)], dtype=tl.int32,
+                              is_pure=False, pack=1)
 
 
 @triton.jit

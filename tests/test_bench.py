@@ -471,6 +471,31 @@ def test_lane_sass_prefetches_the_next_blocks_steps():
     assert counts["2"] == 16 and counts["6"] == 18
 
 
+def test_lane_sass_scaled_positions_take_no_multiply_per_step():
+    """Through a table whose positions the host scaled by the maps' shared L stride (_table_positions) the
+    lane forward's steps take no uniform multiply (UIMAD) for their addresses, and the block is shorter than
+    with v1.30's positions (a multiply per step and map, then a move to the vector registers)."""
+    sizes, uimad = {}, {}
+    for table in ("cl", "cl-unscaled"):
+        out = run_lane_sass("--kernel", "fwd", "--split", "2", "--prefetch", "6", "--table", table, "--count",
+                            "UIMAD")
+        sizes[table] = max(int(n) for n in re.findall(r"loop .*?: (\d+) instructions", out))
+        uimad[table] = largest_loop_counts(out)["UIMAD"]
+    assert uimad["cl"] == 0 and uimad["cl-unscaled"] >= 32
+    assert sizes["cl"] < sizes["cl-unscaled"] - 100
+
+
+def test_ss2d_module_script_checks_the_fused_core_in_the_module():
+    """benchmarks/ss2d_module.py on a CPU (Triton's interpreter, one tiny map): the SS2D module with the fused
+    core agrees with its default order, output and every gradient."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "ss2d_module.py"), "--check-only",
+                          "--dtypes", "fp32"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
+                         check=True).stdout
+    row = json.loads(out.strip().splitlines()[-1])
+    assert row["dtype"] == "fp32" and 0 <= row["fused_rel"] < 1e-5 and "triton_gpu_ms" not in row
+
+
 def test_ss2d_fused_script_checks_the_ways_against_each_other():
     """benchmarks/ss2d_fused.py on a CPU (Triton's interpreter, one tiny map): the fused lane path and the
     unfused one around our scan agree, a way that cannot run here (mamba_ssm) says why instead, and

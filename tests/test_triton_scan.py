@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -503,12 +504,23 @@ def test_channels_last_inputs_match_on_both_kernels(ts, monkeypatch, rows):
     assert launched == ([2, 3] if rows else [4 if seg[0] else 0, 5 if seg[1] else 1])
 
 
-@pytest.mark.parametrize(("kernel", "dtype"), [("lane", torch.float32), ("lane", torch.bfloat16),
-                                               ("tiles", torch.float32)])
-def test_fused_directions_on_channels_last_maps(ts, monkeypatch, kernel, dtype):
+@pytest.mark.parametrize(("kernel", "dtype", "delta_order"), [
+    ("lane", torch.float32, "blkd"), ("lane", torch.bfloat16, "blkd"), ("tiles", torch.float32, "blkd"),
+    ("lane", torch.float32, "kbld"), ("lane", torch.bfloat16, "kbld")])
+def test_fused_directions_on_channels_last_maps(ts, monkeypatch, kernel, dtype, delta_order):
     """The model's fused path hands over channels-last maps: the lane kernels read and write them through the
-    tables as they are and give the output and u's gradient back in that layout."""
+    tables as they are and give the output and u's gradient back in that layout. Delta as the model stores it
+    ((K, B, L, Dn) in memory, "kbld") has u's L stride, and so do the output, dout and the gradients: the
+    kernels then take positions scaled by it (_table_positions), forward and backward."""
     monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", kernel)
+    scales = []
+    positions = ts._table_positions
+
+    def spy(table, maps):
+        scaled, scale = positions(table, maps)
+        scales.append(scale)
+        return scaled, scale
+    monkeypatch.setattr(ts, "_table_positions", spy)
     batch, dn, n, K, H, W = 2, 4, 2, 8, 4, 5
     L = H * W
     g = torch.Generator().manual_seed(4)
@@ -520,19 +532,40 @@ def test_fused_directions_on_channels_last_maps(ts, monkeypatch, kernel, dtype):
     expected = selective_scan_directions_unfused(*ref_in, table, backend="torch")
     test = [x.to(DEVICE, dtype if i in (0, 1, 3, 4) else torch.float32) for i, x in enumerate(xs)]
     test[0] = channels_last(test[0])
-    test[1] = test[1].permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)  # (B, L, K, Dn) in memory
+    if delta_order == "blkd":
+        test[1] = test[1].permute(0, 3, 1, 2).contiguous().permute(0, 2, 3, 1)  # (B, L, K, Dn) in memory
+    else:
+        test[1] = test[1].permute(1, 0, 3, 2).contiguous().permute(1, 0, 3, 2)  # (K, B, L, Dn) in memory
     test = [x.requires_grad_() for x in test]
     got = selective_scan_directions(*test, table.to(DEVICE), backend="triton-fused")
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     assert got.dtype == dtype and rel(got, expected) < tol
     dout = r(batch, dn, L)
     expected.backward(dout)
-    got.backward(dout.to(DEVICE, dtype))
+    got.backward(channels_last(dout.to(DEVICE, dtype)))
     for name, t, q in zip(("u", "delta", "A", "B", "C", "D", "delta_bias"), test, ref_in, strict=True):
         assert rel(t.grad, q.grad) < tol * 10, name
     if kernel == "lane":
         assert got.stride(1) == 1 and test[0].grad.stride(1) == 1  # channels-last, as given
-        assert test[1].grad.stride(2) == 1  # delta's gradient: (B, L, K, Dn) in memory
+        assert test[1].grad.stride(2) == 1  # delta's gradient in delta's layout
+        assert test[1].grad.stride(3) == test[1].stride(3)
+    # the forward's and the backward's tables: scaled by Dn where delta's L stride is u's
+    assert scales == ([] if kernel == "tiles" else [dn, dn] if delta_order == "kbld" else [1, 1])
+
+
+def test_table_positions_scale_by_a_shared_l_stride_only(ts, monkeypatch):
+    table = torch.tensor([[2, 0, 1], [1, 2, 0]], dtype=torch.int32)
+    cl = torch.zeros(1, 3, 5).transpose(1, 2).unsqueeze(1)  # (1, 1, 5, 3), L stride 5
+    dense = torch.zeros(1, 1, 5, 3)  # L stride 1
+    scaled, scale = ts._table_positions(table, (cl, None, cl.expand(1, 2, 5, 3)))
+    assert scale == 5 and torch.equal(scaled, table * 5) and scaled.dtype == torch.int32
+    assert ts._table_positions(table, (cl, dense))[1] == 1  # strides differ
+    assert ts._table_positions(table, (dense,))[1] == 1  # already 1
+    assert ts._strides(cl, 5) == (15, 5, 1, 1) and ts._strides(None, 5) == (0, 0, 0, 0)
+    wide = SimpleNamespace(stride=lambda dim: 2**30)  # (L - 1) * stride past int32 (no such tensor here)
+    assert ts._table_positions(table, (wide,))[1] == 1
+    monkeypatch.setenv("MAMBAAD_SCAN_TABLE_SCALE", "0")
+    assert ts._table_positions(table, (cl,))[1] == 1
 
 
 def test_ss2d_with_the_fused_kernel_matches_the_torch_path(ts):
@@ -552,6 +585,30 @@ def test_ss2d_with_the_fused_kernel_matches_the_torch_path(ts):
     assert rel(xf.grad, x.grad) < 1e-4
     for (name, p_ref), p in zip(ref.named_parameters(), fused.parameters(), strict=True):
         assert rel(p.grad, p_ref.grad) < 1e-4, name
+
+
+def test_ss2d_runs_the_fused_core_at_the_knobs_sides_only(ts, monkeypatch):
+    """MAMBAAD_SS2D_FUSED_SIDES: an SS2D on the Triton scan runs the fused core on square maps of those sides
+    and its own order elsewhere, with the same values; other backends ignore it."""
+    from mambaad_cli.model import hss
+
+    monkeypatch.setenv("MAMBAAD_SS2D_FUSED_SIDES", "4, 6")
+    calls = []
+    fused = hss.SS2D._scan_core_fused
+
+    def spy(self, x):
+        calls.append(tuple(x.shape[2:]))
+        return fused(self, x)
+    monkeypatch.setattr(hss.SS2D, "_scan_core_fused", spy)
+    torch.manual_seed(0)
+    kwargs = dict(d_state=4, directions=2, scan="hilbert")
+    ref = hss.SS2D(4, scan_backend="torch", **kwargs).to(DEVICE)
+    tri = hss.SS2D(4, scan_backend="triton", **kwargs).to(DEVICE)
+    tri.load_state_dict(ref.state_dict())
+    for H, W in ((4, 4), (4, 5), (5, 5)):
+        x = torch.randn(1, H, W, 4, device=DEVICE)
+        assert rel(tri(x), ref(x)) < 1e-5
+    assert calls == [(4, 4)]  # not from the torch SS2D, nor at 4 x 5 or 5 x 5
 
 
 def test_fp32_copy_of_an_expanded_view_stays_a_view(ts):

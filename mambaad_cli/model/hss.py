@@ -63,6 +63,13 @@ def _bias_silu_split(x: torch.Tensor) -> bool:
     return x.is_cuda if mode == "auto" else mode == "1"
 
 
+def _fused_sides() -> set[int]:
+    """MAMBAAD_SS2D_FUSED_SIDES (developer knob, empty by default): map sides, e.g. `8,16`, at which an SS2D
+    whose scan backend resolves to `triton` runs the fused core (backend `triton-fused`) on square maps, for
+    timing a per-stage choice in the model (benchmarks/ss2d_module.py times each stage alone)."""
+    return {int(s) for s in os.environ.get("MAMBAAD_SS2D_FUSED_SIDES", "").split(",") if s.strip()}
+
+
 def _dt_proj_way() -> str:
     """MAMBAAD_DT_PROJ (developer knob): `pad8` (the default since v1.21, _dt_proj) or `matmul` (v1.20: the
     rank's rows as they are). pad8 reads its padded rows as a second slice of x_proj's output, so autograd
@@ -200,9 +207,10 @@ class SS2D(nn.Module):
     def scan_core(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W) -> (B, D, H*W): K directional scans, summed in natural row-major order (a view of a
         (B, H*W, D) tensor on the unfused path, the layout out_norm wants)."""
-        if self.scan_backend == FUSED:
-            return self._scan_core_fused(x)
         Bsz, D, H, W = x.shape
+        if self.scan_backend == FUSED or (H == W and H in _fused_sides()
+                                          and resolve_backend(self.scan_backend, x) == "triton"):
+            return self._scan_core_fused(x)
         K, L, N, R = self.K, H * W, self.d_state, self.dt_rank
         # Official SS2D order: the K step-order copies of x first, then the per-direction projections on them,
         # so only x is gathered (not delta, B and C), and the merge writes channels-last for out_norm.
@@ -254,7 +262,7 @@ class SS2D(nn.Module):
             self.dt_projs_bias.reshape(-1),
             table,
             delta_softplus=True,
-            backend=self.scan_backend,
+            backend=FUSED,
         )
 
 
