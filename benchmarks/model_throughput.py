@@ -74,11 +74,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the fused SS2D core (index tables; on the lane kernels since v1.28) instead of the glue + scan
     "bf16+cl+graphs+fused": {**BF16_CL, "train.cuda_graphs": True,
                              "model.decoder.scan_backend": "triton-fused"},
-    # the same with v1.30's positions (each step's addresses multiplied by the L strides in the kernels:
-    # kernels/triton_scan._table_positions)
-    "bf16+cl+graphs+fused+noscale": {**BF16_CL, "train.cuda_graphs": True,
-                                     "model.decoder.scan_backend": "triton-fused",
-                                     "env": {"MAMBAAD_SCAN_TABLE_SCALE": "0"}},
+    # the same with the positions scaled by the host (opt-in: kernels/triton_scan._table_positions)
+    "bf16+cl+graphs+fused+scaled": {**BF16_CL, "train.cuda_graphs": True,
+                                    "model.decoder.scan_backend": "triton-fused",
+                                    "env": {"MAMBAAD_SCAN_TABLE_SCALE": "1"}},
     # the fused core at some stages only, by map side (MAMBAAD_SS2D_FUSED_SIDES; `fusedat8+16`: the 8 x 8 and
     # 16 x 16 maps), the default order elsewhere
     **{f"bf16+cl+graphs+fusedat{'+'.join(sides)}": {

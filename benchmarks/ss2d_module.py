@@ -3,6 +3,7 @@ against the fused core, at every decoder stage's shape, side by side in one proc
 
     python benchmarks/ss2d_module.py --json ss2d_module.json       # GPU: bf16 autocast, batch 16
     python benchmarks/ss2d_module.py --dtypes fp32,bf16 --batch 64
+    python benchmarks/ss2d_module.py --profile 64                  # and each backend's kernels at 64 x 64
     python benchmarks/ss2d_module.py --check-only                   # CPU: one tiny map (Triton's interpreter)
 
 `benchmarks/ss2d_fused.py` times the SS2D core alone against the unfused CUDA path (the issue's target). In
@@ -52,10 +53,22 @@ def step(module: SS2D, x: torch.Tensor, dout: torch.Tensor, bf16: bool):
     return out, grads
 
 
+def kernel_table(module: SS2D, x: torch.Tensor, dout: torch.Tensor, bf16: bool, steps: int = 3) -> str:
+    """The GPU kernels of a few forward + backward steps, by self CUDA time (torch.profiler's table)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step(module, x, dout, bf16)
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25, max_name_column_width=70)
+    return f"kernels of SS2D({module.scan_backend}), {steps} steps\n{table}"
+
+
 def measure(d_model: int, side: int, batch: int, dtype: str, device: torch.device, scan: str,
-            timed: bool) -> dict[str, object]:
-    """Each backend's GPU ms per forward + backward (where timed) and the fused one's largest relative L2
-    error against the default's (output and gradients)."""
+            timed: bool, profile: bool = False) -> dict[str, object]:
+    """Each backend's GPU ms per forward + backward (where timed; with profile, its kernel table printed) and
+    the fused one's largest relative L2 error against the default's (output and gradients)."""
     bf16 = dtype == "bf16"
     g = torch.Generator(device="cpu").manual_seed(1)
     x_dtype = torch.bfloat16 if bf16 else torch.float32  # under autocast the block's LayerNorm gives bf16
@@ -68,6 +81,8 @@ def measure(d_model: int, side: int, batch: int, dtype: str, device: torch.devic
         results[backend] = step(module, x, dout, bf16)
         if timed:
             row[f"{backend}_gpu_ms"] = gpu_ms(lambda module=module: step(module, x, dout, bf16))
+            if profile:
+                print(kernel_table(module, x, dout, bf16), flush=True)
     (ref_out, ref_grads), (out, grads) = results["triton"], results["triton-fused"]
     row["fused_rel"] = max([relative_l2_error(out, ref_out)]
                            + [relative_l2_error(a, b) for a, b in zip(grads, ref_grads, strict=True)])
@@ -82,6 +97,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--scan", default="hilbert")
     parser.add_argument("--check-only", action="store_true")
+    parser.add_argument("--profile", default="", help="map sides whose kernels to print (GPU), e.g. 64,8")
     parser.add_argument("--json")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
@@ -94,7 +110,8 @@ def main() -> None:
         totals = dict.fromkeys(BACKENDS, 0.0)
         for d_model, side, blocks in stages:
             row = {"dtype": dtype, "d_model": d_model, "side": side, "blocks": blocks, "batch": batch,
-                   **measure(d_model, side, batch, dtype, device, args.scan, timed)}
+                   **measure(d_model, side, batch, dtype, device, args.scan, timed,
+                             str(side) in args.profile.split(","))}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if timed:

@@ -1207,9 +1207,12 @@ def _strides(t: torch.Tensor | None, scale: int = 1) -> tuple[int, ...]:
 
 
 def table_scale_enabled() -> bool:
-    """Developer knob MAMBAAD_SCAN_TABLE_SCALE=0: the lane kernels multiply each position by the L strides
-    themselves (v1.30), for an A/B of _table_positions in one process."""
-    return os.environ.get("MAMBAAD_SCAN_TABLE_SCALE", "1") != "0"
+    """Developer knob MAMBAAD_SCAN_TABLE_SCALE=1 (opt-in): _table_positions scales the tables. Off by default:
+    on the H200 the fused SS2D core ran no faster with it (GPU ms, batch 16, against v1.30 in one process:
+    bf16 -0.8 % at 64 x 64 and +1.0-1.2 % at the smaller maps; fp32 +0.1 % at 64 x 64, +3-6 % at the others,
+    whose forward then spills 16 bytes: kernels/NOTES.md v1.31), so the instructions it saves are not what
+    the fused kernels wait on."""
+    return os.environ.get("MAMBAAD_SCAN_TABLE_SCALE", "0") == "1"
 
 
 def _table_positions(table: torch.Tensor, maps) -> tuple[torch.Tensor, int]:
@@ -1218,9 +1221,9 @@ def _table_positions(table: torch.Tensor, maps) -> tuple[torch.Tensor, int]:
     maps do (s = the channels): table * s, with their L strides passed as s / s = 1, which Triton compiles as
     a constant, so a step's addresses are the position itself. Otherwise every step pays, per map, a
     multiply by its stride and a move from the uniform registers (local sm_90 compile, bf16, two lanes a
-    channel: the forward's block 1800 -> 1643 instructions, the backward's 1845 -> 1783 outside its state
-    loop). Returns (the kernel's table, s) or (table, 1). B / C and their gradients are moved by the natural
-    table (they are read in step order)."""
+    channel: the forward's block 2007 -> 1788 instructions at PREFETCH 6, the backward's 1845 -> 1783 outside
+    its state loop). Opt-in (table_scale_enabled). Returns (the kernel's table, s) or (table, 1). B / C and
+    their gradients are moved by the natural table (they are read in step order)."""
     strides = {m.stride(3) for m in maps if m is not None}
     if len(strides) != 1 or not table_scale_enabled():
         return table, 1

@@ -511,8 +511,10 @@ def test_fused_directions_on_channels_last_maps(ts, monkeypatch, kernel, dtype, 
     """The model's fused path hands over channels-last maps: the lane kernels read and write them through the
     tables as they are and give the output and u's gradient back in that layout. Delta as the model stores it
     ((K, B, L, Dn) in memory, "kbld") has u's L stride, and so do the output, dout and the gradients: the
-    kernels then take positions scaled by it (_table_positions), forward and backward."""
+    kernels then take positions scaled by it where MAMBAAD_SCAN_TABLE_SCALE=1 (_table_positions), forward and
+    backward."""
     monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", kernel)
+    monkeypatch.setenv("MAMBAAD_SCAN_TABLE_SCALE", "1")
     scales = []
     positions = ts._table_positions
 
@@ -554,6 +556,9 @@ def test_fused_directions_on_channels_last_maps(ts, monkeypatch, kernel, dtype, 
 
 
 def test_table_positions_scale_by_a_shared_l_stride_only(ts, monkeypatch):
+    assert ts._table_positions(torch.zeros(1, 3, dtype=torch.int32),
+                               (torch.zeros(1, 3, 5).transpose(1, 2).unsqueeze(1),))[1] == 1  # opt-in
+    monkeypatch.setenv("MAMBAAD_SCAN_TABLE_SCALE", "1")
     table = torch.tensor([[2, 0, 1], [1, 2, 0]], dtype=torch.int32)
     cl = torch.zeros(1, 3, 5).transpose(1, 2).unsqueeze(1)  # (1, 1, 5, 3), L stride 5
     dense = torch.zeros(1, 1, 5, 3)  # L stride 1
@@ -564,8 +569,6 @@ def test_table_positions_scale_by_a_shared_l_stride_only(ts, monkeypatch):
     assert ts._strides(cl, 5) == (15, 5, 1, 1) and ts._strides(None, 5) == (0, 0, 0, 0)
     wide = SimpleNamespace(stride=lambda dim: 2**30)  # (L - 1) * stride past int32 (no such tensor here)
     assert ts._table_positions(table, (wide,))[1] == 1
-    monkeypatch.setenv("MAMBAAD_SCAN_TABLE_SCALE", "0")
-    assert ts._table_positions(table, (cl,))[1] == 1
 
 
 def test_ss2d_with_the_fused_kernel_matches_the_torch_path(ts):
