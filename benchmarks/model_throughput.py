@@ -79,11 +79,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                     "model.decoder.scan_backend": "triton-fused",
                                     "env": {"MAMBAAD_SCAN_TABLE_SCALE": "1"}},
     # the fused core at some stages only, by map side (MAMBAAD_SS2D_FUSED_SIDES; `fusedat8+16`: the 8 x 8 and
-    # 16 x 16 maps), the default order elsewhere
-    **{f"bf16+cl+graphs+fusedat{'+'.join(sides)}": {
-        **BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SS2D_FUSED_SIDES": ",".join(sides)}}
-       for sides in (("8",), ("16",), ("32",), ("64",), ("8", "16"), ("8", "16", "32"), ("16", "32"),
-                     ("32", "64"), ("16", "32", "64"))},
+    # 16 x 16 maps), the default order elsewhere; `fusedatnone`: nowhere (v1.30's default; since v1.31 the
+    # default takes it by map size and dtype, hss.FUSED_MAX_TOKENS)
+    **{f"{base}+fusedat{'+'.join(sides)}": {
+        **config, "env": {"MAMBAAD_SS2D_FUSED_SIDES": ",".join(sides)}}
+       for base, config in (("bf16+cl+graphs", {**BF16_CL, "train.cuda_graphs": True}), ("fp32", {}))
+       for sides in (("none",), ("8",), ("16",), ("32",), ("64",), ("8", "16"), ("8", "16", "32"),
+                     ("16", "32"), ("32", "64"), ("16", "32", "64"), ("8", "16", "32", "64"))},
     # PyTorch's LayerNorm (fp32 under autocast) instead of kernels/layer_norm.py's, to time the kernels
     "bf16+cl+torchln": {**BF16_CL, "env": {"MAMBAAD_LN_BACKEND": "torch"}},
     "bf16+cl+graphs+torchln": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_BACKEND": "torch"}},

@@ -3,7 +3,8 @@ against the fused core, at every decoder stage's shape, side by side in one proc
 
     python benchmarks/ss2d_module.py --json ss2d_module.json       # GPU: bf16 autocast, batch 16
     python benchmarks/ss2d_module.py --dtypes fp32,bf16 --batch 64
-    python benchmarks/ss2d_module.py --profile 64                  # and each backend's kernels at 64 x 64
+    python benchmarks/ss2d_module.py --profile 64                  # and each way's kernels at 64 x 64
+    python benchmarks/ss2d_module.py --ways "triton-fused,triton-fused@MAMBAAD_DT_PROJ_TOKENS=einsum"
     python benchmarks/ss2d_module.py --check-only                   # CPU: one tiny map (Triton's interpreter)
 
 `benchmarks/ss2d_fused.py` times the SS2D core alone against the unfused CUDA path (the issue's target). In
@@ -23,6 +24,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -35,7 +37,15 @@ from mambaad_cli.engine.gpu_time import gpu_ms  # noqa: E402
 from mambaad_cli.model.hss import SS2D  # noqa: E402
 
 STAGES = ((512, 8, 3), (256, 16, 4), (128, 32, 6), (64, 64, 3))  # (d_model, side, HSS blocks), decoder order
-BACKENDS = ("triton", "triton-fused")  # the model's default order, the fused core
+# the default order (on every map: hss._fused_core would take the fused core at the small maps), the fused
+# core; the first is the reference
+WAYS = "triton@MAMBAAD_SS2D_FUSED_SIDES=none,triton-fused"
+
+
+def parse_way(way: str) -> tuple[str, dict[str, str]]:
+    """`backend` or `backend@VAR=VALUE;VAR=VALUE`: (the SS2D scan backend, the environment it runs under)."""
+    backend, _, env = way.partition("@")
+    return backend, dict(item.split("=", 1) for item in env.split(";") if item)
 
 
 def build(d_model: int, backend: str, device: torch.device, scan: str) -> SS2D:
@@ -66,9 +76,9 @@ def kernel_table(module: SS2D, x: torch.Tensor, dout: torch.Tensor, bf16: bool, 
 
 
 def measure(d_model: int, side: int, batch: int, dtype: str, device: torch.device, scan: str,
-            timed: bool, profile: bool = False) -> dict[str, object]:
-    """Each backend's GPU ms per forward + backward (where timed; with profile, its kernel table printed) and
-    the fused one's largest relative L2 error against the default's (output and gradients)."""
+            timed: bool, ways: list[str], profile: bool = False) -> dict[str, object]:
+    """Each way's GPU ms per forward + backward (where timed; with profile, its kernel table printed), and
+    each way's largest relative L2 error and time ratio against the first's (output and gradients)."""
     bf16 = dtype == "bf16"
     g = torch.Generator(device="cpu").manual_seed(1)
     x_dtype = torch.bfloat16 if bf16 else torch.float32  # under autocast the block's LayerNorm gives bf16
@@ -76,18 +86,22 @@ def measure(d_model: int, side: int, batch: int, dtype: str, device: torch.devic
     dout = torch.randn(batch, side, side, d_model, generator=g).to(device, x.dtype)
     row: dict[str, object] = {}
     results = {}
-    for backend in BACKENDS:
+    for way in ways:
+        backend, env = parse_way(way)
         module = build(d_model, backend, device, scan)
-        results[backend] = step(module, x, dout, bf16)
+        with mock.patch.dict(os.environ, env):
+            results[way] = step(module, x, dout, bf16)
+            if timed:
+                row[f"{way}_gpu_ms"] = gpu_ms(lambda module=module: step(module, x, dout, bf16))
+                if profile:
+                    print(f"{way}: " + kernel_table(module, x, dout, bf16), flush=True)
+    ref_out, ref_grads = results[ways[0]]
+    for way in ways[1:]:
+        out, grads = results[way]
+        row[f"{way}_rel"] = max([relative_l2_error(out, ref_out)]
+                                + [relative_l2_error(a, b) for a, b in zip(grads, ref_grads, strict=True)])
         if timed:
-            row[f"{backend}_gpu_ms"] = gpu_ms(lambda module=module: step(module, x, dout, bf16))
-            if profile:
-                print(kernel_table(module, x, dout, bf16), flush=True)
-    (ref_out, ref_grads), (out, grads) = results["triton"], results["triton-fused"]
-    row["fused_rel"] = max([relative_l2_error(out, ref_out)]
-                           + [relative_l2_error(a, b) for a, b in zip(grads, ref_grads, strict=True)])
-    if timed:
-        row["fused_over_default"] = row["triton-fused_gpu_ms"] / row["triton_gpu_ms"]
+            row[f"{way}_over_first"] = row[f"{way}_gpu_ms"] / row[f"{ways[0]}_gpu_ms"]
     return row
 
 
@@ -98,8 +112,11 @@ def main() -> None:
     parser.add_argument("--scan", default="hilbert")
     parser.add_argument("--check-only", action="store_true")
     parser.add_argument("--profile", default="", help="map sides whose kernels to print (GPU), e.g. 64,8")
+    parser.add_argument("--ways", default=WAYS,
+                        help="scan backends, each optionally with knobs: backend@VAR=VALUE;VAR=VALUE")
     parser.add_argument("--json")
     args = parser.parse_args()
+    ways = [w for w in args.ways.split(",") if w]
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     stages = STAGES if cuda else ((4, 4, 1),)
@@ -107,19 +124,19 @@ def main() -> None:
     timed = cuda and not args.check_only
     rows = []
     for dtype in args.dtypes.split(","):
-        totals = dict.fromkeys(BACKENDS, 0.0)
+        totals = dict.fromkeys(ways, 0.0)
         for d_model, side, blocks in stages:
             row = {"dtype": dtype, "d_model": d_model, "side": side, "blocks": blocks, "batch": batch,
-                   **measure(d_model, side, batch, dtype, device, args.scan, timed,
+                   **measure(d_model, side, batch, dtype, device, args.scan, timed, ways,
                              str(side) in args.profile.split(","))}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if timed:
-                for backend in BACKENDS:
-                    totals[backend] += blocks * row[f"{backend}_gpu_ms"]
+                for way in ways:
+                    totals[way] += blocks * row[f"{way}_gpu_ms"]
         if timed:  # the decoder's SS2D modules, each stage's time times its blocks
             total = {"dtype": dtype, "batch": batch, "decoder_ss2d_gpu_ms": totals,
-                     "fused_over_default": totals["triton-fused"] / totals["triton"]}
+                     **{f"{way}_over_first": totals[way] / totals[ways[0]] for way in ways[1:]}}
             rows.append(total)
             print(json.dumps(total), flush=True)
     if args.json:

@@ -487,13 +487,16 @@ def test_lane_sass_scaled_positions_take_no_multiply_per_step():
 
 def test_ss2d_module_script_checks_the_fused_core_in_the_module():
     """benchmarks/ss2d_module.py on a CPU (Triton's interpreter, one tiny map): the SS2D module with the fused
-    core agrees with its default order, output and every gradient."""
+    core agrees with its default order, output and every gradient, with either dt_proj (a way's knobs)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    ways = "triton@MAMBAAD_SS2D_FUSED_SIDES=none,triton-fused,triton-fused@MAMBAAD_DT_PROJ_TOKENS=einsum"
     out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "ss2d_module.py"), "--check-only",
-                          "--dtypes", "fp32"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
-                         check=True).stdout
+                          "--dtypes", "fp32", "--ways", ways], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=600, check=True).stdout
     row = json.loads(out.strip().splitlines()[-1])
-    assert row["dtype"] == "fp32" and 0 <= row["fused_rel"] < 1e-5 and "triton_gpu_ms" not in row
+    assert row["dtype"] == "fp32" and not any(key.endswith("_gpu_ms") for key in row)
+    for way in ways.split(",")[1:]:
+        assert 0 <= row[f"{way}_rel"] < 1e-5, way
 
 
 def test_ss2d_fused_script_checks_the_ways_against_each_other():

@@ -57,12 +57,16 @@ def test_under_bf16_autocast(monkeypatch, way="pad8"):
                                    msg=name)
 
 
+@pytest.mark.parametrize("way", ["batched", "einsum"])
 @pytest.mark.parametrize(("rank", "columns", "padded"), [(1, 9, True), (3, 11, True), (1, 5, False)])
-def test_token_order_dt_proj_pads_as_the_matmul_does(monkeypatch, rank, columns, padded):
+def test_token_order_dt_proj_pads_as_the_matmul_does(monkeypatch, rank, columns, padded, way):
     """The fused SS2D path's dt_proj on x_proj's output in token order (B, L, K, C): padded to rank 8 with
     zero weight columns where x_dbl has the columns, the same values and gradients as a plain per-direction
-    product (an independent einsum of the first `rank` columns), in float64."""
+    product (a loop over the directions on the first `rank` columns), in float64, both ways
+    (MAMBAAD_DT_PROJ_TOKENS); the batched one's output is (B, K, L, D) in memory."""
     from mambaad_cli.model.hss import _dt_proj_tokens
+
+    monkeypatch.setenv("MAMBAAD_DT_PROJ_TOKENS", way)
 
     g = torch.Generator().manual_seed(rank)
     K, D, Bn, L = 3, 5, 2, 7
@@ -74,7 +78,8 @@ def test_token_order_dt_proj_pads_as_the_matmul_does(monkeypatch, rank, columns,
     got = _dt_proj_tokens(weight, x_dbl[..., :rank], x_dbl, pad=True)
     assert pads == ([(0, 8 - rank)] if padded else [])
     expected = torch.stack([x_dbl[:, :, k, :rank] @ weight[k].T for k in range(K)], dim=2)  # (B, L, K, D)
-    assert got.shape == (Bn, L, K, D)
+    assert got.shape == (Bn, L, K, D) and got.stride(3) == 1
+    assert got.transpose(1, 2).is_contiguous() == (way == "batched")
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     dout = torch.randn(got.shape, generator=g, dtype=torch.float64)
     grads = torch.autograd.grad(got, (x_dbl, weight), dout)

@@ -590,6 +590,26 @@ def test_ss2d_with_the_fused_kernel_matches_the_torch_path(ts):
         assert rel(p.grad, p_ref.grad) < 1e-4, name
 
 
+def test_ss2d_fused_core_by_default_on_gpus_by_map_size_and_dtype(monkeypatch):
+    """SS2D's choice of the fused core (hss._fused_core): on GPUs by tokens and dtype, or by the knob."""
+    from mambaad_cli.model import hss
+
+    def fused(backend, shape, dtype=torch.float32, cuda=True):
+        x = SimpleNamespace(shape=shape, is_cuda=cuda, element_size=lambda: torch.empty(0, dtype=dtype)
+                            .element_size())
+        return hss._fused_core(backend, x)
+    monkeypatch.setattr(hss, "resolve_backend", lambda name, x: "torch" if name == "torch" else "triton")
+    assert fused("triton", (2, 8, 16, 16)) and not fused("triton", (2, 8, 32, 32))  # fp32: up to 16 x 16
+    bf16 = torch.bfloat16
+    assert fused("triton", (2, 8, 32, 32), bf16) and not fused("triton", (2, 8, 64, 64), bf16)
+    assert fused("auto", (2, 8, 8, 20)) and not fused("triton", (2, 8, 8, 8), cuda=False)  # GPUs only
+    assert not fused("torch", (2, 8, 8, 8)) and fused("triton-fused", (2, 8, 64, 64))
+    monkeypatch.setenv("MAMBAAD_SS2D_FUSED_SIDES", "none")
+    assert not fused("triton", (2, 8, 8, 8)) and fused("triton-fused", (2, 8, 8, 8))
+    monkeypatch.setenv("MAMBAAD_SS2D_FUSED_SIDES", "64")
+    assert fused("triton", (2, 8, 64, 64)) and not fused("triton", (2, 8, 8, 8))
+
+
 def test_ss2d_runs_the_fused_core_at_the_knobs_sides_only(ts, monkeypatch):
     """MAMBAAD_SS2D_FUSED_SIDES: an SS2D on the Triton scan runs the fused core on square maps of those sides
     and its own order elsewhere, with the same values; other backends ignore it."""

@@ -314,9 +314,8 @@ def ss2d_inputs(
 ) -> dict[str, torch.Tensor]:
     """Inputs of kernels.selective_scan_directions for one SS2D block on a side x side map (natural order),
     in the memory layout MambaAD's SS2D gives the fused kernel: stride 1 over channels, u as (batch, L,
-    d_inner), delta as (K, batch, L, d_inner) (the layout of dt_proj's per-direction products: the same L
-    stride as u's, so the kernels take scaled positions, triton_scan._table_positions; until v1.30 this
-    gave (batch, L, K, d_inner)), B/C as (batch, L, K, N) in memory."""
+    d_inner), delta as (batch, K, L, d_inner) (dt_proj's per-(batch, direction) products since v1.31, u's L
+    stride; until v1.30 this gave (batch, L, K, d_inner)), B/C as (batch, L, K, N) in memory."""
     from mambaad_cli.model.scans import direction_tables
 
     K, L = directions, side * side
@@ -325,12 +324,12 @@ def ss2d_inputs(
     def tokens_outermost(t: torch.Tensor) -> torch.Tensor:
         return t.movedim(-1, 1).contiguous().movedim(1, -1)
 
-    def direction_major(t: torch.Tensor) -> torch.Tensor:  # (batch, K, D, L) as (K, batch, L, D) in memory
-        return t.permute(1, 0, 3, 2).contiguous().permute(1, 0, 3, 2)
+    def channels_innermost(t: torch.Tensor) -> torch.Tensor:  # (batch, K, D, L) as (batch, K, L, D)
+        return t.transpose(2, 3).contiguous().transpose(2, 3)
 
     return {
         "u": tokens_outermost(flat["u"][:, :d_inner]),  # shared by the K directions
-        "delta": direction_major(flat["delta"].view(batch, K, d_inner, L)),
+        "delta": channels_innermost(flat["delta"].view(batch, K, d_inner, L)),
         "A": flat["A"],
         "B": tokens_outermost(flat["B"]),  # (batch, K, N, L)
         "C": tokens_outermost(flat["C"]),

@@ -63,11 +63,29 @@ def _bias_silu_split(x: torch.Tensor) -> bool:
     return x.is_cuda if mode == "auto" else mode == "1"
 
 
-def _fused_sides() -> set[int]:
-    """MAMBAAD_SS2D_FUSED_SIDES (developer knob, empty by default): map sides, e.g. `8,16`, at which an SS2D
-    whose scan backend resolves to `triton` runs the fused core (backend `triton-fused`) on square maps, for
-    timing a per-stage choice in the model (benchmarks/ss2d_module.py times each stage alone)."""
-    return {int(s) for s in os.environ.get("MAMBAAD_SS2D_FUSED_SIDES", "").split(",") if s.strip()}
+# The largest maps (H x W tokens) at which an SS2D on the Triton scan runs the fused core by default, by the
+# element size of its input (bf16 / fp16 under autocast, fp32): the whole module's forward + backward timed
+# per decoder stage on an H200, batch 16 (benchmarks/ss2d_module.py, kernels/NOTES.md v1.31): in bf16 the
+# fused core was 12 / 8 / 5 % faster at the 8 / 16 / 32 maps and 30 % slower at 64 x 64 (v1.30's dt_proj);
+# in fp32 20 / 5 % faster at 8 / 16, 7 / 37 % slower at 32 / 64.
+FUSED_MAX_TOKENS = {2: 32 * 32, 4: 16 * 16}
+
+
+def _fused_core(backend: str, x: torch.Tensor) -> bool:
+    """Whether SS2D runs the fused core for x (B, D, H, W): backend `triton-fused` always; a backend that
+    resolves to `triton` on a GPU by map size and dtype (FUSED_MAX_TOKENS), or where the developer knob
+    MAMBAAD_SS2D_FUSED_SIDES says: `auto` (the default), `none` (v1.30: never), or map sides, e.g. `8,16`
+    (square maps of those sides, on any device), for timing per-stage choices in the model."""
+    if backend == FUSED:
+        return True
+    if resolve_backend(backend, x) != "triton":
+        return False
+    H, W = x.shape[2:]
+    knob = os.environ.get("MAMBAAD_SS2D_FUSED_SIDES", "auto").strip()
+    if knob == "auto":
+        return x.is_cuda and H * W <= FUSED_MAX_TOKENS.get(x.element_size(), 0)
+    sides = {int(s) for s in knob.split(",") if s.strip() and s.strip() != "none"}
+    return H == W and H in sides
 
 
 def _dt_proj_way() -> str:
@@ -112,15 +130,26 @@ def _padded_rank(rank: int, rows: int, pad: bool) -> int:
     return padded if pad and padded <= rows else rank
 
 
+def _dt_proj_tokens_way() -> str:
+    """MAMBAAD_DT_PROJ_TOKENS (developer knob): `batched` (the default since v1.31) or `einsum` (v1.28-v1.30),
+    how _dt_proj_tokens multiplies."""
+    return os.environ.get("MAMBAAD_DT_PROJ_TOKENS", "batched")
+
+
 def _dt_proj_tokens(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor, pad: bool) -> torch.Tensor:
     """_dt_proj on x_proj's output in token order, x_dbl (B, L, K, R+2N) and dts its first R columns: (B, L,
-    K, D), one product per direction; the rank padded to a multiple of 8 as _dt_proj does (zero weight
-    columns times B's first columns), for the same cuBLAS kernels."""
+    K, D), (B, K, L, D) in memory, channels adjacent; the rank padded to a multiple of 8 as _dt_proj does
+    (zero weight columns times B's first columns), for the same cuBLAS kernels. One product per (batch,
+    direction), the weights broadcast over the batch as in _dt_proj: as one product per direction over all
+    B x L tokens (an einsum, `einsum`), the weights' gradient was a reduction over B x L tokens (65536 at the
+    64 x 64 maps, batch 16) in 8 products of 8 x D, for which cuBLAS took a cutlass wmma kernel at 0.96 ms a
+    call, 21 % of the SS2D module's forward + backward there (H200, bf16: kernels/NOTES.md v1.31)."""
     rank = dts.shape[3]
     padded = _padded_rank(rank, x_dbl.shape[3], pad)
-    if padded != rank:
-        return torch.einsum("blkr,kdr->blkd", x_dbl[..., :padded], F.pad(weight, (0, padded - rank)))
-    return torch.einsum("blkr,kdr->blkd", dts, weight)
+    rows, w = (x_dbl[..., :padded], F.pad(weight, (0, padded - rank))) if padded != rank else (dts, weight)
+    if _dt_proj_tokens_way() == "einsum":
+        return torch.einsum("blkr,kdr->blkd", rows, w)
+    return torch.matmul(rows.transpose(1, 2), w.transpose(1, 2)).transpose(1, 2)
 
 
 class SS2D(nn.Module):
@@ -207,10 +236,9 @@ class SS2D(nn.Module):
     def scan_core(self, x: torch.Tensor) -> torch.Tensor:
         """(B, D, H, W) -> (B, D, H*W): K directional scans, summed in natural row-major order (a view of a
         (B, H*W, D) tensor on the unfused path, the layout out_norm wants)."""
-        Bsz, D, H, W = x.shape
-        if self.scan_backend == FUSED or (H == W and H in _fused_sides()
-                                          and resolve_backend(self.scan_backend, x) == "triton"):
+        if _fused_core(self.scan_backend, x):
             return self._scan_core_fused(x)
+        Bsz, D, H, W = x.shape
         K, L, N, R = self.K, H * W, self.d_state, self.dt_rank
         # Official SS2D order: the K step-order copies of x first, then the per-direction projections on them,
         # so only x is gathered (not delta, B and C), and the merge writes channels-last for out_norm.
@@ -247,8 +275,9 @@ class SS2D(nn.Module):
         xs = x.contiguous(memory_format=torch.channels_last).reshape(Bsz, D, L)
         x_dbl = torch.einsum("bdl,kcd->blkc", xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=3)
-        # (B, L, K, D) as the kernel reads it: (K, B, L, D) in memory, channels adjacent; its gradient comes
-        # back in that layout (kernels/triton_scan.py), which the batched product's backward takes as it is
+        # (B, L, K, D) as the kernel reads it: (B, K, L, D) in memory (with MAMBAAD_DT_PROJ_TOKENS=einsum
+        # (K, B, L, D)), channels adjacent; its gradient comes back in that layout (kernels/triton_scan.py),
+        # which the batched product's backward takes as it is
         dts = _dt_proj_tokens(self.dt_projs_weight, dts, x_dbl, pad=_dt_proj_way() == "pad8")
         dts = dts.permute(0, 2, 3, 1)
         Bs, Cs = Bs.permute(0, 2, 3, 1), Cs.permute(0, 2, 3, 1)  # (B, K, N, L) views
