@@ -63,17 +63,16 @@ def _bias_silu_split(x: torch.Tensor) -> bool:
     return x.is_cuda if mode == "auto" else mode == "1"
 
 
-# The largest maps (H x W tokens) at which an SS2D on the Triton scan runs the fused core by default, by the
-# element size of its input (bf16 / fp16 under autocast, fp32): the whole module's forward + backward timed
-# per decoder stage on an H200, batch 16 (benchmarks/ss2d_module.py, kernels/NOTES.md v1.31): in bf16 the
-# fused core was 12 / 8 / 5 % faster at the 8 / 16 / 32 maps and 30 % slower at 64 x 64 (v1.30's dt_proj);
-# in fp32 20 / 5 % faster at 8 / 16, 7 / 37 % slower at 32 / 64.
-FUSED_MAX_TOKENS = {2: 32 * 32, 4: 16 * 16}
+# The largest maps (H x W tokens) at which an SS2D on the Triton scan runs the fused core by default: the
+# whole module's forward + backward timed per decoder stage on an H200, batch 16 (benchmarks/ss2d_module.py,
+# kernels/NOTES.md v1.31), the fused core against the default order: bf16 -12 / -7 / -5 / +4 % at the 8 / 16
+# / 32 / 64 maps, fp32 -19 / -12 / -11 / +3 %.
+FUSED_MAX_TOKENS = 32 * 32
 
 
 def _fused_core(backend: str, x: torch.Tensor) -> bool:
     """Whether SS2D runs the fused core for x (B, D, H, W): backend `triton-fused` always; a backend that
-    resolves to `triton` on a GPU by map size and dtype (FUSED_MAX_TOKENS), or where the developer knob
+    resolves to `triton` on a GPU by map size (FUSED_MAX_TOKENS), or where the developer knob
     MAMBAAD_SS2D_FUSED_SIDES says: `auto` (the default), `none` (v1.30: never), or map sides, e.g. `8,16`
     (square maps of those sides, on any device), for timing per-stage choices in the model."""
     if backend == FUSED:
@@ -83,7 +82,7 @@ def _fused_core(backend: str, x: torch.Tensor) -> bool:
     H, W = x.shape[2:]
     knob = os.environ.get("MAMBAAD_SS2D_FUSED_SIDES", "auto").strip()
     if knob == "auto":
-        return x.is_cuda and H * W <= FUSED_MAX_TOKENS.get(x.element_size(), 0)
+        return x.is_cuda and H * W <= FUSED_MAX_TOKENS
     sides = {int(s) for s in knob.split(",") if s.strip() and s.strip() != "none"}
     return H == W and H in sides
 
