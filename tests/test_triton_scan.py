@@ -605,6 +605,9 @@ def test_ss2d_fused_core_by_default_on_gpus_by_map_size(monkeypatch):
     assert not fused("triton", (2, 8, 8, 8)) and fused("triton-fused", (2, 8, 8, 8))
     monkeypatch.setenv("MAMBAAD_SS2D_FUSED_SIDES", "64")
     assert fused("triton", (2, 8, 64, 64)) and not fused("triton", (2, 8, 8, 8))
+    monkeypatch.setenv("MAMBAAD_SS2D_FUSED_SIDES", "small")
+    with pytest.raises(ValueError, match="MAMBAAD_SS2D_FUSED_SIDES"):
+        fused("triton", (2, 8, 8, 8))
 
 
 def test_ss2d_runs_the_fused_core_at_the_knobs_sides_only(ts, monkeypatch):

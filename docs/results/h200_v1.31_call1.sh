@@ -3,6 +3,8 @@
 # (triton_scan._table_positions) against v1.30's fused path (git archive d570eca kernels | tar x -C
 # .devcarry/prev) and mamba_ssm's unfused path in one process; GPU tests of the fused path first; then the
 # whole SS2D module per decoder stage, default order against the fused core (benchmarks/ss2d_module.py).
+# Ran at fd2b809, where the scaling was on by default: on a later tree set MAMBAAD_SCAN_TABLE_SCALE=1
+# for its fused-lane rows.
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .devcarry/wheels/*.whl 2>/dev/null
 export PYTHONPATH=$PWD:/tmp/site NCCL_NVLS_ENABLE=0 TRITON_CACHE_DIR=/tmp/tcache
 s=$(date +%s); t() { echo "== $* at $(( $(date +%s) - s )) s"; }

@@ -3,6 +3,8 @@
 # order everywhere and with the fused SS2D core at the stages where call 1's module timing had it faster
 # (MAMBAAD_SS2D_FUSED_SIDES: 8, 16, 32; and 8, 16), one process; then the SS2D module per stage again with
 # both backends' kernels at 64 x 64 printed, and in fp32.
+# Ran at a tree with v1.30's dt_proj einsum and no default choice by map size: on a later tree add
+# MAMBAAD_DT_PROJ_TOKENS=einsum, and ss2d_module's first way is triton@MAMBAAD_SS2D_FUSED_SIDES=none.
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .devcarry/wheels/*.whl 2>/dev/null
 export PYTHONPATH=$PWD:/tmp/site NCCL_NVLS_ENABLE=0 TRITON_CACHE_DIR=/tmp/tcache
 s=$(date +%s); t() { echo "== $* at $(( $(date +%s) - s )) s"; }

@@ -83,8 +83,10 @@ def _fused_core(backend: str, x: torch.Tensor) -> bool:
     knob = os.environ.get("MAMBAAD_SS2D_FUSED_SIDES", "auto").strip()
     if knob == "auto":
         return x.is_cuda and H * W <= FUSED_MAX_TOKENS
-    sides = {int(s) for s in knob.split(",") if s.strip() and s.strip() != "none"}
-    return H == W and H in sides
+    items = [s.strip() for s in knob.split(",") if s.strip() and s.strip() != "none"]
+    if not all(s.isdigit() for s in items):
+        raise ValueError(f"MAMBAAD_SS2D_FUSED_SIDES must be auto, none or map sides like 8,16; got {knob!r}")
+    return H == W and H in {int(s) for s in items}
 
 
 def _dt_proj_way() -> str:
