@@ -6,7 +6,7 @@ and the instructions of its loops, most frequent opcodes first.
     python benchmarks/lane_sass.py --kernel fwd --split 1 --dtype fp32   # every input in fp32
     python benchmarks/lane_sass.py --kernel bwd --split 1 --maxnreg 168  # 12 one-warp programs per SM
     python benchmarks/lane_sass.py --kernel fwd --table cl               # the fused path, channels-last
-    python benchmarks/lane_sass.py --kernel fwd --table cl-unscaled      # the same as v1.30 compiled it
+    python benchmarks/lane_sass.py --kernel fwd --table cl-scaled        # with MAMBAAD_SCAN_TABLE_SCALE=1
     python benchmarks/lane_sass.py --kernel fwd --count I2F,BAR,REDG     # these opcodes in the largest loop
 
 It gives the kernel what a launch at MambaAD's shapes gives it: Triton specialises integer arguments equal
@@ -38,8 +38,8 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
                  table: str = "none", dtype: str = "bf16"):
     """The compiled kernel (triton's CompiledKernel) for bf16 inputs, N = 16, D, bias and softplus, no z.
     table: none, or the fused path's index table with u / delta / the output channels-last ("cl": their
-    channel strides 1, and their L strides 1 as the scaled positions give them, triton_scan._table_positions;
-    "cl-unscaled": v1.30's, L strides a multiply per step; B / C unit L stride in both) or channel-major
+    channel strides 1, their L strides a multiply per step; "cl-scaled": their L strides 1 as the opt-in
+    scaled positions give them, triton_scan._table_positions; B / C unit L stride in both) or channel-major
     ("cm")."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -55,8 +55,8 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
         consts.update(T=block, PTX_RED=True)
     else:
         consts.update(T=128, STORE_CKPT=True)
-    unit = (D_STRIDES + L_STRIDES + ("sdd_l",) if table == "cl" else D_STRIDES + ("sB_l", "sC_l")
-            if table == "cl-unscaled" else L_STRIDES)
+    unit = (D_STRIDES + L_STRIDES + ("sdd_l",) if table == "cl-scaled" else D_STRIDES + ("sB_l", "sC_l")
+            if table == "cl" else L_STRIDES)
     consts.update({name: 1 for name in unit})
     signature, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--bc", choices=("bf16", "fp32"), default="bf16", help="the B / C rows' dtype")
     parser.add_argument("--dtype", choices=("bf16", "fp32"), default="bf16",
                         help="the inputs' dtype (fp32: B / C as well)")
-    parser.add_argument("--table", choices=("none", "cl", "cl-unscaled", "cm"), default="none",
+    parser.add_argument("--table", choices=("none", "cl", "cl-scaled", "cm"), default="none",
                         help="through an index table, maps channels-last (cl) or channel-major (cm)")
     parser.add_argument("--count", default="", help="opcodes to count in the largest loop (e.g. I2F,BAR)")
     parser.add_argument("--maxnreg", type=int, default=0,

@@ -80,7 +80,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                     "env": {"MAMBAAD_SCAN_TABLE_SCALE": "1"}},
     # the fused core at some stages only, by map side (MAMBAAD_SS2D_FUSED_SIDES; `fusedat8+16`: the 8 x 8 and
     # 16 x 16 maps), the default order elsewhere; `fusedatnone`: nowhere (v1.30's default; since v1.31 the
-    # default takes it by map size and dtype, hss.FUSED_MAX_TOKENS)
+    # default takes it by map size, hss.FUSED_MAX_TOKENS)
     **{f"{base}+fusedat{'+'.join(sides)}": {
         **config, "env": {"MAMBAAD_SS2D_FUSED_SIDES": ",".join(sides)}}
        for base, config in (("bf16+cl+graphs", {**BF16_CL, "train.cuda_graphs": True}), ("fp32", {}))

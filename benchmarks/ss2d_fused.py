@@ -31,7 +31,7 @@ if not torch.cuda.is_available():  # Triton's interpreter, set before triton loa
 
 from kernels.directions import selective_scan_directions  # noqa: E402
 from mambaad_cli.engine.bench import SS2D_SIZES, relative_l2_error, ss2d_inputs  # noqa: E402
-from mambaad_cli.engine.gpu_time import gpu_ms  # noqa: E402
+from mambaad_cli.engine.gpu_time import gpu_ms, kernel_table  # noqa: E402
 
 WAYS = {  # name: (backend, MAMBAAD_SCAN_FUSED_KERNEL)
     "fused-lane": ("triton-fused", "lane"),
@@ -56,19 +56,6 @@ def step(inputs: dict[str, torch.Tensor], way: str, dout: torch.Tensor):
         out = selective_scan_directions(**leaves, delta_softplus=True, backend=backend)
     grads = torch.autograd.grad(out, [leaves[k] for k in GRADS], dout)
     return out, grads
-
-
-def kernel_table(inputs: dict[str, torch.Tensor], way: str, dout: torch.Tensor, steps: int = 3) -> str:
-    """The GPU kernels of a few forward + backward steps the given way, by self CUDA time (torch.profiler's
-    table): where the way's time goes."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(steps):
-            step(inputs, way, dout)
-        torch.cuda.synchronize()
-    table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=20, max_name_column_width=60)
-    return f"kernels of {way}, {steps} steps\n{table}"
 
 
 def measure(inputs: dict[str, torch.Tensor], ways: list[str], timed: bool,
@@ -96,7 +83,8 @@ def measure(inputs: dict[str, torch.Tensor], ways: list[str], timed: bool,
             row[f"{way}_ms"] = do_bench(lambda way=way: step(inputs, way, dout), warmup=25, rep=100)
             row[f"{way}_gpu_ms"] = gpu_ms(lambda way=way: step(inputs, way, dout))
             if profile:
-                print(kernel_table(inputs, way, dout), flush=True)
+                table = kernel_table(lambda way=way: step(inputs, way, dout), row_limit=20)
+                print(f"kernels of {way}, 3 steps\n{table}", flush=True)
     return row
 
 

@@ -33,7 +33,7 @@ if not torch.cuda.is_available():  # Triton's interpreter, set before triton loa
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from mambaad_cli.engine.bench import relative_l2_error  # noqa: E402
-from mambaad_cli.engine.gpu_time import gpu_ms  # noqa: E402
+from mambaad_cli.engine.gpu_time import gpu_ms, kernel_table  # noqa: E402
 from mambaad_cli.model.hss import SS2D  # noqa: E402
 
 STAGES = ((512, 8, 3), (256, 16, 4), (128, 32, 6), (64, 64, 3))  # (d_model, side, HSS blocks), decoder order
@@ -63,18 +63,6 @@ def step(module: SS2D, x: torch.Tensor, dout: torch.Tensor, bf16: bool):
     return out, grads
 
 
-def kernel_table(module: SS2D, x: torch.Tensor, dout: torch.Tensor, bf16: bool, steps: int = 3) -> str:
-    """The GPU kernels of a few forward + backward steps, by self CUDA time (torch.profiler's table)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(steps):
-            step(module, x, dout, bf16)
-        torch.cuda.synchronize()
-    table = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25, max_name_column_width=70)
-    return f"kernels of SS2D({module.scan_backend}), {steps} steps\n{table}"
-
-
 def measure(d_model: int, side: int, batch: int, dtype: str, device: torch.device, scan: str,
             timed: bool, ways: list[str], profile: bool = False) -> dict[str, object]:
     """Each way's GPU ms per forward + backward (where timed; with profile, its kernel table printed), and
@@ -94,7 +82,8 @@ def measure(d_model: int, side: int, batch: int, dtype: str, device: torch.devic
             if timed:
                 row[f"{way}_gpu_ms"] = gpu_ms(lambda module=module: step(module, x, dout, bf16))
                 if profile:
-                    print(f"{way}: " + kernel_table(module, x, dout, bf16), flush=True)
+                    table = kernel_table(lambda module=module: step(module, x, dout, bf16))
+                    print(f"kernels of {way}, 3 steps\n{table}", flush=True)
     ref_out, ref_grads = results[ways[0]]
     for way in ways[1:]:
         out, grads = results[way]

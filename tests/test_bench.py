@@ -476,13 +476,13 @@ def test_lane_sass_scaled_positions_take_no_multiply_per_step():
     lane forward's steps take no uniform multiply (UIMAD) for their addresses, and the block is shorter than
     with v1.30's positions (a multiply per step and map, then a move to the vector registers)."""
     sizes, uimad = {}, {}
-    for table in ("cl", "cl-unscaled"):
+    for table in ("cl-scaled", "cl"):
         out = run_lane_sass("--kernel", "fwd", "--split", "2", "--prefetch", "6", "--table", table, "--count",
                             "UIMAD")
         sizes[table] = max(int(n) for n in re.findall(r"loop .*?: (\d+) instructions", out))
         uimad[table] = largest_loop_counts(out)["UIMAD"]
-    assert uimad["cl"] == 0 and uimad["cl-unscaled"] >= 32
-    assert sizes["cl"] < sizes["cl-unscaled"] - 100
+    assert uimad["cl-scaled"] == 0 and uimad["cl"] >= 32
+    assert sizes["cl-scaled"] < sizes["cl"] - 100
 
 
 def test_ss2d_module_script_checks_the_fused_core_in_the_module():

@@ -509,10 +509,10 @@ def test_channels_last_inputs_match_on_both_kernels(ts, monkeypatch, rows):
     ("lane", torch.float32, "kbld"), ("lane", torch.bfloat16, "kbld")])
 def test_fused_directions_on_channels_last_maps(ts, monkeypatch, kernel, dtype, delta_order):
     """The model's fused path hands over channels-last maps: the lane kernels read and write them through the
-    tables as they are and give the output and u's gradient back in that layout. Delta as the model stores it
-    ((K, B, L, Dn) in memory, "kbld") has u's L stride, and so do the output, dout and the gradients: the
-    kernels then take positions scaled by it where MAMBAAD_SCAN_TABLE_SCALE=1 (_table_positions), forward and
-    backward."""
+    tables as they are and give the output and u's gradient back in that layout. Delta stored as (K, B, L, Dn)
+    ("kbld": v1.30's model; v1.31's is (B, K, L, Dn), the same L stride) has u's L stride, and so do the
+    output, dout and the gradients: the kernels then take positions scaled by it where
+    MAMBAAD_SCAN_TABLE_SCALE=1 (_table_positions), forward and backward."""
     monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", kernel)
     monkeypatch.setenv("MAMBAAD_SCAN_TABLE_SCALE", "1")
     scales = []

@@ -24,3 +24,14 @@ def gpu_ms(fn: Callable[[], object], reps: int = 20, warmup: int = 3) -> float:
             fn()
         torch.cuda.synchronize()
     return sum(e.self_device_time_total for e in prof.key_averages()) / reps / 1000
+
+
+def kernel_table(fn: Callable[[], object], steps: int = 3, row_limit: int = 25) -> str:
+    """torch.profiler's table of the kernels of `steps` calls of fn by self CUDA time: where its time goes."""
+    activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            fn()
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=row_limit,
+                                     max_name_column_width=70)
