@@ -50,7 +50,7 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
     fn = _scan_bwd_lane_kernel if kernel == "bwd" else _scan_fwd_lane_kernel
     consts = {"N": 16, "NP": 16, "HAS_D": True, "HAS_Z": False, "HAS_BIAS": True, "SOFTPLUS": 2,
               "HAS_TABLE": table != "none", "UNROLL": unroll, "FAST_EXP": True, "EVEN_L": True, "BD": 32,
-              "E": block, "PREFETCH": prefetch, "SPLIT": split}
+              "E": block, "PREFETCH": prefetch, "SPLIT": split, "EVEN_D": table != "none"}
     if kernel == "bwd":  # the 16-step checkpoints (T = E: no pass over the chunk first), PTX reductions
         consts.update(T=block, PTX_RED=True)
     else:

@@ -27,7 +27,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import _add_at, _channel_vectors, _delta, _exp2, _input_grads, _load_A2, _program_channels
+from .triton_scan import (_add_all, _add_at, _channel_vectors, _delta, _exp2, _input_grad_terms, _input_grads,
+                          _load_A2, _program_channels)
 from .triton_seg import _f32, _layout_hint, _pack, _prefetch_at, _prefetch_rows, _red_scatter_rows, _unpack
 
 
@@ -88,6 +89,46 @@ def _sum_groups(x, BD: tl.constexpr, SPLIT: tl.constexpr):
         for i in tl.static_range(1 if SPLIT == 2 else 2 if SPLIT == 4 else 3):
             x = x + tl.gather(x, tl.broadcast_to(r ^ (step << i), x.shape), axis=0)
     return x
+
+
+@triton.jit
+def _share(x, grp, BD: tl.constexpr, E: tl.constexpr, SPLIT: tl.constexpr):
+    """A row's share of x [BD, E] whose SPLIT rows of a channel hold the same values (as after _sum_groups):
+    row group j (grp [BD]) takes steps j * E / SPLIT .. (j + 1) * E / SPLIT - 1, as a tuple of E / SPLIT
+    columns [BD]: register picks, SPLIT - 1 selects a value."""
+    cols = _columns(x, BD, E)
+    S: tl.constexpr = E // SPLIT
+    out = ()
+    for i in tl.static_range(S):
+        v = cols[i]
+        for j in tl.static_range(1, SPLIT):
+            v = tl.where(grp == j, cols[j * S + i], v)
+        out = out + (v,)
+    return out
+
+
+@triton.jit
+def _steps_out(row_ptr, x, p, t0, grp, dmask, s_l, L, ADD: tl.constexpr, BD: tl.constexpr, E: tl.constexpr,
+               SPLIT: tl.constexpr, FULL: tl.constexpr, PTX: tl.constexpr):
+    """x [BD, E] (a channel's rows alike) stored, or added (fp32, ADD), at row_ptr [BD] + p * s_l, p the
+    steps' positions through a table ([BD, E]): each of a channel's SPLIT rows writes its share of the steps
+    (_share), E / SPLIT writes a lane, with no predicate where FULL (every channel and step in range).
+    Through the lead row alone that was E predicated writes a lane, and ptxas wrapped each predicated `red`
+    in a branch of its own (the fused forward at 64 x 64: BSSY / BRA / BSYNC around each of its 16 adds,
+    branch_resolving 6 % of the stall samples; Nsight Compute, H200, kernels/NOTES.md v1.32)."""
+    xs = _share(x, grp, BD, E, SPLIT)
+    ps = _share(p, grp, BD, E, SPLIT)
+    S: tl.constexpr = E // SPLIT
+    for i in tl.static_range(S):
+        ptrs = row_ptr + ps[i] * s_l
+        if FULL and ADD:
+            _add_all(ptrs, xs[i], PTX)
+        elif ADD:
+            _add_at(ptrs, xs[i], dmask & (t0 + grp * S + i < L), PTX)
+        elif FULL:
+            tl.store(ptrs, xs[i].to(row_ptr.dtype.element_ty))
+        else:
+            tl.store(ptrs, xs[i].to(row_ptr.dtype.element_ty), mask=dmask & (t0 + grp * S + i < L))
 
 
 @triton.jit
@@ -243,11 +284,12 @@ def _scan_fwd_lane_kernel(
     N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, E: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr, UNROLL: tl.constexpr, FAST_EXP: tl.constexpr,
-    PREFETCH: tl.constexpr, EVEN_L: tl.constexpr, SPLIT: tl.constexpr,
+    PREFETCH: tl.constexpr, EVEN_L: tl.constexpr, SPLIT: tl.constexpr, EVEN_D: tl.constexpr = False,
 ):
     """The forward of ``_scan_fwd_kernel`` (same arguments and outputs; with an index table, B and C in step
     order (_natural) and the output added, fp32, not stored: the host gives every direction the same map,
-    stride 0 over the group). Programs: BD lane rows of one (batch, group), one channel per lane (SPLIT =
+    stride 0 over the group, each of a channel's rows adding its share of the steps, _steps_out; EVEN_D: the
+    group's channels a multiple of 32). Programs: BD lane rows of one (batch, group), one channel per lane (SPLIT =
     1), walking all L steps in blocks of E.
     With STORE_CKPT the state before each T-step chunk c goes to checkpoint slot c. PREFETCH=2 (NVIDIA
     GPUs) asks for the B / C rows of the block four ahead in L1 (one 128-byte line holds four blocks of
@@ -257,6 +299,8 @@ def _scan_fwd_lane_kernel(
     NH: tl.constexpr = NP // SPLIT  # the states a lane holds (N == NP where SPLIT > 1)
     NL: tl.constexpr = N if SPLIT == 1 else NH
     lead = s0 == 0  # the row that stores a channel's output
+    grp = tl.arange(0, BD) // (BD // SPLIT)  # the row's state group (lead: 0)
+    FULL: tl.constexpr = EVEN_L and EVEN_D and BD // SPLIT <= 32  # no channel or step out of range
     ee = tl.arange(0, E)[None, :]
     # PREFETCH: 2 the B / C rows four blocks ahead into L1; 4 the next block's u and delta (_prefetch_steps);
     # 6 both
@@ -303,15 +347,17 @@ def _scan_fwd_lane_kernel(
             h, ys = _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD, NL,
                            NH, E, EVEN_L, FAST_EXP, True)
             y = _sum_groups(_stack(ys, BD, E), BD, SPLIT)
-            m2 = m2 & lead[:, None]
+            if not HAS_TABLE:  # the lead row stores; through a table each row adds its share
+                m2 = m2 & lead[:, None]
             if HAS_Z:
                 z = tl.load(z_ptr + b * sz_b + g * sz_g + da[:, None] * sz_d + p * sz_l,
                             mask=m2, other=0.0).to(tl.float32)
                 y = y * z / (1.0 + tl.exp(-z))
-            at_o = b * so_b + g * so_g + da[:, None] * so_d + p * so_l
             if HAS_TABLE:  # the directions' outputs added in one fp32 map (stride 0 over the group)
-                _add_at(out_ptr + at_o, y, m2, FAST_EXP)
+                _steps_out(out_ptr + b * so_b + g * so_g + da * so_d, y, p, t0, grp, dmask, so_l, L, True, BD,
+                           E, SPLIT, FULL, FAST_EXP)
             else:
+                at_o = b * so_b + g * so_g + da[:, None] * so_d + p * so_l
                 tl.store(out_ptr + at_o, y.to(out_ptr.dtype.element_ty), mask=m2)
 
 
@@ -331,7 +377,7 @@ def _scan_bwd_lane_kernel(
     N: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, BD: tl.constexpr, E: tl.constexpr,
     UNROLL: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, EVEN_L: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    HAS_TABLE: tl.constexpr, PTX_RED: tl.constexpr, SPLIT: tl.constexpr,
+    HAS_TABLE: tl.constexpr, PTX_RED: tl.constexpr, SPLIT: tl.constexpr, EVEN_D: tl.constexpr = False,
 ):
     """The backward on the lane layout (same arguments and outputs as the segment backward, no gate z; with an
     index table, B, C, dB and dC in step order (_natural) and du added, fp32, as the forward's output is;
@@ -354,7 +400,9 @@ def _scan_bwd_lane_kernel(
     g, b, G, d, dmask, ch, s0, nn, nm = _lane_channels(DG, N, NP, BD, SPLIT)
     NH: tl.constexpr = NP // SPLIT  # the states a lane holds (N == NP where SPLIT > 1)
     NL: tl.constexpr = N if SPLIT == 1 else NH
-    lead = s0 == 0  # the row that stores a channel's gradients
+    lead = s0 == 0  # the row that stores a channel's gradients (through a table: each row its share)
+    grp = tl.arange(0, BD) // (BD // SPLIT)  # the row's state group (lead: 0)
+    FULL: tl.constexpr = EVEN_L and EVEN_D and BD // SPLIT <= 32  # no channel or step out of range
     LOG_E: tl.constexpr = 2 if E == 4 else 3 if E == 8 else 4
     # PREFETCH 5: as 4, the next state's B / C rows carried in their own dtype and converted in the
     # iteration that uses them. At 4 the conversion, in the iteration that issued the load, waited on it (7 %
@@ -496,11 +544,19 @@ def _scan_bwd_lane_kernel(
                 tl.atomic_add(dA_ptr + row * N + s0 + n, w_sum, mask=dmask, sem="relaxed")
                 _red_scatter_rows(dB_base + n * L, first, L, tl.reshape(_stack(dBs, BD, E), [BD, 1, E]), 1, E,
                                   LOG_E, PTX_RED, BD // SPLIT)
-            at_du = b * sdu_b + g * sdu_g + da[:, None] * sdu_d + p * sdu_l
-            at_dd = b * sdd_b + g * sdd_g + da[:, None] * sdd_d + p * sdd_l
             d_dtu = _sum_groups(d_dtu, BD, SPLIT)
             d_dtA = _sum_groups(d_dtA, BD, SPLIT)
-            dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2 & lead[:, None],
-                                     du_ptr + at_du, ddt_ptr + at_dd, HAS_D, SOFTPLUS, ADD_DU)
+            if HAS_TABLE:  # du added (the directions share u) and d(delta) stored, each row its share
+                du, d_dt, dD, dbias = _input_grad_terms(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, HAS_D,
+                                                        SOFTPLUS)
+                _steps_out(du_ptr + b * sdu_b + g * sdu_g + da * sdu_d, du, p, t0, grp, dmask, sdu_l, L, True,
+                           BD, E, SPLIT, FULL, ADD_DU == 2)
+                _steps_out(ddt_ptr + b * sdd_b + g * sdd_g + da * sdd_d, d_dt, p, t0, grp, dmask, sdd_l, L,
+                           False, BD, E, SPLIT, FULL, FAST_EXP)
+            else:
+                at_du = b * sdu_b + g * sdu_g + da[:, None] * sdu_d + p * sdu_l
+                at_dd = b * sdd_b + g * sdd_g + da[:, None] * sdd_d + p * sdd_l
+                dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2 & lead[:, None],
+                                         du_ptr + at_du, ddt_ptr + at_dd, HAS_D, SOFTPLUS, ADD_DU)
     tl.store(dD_ptr + row, dD, mask=dmask & lead)
     tl.store(dbias_ptr + row, dbias, mask=dmask & lead)

@@ -250,17 +250,27 @@ def _add_at(ptrs, values, mask, PTX: tl.constexpr):
         tl.inline_asm_elementwise(
             "{ .reg .pred p; setp.ne.u32 p, $3, 0; @p red.relaxed.gpu.global.add.f32 [$1], $2; }", "=r,l,r,r",
             [ptrs.to(tl.int64), values, mask.to(tl.int32)], dtype=tl.int32, is_pure=False, pack=1)
-    else:
-        tl.atomic_add(ptrs, values, mask=mask, sem="relaxed")
+    else:  # + 0.0: a copy (Triton 3.8's interpreter adds a strided column's buffer as if it were dense)
+        tl.atomic_add(ptrs, values + 0.0, mask=mask, sem="relaxed")
 
 
 @triton.jit
-def _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_out, ddt_out, HAS_D: tl.constexpr,
-                 SOFTPLUS: tl.constexpr, ADD_DU: tl.constexpr):
+def _add_all(ptrs, values, PTX: tl.constexpr):
+    """values added at every one of ptrs (fp32, relaxed): _add_at where no element is masked. On NVIDIA GPUs
+    an unpredicated `red`: ptxas wrapped each predicated one in a branch of its own (BSSY / BRA / BSYNC, and
+    the warp's branch_resolving stalls: 6 % of the fused forward's samples at 64 x 64, Nsight Compute, v1.32)."""
+    if PTX:
+        tl.inline_asm_elementwise("red.relaxed.gpu.global.add.f32 [$1], $2;", "=r,l,r",
+                                  [ptrs.to(tl.int64), values], dtype=tl.int32, is_pure=False, pack=1)
+    else:  # + 0.0: as in _add_at
+        tl.atomic_add(ptrs, values + 0.0, sem="relaxed")
+
+
+@triton.jit
+def _input_grad_terms(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, HAS_D: tl.constexpr,
+                      SOFTPLUS: tl.constexpr):
     # a chunk's du = delta sum_n lambda B_n + D gy and d(delta) = u sum_n lambda B_n + ln 2 sum_n A_n lambda q
-    # (through softplus'), stored, or added where ADD_DU (the directions through a table share u and its
-    # gradient: 1 tl.atomic_add, 2 inline PTX, _add_at); the per-channel dD and dbias partials returned with
-    # this chunk's terms
+    # (through softplus', zero off m2), and the per-channel dD and dbias partials with this chunk's terms
     d_dt = u * d_dtu + LN_2 * d_dtA
     du = d_dtu * dt
     if HAS_D:
@@ -269,12 +279,22 @@ def _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_out, ddt_out,
     if SOFTPLUS:
         d_dt = d_dt * _softplus_grad(x, SOFTPLUS)
     d_dt = tl.where(m2, d_dt, 0.0)
+    return du, d_dt, dD, dbias + tl.sum(d_dt, axis=1)
+
+
+@triton.jit
+def _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_out, ddt_out, HAS_D: tl.constexpr,
+                 SOFTPLUS: tl.constexpr, ADD_DU: tl.constexpr):
+    # _input_grad_terms' du and d(delta) stored, or du added where ADD_DU (the directions through a table
+    # share u and its gradient: 1 tl.atomic_add, 2 inline PTX, _add_at); the per-channel dD and dbias
+    # partials returned with this chunk's terms
+    du, d_dt, dD, dbias = _input_grad_terms(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, HAS_D, SOFTPLUS)
     if ADD_DU:
         _add_at(du_out, du, m2, ADD_DU == 2)
     else:
         tl.store(du_out, du.to(du_out.dtype.element_ty), mask=m2)
     tl.store(ddt_out, d_dt.to(ddt_out.dtype.element_ty), mask=m2)
-    return dD, dbias + tl.sum(d_dt, axis=1)
+    return dD, dbias
 
 
 @triton.jit
@@ -1392,6 +1412,7 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
         kernel_index = 2
     elif lanes_table:
         consts["EVEN_L"] = length % T == 0
+        consts["EVEN_D"] = dg % 32 == 0  # with EVEN_L: the adds into the shared map unpredicated
         kernel_index = 6
     elif seg:
         consts["EVEN_L"] = length % T == 0
@@ -1515,6 +1536,7 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     tab, scale = table if table is not None else Ac, 1
     if lanes_table:
         tab, scale = _table_positions(table, (u4, dt4, z4, dout4, du, ddt))
+        consts["EVEN_D"] = dg % 32 == 0  # with EVEN_L: du's adds and ddt's stores unpredicated
     args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, dout4, ckpt, tab,
             du_ptr, ddt, dz, dB, dC, dA, dD, dbias, scratch, length, dg, n_chunks,
             *_strides(u4, scale), *_strides(dt4, scale), *_strides(B4), *_strides(C4), *_strides(z4, scale),

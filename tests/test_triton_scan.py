@@ -354,21 +354,25 @@ def spy_launches(ts, monkeypatch) -> list[int]:
     return launched
 
 
-# (kernel, lanes per channel): the fused path on the lane kernels (the default since v1.28), their state
-# split, and v1's tiles kernels (MAMBAAD_SCAN_FUSED_KERNEL=tiles)
-@pytest.mark.parametrize(("method", "H", "W", "K", "kernel", "split"),
-                         [("hilbert", 5, 6, 8, "lane", "1"), ("zorder", 4, 4, 4, "lane", "2"),
-                          ("scan", 3, 7, 2, "tiles", "1")])
-def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, W, K, kernel, split):
+# (kernel, lanes per channel, channels): the fused path on the lane kernels (the default since v1.28), their
+# state split, and v1's tiles kernels (MAMBAAD_SCAN_FUSED_KERNEL=tiles). 32 channels and whole chunks: the
+# lane kernels' writes through the table unmasked (EVEN_D and EVEN_L), each of a channel's rows its share
+@pytest.mark.parametrize(("method", "H", "W", "K", "kernel", "split", "dn"),
+                         [("hilbert", 5, 6, 8, "lane", "1", 3), ("zorder", 4, 4, 4, "lane", "2", 3),
+                          ("sweep", 4, 4, 2, "lane", "2", 32), ("scan", 3, 7, 2, "tiles", "1", 3)])
+def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, W, K, kernel, split, dn):
     monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", kernel)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SPLIT", split)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SPLIT", split)
     launched = spy_launches(ts, monkeypatch)
+    consts = []
+    launch = ts._launch
+    monkeypatch.setattr(ts, "_launch", lambda i, shape, args, c: consts.append(c) or launch(i, shape, args, c))
     gathers = []
     steps_order = ts._steps_order
     monkeypatch.setattr(ts, "_steps_order",
                         lambda rows, tab: gathers.append(rows.shape) or steps_order(rows, tab))
-    batch, dn, n, length = 2, 3, 4, H * W
+    batch, n, length = 2, 4, H * W
     g = torch.Generator().manual_seed(H * W + K)
     r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
     A = -(torch.rand(K * dn, n, generator=g, dtype=torch.float64) + 0.1)
@@ -387,6 +391,8 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     for name, t, q in zip(("u", "delta", "A", "B", "C", "D", "delta_bias"), test_in, ref_in, strict=True):
         assert rel(t.grad, q.grad) < 1e-4, name
     assert launched == ([6, 7] if kernel == "lane" else [0, 1])
+    if kernel == "lane":  # unmasked writes exactly where every channel and step is in range
+        assert [c["EVEN_D"] and c["EVEN_L"] for c in consts] == [dn % 32 == 0] * 2
     # the lane kernels read B and C in step order: gathered once, by the forward, and kept for the backward
     # (v1.29; the tiles kernels read them through the table)
     assert gathers == ([(batch, K, n, length)] * 2 if kernel == "lane" else [])
