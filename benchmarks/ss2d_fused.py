@@ -10,6 +10,8 @@ default since v1.28), `fused-tiles` (the same through v1's tiles kernels, MAMBAA
 mamba_ssm's selective_scan_cuda, where it imports: the issue's baseline, as `mambaad bench` runs it), and
 with --baseline KERNELS (a kernels/ folder from another commit, as benchmarks/scan_ab.py takes it)
 `fused-baseline`, that tree's fused path, for an A/B of two versions in one process.
+With --configs "auto;LANE_CONFIGS=32:1:3:1:8:6;LANE_SPLIT=4" (scan_ab.py's syntax) the ways run once per
+config space of this tree's kernels, in one process (a sweep of the fused path's picks side by side).
 Each is checked against the first (forward and the gradients of u, delta, B, C), then timed by
 triton.testing.do_bench (wall clock) and by the profiler's GPU time (mambaad_cli/engine/gpu_time.py).
 On a CPU (TRITON_INTERPRET=1) it runs the check at one tiny size, as a smoke test of the script.
@@ -32,6 +34,9 @@ if not torch.cuda.is_available():  # Triton's interpreter, set before triton loa
 from kernels.directions import selective_scan_directions  # noqa: E402
 from mambaad_cli.engine.bench import SS2D_SIZES, relative_l2_error, ss2d_inputs  # noqa: E402
 from mambaad_cli.engine.gpu_time import gpu_ms, kernel_table  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scan_ab import load_baseline, use_configs  # noqa: E402
 
 WAYS = {  # name: (backend, MAMBAAD_SCAN_FUSED_KERNEL)
     "fused-lane": ("triton-fused", "lane"),
@@ -99,10 +104,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print each way's kernels (GPU)")
     parser.add_argument("--json")
     parser.add_argument("--baseline", type=Path, help="a kernels/ folder of another commit: fused-baseline")
+    parser.add_argument("--configs", default="auto", help="this tree's config spaces (scan_ab.py), ';'-sep.")
     args = parser.parse_args()
     if args.baseline:
         global BASELINE
-        from scan_ab import load_baseline
 
         BASELINE = load_baseline(args.baseline)
     cuda = torch.cuda.is_available()
@@ -112,13 +117,18 @@ def main() -> None:
     batch = args.batch if cuda else 1
     ways = [w for w in args.ways.split(",") if w in WAYS and (w != "fused-baseline" or BASELINE)]
     rows = []
+    specs = [c for c in args.configs.split(";") if c]
     for dtype in args.dtypes.split(","):
         for d_inner, side in sizes:
             inputs = ss2d_inputs(batch, d_inner, side, dtype, device, args.scan)
-            row = {"dtype": dtype, "d_inner": d_inner, "side": side, "batch": batch,
-                   **measure(inputs, ways, cuda and not args.check_only, args.profile)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            for spec in specs:
+                if args.configs != "auto":  # else the caller's knobs as they are
+                    use_configs(spec)
+                row = {"dtype": dtype, "d_inner": d_inner, "side": side, "batch": batch,
+                       **({"configs": spec} if len(specs) > 1 else {}),
+                       **measure(inputs, ways, cuda and not args.check_only, args.profile)}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     os.environ.pop("MAMBAAD_SCAN_FUSED_KERNEL", None)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -27,8 +27,17 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_scan import (_add_all, _add_at, _channel_vectors, _delta, _exp2, _input_grad_terms, _input_grads,
-                          _load_A2, _program_channels)
+from .triton_scan import (
+    _add_all,
+    _add_at,
+    _channel_vectors,
+    _delta,
+    _exp2,
+    _input_grad_terms,
+    _input_grads,
+    _load_A2,
+    _program_channels,
+)
 from .triton_seg import _f32, _layout_hint, _pack, _prefetch_at, _prefetch_rows, _red_scatter_rows, _unpack
 
 
@@ -289,8 +298,8 @@ def _scan_fwd_lane_kernel(
     """The forward of ``_scan_fwd_kernel`` (same arguments and outputs; with an index table, B and C in step
     order (_natural) and the output added, fp32, not stored: the host gives every direction the same map,
     stride 0 over the group, each of a channel's rows adding its share of the steps, _steps_out; EVEN_D: the
-    group's channels a multiple of 32). Programs: BD lane rows of one (batch, group), one channel per lane (SPLIT =
-    1), walking all L steps in blocks of E.
+    group's channels a multiple of 32). Programs: BD lane rows of one (batch, group), one channel per lane
+    (SPLIT = 1), walking all L steps in blocks of E.
     With STORE_CKPT the state before each T-step chunk c goes to checkpoint slot c. PREFETCH=2 (NVIDIA
     GPUs) asks for the B / C rows of the block four ahead in L1 (one 128-byte line holds four blocks of
     16-bit rows). SPLIT > 1: each channel's states over SPLIT lanes (_lane_channels), their y summed by

@@ -258,7 +258,8 @@ def _add_at(ptrs, values, mask, PTX: tl.constexpr):
 def _add_all(ptrs, values, PTX: tl.constexpr):
     """values added at every one of ptrs (fp32, relaxed): _add_at where no element is masked. On NVIDIA GPUs
     an unpredicated `red`: ptxas wrapped each predicated one in a branch of its own (BSSY / BRA / BSYNC, and
-    the warp's branch_resolving stalls: 6 % of the fused forward's samples at 64 x 64, Nsight Compute, v1.32)."""
+    the warp's branch_resolving stalls: 6 % of the fused forward's samples at 64 x 64; kernels/NOTES.md
+    v1.32)."""
     if PTX:
         tl.inline_asm_elementwise("red.relaxed.gpu.global.add.f32 [$1], $2;", "=r,l,r",
                                   [ptrs.to(tl.int64), values], dtype=tl.int32, is_pure=False, pack=1)

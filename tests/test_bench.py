@@ -513,6 +513,20 @@ def test_ss2d_fused_script_checks_the_ways_against_each_other():
     assert "unfused-cuda_error" in row and "fused-lane_error" not in row
 
 
+def test_ss2d_fused_script_sweeps_config_spaces_in_one_process():
+    """--configs: the ways once per config space of this tree's kernels (scan_ab.py's syntax), a row each,
+    named; here the lane kernels with one lane a channel and with two, each checked against the unfused
+    way."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "ss2d_fused.py"), "--check-only",
+                          "--dtypes", "fp32", "--ways", "unfused-triton,fused-lane", "--configs",
+                          "auto;LANE_SPLIT=2&LANE_BWD_SPLIT=2"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=True).stdout
+    rows = [json.loads(line) for line in out.strip().splitlines() if line.startswith("{")]
+    assert [row["configs"] for row in rows] == ["auto", "LANE_SPLIT=2&LANE_BWD_SPLIT=2"]
+    assert all(row["fused-lane_rel"] < 1e-5 for row in rows)
+
+
 def test_ncu_stalls_sums_samples_per_reason_loop_and_instruction(tmp_path):
     """benchmarks/ncu_stalls.py on a source page shaped as ncu writes it (a kernel line, then the columns):
     the loop is found from its backward branch, shares are of all samples, and the top instruction names its

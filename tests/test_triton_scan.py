@@ -367,7 +367,7 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     launched = spy_launches(ts, monkeypatch)
     consts = []
     launch = ts._launch
-    monkeypatch.setattr(ts, "_launch", lambda i, shape, args, c: consts.append(c) or launch(i, shape, args, c))
+    monkeypatch.setattr(ts, "_launch", lambda i, shp, args, c: consts.append(c) or launch(i, shp, args, c))
     gathers = []
     steps_order = ts._steps_order
     monkeypatch.setattr(ts, "_steps_order",
