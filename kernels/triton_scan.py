@@ -915,8 +915,21 @@ _SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3
 # body's spill (192 bytes of stack in bf16) at 246 registers, with the same instructions per element and state
 # PREFETCH 6 (since v1.29, in 2's place) = 2 and the next block's u and delta asked into L1 (4): forward
 # -10 % (bf16) and -15 % (fp32) at 1024 x 4096; 8-step blocks with 4: fp32 -5 % at 2048 x 1024 and 4096 x
-# 256, bf16 +2-5 % (the autotuner keeps 0 there). H200, batch 16, kernels/NOTES.md v1.29
-_LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 6), (32, 1, 3, 1, 8, 0), (32, 1, 3, 1, 8, 4)]
+# 256, bf16 +2-5 % (the autotuner keeps 0 there). H200, batch 16, kernels/NOTES.md v1.29. 8-step blocks
+# with 6, for 32-bit inputs only (_lane_fwd_prune; since v1.32): the fused SS2D core at 64 x 64 in fp32 took
+# 4.008 -> 3.894 ms with them (the autotuner's 8:4 pick had waited on its B / C rows), 16:6 4.028 (v1.32)
+_LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 6), (32, 1, 3, 1, 8, 0), (32, 1, 3, 1, 8, 4),
+                     (32, 1, 3, 1, 8, 6)]
+FP32_ONLY_LANE_FWD = {(8, 6)}  # (E, PREFETCH) of the lane forward's configs kept for 32-bit inputs alone
+
+
+def _lane_fwd_prune(configs, named_args, **kwargs):
+    # the lane forward's space less FP32_ONLY_LANE_FWD's configs where u is 16-bit: one compile fewer per
+    # shape, for a config that was timed for fp32 only
+    if named_args["u_ptr"].element_size() >= 4:
+        return configs
+    kept = [c for c in configs if (c.kwargs["E"], c.kwargs["PREFETCH"]) not in FP32_ONLY_LANE_FWD]
+    return kept or configs[:1]
 # the lane backward (v1.12; by shape for 16-bit inputs by default since v1.13): the same fields, PREFETCH
 # 1 = the next state's B / C rows in registers; 4 (since v1.25, in 1's place) = and its A, start state and
 # adjoint (H200, bf16, batch 16: backward 2.209 -> 1.968 ms at 1024 x 4096, -1 % at 2048 x 1024 and 4096 x
@@ -1140,6 +1153,7 @@ def _tuned_kernels():
     # them costs the plain path one fill per trial, when it is tuned)
     added = ["dB_ptr", "dC_ptr", "dA_ptr"]
     lane = triton.autotune(block_configs(lane_space), key=[*FWD_KEY, "SPLIT"], reset_to_zero=["out_ptr"],
+                           prune_configs_by={"early_config_prune": _lane_fwd_prune},
                            **_cache_option())(_scan_fwd_lane_kernel)
     lane_bwd = triton.autotune(block_configs(_lane_bwd_config_space()), key=[*KEY, "SPLIT"],
                                reset_to_zero=[*added, "du_ptr"], **_cache_option())(_scan_bwd_lane_kernel)

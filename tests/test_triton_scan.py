@@ -678,6 +678,24 @@ def test_block_configs_take_an_optional_register_cap(ts, monkeypatch):
         ts._tuned_kernels.cache_clear()
 
 
+def test_lane_forward_keeps_its_fp32_only_configs_for_32_bit_inputs(ts, monkeypatch):
+    # the autotuner's early prune, on the default space: 16-bit u drops (E, PREFETCH) = (8, 6), fp32 keeps all
+    monkeypatch.delenv("MAMBAAD_SCAN_LANE_CONFIGS", raising=False)
+    ts._tuned_kernels.cache_clear()
+    try:
+        configs = dict(zip(ts.TUNED_KERNEL_NAMES, ts._tuned_kernels(), strict=True))["lane_fwd"].configs
+    finally:
+        ts._tuned_kernels.cache_clear()
+    fields = lambda kept: [(c.kwargs["E"], c.kwargs["PREFETCH"]) for c in kept]  # noqa: E731
+    assert (8, 6) in fields(configs)
+    for dtype, dropped in ((torch.float32, []), (torch.bfloat16, [(8, 6)]), (torch.float16, [(8, 6)])):
+        kept = ts._lane_fwd_prune(configs, {"u_ptr": torch.zeros(2, dtype=dtype)})
+        assert fields(kept) == [f for f in fields(configs) if f not in dropped]
+    # a space of fp32-only configs alone still leaves the autotuner one
+    only = [c for c in configs if (c.kwargs["E"], c.kwargs["PREFETCH"]) == (8, 6)]
+    assert ts._lane_fwd_prune(only, {"u_ptr": torch.zeros(2, dtype=torch.bfloat16)}) == only[:1]
+
+
 def test_gpu_routes_the_backward_by_dtype_chunk_and_gate(ts, monkeypatch):
     # the segment backward for 16-bit inputs and for fp32 at short chunks; the tiles one for fp32 at 128-step
     # chunks (faster there on the H200) and wherever the gate z is fused
