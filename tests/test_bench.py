@@ -450,12 +450,16 @@ def test_lane_sass_layout_hint_costs_no_instruction_per_element():
 
 
 def test_lane_sass_fused_adds_stay_in_the_steps_layout():
-    """Through a table the forward adds its output into the shared fp32 map by one predicated `red` per
-    element in the steps' layout (triton_scan._add_at): no trip through shared memory (tl.atomic_add moved the
-    tile and its 64-bit addresses there first: two barriers a block, v1.28)."""
-    out = run_lane_sass("--kernel", "fwd", "--split", "2", "--table", "cl", "--count", "REDG,BAR,STS,LDS")
+    """Through a table the forward adds its output into the shared fp32 map by one `red` per element in the
+    steps' layout: no trip through shared memory (tl.atomic_add moved the tile and its 64-bit addresses there
+    first: two barriers a block, v1.28). Since v1.32 each of a channel's two lanes adds its half of the 16
+    steps (triton_lane._steps_out), unpredicated on a full map: 8 reds a lane, none in a branch of its own
+    (v1.31: 16 reds on the lead lane, each wrapped in BSSY / BRA / BSYNC by ptxas)."""
+    out = run_lane_sass("--kernel", "fwd", "--split", "2", "--table", "cl",
+                        "--count", "REDG,BAR,STS,LDS,BSSY")
     counts = largest_loop_counts(out)
-    assert counts["REDG"] >= 16 and counts["BAR"] == counts["STS"] == counts["LDS"] == 0
+    assert counts["REDG"] == 8 and counts["BAR"] == counts["STS"] == counts["LDS"] == 0
+    assert counts["BSSY"] <= 1
     assert "SHARED:0 " in out
 
 
