@@ -622,13 +622,14 @@ def test_ss2d_runs_the_fused_core_at_the_knobs_sides_only(ts, monkeypatch):
     from mambaad_cli.model import hss
 
     monkeypatch.setenv("MAMBAAD_SS2D_FUSED_SIDES", "4, 6")
-    calls = []
-    fused = hss.SS2D._scan_core_fused
+    calls, tables = [], []
+    fused, directions = hss.SS2D._scan_core_fused, hss._scan_directions
 
     def spy(self, x):
         calls.append(tuple(x.shape[2:]))
         return fused(self, x)
     monkeypatch.setattr(hss.SS2D, "_scan_core_fused", spy)
+    monkeypatch.setattr(hss, "_scan_directions", lambda *a, **k: tables.append(a[7]) or directions(*a, **k))
     torch.manual_seed(0)
     kwargs = dict(d_state=4, directions=2, scan="hilbert")
     ref = hss.SS2D(4, scan_backend="torch", **kwargs).to(DEVICE)
@@ -638,6 +639,9 @@ def test_ss2d_runs_the_fused_core_at_the_knobs_sides_only(ts, monkeypatch):
         x = torch.randn(1, H, W, 4, device=DEVICE)
         assert rel(tri(x), ref(x)) < 1e-5
     assert calls == [(4, 4)]  # not from the torch SS2D, nor at 4 x 5 or 5 x 5
+    # the kernels' int32 table, cached with the map's plan: no conversion per call
+    tri(torch.randn(1, 4, 4, 4, device=DEVICE))
+    assert len(tables) == 2 and tables[0] is tables[1] and tables[0].dtype == torch.int32
 
 
 def test_fp32_copy_of_an_expanded_view_stays_a_view(ts):

@@ -270,7 +270,8 @@ class SS2D(nn.Module):
         so they commute with the scan orders), read by the kernel through the direction tables."""
         Bsz, D, H, W = x.shape
         K, L, N, R = self.K, H * W, self.d_state, self.dt_rank
-        table = scan_indices(self.scan, H, W, K, x.device)
+        # the cached plan's int32 table: the kernels' own dtype, so that no call converts scan_indices' int64
+        table = scan_plan(self.scan, H, W, K, x.device).table
         # tokens outermost (stride 1 over channels): the layout of the rows kernels (kernels/NOTES.md, v3,
         # opt-in with MAMBAAD_SCAN_ROWS=1); the default tiles kernel reads it as well
         xs = x.contiguous(memory_format=torch.channels_last).reshape(Bsz, D, L)
