@@ -86,6 +86,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
        for base, config in (("bf16+cl+graphs", {**BF16_CL, "train.cuda_graphs": True}), ("fp32", {}))
        for sides in (("none",), ("8",), ("16",), ("32",), ("64",), ("8", "16"), ("8", "16", "32"),
                      ("16", "32"), ("32", "64"), ("16", "32", "64"), ("8", "16", "32", "64"))},
+    # the fused core at every map with x_proj as three products (MAMBAAD_X_PROJ_TOKENS=split, opt-in, untimed
+    # in v1.32: its one product's backward cat took 0.128 ms a step at 64 x 64), and at the default's maps
+    "bf16+cl+graphs+fusedat8+16+32+64+xprojsplit": {
+        **BF16_CL, "train.cuda_graphs": True,
+        "env": {"MAMBAAD_SS2D_FUSED_SIDES": "8,16,32,64", "MAMBAAD_X_PROJ_TOKENS": "split"}},
+    "bf16+cl+graphs+xprojsplit": {**BF16_CL, "train.cuda_graphs": True,
+                                  "env": {"MAMBAAD_X_PROJ_TOKENS": "split"}},
     # PyTorch's LayerNorm (fp32 under autocast) instead of kernels/layer_norm.py's, to time the kernels
     "bf16+cl+torchln": {**BF16_CL, "env": {"MAMBAAD_LN_BACKEND": "torch"}},
     "bf16+cl+graphs+torchln": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_BACKEND": "torch"}},

@@ -153,6 +153,18 @@ def _dt_proj_tokens(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor
     return torch.matmul(rows.transpose(1, 2), w.transpose(1, 2)).transpose(1, 2)
 
 
+def _x_proj_split() -> bool:
+    """MAMBAAD_X_PROJ_TOKENS (developer knob, the fused core only): `one` (the default) computes x_proj as one
+    product and splits dt / B / C off its 36-column rows (R + 2N at the 64 x 64 maps), so that its backward
+    writes their three gradients back into those rows: a `cat` of 0.128 ms a step at 64 x 64, batch 16,
+    against 0.038 in the default order (H200, bf16, kernels/NOTES.md v1.32). `split`: three products, whose
+    gradients go to the weights and to x as they come (two adds of x's gradient instead). Untimed (v1.32)."""
+    mode = os.environ.get("MAMBAAD_X_PROJ_TOKENS", "one")
+    if mode not in ("one", "split"):
+        raise ValueError(f"MAMBAAD_X_PROJ_TOKENS must be one or split, got {mode!r}")
+    return mode == "split"
+
+
 class SS2D(nn.Module):
     def __init__(
         self,
@@ -275,12 +287,20 @@ class SS2D(nn.Module):
         # tokens outermost (stride 1 over channels): the layout of the rows kernels (kernels/NOTES.md, v3,
         # opt-in with MAMBAAD_SCAN_ROWS=1); the default tiles kernel reads it as well
         xs = x.contiguous(memory_format=torch.channels_last).reshape(Bsz, D, L)
-        x_dbl = torch.einsum("bdl,kcd->blkc", xs, self.x_proj_weight)
-        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=3)
-        # (B, L, K, D) as the kernel reads it: (B, K, L, D) in memory (with MAMBAAD_DT_PROJ_TOKENS=einsum
+        pad = _dt_proj_way() == "pad8"
+        if _x_proj_split():  # dt's rows (zero rows up to dt_proj's padded rank), B and C: a product each
+            w = self.x_proj_weight
+            padded = _padded_rank(R, R + 2 * N, pad)
+            x_dt = torch.einsum("bdl,kcd->blkc", xs, F.pad(w[:, :R], (0, 0, 0, padded - R)))
+            Bs, Cs = (torch.einsum("bdl,kcd->blkc", xs, w[:, R + i * N:R + (i + 1) * N]) for i in (0, 1))
+            dts = _dt_proj_tokens(self.dt_projs_weight, x_dt[..., :R], x_dt, pad)
+        else:
+            x_dbl = torch.einsum("bdl,kcd->blkc", xs, self.x_proj_weight)
+            dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=3)
+            dts = _dt_proj_tokens(self.dt_projs_weight, dts, x_dbl, pad)
+        # dts: (B, L, K, D) as the kernel reads it, (B, K, L, D) in memory (with MAMBAAD_DT_PROJ_TOKENS=einsum
         # (K, B, L, D)), channels adjacent; its gradient comes back in that layout (kernels/triton_scan.py),
         # which the batched product's backward takes as it is
-        dts = _dt_proj_tokens(self.dt_projs_weight, dts, x_dbl, pad=_dt_proj_way() == "pad8")
         dts = dts.permute(0, 2, 3, 1)
         Bs, Cs = Bs.permute(0, 2, 3, 1), Cs.permute(0, 2, 3, 1)  # (B, K, N, L) views
         return _scan_directions(
