@@ -930,6 +930,8 @@ def _lane_fwd_prune(configs, named_args, **kwargs):
         return configs
     kept = [c for c in configs if (c.kwargs["E"], c.kwargs["PREFETCH"]) not in FP32_ONLY_LANE_FWD]
     return kept or configs[:1]
+
+
 # the lane backward (v1.12; by shape for 16-bit inputs by default since v1.13): the same fields, PREFETCH
 # 1 = the next state's B / C rows in registers; 4 (since v1.25, in 1's place) = and its A, start state and
 # adjoint (H200, bf16, batch 16: backward 2.209 -> 1.968 ms at 1024 x 4096, -1 % at 2048 x 1024 and 4096 x
