@@ -418,7 +418,6 @@ def _scan_bwd_lane_kernel(
     # of the stall samples at 1024 x 4096, Nsight Compute); at 5 the loop's back edge still copies the rows'
     # registers (5.7 %), but the backward is 1.5-12 % faster (kernels/NOTES.md v1.27)
     RAW_ROWS: tl.constexpr = PREFETCH >= 5
-    ADD_DU: tl.constexpr = (2 if FAST_EXP else 1) if HAS_TABLE else 0  # du added: by PTX on NVIDIA GPUs
     BLOCKS: tl.constexpr = T // E
     ee = tl.arange(0, E)[None, :]
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
@@ -559,13 +558,13 @@ def _scan_bwd_lane_kernel(
                 du, d_dt, dD, dbias = _input_grad_terms(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, HAS_D,
                                                         SOFTPLUS)
                 _steps_out(du_ptr + b * sdu_b + g * sdu_g + da * sdu_d, du, p, t0, grp, dmask, sdu_l, L, True,
-                           BD, E, SPLIT, FULL, ADD_DU == 2)
+                           BD, E, SPLIT, FULL, FAST_EXP)  # by PTX on NVIDIA GPUs
                 _steps_out(ddt_ptr + b * sdd_b + g * sdd_g + da * sdd_d, d_dt, p, t0, grp, dmask, sdd_l, L,
                            False, BD, E, SPLIT, FULL, FAST_EXP)
             else:
                 at_du = b * sdu_b + g * sdu_g + da[:, None] * sdu_d + p * sdu_l
                 at_dd = b * sdd_b + g * sdd_g + da[:, None] * sdd_d + p * sdd_l
                 dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2 & lead[:, None],
-                                         du_ptr + at_du, ddt_ptr + at_dd, HAS_D, SOFTPLUS, ADD_DU)
+                                         du_ptr + at_du, ddt_ptr + at_dd, HAS_D, SOFTPLUS, 0)
     tl.store(dD_ptr + row, dD, mask=dmask & lead)
     tl.store(dbias_ptr + row, dbias, mask=dmask & lead)

@@ -346,11 +346,18 @@ def test_lane_checkpoint_interval_must_hold_whole_blocks(ts, monkeypatch, value)
         ts._lane_checkpoint_steps()
 
 
-def spy_launches(ts, monkeypatch) -> list[int]:
-    """The kernel indices ts._launch runs from now on (0 / 1 tiles, 6 / 7 lane forward / backward)."""
+def spy_launches(ts, monkeypatch, consts: list | None = None) -> list[int]:
+    """The kernel indices ts._launch runs from now on (0 / 1 tiles, 6 / 7 lane forward / backward); with
+    consts, each launch's constexpr dict appended to it too."""
     launched = []
     launch = ts._launch
-    monkeypatch.setattr(ts, "_launch", lambda index, *args: launched.append(index) or launch(index, *args))
+
+    def spy(index, shape, args, kernel_consts):
+        launched.append(index)
+        if consts is not None:
+            consts.append(kernel_consts)
+        return launch(index, shape, args, kernel_consts)
+    monkeypatch.setattr(ts, "_launch", spy)
     return launched
 
 
@@ -364,10 +371,8 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", kernel)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SPLIT", split)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SPLIT", split)
-    launched = spy_launches(ts, monkeypatch)
     consts = []
-    launch = ts._launch
-    monkeypatch.setattr(ts, "_launch", lambda i, shp, args, c: consts.append(c) or launch(i, shp, args, c))
+    launched = spy_launches(ts, monkeypatch, consts)
     gathers = []
     steps_order = ts._steps_order
     monkeypatch.setattr(ts, "_steps_order",

@@ -66,7 +66,9 @@ def _bias_silu_split(x: torch.Tensor) -> bool:
 # The largest maps (H x W tokens) at which an SS2D on the Triton scan runs the fused core by default: the
 # whole module's forward + backward timed per decoder stage on an H200, batch 16 (benchmarks/ss2d_module.py,
 # kernels/NOTES.md v1.31), the fused core against the default order: bf16 -12 / -7 / -5 / +4 % at the 8 / 16
-# / 32 / 64 maps, fp32 -19 / -12 / -11 / +3 %.
+# / 32 / 64 maps, fp32 -19 / -12 / -11 / +3 %. With v1.32's kernels the 64 x 64 module is -1.7 % (bf16) and
+# -0.7 % (fp32) with it, but the model was level there (+0.6 % training, -1.3 % inference), so 64 x 64 stays
+# out (MAMBAAD_SS2D_FUSED_SIDES=8,16,32,64 takes it).
 FUSED_MAX_TOKENS = 32 * 32
 
 
@@ -284,8 +286,7 @@ class SS2D(nn.Module):
         K, L, N, R = self.K, H * W, self.d_state, self.dt_rank
         # the cached plan's int32 table: the kernels' own dtype, so that no call converts scan_indices' int64
         table = scan_plan(self.scan, H, W, K, x.device).table
-        # tokens outermost (stride 1 over channels): the layout of the rows kernels (kernels/NOTES.md, v3,
-        # opt-in with MAMBAAD_SCAN_ROWS=1); the default tiles kernel reads it as well
+        # tokens outermost (stride 1 over channels), the layout the lane kernels read through the table
         xs = x.contiguous(memory_format=torch.channels_last).reshape(Bsz, D, L)
         pad = _dt_proj_way() == "pad8"
         if _x_proj_split():  # dt's rows (zero rows up to dt_proj's padded rank), B and C: a product each
