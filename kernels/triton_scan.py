@@ -923,9 +923,19 @@ _LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 6), (32, 1, 3, 1, 8
 FP32_ONLY_LANE_FWD = {(8, 6)}  # (E, PREFETCH) of the lane forward's configs kept for 32-bit inputs alone
 
 
+def _lane_blocks_prune(configs, named_args, **kwargs):
+    # both lane kernels: blocks that tile a chunk (E divides T; T = 8 where MAMBAAD_SCAN_LANE_CKPT=8)
+    kept = [c for c in configs if kwargs["T"] % c.kwargs["E"] == 0]
+    if not kept:
+        raise ValueError(f"no lane scan config has blocks that divide {kwargs['T']}-step chunks "
+                         "(MAMBAAD_SCAN_LANE_CKPT against MAMBAAD_SCAN_LANE_CONFIGS / LANE_BWD_CONFIGS)")
+    return kept
+
+
 def _lane_fwd_prune(configs, named_args, **kwargs):
     # the lane forward's space less FP32_ONLY_LANE_FWD's configs where u is 16-bit: one compile fewer per
     # shape, for a config that was timed for fp32 only
+    configs = _lane_blocks_prune(configs, named_args, **kwargs)
     if named_args["u_ptr"].element_size() >= 4:
         return configs
     kept = [c for c in configs if (c.kwargs["E"], c.kwargs["PREFETCH"]) not in FP32_ONLY_LANE_FWD]
@@ -1078,8 +1088,9 @@ def _lane_checkpoint_steps() -> int:
     chunk checkpoints (untimed: its first compile did not finish within 200 s on the H200)."""
     value = os.environ.get("MAMBAAD_SCAN_LANE_CKPT", "16")
     steps = int(value) if value.isdigit() else -1
-    if steps and (steps < 16 or steps % 16):  # a chunk must hold whole blocks of the lane kernels (8 or 16)
-        raise ValueError(f"MAMBAAD_SCAN_LANE_CKPT must be 0 or a multiple of 16, got {value!r}")
+    if steps and (steps < 8 or steps % 8):  # a chunk must hold whole blocks of the lane kernels (8 or 16):
+        # at 8 steps _lane_blocks_prune leaves both kernels their 8-step configs only
+        raise ValueError(f"MAMBAAD_SCAN_LANE_CKPT must be 0 or a multiple of 8, got {value!r}")
     return steps
 
 
@@ -1158,7 +1169,9 @@ def _tuned_kernels():
                            prune_configs_by={"early_config_prune": _lane_fwd_prune},
                            **_cache_option())(_scan_fwd_lane_kernel)
     lane_bwd = triton.autotune(block_configs(_lane_bwd_config_space()), key=[*KEY, "SPLIT"],
-                               reset_to_zero=[*added, "du_ptr"], **_cache_option())(_scan_bwd_lane_kernel)
+                               reset_to_zero=[*added, "du_ptr"],
+                               prune_configs_by={"early_config_prune": _lane_blocks_prune},
+                               **_cache_option())(_scan_bwd_lane_kernel)
     return (_autotune(_scan_fwd_kernel), _autotune(_scan_bwd_kernel, reset_to_zero=added, backward=True),
             rows(_scan_fwd_rows_kernel), rows(_scan_bwd_rows_kernel, ["dB_ptr", "dC_ptr"], backward=True),
             seg(_scan_fwd_seg_kernel, False), seg(_scan_bwd_seg_kernel, True, reset_to_zero=added), lane,

@@ -309,12 +309,13 @@ def test_tiles_backward_reads_the_lane_forwards_checkpoints(ts, monkeypatch, cas
     assert launched == [6, 1]
 
 
-@pytest.mark.parametrize(("lane_bwd", "gated", "T"), [("1", False, 16), ("1", True, 32), ("0", False, 32)])
-def test_block_checkpoints_only_where_the_lane_backward_runs(ts, monkeypatch, lane_bwd, gated, T):
-    """MAMBAAD_SCAN_LANE_CKPT=16: the training forward keeps its state every 16 steps instead of every chunk
-    (32 here) where the lane backward will read them (not with the gate z, which it does not take), and
-    every gradient still matches the float64 loop."""
-    monkeypatch.setenv("MAMBAAD_SCAN_LANE_CKPT", "16")
+@pytest.mark.parametrize(("lane_bwd", "gated", "every", "T"),
+                         [("1", False, "16", 16), ("1", False, "8", 8), ("1", True, "16", 32), ("0", False, "16", 32)])
+def test_block_checkpoints_only_where_the_lane_backward_runs(ts, monkeypatch, lane_bwd, gated, every, T):
+    """MAMBAAD_SCAN_LANE_CKPT=16 (or 8): the training forward keeps its state every 16 (8) steps instead of
+    every chunk (32 here) where the lane backward will read them (not with the gate z, which it does not
+    take), and every gradient still matches the float64 loop (at 8 with one 8-step block per chunk)."""
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_CKPT", every)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD", lane_bwd)
     monkeypatch.setenv("MAMBAAD_SCAN_SEG_E", "8")
     launched = []
@@ -339,11 +340,24 @@ def test_block_checkpoints_only_where_the_lane_backward_runs(ts, monkeypatch, la
             assert rel(test_in[name].grad, ref_in[name].grad) < 1e-4, name
 
 
-@pytest.mark.parametrize("value", ["8", "24", "-16", "x"])
+@pytest.mark.parametrize("value", ["4", "12", "-16", "x"])
 def test_lane_checkpoint_interval_must_hold_whole_blocks(ts, monkeypatch, value):
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_CKPT", value)
-    with pytest.raises(ValueError, match="MAMBAAD_SCAN_LANE_CKPT must be 0 or a multiple of 16"):
+    with pytest.raises(ValueError, match="MAMBAAD_SCAN_LANE_CKPT must be 0 or a multiple of 8"):
         ts._lane_checkpoint_steps()
+
+
+def test_lane_configs_keep_blocks_that_tile_the_chunk(ts):
+    """Both lane autotuners drop configs whose blocks do not divide the chunk (8-step checkpoints: 16-step
+    blocks would run no block at all), and say so where none is left."""
+    import triton
+
+    configs = [triton.Config({"E": e, "PREFETCH": 5}) for e in (16, 8)]
+    kept = ts._lane_blocks_prune(configs, {}, T=8)
+    assert [c.kwargs["E"] for c in kept] == [8]
+    assert len(ts._lane_blocks_prune(configs, {}, T=32)) == 2
+    with pytest.raises(ValueError, match="divide 8-step chunks"):
+        ts._lane_blocks_prune(configs[:1], {}, T=8)
 
 
 def spy_launches(ts, monkeypatch, consts: list | None = None) -> list[int]:
@@ -363,14 +377,18 @@ def spy_launches(ts, monkeypatch, consts: list | None = None) -> list[int]:
 
 # (kernel, lanes per channel, channels): the fused path on the lane kernels (the default since v1.28), their
 # state split, and v1's tiles kernels (MAMBAAD_SCAN_FUSED_KERNEL=tiles). 32 channels and whole chunks: the
-# lane kernels' writes through the table unmasked (EVEN_D and EVEN_L), each of a channel's rows its share
-@pytest.mark.parametrize(("method", "H", "W", "K", "kernel", "split", "dn"),
-                         [("hilbert", 5, 6, 8, "lane", "1", 3), ("zorder", 4, 4, 4, "lane", "2", 3),
-                          ("sweep", 4, 4, 2, "lane", "2", 32), ("scan", 3, 7, 2, "tiles", "1", 3)])
-def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, W, K, kernel, split, dn):
+# lane kernels' writes through the table unmasked (EVEN_D and EVEN_L), each of a channel's rows its share.
+# every: MAMBAAD_SCAN_LANE_CKPT (8: one 8-step block a chunk, the backward's pass 1 skipped)
+@pytest.mark.parametrize(("method", "H", "W", "K", "kernel", "split", "dn", "every"),
+                         [("hilbert", 5, 6, 8, "lane", "1", 3, 16), ("zorder", 4, 4, 4, "lane", "2", 3, 16),
+                          ("sweep", 4, 4, 2, "lane", "2", 32, 16), ("scan", 3, 7, 2, "tiles", "1", 3, 16),
+                          ("hilbert", 4, 6, 4, "lane", "2", 3, 8)])
+def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, W, K, kernel, split, dn, every):
     monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", kernel)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SPLIT", split)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SPLIT", split)
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_CKPT", str(every))
+    monkeypatch.setenv("MAMBAAD_SCAN_SEG_E", "8" if every == 8 else "4")
     consts = []
     launched = spy_launches(ts, monkeypatch, consts)
     gathers = []
@@ -398,6 +416,7 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     assert launched == ([6, 7] if kernel == "lane" else [0, 1])
     if kernel == "lane":  # unmasked writes exactly where every channel and step is in range
         assert [c["EVEN_D"] and c["EVEN_L"] for c in consts] == [dn % 32 == 0] * 2
+        assert [c["T"] for c in consts] == [min(every, 128)] * 2
     # the lane kernels read B and C in step order: gathered once, by the forward, and kept for the backward
     # (v1.29; the tiles kernels read them through the table)
     assert gathers == ([(batch, K, n, length)] * 2 if kernel == "lane" else [])
@@ -726,11 +745,14 @@ def test_lane_forward_keeps_its_fp32_only_configs_for_32_bit_inputs(ts, monkeypa
     fields = lambda kept: [(c.kwargs["E"], c.kwargs["PREFETCH"]) for c in kept]  # noqa: E731
     assert (8, 6) in fields(configs)
     for dtype, dropped in ((torch.float32, []), (torch.bfloat16, [(8, 6)]), (torch.float16, [(8, 6)])):
-        kept = ts._lane_fwd_prune(configs, {"u_ptr": torch.zeros(2, dtype=dtype)})
+        kept = ts._lane_fwd_prune(configs, {"u_ptr": torch.zeros(2, dtype=dtype)}, T=16)
         assert fields(kept) == [f for f in fields(configs) if f not in dropped]
+        # 8-step chunks (MAMBAAD_SCAN_LANE_CKPT=8): the 8-step blocks alone, the same dtype rule
+        kept = ts._lane_fwd_prune(configs, {"u_ptr": torch.zeros(2, dtype=dtype)}, T=8)
+        assert fields(kept) == [f for f in fields(configs) if f not in dropped and f[0] == 8]
     # a space of fp32-only configs alone still leaves the autotuner one
     only = [c for c in configs if (c.kwargs["E"], c.kwargs["PREFETCH"]) == (8, 6)]
-    assert ts._lane_fwd_prune(only, {"u_ptr": torch.zeros(2, dtype=torch.bfloat16)}) == only[:1]
+    assert ts._lane_fwd_prune(only, {"u_ptr": torch.zeros(2, dtype=torch.bfloat16)}, T=16) == only[:1]
 
 
 def test_gpu_routes_the_backward_by_dtype_chunk_and_gate(ts, monkeypatch):
