@@ -310,7 +310,8 @@ def test_tiles_backward_reads_the_lane_forwards_checkpoints(ts, monkeypatch, cas
 
 
 @pytest.mark.parametrize(("lane_bwd", "gated", "every", "T"),
-                         [("1", False, "16", 16), ("1", False, "8", 8), ("1", True, "16", 32), ("0", False, "16", 32)])
+                         [("1", False, "16", 16), ("1", False, "8", 8), ("1", True, "16", 32),
+                          ("0", False, "16", 32)])
 def test_block_checkpoints_only_where_the_lane_backward_runs(ts, monkeypatch, lane_bwd, gated, every, T):
     """MAMBAAD_SCAN_LANE_CKPT=16 (or 8): the training forward keeps its state every 16 (8) steps instead of
     every chunk (32 here) where the lane backward will read them (not with the gate z, which it does not
@@ -383,7 +384,8 @@ def spy_launches(ts, monkeypatch, consts: list | None = None) -> list[int]:
                          [("hilbert", 5, 6, 8, "lane", "1", 3, 16), ("zorder", 4, 4, 4, "lane", "2", 3, 16),
                           ("sweep", 4, 4, 2, "lane", "2", 32, 16), ("scan", 3, 7, 2, "tiles", "1", 3, 16),
                           ("hilbert", 4, 6, 4, "lane", "2", 3, 8)])
-def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, W, K, kernel, split, dn, every):
+def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, W, K, kernel, split, dn,
+                                                    every):
     monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", kernel)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SPLIT", split)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SPLIT", split)
