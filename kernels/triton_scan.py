@@ -849,8 +849,9 @@ def _configs_from_env(name: str, default: list[tuple[int, ...]]) -> list[tuple[i
 def register_cap(rest: list[int]) -> int | None:
     """A block config's optional seventh field, MAXNREG: registers per thread (ptxas's .maxnreg), so that
     more warps fit on an SM (65536 registers: 8 one-warp programs at 255, 12 at 168, 16 at 128) at the cost
-    of spills to local memory; absent or 0: the compiler's choice. A developer knob for config sweeps
-    (MAMBAAD_SCAN_*_CONFIGS), in no default space until timed."""
+    of spills to local memory; absent or 0: the compiler's choice. In the lane forward's default space for 4
+    lanes a channel (SPLIT4_REGISTERS, since v1.33); elsewhere a developer knob for config sweeps
+    (MAMBAAD_SCAN_*_CONFIGS)."""
     return rest[0] if rest and rest[0] else None
 
 
@@ -918,9 +919,15 @@ _SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3
 # 256, bf16 +2-5 % (the autotuner keeps 0 there). H200, batch 16, kernels/NOTES.md v1.29. 8-step blocks
 # with 6, for 32-bit inputs only (_lane_fwd_prune; since v1.32): the fused SS2D core at 64 x 64 in fp32 took
 # 4.008 -> 3.894 ms with them (the autotuner's 8:4 pick had waited on its B / C rows), 16:6 4.028 (v1.32)
+# At 4 lanes a channel (lane_split) the configs capped at 128 registers (MAXNREG) instead, so that 16
+# programs share an SM: in the local sm_90 compile 16:6 spills 24 bytes in fp32, 8:4 and 16:0 none. The fused
+# SS2D core at 64 x 64, fp32, split 4 (H200, batch 16, forward + backward): the uncapped space 3.748 ms,
+# 16:6:128 3.656, 8:4:128 3.672; bf16 16:0:128 2.891 against 2.944 uncapped (kernels/NOTES.md v1.33)
 _LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 6), (32, 1, 3, 1, 8, 0), (32, 1, 3, 1, 8, 4),
-                     (32, 1, 3, 1, 8, 6)]
+                     (32, 1, 3, 1, 8, 6), (32, 1, 3, 1, 16, 6, 128), (32, 1, 3, 1, 8, 4, 128),
+                     (32, 1, 3, 1, 16, 0, 128)]
 FP32_ONLY_LANE_FWD = {(8, 6)}  # (E, PREFETCH) of the lane forward's configs kept for 32-bit inputs alone
+SPLIT4_REGISTERS = 128  # the MAXNREG of the configs the lane forward takes at 4 lanes a channel
 
 
 def _lane_blocks_prune(configs, named_args, **kwargs):
@@ -933,9 +940,12 @@ def _lane_blocks_prune(configs, named_args, **kwargs):
 
 
 def _lane_fwd_prune(configs, named_args, **kwargs):
-    # the lane forward's space less FP32_ONLY_LANE_FWD's configs where u is 16-bit: one compile fewer per
+    # the lane forward's space: at 4 lanes a channel its SPLIT4_REGISTERS configs, else the others (where the
+    # space has both kinds); less FP32_ONLY_LANE_FWD's configs where u is 16-bit: one compile fewer per
     # shape, for a config that was timed for fp32 only
     configs = _lane_blocks_prune(configs, named_args, **kwargs)
+    capped = (kwargs["SPLIT"] == 4)
+    configs = [c for c in configs if (c.maxnreg == SPLIT4_REGISTERS) == capped] or configs
     if named_args["u_ptr"].element_size() >= 4:
         return configs
     kept = [c for c in configs if (c.kwargs["E"], c.kwargs["PREFETCH"]) not in FP32_ONLY_LANE_FWD]
@@ -1047,10 +1057,11 @@ def _lanes_enough(shape: tuple[int, int, int, int], device_index: int, split: in
 
 
 LANE_SPLITS = (1, 2, 4)
+SPLIT4_MAX_WARPS_PER_SM = 8  # lane_split: one wave of 255-register programs (65536 registers an SM)
 
 
 def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int, backward: bool,
-               element_size: int = 2) -> int:
+               element_size: int = 2, table: bool = False) -> int:
     """How many lanes share a channel's states in the lane forward (knob MAMBAAD_SCAN_LANE_SPLIT) or
     backward (MAMBAAD_SCAN_LANE_BWD_SPLIT): 1, 2 or 4 (each lane then holds N / split states; N a power of
     two, else 1), or auto (both defaults since v1.24; 1 in the interpreter). Splitting trades the lane
@@ -1062,7 +1073,13 @@ def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int
     So auto splits the forward in 2 wherever N allows, and the backward only as far as lane_by_shape's
     warps per SM need (2 at 1024 x 4096 and batch 16, else 1). The same for fp32 inputs since v1.26 (until
     then one lane per channel, untimed); there the training forward and backward took 4.11 -> 3.65 ms of GPU
-    time at 1024 x 4096, 1.89 -> 1.58 at 2048 x 1024 and 0.95 -> 0.80 at 4096 x 256 (kernels/NOTES.md)."""
+    time at 1024 x 4096, 1.89 -> 1.58 at 2048 x 1024 and 0.95 -> 0.80 at 4096 x 256 (kernels/NOTES.md).
+    The fp32 forward through a table (``table``: the fused SS2D core) splits in 4 where 2 would leave at most
+    SPLIT4_MAX_WARPS_PER_SM warps per SM, with _LANE_FWD_CONFIGS' 128-register configs (_lane_fwd_prune):
+    16 programs an SM instead of 8 at 255 registers, so the forward's waits on its gathered loads overlap.
+    H200, batch 16, fused core at 64 x 64 (1024 warps at 2 lanes, 7.8 an SM): 3.895 -> 3.656 ms forward +
+    backward; at 32 x 32 (15.5) and in bf16 it lost, as did the plain fp32 forward at 1024 x 4096 (1.005 ->
+    1.103 ms): kernels/NOTES.md v1.33."""
     knob = "MAMBAAD_SCAN_LANE_BWD_SPLIT" if backward else "MAMBAAD_SCAN_LANE_SPLIT"
     mode = os.environ.get(knob, "auto")
     if mode != "auto" and (not mode.isdigit() or int(mode) not in LANE_SPLITS):
@@ -1074,6 +1091,10 @@ def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int
     if interpreting():
         return 1
     if not backward:
+        dg, groups, batch, _ = shape
+        warps = dg * groups * batch * 2 / 32 / _sm_count(device_index)  # one-warp programs over 2 lanes
+        if table and element_size >= 4 and n_state >= 4 and warps <= SPLIT4_MAX_WARPS_PER_SM:
+            return 4
         return min(2, n_state)
     fits = [s for s in LANE_SPLITS if s <= n_state and _lanes_enough(shape, device_index, s, element_size)]
     return fits[0] if fits else 1
@@ -1206,7 +1227,7 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
     split = 1
     if kernel_index in (6, 7):  # the lane kernels: lanes per channel (BD // split channels per program)
         split = lane_split(shape, consts["N"], args[0].device.index or 0, backward=kernel_index == 7,
-                           element_size=args[0].element_size())
+                           element_size=args[0].element_size(), table=consts["HAS_TABLE"])
         consts = {**consts, "SPLIT": split}
 
     def grid(bd):

@@ -210,6 +210,17 @@ def test_lane_split_knob(ts, monkeypatch):
         for size in (2, 4):  # fp32 inputs as 16-bit ones since v1.26 (one lane per channel until then)
             assert ts.lane_split(shape, n_state, 0, backward=False, element_size=size) == fwd, shape
             assert ts.lane_split(shape, n_state, 0, backward=True, element_size=size) == bwd, shape
+    # the fp32 forward through a table: 4 lanes where 2 leave at most 8 warps an SM (64 x 64 maps at batch 16:
+    # 7.8), not at 15.5 (32 x 32), not in 16-bit inputs, not without a table, not below 4 states
+    for shape, n_state, size, table, fwd in (((128, 8, 16, 4096), 16, 4, True, 4),
+                                             ((128, 8, 8, 4096), 16, 4, True, 4),
+                                             ((256, 8, 16, 1024), 16, 4, True, 2),
+                                             ((128, 8, 16, 4096), 16, 2, True, 2),
+                                             ((128, 8, 16, 4096), 16, 4, False, 2),
+                                             ((128, 8, 16, 4096), 2, 4, True, 2)):
+        assert ts.lane_split(shape, n_state, 0, False, size, table) == fwd, (shape, n_state, size, table)
+        backward = ts.lane_split(shape, n_state, 0, True, size, table)
+        assert backward == ts.lane_split(shape, n_state, 0, True, size)
     # where only 16-bit inputs are long enough for the lane kernels (64 steps), fp32's backward keeps one lane
     assert ts.lane_split((256, 8, 16, 64), 16, 0, backward=True, element_size=2) == 1
     assert ts.lane_split((128, 8, 16, 64), 16, 0, backward=True, element_size=2) == 2
@@ -744,17 +755,26 @@ def test_lane_forward_keeps_its_fp32_only_configs_for_32_bit_inputs(ts, monkeypa
         configs = dict(zip(ts.TUNED_KERNEL_NAMES, ts._tuned_kernels(), strict=True))["lane_fwd"].configs
     finally:
         ts._tuned_kernels.cache_clear()
-    fields = lambda kept: [(c.kwargs["E"], c.kwargs["PREFETCH"]) for c in kept]  # noqa: E731
-    assert (8, 6) in fields(configs)
-    for dtype, dropped in ((torch.float32, []), (torch.bfloat16, [(8, 6)]), (torch.float16, [(8, 6)])):
-        kept = ts._lane_fwd_prune(configs, {"u_ptr": torch.zeros(2, dtype=dtype)}, T=16)
-        assert fields(kept) == [f for f in fields(configs) if f not in dropped]
+    fields = lambda kept: [(c.kwargs["E"], c.kwargs["PREFETCH"], c.maxnreg) for c in kept]  # noqa: E731
+    assert (8, 6, None) in fields(configs)
+    capped = [f for f in fields(configs) if f[2] == ts.SPLIT4_REGISTERS]
+    assert capped and len(capped) < len(configs)
+    fp32_only = [(8, 6, None)]
+    for dtype, dropped in ((torch.float32, []), (torch.bfloat16, fp32_only), (torch.float16, fp32_only)):
+        u = {"u_ptr": torch.zeros(2, dtype=dtype)}
+        kept = ts._lane_fwd_prune(configs, u, T=16, SPLIT=2)
+        assert fields(kept) == [f for f in fields(configs) if f not in dropped and f not in capped]
+        # 4 lanes a channel: the 128-register configs alone
+        assert fields(ts._lane_fwd_prune(configs, u, T=16, SPLIT=4)) == capped
         # 8-step chunks (MAMBAAD_SCAN_LANE_CKPT=8): the 8-step blocks alone, the same dtype rule
-        kept = ts._lane_fwd_prune(configs, {"u_ptr": torch.zeros(2, dtype=dtype)}, T=8)
-        assert fields(kept) == [f for f in fields(configs) if f not in dropped and f[0] == 8]
-    # a space of fp32-only configs alone still leaves the autotuner one
-    only = [c for c in configs if (c.kwargs["E"], c.kwargs["PREFETCH"]) == (8, 6)]
-    assert ts._lane_fwd_prune(only, {"u_ptr": torch.zeros(2, dtype=torch.bfloat16)}, T=16) == only[:1]
+        kept = ts._lane_fwd_prune(configs, u, T=8, SPLIT=2)
+        assert fields(kept) == [f for f in fields(configs)
+                                if f not in dropped and f not in capped and f[0] == 8]
+    # a space of fp32-only configs alone still leaves the autotuner one, at either split
+    only = [c for c in configs if (c.kwargs["E"], c.kwargs["PREFETCH"], c.maxnreg) == (8, 6, None)]
+    for split in (2, 4):
+        assert ts._lane_fwd_prune(only, {"u_ptr": torch.zeros(2, dtype=torch.bfloat16)}, T=16,
+                                  SPLIT=split) == only[:1]
 
 
 def test_gpu_routes_the_backward_by_dtype_chunk_and_gate(ts, monkeypatch):
