@@ -920,9 +920,10 @@ _SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3
 # with 6, for 32-bit inputs only (_lane_fwd_prune; since v1.32): the fused SS2D core at 64 x 64 in fp32 took
 # 4.008 -> 3.894 ms with them (the autotuner's 8:4 pick had waited on its B / C rows), 16:6 4.028 (v1.32)
 # At 4 lanes a channel (lane_split) the configs capped at 128 registers (MAXNREG) instead, so that 16
-# programs share an SM: in the local sm_90 compile 16:6 spills 24 bytes in fp32, 8:4 and 16:0 none. The fused
+# programs share an SM: in the local sm_90 compile (fp32) 16:6 and 16:0 spill 24 bytes, 8:4 none. The fused
 # SS2D core at 64 x 64, fp32, split 4 (H200, batch 16, forward + backward): the uncapped space 3.748 ms,
-# 16:6:128 3.656, 8:4:128 3.672; bf16 16:0:128 2.891 against 2.944 uncapped (kernels/NOTES.md v1.33)
+# 16:6:128 3.656, 8:4:128 3.672 (call 2); with all three the autotuner took 16:0:128, 3.606 (call 3); bf16
+# 16:0:128 2.891 against 2.944 uncapped (kernels/NOTES.md v1.33)
 _LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 6), (32, 1, 3, 1, 8, 0), (32, 1, 3, 1, 8, 4),
                      (32, 1, 3, 1, 8, 6), (32, 1, 3, 1, 16, 6, 128), (32, 1, 3, 1, 8, 4, 128),
                      (32, 1, 3, 1, 16, 0, 128)]
@@ -1077,9 +1078,10 @@ def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int
     The fp32 forward through a table (``table``: the fused SS2D core) splits in 4 where 2 would leave at most
     SPLIT4_MAX_WARPS_PER_SM warps per SM, with _LANE_FWD_CONFIGS' 128-register configs (_lane_fwd_prune):
     16 programs an SM instead of 8 at 255 registers, so the forward's waits on its gathered loads overlap.
-    H200, batch 16, fused core at 64 x 64 (1024 warps at 2 lanes, 7.8 an SM): 3.895 -> 3.656 ms forward +
-    backward; at 32 x 32 (15.5) and in bf16 it lost, as did the plain fp32 forward at 1024 x 4096 (1.005 ->
-    1.103 ms): kernels/NOTES.md v1.33."""
+    H200, batch 16, fused core at 64 x 64 (1024 warps at 2 lanes, 7.8 an SM), forward + backward: 3.938 ->
+    3.606 ms against v1.32 in one process (the autotuner took 16:0 at 128 registers); at 32 x 32 (15.5) and in
+    bf16 it lost, as did the plain fp32 forward at 1024 x 4096 (1.005 -> 1.103 ms): kernels/NOTES.md v1.33.
+    Untimed where smaller batches bring other maps under the limit (fp32 at 32 x 32 below batch 16)."""
     knob = "MAMBAAD_SCAN_LANE_BWD_SPLIT" if backward else "MAMBAAD_SCAN_LANE_SPLIT"
     mode = os.environ.get(knob, "auto")
     if mode != "auto" and (not mode.isdigit() or int(mode) not in LANE_SPLITS):

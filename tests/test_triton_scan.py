@@ -389,12 +389,13 @@ def spy_launches(ts, monkeypatch, consts: list | None = None) -> list[int]:
 
 # (kernel, lanes per channel, channels): the fused path on the lane kernels (the default since v1.28), their
 # state split, and v1's tiles kernels (MAMBAAD_SCAN_FUSED_KERNEL=tiles). 32 channels and whole chunks: the
-# lane kernels' writes through the table unmasked (EVEN_D and EVEN_L), each of a channel's rows its share.
-# every: MAMBAAD_SCAN_LANE_CKPT (8: one 8-step block a chunk, the backward's pass 1 skipped)
+# lane kernels' writes through the table unmasked (EVEN_D and EVEN_L), each of a channel's rows its share
+# (over 4 lanes as the fp32 forward at one short wave of programs takes it, v1.33). every:
+# MAMBAAD_SCAN_LANE_CKPT (8: one 8-step block a chunk, the backward's pass 1 skipped)
 @pytest.mark.parametrize(("method", "H", "W", "K", "kernel", "split", "dn", "every"),
                          [("hilbert", 5, 6, 8, "lane", "1", 3, 16), ("zorder", 4, 4, 4, "lane", "2", 3, 16),
                           ("sweep", 4, 4, 2, "lane", "2", 32, 16), ("scan", 3, 7, 2, "tiles", "1", 3, 16),
-                          ("hilbert", 4, 6, 4, "lane", "2", 3, 8)])
+                          ("hilbert", 4, 6, 4, "lane", "2", 3, 8), ("zigzag", 4, 4, 4, "lane", "4", 32, 16)])
 def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, W, K, kernel, split, dn,
                                                     every):
     monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", kernel)
