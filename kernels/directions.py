@@ -5,8 +5,8 @@ direction. Backend "triton-fused" runs the fused kernel, which reads through the
 natural order. Every other backend ("auto", "torch", "cuda", "triton") runs the unfused path below: gather
 the K direction copies, scan them with ``selective_scan`` on that backend, scatter each output back and
 sum. Both compute the same function; the unfused one is the reference the fused kernel is tested against.
-The fused kernel runs the lane scan kernels since v1.28: 2.7-7.0x the unfused path around mamba_ssm's
-kernel in the SS2D core alone on an H200 (GPU time, v1.32). In the model it competes with SS2D's own order
+The fused kernel runs the lane scan kernels since v1.28: 2.95-7.0x the unfused path around mamba_ssm's
+kernel in the SS2D core alone on an H200 (GPU time, v1.33). In the model it competes with SS2D's own order
 (Triton glue and the plain scan): since v1.31 SS2D takes it on GPUs at the maps of up to 32 x 32 tokens,
 where the whole module timed faster with it, and its own order above (mambaad_cli/model/hss.py,
 _fused_core; kernels/NOTES.md, v1.28 to v1.31).
