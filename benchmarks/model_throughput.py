@@ -93,6 +93,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "env": {"MAMBAAD_SS2D_FUSED_SIDES": "8,16,32,64", "MAMBAAD_X_PROJ_TOKENS": "split"}},
     "bf16+cl+graphs+xprojsplit": {**BF16_CL, "train.cuda_graphs": True,
                                   "env": {"MAMBAAD_X_PROJ_TOKENS": "split"}},
+    # the fused core at every map, x_proj as three products at 64 x 64 only, where the SS2D module timed 2.0 %
+    # faster with them (v1.33; 3-10 % slower at the smaller maps)
+    "bf16+cl+graphs+fusedat8+16+32+64+xprojsplitat64": {
+        **BF16_CL, "train.cuda_graphs": True,
+        "env": {"MAMBAAD_SS2D_FUSED_SIDES": "8,16,32,64", "MAMBAAD_X_PROJ_TOKENS": "64"}},
     # PyTorch's LayerNorm (fp32 under autocast) instead of kernels/layer_norm.py's, to time the kernels
     "bf16+cl+torchln": {**BF16_CL, "env": {"MAMBAAD_LN_BACKEND": "torch"}},
     "bf16+cl+graphs+torchln": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_LN_BACKEND": "torch"}},

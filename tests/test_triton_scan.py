@@ -686,7 +686,8 @@ def test_ss2d_runs_the_fused_core_at_the_knobs_sides_only(ts, monkeypatch):
 def test_fused_core_x_proj_as_three_products_gives_the_same_gradients(ts, monkeypatch, dt_proj):
     """MAMBAAD_X_PROJ_TOKENS=split (opt-in): dt's rows (zero rows up to dt_proj's padded rank with pad8), B
     and C as a product each give the fused core's output and every gradient (input, x_proj's and dt_proj's
-    weights, all parameters) as the one product split three ways does; a bad value names the knob."""
+    weights, all parameters) as the one product split three ways does; map sides take the three products at
+    those maps only; a bad value names the knob."""
     from mambaad_cli.model import hss
 
     monkeypatch.setenv("MAMBAAD_SS2D_FUSED_SIDES", "4")
@@ -695,19 +696,26 @@ def test_fused_core_x_proj_as_three_products_gives_the_same_gradients(ts, monkey
     ss2d = hss.SS2D(4, d_state=4, directions=2, scan="hilbert", scan_backend="triton").to(DEVICE)
     x = torch.randn(2, 4, 4, 4, device=DEVICE)
     results = {}
-    for mode in ("one", "split"):
+    products = []  # x_proj's weight slices taken by the fused core (three where it splits)
+    einsum = torch.einsum
+    monkeypatch.setattr(torch, "einsum", lambda eq, *ops: (products.append(eq), einsum(eq, *ops))[1])
+    for mode in ("one", "split", "4", "8,16"):
         monkeypatch.setenv("MAMBAAD_X_PROJ_TOKENS", mode)
+        products.clear()
         leaf = x.clone().requires_grad_()
         out = ss2d(leaf)
         grads = torch.autograd.grad(out, [leaf, *ss2d.parameters()], torch.ones_like(out))
-        results[mode] = (out, grads)
+        results[mode] = (out, grads, products.count("bdl,kcd->blkc"))
+    # map sides: the three products at this 4 x 4 map (`4`), the one product elsewhere (`8,16`)
+    assert [results[m][2] for m in ("one", "split", "4", "8,16")] == [1, 3, 3, 1]
     assert rel(results["split"][0], results["one"][0]) < 1e-6
     for a, b in zip(results["split"][1], results["one"][1], strict=True):
         assert rel(a, b) < 1e-5
     assert rel(results["split"][1][0], torch.zeros_like(x)) > 0.5  # a gradient that is there to compare
-    monkeypatch.setenv("MAMBAAD_X_PROJ_TOKENS", "two")
-    with pytest.raises(ValueError, match="MAMBAAD_X_PROJ_TOKENS must be one or split"):
-        ss2d(x)
+    for value in ("two", "64x64"):
+        monkeypatch.setenv("MAMBAAD_X_PROJ_TOKENS", value)
+        with pytest.raises(ValueError, match="MAMBAAD_X_PROJ_TOKENS must be one, split or map sides"):
+            ss2d(x)
 
 
 def test_fp32_copy_of_an_expanded_view_stays_a_view(ts):

@@ -155,16 +155,22 @@ def _dt_proj_tokens(weight: torch.Tensor, dts: torch.Tensor, x_dbl: torch.Tensor
     return torch.matmul(rows.transpose(1, 2), w.transpose(1, 2)).transpose(1, 2)
 
 
-def _x_proj_split() -> bool:
+def _x_proj_split(H: int, W: int) -> bool:
     """MAMBAAD_X_PROJ_TOKENS (developer knob, the fused core only): `one` (the default) computes x_proj as one
     product and splits dt / B / C off its 36-column rows (R + 2N at the 64 x 64 maps), so that its backward
     writes their three gradients back into those rows: a `cat` of 0.128 ms a step at 64 x 64, batch 16,
     against 0.038 in the default order (H200, bf16, kernels/NOTES.md v1.32). `split`: three products, whose
-    gradients go to the weights and to x as they come (two adds of x's gradient instead). Untimed (v1.32)."""
-    mode = os.environ.get("MAMBAAD_X_PROJ_TOKENS", "one")
-    if mode not in ("one", "split"):
-        raise ValueError(f"MAMBAAD_X_PROJ_TOKENS must be one or split, got {mode!r}")
-    return mode == "split"
+    gradients go to the weights and to x as they come (two adds of x's gradient instead), or map sides such
+    as `64`: three products at square maps of those sides only. The SS2D module with the fused core, bf16,
+    batch 16 (H200, v1.33): 3.495 -> 3.426 ms at 64 x 64, 3-10 % slower at the smaller maps; untimed in the
+    model."""
+    mode = os.environ.get("MAMBAAD_X_PROJ_TOKENS", "one").strip()
+    if mode in ("one", "split"):
+        return mode == "split"
+    sides = [s.strip() for s in mode.split(",") if s.strip()]
+    if not sides or not all(s.isdigit() for s in sides):
+        raise ValueError(f"MAMBAAD_X_PROJ_TOKENS must be one, split or map sides like 64, got {mode!r}")
+    return H == W and H in {int(s) for s in sides}
 
 
 class SS2D(nn.Module):
@@ -289,7 +295,7 @@ class SS2D(nn.Module):
         # tokens outermost (stride 1 over channels), the layout the lane kernels read through the table
         xs = x.contiguous(memory_format=torch.channels_last).reshape(Bsz, D, L)
         pad = _dt_proj_way() == "pad8"
-        if _x_proj_split():  # dt's rows (zero rows up to dt_proj's padded rank), B and C: a product each
+        if _x_proj_split(H, W):  # dt's rows (zero rows up to dt_proj's padded rank), B and C: a product each
             w = self.x_proj_weight
             padded = _padded_rank(R, R + 2 * N, pad)
             x_dt = torch.einsum("bdl,kcd->blkc", xs, F.pad(w[:, :R], (0, 0, 0, padded - R)))
