@@ -751,7 +751,10 @@ def test_block_configs_take_an_optional_register_cap(ts, monkeypatch):
         fields = [(c.kwargs["E"], c.kwargs["PREFETCH"]) for c in tuners["lane_bwd"].configs]
         assert fields == [(16, 4), (16, 4), (8, 1)]
         assert [c.maxnreg for c in tuners["seg_bwd"].configs] == [128]
-        assert [c.maxnreg for c in tuners["lane_fwd"].configs] == [None] * len(ts._LANE_FWD_CONFIGS)
+        # the lane forward's default space: its 4-lane configs capped (v1.33), the others not
+        assert [c.maxnreg for c in tuners["lane_fwd"].configs] == [
+            ts.register_cap(list(c[6:])) for c in ts._LANE_FWD_CONFIGS]
+        assert {c.maxnreg for c in tuners["lane_fwd"].configs} == {None, ts.SPLIT4_REGISTERS}
     finally:
         ts._tuned_kernels.cache_clear()
 
