@@ -565,6 +565,6 @@ def _scan_bwd_lane_kernel(
                 at_du = b * sdu_b + g * sdu_g + da[:, None] * sdu_d + p * sdu_l
                 at_dd = b * sdd_b + g * sdd_g + da[:, None] * sdd_d + p * sdd_l
                 dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2 & lead[:, None],
-                                         du_ptr + at_du, ddt_ptr + at_dd, HAS_D, SOFTPLUS, 0)
+                                         du_ptr + at_du, ddt_ptr + at_dd, HAS_D, SOFTPLUS)
     tl.store(dD_ptr + row, dD, mask=dmask & lead)
     tl.store(dbias_ptr + row, dbias, mask=dmask & lead)

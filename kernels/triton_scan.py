@@ -285,15 +285,11 @@ def _input_grad_terms(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, HAS_D: tl.c
 
 @triton.jit
 def _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_out, ddt_out, HAS_D: tl.constexpr,
-                 SOFTPLUS: tl.constexpr, ADD_DU: tl.constexpr):
-    # _input_grad_terms' du and d(delta) stored, or du added where ADD_DU (the directions through a table
-    # share u and its gradient: 1 tl.atomic_add, 2 inline PTX, _add_at); the per-channel dD and dbias
-    # partials returned with this chunk's terms
+                 SOFTPLUS: tl.constexpr):
+    # _input_grad_terms' du and d(delta) stored (the lane kernels through a table add du by _steps_out
+    # instead); the per-channel dD and dbias partials returned with this chunk's terms
     du, d_dt, dD, dbias = _input_grad_terms(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, HAS_D, SOFTPLUS)
-    if ADD_DU:
-        _add_at(du_out, du, m2, ADD_DU == 2)
-    else:
-        tl.store(du_out, du.to(du_out.dtype.element_ty), mask=m2)
+    tl.store(du_out, du.to(du_out.dtype.element_ty), mask=m2)
     tl.store(ddt_out, d_dt.to(ddt_out.dtype.element_ty), mask=m2)
     return dD, dbias
 
@@ -650,7 +646,7 @@ def _scan_bwd_kernel(
                       SOFTPLUS)
         at_du = b * sdu_b + g * sdu_g + d[:, None] * sdu_d + pos[None, :] * sdu_l
         dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, du_ptr + at_du,
-                                 ddt_ptr + at_du, HAS_D, SOFTPLUS, False)
+                                 ddt_ptr + at_du, HAS_D, SOFTPLUS)
         if HAS_Z:
             if HAS_D:
                 y += Dv[:, None] * u

@@ -564,8 +564,7 @@ def _scan_bwd_seg_kernel(
 
         at_du = b * sdu_b + g * sdu_g + d[:, None] * sdu_d + t[None, :] * sdu_l
         dD, dbias = _input_grads(u, x, dt, gy, tl.reshape(d_dtu, [BD, T]), tl.reshape(d_dtA, [BD, T]), Dv, dD,
-                                 dbias, m2, du_ptr + at_du, ddt_ptr + at_du, HAS_D, SOFTPLUS,
-                                 False)
+                                 dbias, m2, du_ptr + at_du, ddt_ptr + at_du, HAS_D, SOFTPLUS)
         if HAS_Z:
             y = tl.reshape(y, [BD, T])
             if HAS_D:
