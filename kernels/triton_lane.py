@@ -117,6 +117,42 @@ def _share(x, grp, BD: tl.constexpr, E: tl.constexpr, SPLIT: tl.constexpr):
 
 
 @triton.jit
+def _all_shares(x, BD: tl.constexpr, S: tl.constexpr, SPLIT: tl.constexpr):
+    """x [BD, S]: each row its group's share of a block's steps (group j: steps j * S .. j * S + S - 1, as
+    _share picks them), as the block's E = S * SPLIT columns [BD] in every row of the channel: SPLIT gathers
+    along the rows (warp shuffles), S values each."""
+    BC: tl.constexpr = BD // SPLIT
+    r = tl.arange(0, BD) % BC
+    cols = _columns(x, BD, S)  # gathered column by column: a [BD, S] gather left its layout to conversions
+    out = ()
+    for j in tl.static_range(SPLIT):
+        for i in tl.static_range(S):
+            out = out + (tl.gather(cols[i], r + j * BC, axis=0),)
+    return out
+
+
+@triton.jit
+def _sum_shares(xs, grp, BD: tl.constexpr, E: tl.constexpr, SPLIT: tl.constexpr):
+    """The sums over a channel's SPLIT rows of xs (E columns [BD]), each row keeping only its group's share
+    (grp [BD]; steps grp * E / SPLIT onwards, as _share picks them): a reduce-scatter by halves, the group's
+    highest bit first, E / 2 + E / 4 + ... values moved, where _sum_groups moves E a level and every row keeps
+    all E. Returns E / SPLIT columns [BD]."""
+    LOGS: tl.constexpr = 0 if SPLIT == 1 else 1 if SPLIT == 2 else 2 if SPLIT == 4 else 3
+    BC: tl.constexpr = BD // SPLIT
+    rows = tl.arange(0, BD)
+    for i in tl.static_range(LOGS):  # level i: the rows that differ in group bit LOGS - 1 - i
+        upper = ((grp >> (LOGS - 1 - i)) & 1) == 1  # this row keeps the upper half
+        partner = rows ^ (BC << (LOGS - 1 - i))
+        kept = ()
+        for k in tl.static_range(E >> (i + 1)):
+            keep = tl.where(upper, xs[k + (E >> (i + 1))], xs[k])
+            send = tl.where(upper, xs[k], xs[k + (E >> (i + 1))])
+            kept = kept + (keep + tl.gather(send, partner, axis=0),)
+        xs = kept
+    return xs
+
+
+@triton.jit
 def _steps_out(row_ptr, x, p, t0, grp, dmask, s_l, L, ADD: tl.constexpr, BD: tl.constexpr, E: tl.constexpr,
                SPLIT: tl.constexpr, FULL: tl.constexpr, PTX: tl.constexpr):
     """x [BD, E] (a channel's rows alike) stored, or added (fp32, ADD), at row_ptr [BD] + p * s_l, p the
@@ -143,19 +179,27 @@ def _steps_out(row_ptr, x, p, t0, grp, dmask, s_l, L, ADD: tl.constexpr, BD: tl.
 @triton.jit
 def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD: tl.constexpr,
            N: tl.constexpr, NP: tl.constexpr, E: tl.constexpr, EVEN_L: tl.constexpr, FAST_EXP: tl.constexpr,
-           WITH_Y: tl.constexpr):
+           WITH_Y: tl.constexpr, HINT: tl.constexpr = False):
     """One block of E steps t [1, E] for all N states: h [BD, NP] the states before it, dts / dtus / ys the
     block's columns of delta, delta u and y (tuples of E [BD]). Returns the states after it ([BD, NP]) and,
     WITH_Y, ys plus C h (the forward); without, ys as given (the backward's pass over a chunk needs h only,
-    not C's rows)."""
+    not C's rows). HINT: the rows in the steps' layout by the int8 hint on their own bytes, where no [BD, E]
+    tile of u's gives Triton that layout (the forward's SHARES: it laid them out 4 steps a lane, and every
+    block converted them through shared memory)."""
     hs = _columns(h, BD, NP)
     B_row = B_seg + t * sB_l + 0 * d[:, None]  # [BD, E]: the same addresses in every lane
     C_row = C_seg + t * sC_l + 0 * d[:, None]
     new_hs = ()
     for n in tl.static_range(N):
-        Bs = _columns(_rows(B_row + n * sB_n, tmask, EVEN_L, FAST_EXP), BD, E)
+        Bn = _rows(B_row + n * sB_n, tmask, EVEN_L, FAST_EXP)
+        if HINT:
+            Bn = _layout_hint(Bn, B_seg, t + 0 * d[:, None], tmask, FAST_EXP)
+        Bs = _columns(Bn, BD, E)
         if WITH_Y:
-            Cs = _columns(_rows(C_row + n * sC_n, tmask, EVEN_L, FAST_EXP), BD, E)
+            Cn = _rows(C_row + n * sC_n, tmask, EVEN_L, FAST_EXP)
+            if HINT:
+                Cn = _layout_hint(Cn, C_seg, t + 0 * d[:, None], tmask, FAST_EXP)
+            Cs = _columns(Cn, BD, E)
         hn = hs[n]
         new_ys = ()
         for k in tl.static_range(E):
@@ -225,7 +269,8 @@ def _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su
 
 
 @triton.jit
-def _prefetch_steps(u_row, dt_row, table_ptr, g, d, t0, ee, L, su_l, sdt_l, HAS_TABLE: tl.constexpr):
+def _prefetch_steps(u_row, dt_row, table_ptr, g, d, t0, ee, L, su_l, sdt_l, HAS_TABLE: tl.constexpr,
+                    SHARES: tl.constexpr = False):
     """Asks for u and delta at the E steps from t0 (the next block's) in L1, holding no registers meanwhile:
     the forward's block otherwise waits on their loads at its start (Nsight Compute, bf16, 1024 x 4096: 25 %
     of the stall samples, v1.29). u_row / dt_row [BD, 1]: each lane's channel; d [BD] its index. Without a
@@ -239,6 +284,8 @@ def _prefetch_steps(u_row, dt_row, table_ptr, g, d, t0, ee, L, su_l, sdt_l, HAS_
         _prefetch_at(dt_row + p * sdt_l)
     else:
         first = tl.zeros([d.shape[0]], tl.int32)[:, None] + t0
+        if SHARES:  # ee [BD, S]: the row's share of the steps
+            first += tl.min(ee, axis=1)[:, None]
         _prefetch_rows(u_row, first, L, su_l)
         _prefetch_rows(dt_row, first, L, sdt_l)
 
@@ -294,6 +341,7 @@ def _scan_fwd_lane_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr, UNROLL: tl.constexpr, FAST_EXP: tl.constexpr,
     PREFETCH: tl.constexpr, EVEN_L: tl.constexpr, SPLIT: tl.constexpr, EVEN_D: tl.constexpr = False,
+    SHARES: tl.constexpr = False,
 ):
     """The forward of ``_scan_fwd_kernel`` (same arguments and outputs; with an index table, B and C in step
     order (_natural) and the output added, fp32, not stored: the host gives every direction the same map,
@@ -303,7 +351,11 @@ def _scan_fwd_lane_kernel(
     With STORE_CKPT the state before each T-step chunk c goes to checkpoint slot c. PREFETCH=2 (NVIDIA
     GPUs) asks for the B / C rows of the block four ahead in L1 (one 128-byte line holds four blocks of
     16-bit rows). SPLIT > 1: each channel's states over SPLIT lanes (_lane_channels), their y summed by
-    shuffles once per block, for SPLIT times the warps where there are few channels."""
+    shuffles once per block, for SPLIT times the warps where there are few channels. SHARES (SPLIT > 1): each
+    of a channel's rows loads u and delta and computes softplus for its share of the block's steps only (group
+    j: steps j * E / SPLIT onwards), the rows exchanging delta and delta u by shuffles (_all_shares), and sums
+    y over the rows by a reduce-scatter into the same shares (_sum_shares), which it then writes: without,
+    every row loads and computes all E steps."""
     g, b, G, d, dmask, ch, s0, nn, nm = _lane_channels(DG, N, NP, BD, SPLIT)
     NH: tl.constexpr = NP // SPLIT  # the states a lane holds (N == NP where SPLIT > 1)
     NL: tl.constexpr = N if SPLIT == 1 else NH
@@ -311,12 +363,15 @@ def _scan_fwd_lane_kernel(
     grp = tl.arange(0, BD) // (BD // SPLIT)  # the row's state group (lead: 0)
     FULL: tl.constexpr = EVEN_L and EVEN_D and BD // SPLIT <= 32  # no channel or step out of range
     ee = tl.arange(0, E)[None, :]
+    S: tl.constexpr = E // SPLIT if SHARES else E  # the steps a row loads and writes
+    es = (grp * S)[:, None] + tl.arange(0, S)[None, :] if SHARES else ee  # their offsets in a block
     # PREFETCH: 2 the B / C rows four blocks ahead into L1; 4 the next block's u and delta (_prefetch_steps);
     # 6 both
     ROWS_AHEAD: tl.constexpr = PREFETCH == 2 or PREFETCH == 6
     STEPS_AHEAD: tl.constexpr = PREFETCH >= 4
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
-    Dv = tl.where(lead, Dv, 0.0)  # D u added once per channel, before the rows' sum
+    if not SHARES:
+        Dv = tl.where(lead, Dv, 0.0)  # D u added once per channel, before the rows' sum
     A2 = _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N, HAS_TABLE,
                   FAST_EXP)
     da = _address_channels(d, HAS_TABLE, FAST_EXP)
@@ -331,12 +386,13 @@ def _scan_fwd_lane_kernel(
             tl.store(state[:, None] + c * N + nn[None, :], h, mask=nm)
         for s in range(BLOCKS):
             t0 = c * T + s * E
-            t = t0 + ee  # [1, E]
+            t = t0 + ee  # [1, E]: the B / C rows' steps
             tmask = t < L
-            m2 = dmask[:, None] & tmask
-            p = _natural(table_ptr, g, t, tmask, d, L, HAS_TABLE)
+            ts = t0 + es  # the row's steps: [1, E], or [BD, S] with SHARES
+            m2 = dmask[:, None] & (ts < L)
+            p = _natural(table_ptr, g, ts, ts < L, d, L, HAS_TABLE)
             u, _, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, da, p, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
-                                sdt_d, sdt_l, table_ptr, t, L, HAS_BIAS, SOFTPLUS, HAS_TABLE, FAST_EXP)
+                                sdt_d, sdt_l, table_ptr, ts, L, HAS_BIAS, SOFTPLUS, HAS_TABLE, FAST_EXP)
             dtu = dt * u
             if ROWS_AHEAD and FAST_EXP:
                 ahead = tl.zeros([BD], tl.int32)[:, None] + t0 + 4 * E  # every lane: the block 4 ahead
@@ -346,28 +402,42 @@ def _scan_fwd_lane_kernel(
             if STEPS_AHEAD and FAST_EXP:  # the next block's u and delta into L1 (its first step: the row)
                 _prefetch_steps(u_ptr + b * su_b + g * su_g + da[:, None] * su_d,
                                 dt_ptr + b * sdt_b + g * sdt_g + da[:, None] * sdt_d, table_ptr, g, da,
-                                t0 + E, ee, L, su_l, sdt_l, HAS_TABLE)
-            dts = _columns(dt, BD, E)
-            dtus = _columns(dtu, BD, E)
-            if HAS_D:
-                ys = _columns(Dv[:, None] * u, BD, E)
+                                t0 + E, es, L, su_l, sdt_l, HAS_TABLE, SHARES)
+            if SHARES:
+                dts = _all_shares(dt, BD, S, SPLIT)
+                dtus = _all_shares(dtu, BD, S, SPLIT)
+                ys = _columns(tl.zeros([BD, E], tl.float32), BD, E)
             else:
-                ys = _columns(tl.zeros_like(u), BD, E)
+                dts = _columns(dt, BD, E)
+                dtus = _columns(dtu, BD, E)
+                if HAS_D:
+                    ys = _columns(Dv[:, None] * u, BD, E)
+                else:
+                    ys = _columns(tl.zeros_like(u), BD, E)
             h, ys = _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD, NL,
-                           NH, E, EVEN_L, FAST_EXP, True)
-            y = _sum_groups(_stack(ys, BD, E), BD, SPLIT)
-            if not HAS_TABLE:  # the lead row stores; through a table each row adds its share
-                m2 = m2 & lead[:, None]
+                           NH, E, EVEN_L, FAST_EXP, True, SHARES)
+            if SHARES:  # the row's share of the sums over its channel's rows, then D u there
+                y = _stack(_sum_shares(ys, grp, BD, E, SPLIT), BD, S)
+                if HAS_D:
+                    y = y + Dv[:, None] * u
+            else:
+                y = _sum_groups(_stack(ys, BD, E), BD, SPLIT)
+                if not HAS_TABLE:  # the lead row stores; through a table each row adds its share
+                    m2 = m2 & lead[:, None]
             if HAS_Z:
                 z = tl.load(z_ptr + b * sz_b + g * sz_g + da[:, None] * sz_d + p * sz_l,
                             mask=m2, other=0.0).to(tl.float32)
                 y = y * z / (1.0 + tl.exp(-z))
-            if HAS_TABLE:  # the directions' outputs added in one fp32 map (stride 0 over the group)
-                _steps_out(out_ptr + b * so_b + g * so_g + da * so_d, y, p, t0, grp, dmask, so_l, L, True, BD,
-                           E, SPLIT, FULL, FAST_EXP)
+            out_row = out_ptr + b * so_b + g * so_g + da * so_d
+            if HAS_TABLE and SHARES:  # the directions' outputs added in one fp32 map, each row its share
+                if FULL:
+                    _add_all(out_row[:, None] + p * so_l, y, FAST_EXP)
+                else:
+                    _add_at(out_row[:, None] + p * so_l, y, m2, FAST_EXP)
+            elif HAS_TABLE:  # the directions' outputs added in one fp32 map (stride 0 over the group)
+                _steps_out(out_row, y, p, t0, grp, dmask, so_l, L, True, BD, E, SPLIT, FULL, FAST_EXP)
             else:
-                at_o = b * so_b + g * so_g + da[:, None] * so_d + p * so_l
-                tl.store(out_ptr + at_o, y.to(out_ptr.dtype.element_ty), mask=m2)
+                tl.store(out_row[:, None] + p * so_l, y.to(out_ptr.dtype.element_ty), mask=m2)
 
 
 @triton.jit

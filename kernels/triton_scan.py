@@ -1098,6 +1098,18 @@ def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int
     return fits[0] if fits else 1
 
 
+def lane_shares(split: int) -> bool:
+    """The lane forward's SHARES where a channel's states are split over lanes (split > 1): each of its rows
+    loads u and delta and computes softplus for its own share of a block's steps, the rows exchanging delta
+    and delta u by shuffles, and sums y into those shares by a reduce-scatter, instead of every row loading
+    and computing all of a block's steps and summing all of y. Developer knob MAMBAAD_SCAN_LANE_SHARES: 0
+    (default) or 1."""
+    mode = os.environ.get("MAMBAAD_SCAN_LANE_SHARES", "0")
+    if mode not in ("0", "1"):
+        raise ValueError(f"MAMBAAD_SCAN_LANE_SHARES must be 0 or 1, got {mode!r}")
+    return split > 1 and mode == "1"
+
+
 def _lane_checkpoint_steps() -> int:
     """Where the lane backward will run, the training forward keeps the state every 16 steps instead of every
     chunk (128 steps), so that the backward reads each block's start state instead of running each chunk
@@ -1227,6 +1239,8 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
         split = lane_split(shape, consts["N"], args[0].device.index or 0, backward=kernel_index == 7,
                            element_size=args[0].element_size(), table=consts["HAS_TABLE"])
         consts = {**consts, "SPLIT": split}
+        if kernel_index == 6:
+            consts["SHARES"] = lane_shares(split)
 
     def grid(bd):
         bd = bd // split

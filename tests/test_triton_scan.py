@@ -137,6 +137,11 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
         "LANE": "1", "LANE_BWD": "1", "LANE_SPLIT": "4", "LANE_BWD_SPLIT": "4", "SEG_PREFETCH": "1"},
     "lane forward and backward, states over 2 lanes, 16-step blocks": {
         "LANE": "1", "LANE_BWD": "1", "LANE_SPLIT": "2", "LANE_BWD_SPLIT": "2", "SEG_E": "16"},
+    # each of a channel's lanes loads and writes its share of a block's steps (LANE_SHARES=1; 4-step blocks
+    # here: 2 steps a lane over 2 lanes; 16-step blocks over 4 lanes: 4)
+    "lane forward, states over 2 lanes, step shares": {"LANE": "1", "LANE_SPLIT": "2", "LANE_SHARES": "1"},
+    "lane forward, states over 4 lanes, step shares, 16-step blocks": {
+        "LANE": "1", "LANE_SPLIT": "4", "LANE_SHARES": "1", "SEG_E": "16"},
     # (16-step blocks: a chunk of 16 is one block, its start states the checkpoints, as on GPUs)
     "lane backward, states over 2 lanes, rows and state values ahead, 16-step blocks": {
         "LANE_BWD": "1", "LANE_BWD_SPLIT": "2", "SEG_PREFETCH": "4", "SEG_E": "16"},
@@ -391,20 +396,32 @@ def spy_launches(ts, monkeypatch, consts: list | None = None) -> list[int]:
 # state split, and v1's tiles kernels (MAMBAAD_SCAN_FUSED_KERNEL=tiles). 32 channels and whole chunks: the
 # lane kernels' writes through the table unmasked (EVEN_D and EVEN_L), each of a channel's rows its share
 # (over 4 lanes as the fp32 forward at one short wave of programs takes it, v1.33). every:
-# MAMBAAD_SCAN_LANE_CKPT (8: one 8-step block a chunk, the backward's pass 1 skipped)
-@pytest.mark.parametrize(("method", "H", "W", "K", "kernel", "split", "dn", "every"),
-                         [("hilbert", 5, 6, 8, "lane", "1", 3, 16), ("zorder", 4, 4, 4, "lane", "2", 3, 16),
-                          ("sweep", 4, 4, 2, "lane", "2", 32, 16), ("scan", 3, 7, 2, "tiles", "1", 3, 16),
-                          ("hilbert", 4, 6, 4, "lane", "2", 3, 8), ("zigzag", 4, 4, 4, "lane", "4", 32, 16)])
+# MAMBAAD_SCAN_LANE_CKPT (8: one 8-step block a chunk, the backward's pass 1 skipped). shares:
+# MAMBAAD_SCAN_LANE_SHARES (the forward's rows each load and add their share of the steps; 30 steps: the last
+# block's adds masked)
+@pytest.mark.parametrize(("method", "H", "W", "K", "kernel", "split", "dn", "every", "shares"),
+                         [("hilbert", 5, 6, 8, "lane", "1", 3, 16, "0"),
+                          ("zorder", 4, 4, 4, "lane", "2", 3, 16, "0"),
+                          ("sweep", 4, 4, 2, "lane", "2", 32, 16, "0"),
+                          ("scan", 3, 7, 2, "tiles", "1", 3, 16, "0"),
+                          ("hilbert", 4, 6, 4, "lane", "2", 3, 8, "0"),
+                          ("zigzag", 4, 4, 4, "lane", "4", 32, 16, "0"),
+                          ("zigzag", 4, 4, 4, "lane", "4", 32, 16, "1"),
+                          ("hilbert", 5, 6, 4, "lane", "2", 3, 16, "1")])
 def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, W, K, kernel, split, dn,
-                                                    every):
+                                                    every, shares):
     monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", kernel)
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_SHARES", shares)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SPLIT", split)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SPLIT", split)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_CKPT", str(every))
     monkeypatch.setenv("MAMBAAD_SCAN_SEG_E", "8" if every == 8 else "4")
     consts = []
     launched = spy_launches(ts, monkeypatch, consts)
+    picked_shares = []
+    lane_shares = ts.lane_shares
+    monkeypatch.setattr(ts, "lane_shares",
+                        lambda n: picked_shares.append(lane_shares(n)) or picked_shares[-1])
     gathers = []
     steps_order = ts._steps_order
     monkeypatch.setattr(ts, "_steps_order",
@@ -431,6 +448,7 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     if kernel == "lane":  # unmasked writes exactly where every channel and step is in range
         assert [c["EVEN_D"] and c["EVEN_L"] for c in consts] == [dn % 32 == 0] * 2
         assert [c["T"] for c in consts] == [min(every, 128)] * 2
+        assert picked_shares == [shares == "1" and split != "1"]  # the forward's, as _launch passed it
     # the lane kernels read B and C in step order: gathered once, by the forward, and kept for the backward
     # (v1.29; the tiles kernels read them through the table)
     assert gathers == ([(batch, K, n, length)] * 2 if kernel == "lane" else [])
