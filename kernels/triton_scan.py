@@ -1057,6 +1057,13 @@ LANE_SPLITS = (1, 2, 4)
 SPLIT4_MAX_WARPS_PER_SM = 8  # lane_split: one wave of 255-register programs (65536 registers an SM)
 
 
+def one_short_wave(shape: tuple[int, int, int, int], device_index: int) -> bool:
+    """Whether the lane forward over 2 lanes a channel runs at most SPLIT4_MAX_WARPS_PER_SM one-warp programs
+    an SM: one wave, with registers to spare (MambaAD's 64 x 64 maps at batch 16: 7.8 on the H200)."""
+    dg, groups, batch, _ = shape
+    return dg * groups * batch * 2 / 32 / _sm_count(device_index) <= SPLIT4_MAX_WARPS_PER_SM
+
+
 def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int, backward: bool,
                element_size: int = 2, table: bool = False) -> int:
     """How many lanes share a channel's states in the lane forward (knob MAMBAAD_SCAN_LANE_SPLIT) or
@@ -1089,25 +1096,30 @@ def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int
     if interpreting():
         return 1
     if not backward:
-        dg, groups, batch, _ = shape
-        warps = dg * groups * batch * 2 / 32 / _sm_count(device_index)  # one-warp programs over 2 lanes
-        if table and element_size >= 4 and n_state >= 4 and warps <= SPLIT4_MAX_WARPS_PER_SM:
+        if table and element_size >= 4 and n_state >= 4 and one_short_wave(shape, device_index):
             return 4
         return min(2, n_state)
     fits = [s for s in LANE_SPLITS if s <= n_state and _lanes_enough(shape, device_index, s, element_size)]
     return fits[0] if fits else 1
 
 
-def lane_shares(split: int) -> bool:
+def lane_shares(split: int, shape: tuple[int, int, int, int], device_index: int) -> bool:
     """The lane forward's SHARES where a channel's states are split over lanes (split > 1): each of its rows
     loads u and delta and computes softplus for its own share of a block's steps, the rows exchanging delta
     and delta u by shuffles, and sums y into those shares by a reduce-scatter, instead of every row loading
-    and computing all of a block's steps and summing all of y. Developer knob MAMBAAD_SCAN_LANE_SHARES: 0
-    (default) or 1."""
-    mode = os.environ.get("MAMBAAD_SCAN_LANE_SHARES", "0")
-    if mode not in ("0", "1"):
-        raise ValueError(f"MAMBAAD_SCAN_LANE_SHARES must be 0 or 1, got {mode!r}")
-    return split > 1 and mode == "1"
+    and computing all of a block's steps and summing all of y (local sm_90 compile, fp32 through a table at 4
+    lanes: 1032 -> 654 instructions a 16-step block; bf16 at 2 lanes 1926 -> 1572). Knob
+    MAMBAAD_SCAN_LANE_SHARES: auto (default; where the forward runs one short wave, one_short_wave; not in the
+    interpreter), 0 or 1.
+    H200, batch 16 (kernels/NOTES.md v1.34): the fused SS2D core at 64 x 64 took 3.604 -> 3.261 ms in fp32
+    (its forward kernel 1.087 -> 0.730) and 2.763 -> 2.675 in bf16, the plain forward at 1024 x 4096 1.015 ->
+    0.992 (fp32) and 0.606 -> 0.574 (bf16); at the shorter sequences (more warps) it lost up to 6 %."""
+    mode = os.environ.get("MAMBAAD_SCAN_LANE_SHARES", "auto")
+    if mode not in ("auto", "0", "1"):
+        raise ValueError(f"MAMBAAD_SCAN_LANE_SHARES must be auto, 0 or 1, got {mode!r}")
+    if split == 1 or mode == "0":
+        return False
+    return mode == "1" or (not interpreting() and one_short_wave(shape, device_index))
 
 
 def _lane_checkpoint_steps() -> int:
@@ -1240,7 +1252,7 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
                            element_size=args[0].element_size(), table=consts["HAS_TABLE"])
         consts = {**consts, "SPLIT": split}
         if kernel_index == 6:
-            consts["SHARES"] = lane_shares(split)
+            consts["SHARES"] = lane_shares(split, shape, args[0].device.index or 0)
 
     def grid(bd):
         bd = bd // split

@@ -192,6 +192,24 @@ def test_lane_kernels_at_eight_states(ts, monkeypatch, tuning):
         assert splits[6] == int(knobs.get("LANE_SPLIT", "1"))
 
 
+def test_lane_shares_where_the_forward_runs_one_short_wave(ts, monkeypatch):
+    # auto (the default) on a GPU of 132 SMs: step shares where 2 lanes a channel leave at most
+    # SPLIT4_MAX_WARPS_PER_SM one-warp programs an SM, and only where a channel has more than one lane
+    monkeypatch.setattr(ts, "interpreting", lambda: False)
+    monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
+    long, short = (128, 8, 16, 4096), (256, 8, 16, 1024)  # 7.8 and 15.5 warps an SM over 2 lanes
+    assert [ts.lane_shares(split, long, 0) for split in (1, 2, 4)] == [False, True, True]
+    assert [ts.lane_shares(split, short, 0) for split in (1, 2, 4)] == [False, False, False]
+    assert ts.lane_shares(2, (128, 8, 17, 4096), 0) is False  # 8.2 warps an SM
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_SHARES", "1")
+    assert [ts.lane_shares(split, short, 0) for split in (1, 2)] == [False, True]
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_SHARES", "0")
+    assert ts.lane_shares(2, long, 0) is False
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_SHARES", "yes")
+    with pytest.raises(ValueError, match="MAMBAAD_SCAN_LANE_SHARES must be auto, 0 or 1"):
+        ts.lane_shares(2, long, 0)
+
+
 def test_lane_split_knob(ts, monkeypatch):
     shape = (4, 2, 1, 64)
     for value, n_state, want in (("2", 16, 2), ("4", 16, 4), ("4", 2, 2), ("2", 3, 1), ("1", 16, 1)):
@@ -421,7 +439,7 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     picked_shares = []
     lane_shares = ts.lane_shares
     monkeypatch.setattr(ts, "lane_shares",
-                        lambda n: picked_shares.append(lane_shares(n)) or picked_shares[-1])
+                        lambda *a: picked_shares.append(lane_shares(*a)) or picked_shares[-1])
     gathers = []
     steps_order = ts._steps_order
     monkeypatch.setattr(ts, "_steps_order",
