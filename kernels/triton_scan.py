@@ -1065,7 +1065,7 @@ def one_short_wave(shape: tuple[int, int, int, int], device_index: int) -> bool:
 
 
 def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int, backward: bool,
-               element_size: int = 2, table: bool = False) -> int:
+               element_size: int = 2) -> int:
     """How many lanes share a channel's states in the lane forward (knob MAMBAAD_SCAN_LANE_SPLIT) or
     backward (MAMBAAD_SCAN_LANE_BWD_SPLIT): 1, 2 or 4 (each lane then holds N / split states; N a power of
     two, else 1), or auto (both defaults since v1.24; 1 in the interpreter). Splitting trades the lane
@@ -1078,13 +1078,16 @@ def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int
     warps per SM need (2 at 1024 x 4096 and batch 16, else 1). The same for fp32 inputs since v1.26 (until
     then one lane per channel, untimed); there the training forward and backward took 4.11 -> 3.65 ms of GPU
     time at 1024 x 4096, 1.89 -> 1.58 at 2048 x 1024 and 0.95 -> 0.80 at 4096 x 256 (kernels/NOTES.md).
-    The fp32 forward through a table (``table``: the fused SS2D core) splits in 4 where 2 would leave at most
-    SPLIT4_MAX_WARPS_PER_SM warps per SM, with _LANE_FWD_CONFIGS' 128-register configs (_lane_fwd_prune):
-    16 programs an SM instead of 8 at 255 registers, so the forward's waits on its gathered loads overlap.
-    H200, batch 16, fused core at 64 x 64 (1024 warps at 2 lanes, 7.8 an SM), forward + backward: 3.938 ->
-    3.606 ms against v1.32 in one process (the autotuner took 16:0 at 128 registers); at 32 x 32 (15.5) and in
-    bf16 it lost, as did the plain fp32 forward at 1024 x 4096 (1.005 -> 1.103 ms): kernels/NOTES.md v1.33.
-    Untimed where smaller batches bring other maps under the limit (fp32 at 32 x 32 below batch 16)."""
+    Since v1.34 the forward splits in 4 wherever N >= 4 (else as far as N allows), with _LANE_FWD_CONFIGS'
+    128-register configs (_lane_fwd_prune: 16 programs an SM instead of 8 at 255 registers) and its rows
+    each taking a share of a block's steps (lane_shares). v1.33 had split the fp32 forward through a table
+    in 4 at one short wave only (fused core at 64 x 64: 3.938 -> 3.606 ms); without step shares 4 lanes
+    lost everywhere else (plain fp32 forward at 1024 x 4096 1.005 -> 1.103 ms), with them they won at every
+    shape timed (H200, batch 16, GPU ms, kernels/NOTES.md v1.34): plain forward fp32 1.002 / 0.473 / 0.234
+    -> 0.748 / 0.370 / 0.189 at 1024 x 4096 / 2048 x 1024 / 4096 x 256, bf16 0.604 / 0.283 / 0.144 -> 0.555
+    / 0.277 / 0.140; the fused core's forward + backward fp32 3.553 / 1.446 / 0.723 / 0.376 -> 3.196 / 1.352
+    / 0.683 / 0.359 (64 / 32 / 16 / 8), bf16 2.738 / 1.239 / 0.614 / 0.323 -> 2.622 / 1.185 / 0.601 / 0.317.
+    """
     knob = "MAMBAAD_SCAN_LANE_BWD_SPLIT" if backward else "MAMBAAD_SCAN_LANE_SPLIT"
     mode = os.environ.get(knob, "auto")
     if mode != "auto" and (not mode.isdigit() or int(mode) not in LANE_SPLITS):
@@ -1096,9 +1099,7 @@ def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int
     if interpreting():
         return 1
     if not backward:
-        if table and element_size >= 4 and n_state >= 4 and one_short_wave(shape, device_index):
-            return 4
-        return min(2, n_state)
+        return 4 if n_state >= 4 else min(2, n_state)
     fits = [s for s in LANE_SPLITS if s <= n_state and _lanes_enough(shape, device_index, s, element_size)]
     return fits[0] if fits else 1
 
@@ -1109,17 +1110,18 @@ def lane_shares(split: int, shape: tuple[int, int, int, int], device_index: int)
     and delta u by shuffles, and sums y into those shares by a reduce-scatter, instead of every row loading
     and computing all of a block's steps and summing all of y (local sm_90 compile, fp32 through a table at 4
     lanes: 1032 -> 654 instructions a 16-step block; bf16 at 2 lanes 1926 -> 1572). Knob
-    MAMBAAD_SCAN_LANE_SHARES: auto (default; where the forward runs one short wave, one_short_wave; not in the
-    interpreter), 0 or 1.
-    H200, batch 16 (kernels/NOTES.md v1.34): the fused SS2D core at 64 x 64 took 3.604 -> 3.261 ms in fp32
-    (its forward kernel 1.087 -> 0.730) and 2.763 -> 2.675 in bf16, the plain forward at 1024 x 4096 1.015 ->
-    0.992 (fp32) and 0.606 -> 0.574 (bf16); at the shorter sequences (more warps) it lost up to 6 %."""
+    MAMBAAD_SCAN_LANE_SHARES: auto (default: at 4 lanes, lane_split's default since v1.34; at 2 where the
+    forward runs one short wave, one_short_wave, not in the interpreter), 0 or 1. H200, batch 16
+    (kernels/NOTES.md v1.34): at v1.33's splits, the fused SS2D core at 64 x 64 (4 lanes in fp32) took 3.604
+    -> 3.261 ms in fp32 (its forward kernel 1.087 -> 0.730) and 2.763 -> 2.675 in bf16 (2 lanes), the plain
+    forward at 1024 x 4096 (2 lanes) 1.015 -> 0.992 (fp32) and 0.606 -> 0.574 (bf16); at 2 lanes and more
+    warps it lost up to 6 %; 4 lanes with shares won at every shape timed (lane_split)."""
     mode = os.environ.get("MAMBAAD_SCAN_LANE_SHARES", "auto")
     if mode not in ("auto", "0", "1"):
         raise ValueError(f"MAMBAAD_SCAN_LANE_SHARES must be auto, 0 or 1, got {mode!r}")
     if split == 1 or mode == "0":
         return False
-    return mode == "1" or (not interpreting() and one_short_wave(shape, device_index))
+    return mode == "1" or split >= 4 or (not interpreting() and one_short_wave(shape, device_index))
 
 
 def _lane_checkpoint_steps() -> int:
@@ -1249,7 +1251,7 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
     split = 1
     if kernel_index in (6, 7):  # the lane kernels: lanes per channel (BD // split channels per program)
         split = lane_split(shape, consts["N"], args[0].device.index or 0, backward=kernel_index == 7,
-                           element_size=args[0].element_size(), table=consts["HAS_TABLE"])
+                           element_size=args[0].element_size())
         consts = {**consts, "SPLIT": split}
         if kernel_index == 6:
             consts["SHARES"] = lane_shares(split, shape, args[0].device.index or 0)

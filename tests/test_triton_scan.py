@@ -197,14 +197,15 @@ def test_lane_shares_where_the_forward_runs_one_short_wave(ts, monkeypatch):
     # SPLIT4_MAX_WARPS_PER_SM one-warp programs an SM, and only where a channel has more than one lane
     monkeypatch.setattr(ts, "interpreting", lambda: False)
     monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
+    # (at 4 lanes, the default split since v1.34, everywhere)
     long, short = (128, 8, 16, 4096), (256, 8, 16, 1024)  # 7.8 and 15.5 warps an SM over 2 lanes
     assert [ts.lane_shares(split, long, 0) for split in (1, 2, 4)] == [False, True, True]
-    assert [ts.lane_shares(split, short, 0) for split in (1, 2, 4)] == [False, False, False]
+    assert [ts.lane_shares(split, short, 0) for split in (1, 2, 4)] == [False, False, True]
     assert ts.lane_shares(2, (128, 8, 17, 4096), 0) is False  # 8.2 warps an SM
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SHARES", "1")
     assert [ts.lane_shares(split, short, 0) for split in (1, 2)] == [False, True]
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SHARES", "0")
-    assert ts.lane_shares(2, long, 0) is False
+    assert [ts.lane_shares(split, long, 0) for split in (2, 4)] == [False, False]
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SHARES", "yes")
     with pytest.raises(ValueError, match="MAMBAAD_SCAN_LANE_SHARES must be auto, 0 or 1"):
         ts.lane_shares(2, long, 0)
@@ -224,26 +225,17 @@ def test_lane_split_knob(ts, monkeypatch):
     monkeypatch.delenv("MAMBAAD_SCAN_LANE_BWD_SPLIT")
     monkeypatch.setattr(ts, "interpreting", lambda: False)
     monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
-    for shape, n_state, fwd, bwd in (((128, 8, 16, 4096), 16, 2, 2),  # 3.9 warps per SM in one lane, 7.8 in 2
-                                     ((64, 8, 16, 4096), 16, 2, 4),  # 1.9, 3.9, 7.8
-                                     ((256, 8, 16, 1024), 16, 2, 1),  # 7.8 in one lane
-                                     ((1024, 8, 16, 64), 16, 2, 1),  # 31 warps per SM in one lane
-                                     ((1024, 8, 16, 32), 16, 2, 1),  # too short for the lane kernels
+    # (the forward in 4 since v1.34, as far as N allows)
+    for shape, n_state, fwd, bwd in (((128, 8, 16, 4096), 16, 4, 2),  # 3.9 warps per SM in one lane, 7.8 in 2
+                                     ((64, 8, 16, 4096), 16, 4, 4),  # 1.9, 3.9, 7.8
+                                     ((256, 8, 16, 1024), 16, 4, 1),  # 7.8 in one lane
+                                     ((1024, 8, 16, 64), 16, 4, 1),  # 31 warps per SM in one lane
+                                     ((1024, 8, 16, 32), 16, 4, 1),  # too short for the lane kernels
+                                     ((128, 8, 16, 4096), 2, 2, 2),
                                      ((128, 8, 16, 4096), 3, 1, 1), ((128, 8, 16, 4096), 1, 1, 1)):
         for size in (2, 4):  # fp32 inputs as 16-bit ones since v1.26 (one lane per channel until then)
             assert ts.lane_split(shape, n_state, 0, backward=False, element_size=size) == fwd, shape
             assert ts.lane_split(shape, n_state, 0, backward=True, element_size=size) == bwd, shape
-    # the fp32 forward through a table: 4 lanes where 2 leave at most 8 warps an SM (64 x 64 maps at batch 16:
-    # 7.8), not at 15.5 (32 x 32), not in 16-bit inputs, not without a table, not below 4 states
-    for shape, n_state, size, table, fwd in (((128, 8, 16, 4096), 16, 4, True, 4),
-                                             ((128, 8, 8, 4096), 16, 4, True, 4),
-                                             ((256, 8, 16, 1024), 16, 4, True, 2),
-                                             ((128, 8, 16, 4096), 16, 2, True, 2),
-                                             ((128, 8, 16, 4096), 16, 4, False, 2),
-                                             ((128, 8, 16, 4096), 2, 4, True, 2)):
-        assert ts.lane_split(shape, n_state, 0, False, size, table) == fwd, (shape, n_state, size, table)
-        backward = ts.lane_split(shape, n_state, 0, True, size, table)
-        assert backward == ts.lane_split(shape, n_state, 0, True, size)
     # where only 16-bit inputs are long enough for the lane kernels (64 steps), fp32's backward keeps one lane
     assert ts.lane_split((256, 8, 16, 64), 16, 0, backward=True, element_size=2) == 1
     assert ts.lane_split((128, 8, 16, 64), 16, 0, backward=True, element_size=2) == 2
