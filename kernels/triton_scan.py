@@ -1210,7 +1210,9 @@ def _tuned_kernels():
     # dC and dA; through a table, the lane kernels' output and du too (added over the directions: zeroing
     # them costs the plain path one fill per trial, when it is tuned)
     added = ["dB_ptr", "dC_ptr", "dA_ptr"]
-    lane = triton.autotune(block_configs(lane_space), key=[*FWD_KEY, "SPLIT"], reset_to_zero=["out_ptr"],
+    # (SHARES: another kernel than without, for its own pick; only 2 lanes a channel have both, by shape)
+    lane = triton.autotune(block_configs(lane_space), key=[*FWD_KEY, "SPLIT", "SHARES"],
+                           reset_to_zero=["out_ptr"],
                            prune_configs_by={"early_config_prune": _lane_fwd_prune},
                            **_cache_option())(_scan_fwd_lane_kernel)
     lane_bwd = triton.autotune(block_configs(_lane_bwd_config_space()), key=[*KEY, "SPLIT"],
