@@ -919,7 +919,9 @@ _SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3
 # programs share an SM: in the local sm_90 compile (fp32) 16:6 and 16:0 spill 24 bytes, 8:4 none. The fused
 # SS2D core at 64 x 64, fp32, split 4 (H200, batch 16, forward + backward): the uncapped space 3.748 ms,
 # 16:6:128 3.656, 8:4:128 3.672 (call 2); with all three the autotuner took 16:0:128, 3.606 (call 3); bf16
-# 16:0:128 2.891 against 2.944 uncapped (kernels/NOTES.md v1.33)
+# 16:0:128 2.891 against 2.944 uncapped (kernels/NOTES.md v1.33). Since v1.34 every forward with N >= 4 runs
+# at 4 lanes (lane_split), so by default only the three capped configs are tried; the others serve 1 or 2
+# lanes (N < 4, or the MAMBAAD_SCAN_LANE_SPLIT knob)
 _LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 6), (32, 1, 3, 1, 8, 0), (32, 1, 3, 1, 8, 4),
                      (32, 1, 3, 1, 8, 6), (32, 1, 3, 1, 16, 6, 128), (32, 1, 3, 1, 8, 4, 128),
                      (32, 1, 3, 1, 16, 0, 128)]
@@ -1054,7 +1056,7 @@ def _lanes_enough(shape: tuple[int, int, int, int], device_index: int, split: in
 
 
 LANE_SPLITS = (1, 2, 4)
-SPLIT4_MAX_WARPS_PER_SM = 8  # lane_split: one wave of 255-register programs (65536 registers an SM)
+SPLIT4_MAX_WARPS_PER_SM = 8  # one_short_wave: one wave of 255-register programs (65536 registers an SM)
 
 
 def one_short_wave(shape: tuple[int, int, int, int], device_index: int) -> bool:
