@@ -52,7 +52,7 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
               "HAS_TABLE": table != "none", "UNROLL": unroll, "FAST_EXP": True, "EVEN_L": True, "BD": 32,
               "E": block, "PREFETCH": prefetch, "SPLIT": split, "EVEN_D": table != "none"}
     if kernel == "bwd":  # the 16-step checkpoints (T = E: no pass over the chunk first), PTX reductions
-        consts.update(T=block, PTX_RED=True)
+        consts.update(T=block, PTX_RED=True, SHARES=shares)
     else:
         consts.update(T=128, STORE_CKPT=True, SHARES=shares)
     unit = (D_STRIDES + L_STRIDES + ("sdd_l",) if table == "cl-scaled" else D_STRIDES + ("sB_l", "sC_l")
@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--table", choices=("none", "cl", "cl-scaled", "cm"), default="none",
                         help="through an index table, maps channels-last (cl) or channel-major (cm)")
     parser.add_argument("--count", default="", help="opcodes to count in the largest loop (e.g. I2F,BAR)")
-    parser.add_argument("--shares", action="store_true", help="the forward's SHARES (lane_shares)")
+    parser.add_argument("--shares", action="store_true", help="SHARES (triton_scan.lane_shares)")
     parser.add_argument("--maxnreg", type=int, default=0,
                         help="registers per thread (a config's MAXNREG field; 0: the compiler's choice)")
     args = parser.parse_args()

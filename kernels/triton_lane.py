@@ -177,6 +177,27 @@ def _steps_out(row_ptr, x, p, t0, grp, dmask, s_l, L, ADD: tl.constexpr, BD: tl.
 
 
 @triton.jit
+def _share_out(row_ptr, x, p, m2, s_l, ADD: tl.constexpr, FULL: tl.constexpr, BD: tl.constexpr,
+               S: tl.constexpr, PTX: tl.constexpr):
+    """x [BD, S] (each row its share of a block's steps, SHARES) stored, or added (fp32, ADD), at row_ptr
+    [BD] + p * s_l, p [BD, S] the positions the row loaded, column by column (a [BD, S] store through a table
+    took a layout of its own, its addresses converted through shared memory); no predicate where FULL."""
+    xs = _columns(x, BD, S)
+    ps = _columns(p, BD, S)
+    ms = _columns(m2.to(tl.int32), BD, S)
+    for i in tl.static_range(S):
+        ptrs = row_ptr + ps[i] * s_l
+        if FULL and ADD:
+            _add_all(ptrs, xs[i], PTX)
+        elif ADD:
+            _add_at(ptrs, xs[i], ms[i] != 0, PTX)
+        elif FULL:
+            tl.store(ptrs, xs[i].to(row_ptr.dtype.element_ty))
+        else:
+            tl.store(ptrs, xs[i].to(row_ptr.dtype.element_ty), mask=ms[i] != 0)
+
+
+@triton.jit
 def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD: tl.constexpr,
            N: tl.constexpr, NP: tl.constexpr, E: tl.constexpr, EVEN_L: tl.constexpr, FAST_EXP: tl.constexpr,
            WITH_Y: tl.constexpr, HINT: tl.constexpr = False):
@@ -429,11 +450,8 @@ def _scan_fwd_lane_kernel(
                             mask=m2, other=0.0).to(tl.float32)
                 y = y * z / (1.0 + tl.exp(-z))
             out_row = out_ptr + b * so_b + g * so_g + da * so_d
-            if HAS_TABLE and SHARES:  # the directions' outputs added in one fp32 map, each row its share
-                if FULL:
-                    _add_all(out_row[:, None] + p * so_l, y, FAST_EXP)
-                else:
-                    _add_at(out_row[:, None] + p * so_l, y, m2, FAST_EXP)
+            if SHARES:  # each row its share; through a table the directions' outputs added in one fp32 map
+                _share_out(out_row, y, p, m2, so_l, HAS_TABLE, FULL and HAS_TABLE, BD, S, FAST_EXP)
             elif HAS_TABLE:  # the directions' outputs added in one fp32 map (stride 0 over the group)
                 _steps_out(out_row, y, p, t0, grp, dmask, so_l, L, True, BD, E, SPLIT, FULL, FAST_EXP)
             else:
@@ -457,6 +475,7 @@ def _scan_bwd_lane_kernel(
     UNROLL: tl.constexpr, FAST_EXP: tl.constexpr, PREFETCH: tl.constexpr, EVEN_L: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     HAS_TABLE: tl.constexpr, PTX_RED: tl.constexpr, SPLIT: tl.constexpr, EVEN_D: tl.constexpr = False,
+    SHARES: tl.constexpr = False,
 ):
     """The backward on the lane layout (same arguments and outputs as the segment backward, no gate z; with an
     index table, B, C, dB and dC in step order (_natural) and du added, fp32, as the forward's output is;
@@ -475,7 +494,11 @@ def _scan_bwd_lane_kernel(
     difference on the H200 is parallelism: 16 independent exponentials and products per state in a warp,
     and one lane per (batch, channel), too few at batch 16's longest sequence (kernels/NOTES.md, v1.12).
     SPLIT > 1 spreads each channel's states over SPLIT lanes (_lane_channels) for SPLIT times the warps;
-    their sums over the states (for du and ddelta) meet by shuffles once per block."""
+    their sums over the states (for du and ddelta) meet by shuffles once per block. SHARES (SPLIT > 1), as in
+    the forward: in pass 2 each of a channel's rows loads u, delta and dout and computes softplus for its
+    share of the block's steps, the rows exchanging delta, delta u and dout by shuffles; the sums over the
+    states meet by a reduce-scatter into the same shares, whose du and d(delta) each row then computes and
+    writes (dD and dbias summed over the rows at the end)."""
     g, b, G, d, dmask, ch, s0, nn, nm = _lane_channels(DG, N, NP, BD, SPLIT)
     NH: tl.constexpr = NP // SPLIT  # the states a lane holds (N == NP where SPLIT > 1)
     NL: tl.constexpr = N if SPLIT == 1 else NH
@@ -490,6 +513,8 @@ def _scan_bwd_lane_kernel(
     RAW_ROWS: tl.constexpr = PREFETCH >= 5
     BLOCKS: tl.constexpr = T // E
     ee = tl.arange(0, E)[None, :]
+    S: tl.constexpr = E // SPLIT if SHARES else E  # pass 2's steps a row loads and writes
+    es = (grp * S)[:, None] + tl.arange(0, S)[None, :] if SHARES else ee  # their offsets in a block
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     dD = tl.zeros([BD], tl.float32)
     dbias = tl.zeros([BD], tl.float32)
@@ -536,12 +561,13 @@ def _scan_bwd_lane_kernel(
         for j in range(BLOCKS):
             s = BLOCKS - 1 - j
             t0 = c * T + s * E
-            t = t0 + ee
+            t = t0 + ee  # [1, E]: the B / C rows' steps
             tmask = t < L
-            m2 = dmask[:, None] & tmask
-            p = _natural(table_ptr, g, t, tmask, d, L, HAS_TABLE)
+            ts = t0 + es  # the row's steps: [1, E], or [BD, S] with SHARES
+            m2 = dmask[:, None] & (ts < L)
+            p = _natural(table_ptr, g, ts, ts < L, d, L, HAS_TABLE)
             u, x, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, da, p, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
-                                sdt_d, sdt_l, table_ptr, t, L, HAS_BIAS, SOFTPLUS, HAS_TABLE, FAST_EXP)
+                                sdt_d, sdt_l, table_ptr, ts, L, HAS_BIAS, SOFTPLUS, HAS_TABLE, FAST_EXP)
             at_o = b * so_b + g * so_g + da[:, None] * so_d + p * so_l
             gy = tl.load(dout_ptr + at_o, mask=m2, other=0.0).to(tl.float32)
             # delta at the next block's first step (0 past L: a = 1 there, and mu = 0 anyway)
@@ -553,14 +579,21 @@ def _scan_bwd_lane_kernel(
                               other=0.0).to(tl.float32)
             _, dt_next = _delta(dt_next, bias, next_mask, HAS_BIAS, SOFTPLUS)
             dtu = dt * u
-            dts = _columns(dt, BD, E)
-            dtus = _columns(dtu, BD, E)
-            gys = _columns(gy, BD, E)
+            if SHARES:
+                dts = _all_shares(dt, BD, S, SPLIT)
+                dtus = _all_shares(dtu, BD, S, SPLIT)
+                gys = _all_shares(gy, BD, S, SPLIT)
+            else:
+                dts = _columns(dt, BD, E)
+                dtus = _columns(dtu, BD, E)
+                gys = _columns(gy, BD, E)
             first = tl.zeros([BD, 1], tl.int32) + t0  # every lane: the block's first step
             B_row = B_seg + t * sB_l + 0 * d[:, None]
             C_row = C_seg + t * sC_l + 0 * d[:, None]
             d_dtA = tl.zeros([BD, E], tl.float32)  # sum_n A_n mu_t a_t h_{t-1} (A in log2 units)
             d_dtu = tl.zeros([BD, E], tl.float32)  # sum_n mu_t B_n
+            if SHARES:  # the B / C rows (and these tiles) in the steps' layout, as _block's HINT
+                d_dtA = _layout_hint(d_dtA, B_seg, t + 0 * d[:, None], tmask, FAST_EXP)
             B_nx = _row(B_row, tmask, EVEN_L)  # from PREFETCH 5 on kept in the rows' own dtype
             C_nx = _row(C_row, tmask, EVEN_L)
             if not RAW_ROWS:
@@ -622,19 +655,33 @@ def _scan_bwd_lane_kernel(
                 tl.atomic_add(dA_ptr + row * N + s0 + n, w_sum, mask=dmask, sem="relaxed")
                 _red_scatter_rows(dB_base + n * L, first, L, tl.reshape(_stack(dBs, BD, E), [BD, 1, E]), 1, E,
                                   LOG_E, PTX_RED, BD // SPLIT)
-            d_dtu = _sum_groups(d_dtu, BD, SPLIT)
-            d_dtA = _sum_groups(d_dtA, BD, SPLIT)
-            if HAS_TABLE:  # du added (the directions share u) and d(delta) stored, each row its share
+            if SHARES:  # the row's share of the sums over its channel's rows, then its du and d(delta)
+                d_dtu = _stack(_sum_shares(_columns(d_dtu, BD, E), grp, BD, E, SPLIT), BD, S)
+                d_dtA = _stack(_sum_shares(_columns(d_dtA, BD, E), grp, BD, E, SPLIT), BD, S)
                 du, d_dt, dD, dbias = _input_grad_terms(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, HAS_D,
                                                         SOFTPLUS)
-                _steps_out(du_ptr + b * sdu_b + g * sdu_g + da * sdu_d, du, p, t0, grp, dmask, sdu_l, L, True,
-                           BD, E, SPLIT, FULL, FAST_EXP)  # by PTX on NVIDIA GPUs
-                _steps_out(ddt_ptr + b * sdd_b + g * sdd_g + da * sdd_d, d_dt, p, t0, grp, dmask, sdd_l, L,
-                           False, BD, E, SPLIT, FULL, FAST_EXP)
+                du_row = du_ptr + b * sdu_b + g * sdu_g + da * sdu_d
+                ddt_row = ddt_ptr + b * sdd_b + g * sdd_g + da * sdd_d
+                # through a table du added (the directions share u); d(delta) stored
+                _share_out(du_row, du, p, m2, sdu_l, HAS_TABLE, FULL and HAS_TABLE, BD, S, FAST_EXP)
+                _share_out(ddt_row, d_dt, p, m2, sdd_l, False, FULL and HAS_TABLE, BD, S, FAST_EXP)
             else:
-                at_du = b * sdu_b + g * sdu_g + da[:, None] * sdu_d + p * sdu_l
-                at_dd = b * sdd_b + g * sdd_g + da[:, None] * sdd_d + p * sdd_l
-                dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2 & lead[:, None],
-                                         du_ptr + at_du, ddt_ptr + at_dd, HAS_D, SOFTPLUS)
+                d_dtu = _sum_groups(d_dtu, BD, SPLIT)
+                d_dtA = _sum_groups(d_dtA, BD, SPLIT)
+                if HAS_TABLE:  # du added (the directions share u) and d(delta) stored, each row its share
+                    du, d_dt, dD, dbias = _input_grad_terms(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2,
+                                                            HAS_D, SOFTPLUS)
+                    _steps_out(du_ptr + b * sdu_b + g * sdu_g + da * sdu_d, du, p, t0, grp, dmask, sdu_l, L,
+                               True, BD, E, SPLIT, FULL, FAST_EXP)  # by PTX on NVIDIA GPUs
+                    _steps_out(ddt_ptr + b * sdd_b + g * sdd_g + da * sdd_d, d_dt, p, t0, grp, dmask, sdd_l,
+                               L, False, BD, E, SPLIT, FULL, FAST_EXP)
+                else:
+                    at_du = b * sdu_b + g * sdu_g + da[:, None] * sdu_d + p * sdu_l
+                    at_dd = b * sdd_b + g * sdd_g + da[:, None] * sdd_d + p * sdd_l
+                    dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2 & lead[:, None],
+                                             du_ptr + at_du, ddt_ptr + at_dd, HAS_D, SOFTPLUS)
+    if SHARES:  # each row summed its own steps' terms
+        dD = tl.reshape(_sum_groups(dD[:, None], BD, SPLIT), [BD])
+        dbias = tl.reshape(_sum_groups(dbias[:, None], BD, SPLIT), [BD])
     tl.store(dD_ptr + row, dD, mask=dmask & lead)
     tl.store(dbias_ptr + row, dbias, mask=dmask & lead)

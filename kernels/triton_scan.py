@@ -1106,7 +1106,8 @@ def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int
     return fits[0] if fits else 1
 
 
-def lane_shares(split: int, shape: tuple[int, int, int, int], device_index: int) -> bool:
+def lane_shares(split: int, shape: tuple[int, int, int, int], device_index: int,
+                backward: bool = False) -> bool:
     """The lane forward's SHARES where a channel's states are split over lanes (split > 1): each of its rows
     loads u and delta and computes softplus for its own share of a block's steps, the rows exchanging delta
     and delta u by shuffles, and sums y into those shares by a reduce-scatter, instead of every row loading
@@ -1117,11 +1118,13 @@ def lane_shares(split: int, shape: tuple[int, int, int, int], device_index: int)
     (kernels/NOTES.md v1.34): at v1.33's splits, the fused SS2D core at 64 x 64 (4 lanes in fp32) took 3.604
     -> 3.261 ms in fp32 (its forward kernel 1.087 -> 0.730) and 2.763 -> 2.675 in bf16 (2 lanes), the plain
     forward at 1024 x 4096 (2 lanes) 1.015 -> 0.992 (fp32) and 0.606 -> 0.574 (bf16); at 2 lanes and more
-    warps it lost up to 6 %; 4 lanes with shares won at every shape timed (lane_split)."""
-    mode = os.environ.get("MAMBAAD_SCAN_LANE_SHARES", "auto")
+    warps it lost up to 6 %; 4 lanes with shares won at every shape timed (lane_split). The lane backward's
+    pass 2 takes the same shares by MAMBAAD_SCAN_LANE_BWD_SHARES=1 (auto: off; v1.34, untimed)."""
+    knob = "MAMBAAD_SCAN_LANE_BWD_SHARES" if backward else "MAMBAAD_SCAN_LANE_SHARES"
+    mode = os.environ.get(knob, "auto")
     if mode not in ("auto", "0", "1"):
-        raise ValueError(f"MAMBAAD_SCAN_LANE_SHARES must be auto, 0 or 1, got {mode!r}")
-    if split == 1 or mode == "0":
+        raise ValueError(f"{knob} must be auto, 0 or 1, got {mode!r}")
+    if split == 1 or mode == "0" or (backward and mode == "auto"):  # the backward's: opt-in, untimed
         return False
     return mode == "1" or split >= 4 or (not interpreting() and one_short_wave(shape, device_index))
 
@@ -1217,7 +1220,7 @@ def _tuned_kernels():
                            reset_to_zero=["out_ptr"],
                            prune_configs_by={"early_config_prune": _lane_fwd_prune},
                            **_cache_option())(_scan_fwd_lane_kernel)
-    lane_bwd = triton.autotune(block_configs(_lane_bwd_config_space()), key=[*KEY, "SPLIT"],
+    lane_bwd = triton.autotune(block_configs(_lane_bwd_config_space()), key=[*KEY, "SPLIT", "SHARES"],
                                reset_to_zero=[*added, "du_ptr"],
                                prune_configs_by={"early_config_prune": _lane_blocks_prune},
                                **_cache_option())(_scan_bwd_lane_kernel)
@@ -1257,8 +1260,7 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
         split = lane_split(shape, consts["N"], args[0].device.index or 0, backward=kernel_index == 7,
                            element_size=args[0].element_size())
         consts = {**consts, "SPLIT": split}
-        if kernel_index == 6:
-            consts["SHARES"] = lane_shares(split, shape, args[0].device.index or 0)
+        consts["SHARES"] = lane_shares(split, shape, args[0].device.index or 0, backward=kernel_index == 7)
 
     def grid(bd):
         bd = bd // split

@@ -142,6 +142,12 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     "lane forward, states over 2 lanes, step shares": {"LANE": "1", "LANE_SPLIT": "2", "LANE_SHARES": "1"},
     "lane forward, states over 4 lanes, step shares, 16-step blocks": {
         "LANE": "1", "LANE_SPLIT": "4", "LANE_SHARES": "1", "SEG_E": "16"},
+    # the backward's pass 2 likewise (LANE_BWD_SHARES=1), with the rows ahead in their own dtype
+    "lane backward, states over 2 lanes, step shares": {
+        "LANE_BWD": "1", "LANE_BWD_SPLIT": "2", "LANE_BWD_SHARES": "1", "SEG_PREFETCH": "5"},
+    "lane forward and backward, states over 4 lanes, step shares, 16-step blocks": {
+        "LANE": "1", "LANE_BWD": "1", "LANE_SPLIT": "4", "LANE_BWD_SPLIT": "4", "LANE_SHARES": "1",
+        "LANE_BWD_SHARES": "1", "SEG_PREFETCH": "5", "SEG_E": "16"},
     # (16-step blocks: a chunk of 16 is one block, its start states the checkpoints, as on GPUs)
     "lane backward, states over 2 lanes, rows and state values ahead, 16-step blocks": {
         "LANE_BWD": "1", "LANE_BWD_SPLIT": "2", "SEG_PREFETCH": "4", "SEG_E": "16"},
@@ -202,6 +208,10 @@ def test_lane_shares_where_the_forward_runs_one_short_wave(ts, monkeypatch):
     assert [ts.lane_shares(split, long, 0) for split in (1, 2, 4)] == [False, True, True]
     assert [ts.lane_shares(split, short, 0) for split in (1, 2, 4)] == [False, False, True]
     assert ts.lane_shares(2, (128, 8, 17, 4096), 0) is False  # 8.2 warps an SM
+    # the backward's: opt-in (untimed)
+    assert [ts.lane_shares(split, long, 0, backward=True) for split in (2, 4)] == [False, False]
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SHARES", "1")
+    assert [ts.lane_shares(split, long, 0, backward=True) for split in (1, 2, 4)] == [False, True, True]
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SHARES", "1")
     assert [ts.lane_shares(split, short, 0) for split in (1, 2)] == [False, True]
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SHARES", "0")
@@ -407,8 +417,8 @@ def spy_launches(ts, monkeypatch, consts: list | None = None) -> list[int]:
 # lane kernels' writes through the table unmasked (EVEN_D and EVEN_L), each of a channel's rows its share
 # (over 4 lanes as the fp32 forward at one short wave of programs takes it, v1.33). every:
 # MAMBAAD_SCAN_LANE_CKPT (8: one 8-step block a chunk, the backward's pass 1 skipped). shares:
-# MAMBAAD_SCAN_LANE_SHARES (the forward's rows each load and add their share of the steps; 30 steps: the last
-# block's adds masked)
+# MAMBAAD_SCAN_LANE_SHARES and LANE_BWD_SHARES (each of a channel's rows loads and writes its share of the
+# steps; 30 steps: the last block's writes masked)
 @pytest.mark.parametrize(("method", "H", "W", "K", "kernel", "split", "dn", "every", "shares"),
                          [("hilbert", 5, 6, 8, "lane", "1", 3, 16, "0"),
                           ("zorder", 4, 4, 4, "lane", "2", 3, 16, "0"),
@@ -422,6 +432,7 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
                                                     every, shares):
     monkeypatch.setenv("MAMBAAD_SCAN_FUSED_KERNEL", kernel)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SHARES", shares)
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SHARES", shares)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SPLIT", split)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SPLIT", split)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_CKPT", str(every))
@@ -431,7 +442,7 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     picked_shares = []
     lane_shares = ts.lane_shares
     monkeypatch.setattr(ts, "lane_shares",
-                        lambda *a: picked_shares.append(lane_shares(*a)) or picked_shares[-1])
+                        lambda *a, **k: picked_shares.append(lane_shares(*a, **k)) or picked_shares[-1])
     gathers = []
     steps_order = ts._steps_order
     monkeypatch.setattr(ts, "_steps_order",
@@ -458,7 +469,7 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     if kernel == "lane":  # unmasked writes exactly where every channel and step is in range
         assert [c["EVEN_D"] and c["EVEN_L"] for c in consts] == [dn % 32 == 0] * 2
         assert [c["T"] for c in consts] == [min(every, 128)] * 2
-        assert picked_shares == [shares == "1" and split != "1"]  # the forward's, as _launch passed it
+        assert picked_shares == [shares == "1" and split != "1"] * 2  # the forward's and backward's
     # the lane kernels read B and C in step order: gathered once, by the forward, and kept for the backward
     # (v1.29; the tiles kernels read them through the table)
     assert gathers == ([(batch, K, n, length)] * 2 if kernel == "lane" else [])
