@@ -1076,10 +1076,11 @@ def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int
     (scan_ab.py, kernels/NOTES.md v1.24), ms, forward / backward:
     - 1024 x 4096: segment kernels 0.817 / 2.405, lanes split in 2 0.705 / 2.245, in 4 0.782 / 2.618;
     - 2048 x 1024: one lane per channel 0.333 / 1.013, split in 2 0.311 / 1.107, in 4 0.384 / 1.293.
-    So auto splits the forward in 2 wherever N allows, and the backward only as far as lane_by_shape's
-    warps per SM need (2 at 1024 x 4096 and batch 16, else 1). The same for fp32 inputs since v1.26 (until
-    then one lane per channel, untimed); there the training forward and backward took 4.11 -> 3.65 ms of GPU
-    time at 1024 x 4096, 1.89 -> 1.58 at 2048 x 1024 and 0.95 -> 0.80 at 4096 x 256 (kernels/NOTES.md).
+    So auto split the forward in 2 wherever N allowed (until v1.34), and the backward only as far as
+    lane_by_shape's warps per SM need (2 at 1024 x 4096 and batch 16, else 1). The same for fp32 inputs
+    since v1.26 (until then one lane per channel, untimed); there the training forward and backward took
+    4.11 -> 3.65 ms of GPU time at 1024 x 4096, 1.89 -> 1.58 at 2048 x 1024 and 0.95 -> 0.80 at 4096 x 256
+    (kernels/NOTES.md).
     Since v1.34 the forward splits in 4 wherever N >= 4 (else as far as N allows), with _LANE_FWD_CONFIGS'
     128-register configs (_lane_fwd_prune: 16 programs an SM instead of 8 at 255 registers) and its rows
     each taking a share of a block's steps (lane_shares). v1.33 had split the fp32 forward through a table
