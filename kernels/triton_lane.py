@@ -165,15 +165,20 @@ def _steps_out(row_ptr, x, p, t0, grp, dmask, s_l, L, ADD: tl.constexpr, BD: tl.
     ps = _share(p, grp, BD, E, SPLIT)
     S: tl.constexpr = E // SPLIT
     for i in tl.static_range(S):
-        ptrs = row_ptr + ps[i] * s_l
-        if FULL and ADD:
-            _add_all(ptrs, xs[i], PTX)
-        elif ADD:
-            _add_at(ptrs, xs[i], dmask & (t0 + grp * S + i < L), PTX)
-        elif FULL:
-            tl.store(ptrs, xs[i].to(row_ptr.dtype.element_ty))
-        else:
-            tl.store(ptrs, xs[i].to(row_ptr.dtype.element_ty), mask=dmask & (t0 + grp * S + i < L))
+        _write(row_ptr + ps[i] * s_l, xs[i], dmask & (t0 + grp * S + i < L), ADD, FULL, PTX)
+
+
+@triton.jit
+def _write(ptrs, x, mask, ADD: tl.constexpr, FULL: tl.constexpr, PTX: tl.constexpr):
+    # x stored at ptrs, or added (fp32, ADD: _add_all / _add_at), where mask; no predicate where FULL
+    if FULL and ADD:
+        _add_all(ptrs, x, PTX)
+    elif ADD:
+        _add_at(ptrs, x, mask, PTX)
+    elif FULL:
+        tl.store(ptrs, x.to(ptrs.dtype.element_ty))
+    else:
+        tl.store(ptrs, x.to(ptrs.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -186,15 +191,7 @@ def _share_out(row_ptr, x, p, m2, s_l, ADD: tl.constexpr, FULL: tl.constexpr, BD
     ps = _columns(p, BD, S)
     ms = _columns(m2.to(tl.int32), BD, S)
     for i in tl.static_range(S):
-        ptrs = row_ptr + ps[i] * s_l
-        if FULL and ADD:
-            _add_all(ptrs, xs[i], PTX)
-        elif ADD:
-            _add_at(ptrs, xs[i], ms[i] != 0, PTX)
-        elif FULL:
-            tl.store(ptrs, xs[i].to(row_ptr.dtype.element_ty))
-        else:
-            tl.store(ptrs, xs[i].to(row_ptr.dtype.element_ty), mask=ms[i] != 0)
+        _write(row_ptr + ps[i] * s_l, xs[i], ms[i] != 0, ADD, FULL, PTX)
 
 
 @triton.jit
