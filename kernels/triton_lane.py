@@ -195,29 +195,31 @@ def _share_out(row_ptr, x, p, m2, s_l, ADD: tl.constexpr, FULL: tl.constexpr, BD
 
 
 @triton.jit
+def _rows_layout(B_seg, t, d, tmask, PTX: tl.constexpr):
+    """Zeros [BD, E] in the steps' layout (a row of E per lane), by the int8 hint on the bytes of the B rows
+    at steps t [1, E]: with SHARES no [BD, E] tile of u's is loaded, and Triton then laid the B / C rows out 4
+    steps a lane and converted every state's rows through shared memory (sm_90 compile of the fp32 forward:
+    712 bytes of stack, 32 barriers a block). The hint's load shares t with the rows' loads, so they take its
+    layout too."""
+    return _layout_hint(tl.zeros([d.shape[0], t.shape[1]], tl.float32), B_seg, t + 0 * d[:, None], tmask, PTX)
+
+
+@triton.jit
 def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD: tl.constexpr,
            N: tl.constexpr, NP: tl.constexpr, E: tl.constexpr, EVEN_L: tl.constexpr, FAST_EXP: tl.constexpr,
-           WITH_Y: tl.constexpr, HINT: tl.constexpr = False):
+           WITH_Y: tl.constexpr):
     """One block of E steps t [1, E] for all N states: h [BD, NP] the states before it, dts / dtus / ys the
     block's columns of delta, delta u and y (tuples of E [BD]). Returns the states after it ([BD, NP]) and,
     WITH_Y, ys plus C h (the forward); without, ys as given (the backward's pass over a chunk needs h only,
-    not C's rows). HINT: the rows in the steps' layout by the int8 hint on their own bytes, where no [BD, E]
-    tile of u's gives Triton that layout (the forward's SHARES: it laid them out 4 steps a lane, and every
-    block converted them through shared memory)."""
+    not C's rows)."""
     hs = _columns(h, BD, NP)
     B_row = B_seg + t * sB_l + 0 * d[:, None]  # [BD, E]: the same addresses in every lane
     C_row = C_seg + t * sC_l + 0 * d[:, None]
     new_hs = ()
     for n in tl.static_range(N):
-        Bn = _rows(B_row + n * sB_n, tmask, EVEN_L, FAST_EXP)
-        if HINT:
-            Bn = _layout_hint(Bn, B_seg, t + 0 * d[:, None], tmask, FAST_EXP)
-        Bs = _columns(Bn, BD, E)
+        Bs = _columns(_rows(B_row + n * sB_n, tmask, EVEN_L, FAST_EXP), BD, E)
         if WITH_Y:
-            Cn = _rows(C_row + n * sC_n, tmask, EVEN_L, FAST_EXP)
-            if HINT:
-                Cn = _layout_hint(Cn, C_seg, t + 0 * d[:, None], tmask, FAST_EXP)
-            Cs = _columns(Cn, BD, E)
+            Cs = _columns(_rows(C_row + n * sC_n, tmask, EVEN_L, FAST_EXP), BD, E)
         hn = hs[n]
         new_ys = ()
         for k in tl.static_range(E):
@@ -424,7 +426,7 @@ def _scan_fwd_lane_kernel(
             if SHARES:
                 dts = _all_shares(dt, BD, S, SPLIT)
                 dtus = _all_shares(dtu, BD, S, SPLIT)
-                ys = _columns(tl.zeros([BD, E], tl.float32), BD, E)
+                ys = _columns(_rows_layout(B_seg, t, d, tmask, FAST_EXP), BD, E)  # zeros
             else:
                 dts = _columns(dt, BD, E)
                 dtus = _columns(dtu, BD, E)
@@ -433,7 +435,7 @@ def _scan_fwd_lane_kernel(
                 else:
                     ys = _columns(tl.zeros_like(u), BD, E)
             h, ys = _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD, NL,
-                           NH, E, EVEN_L, FAST_EXP, True, SHARES)
+                           NH, E, EVEN_L, FAST_EXP, True)
             if SHARES:  # the row's share of the sums over its channel's rows, then D u there
                 y = _stack(_sum_shares(ys, grp, BD, E, SPLIT), BD, S)
                 if HAS_D:
@@ -589,8 +591,8 @@ def _scan_bwd_lane_kernel(
             C_row = C_seg + t * sC_l + 0 * d[:, None]
             d_dtA = tl.zeros([BD, E], tl.float32)  # sum_n A_n mu_t a_t h_{t-1} (A in log2 units)
             d_dtu = tl.zeros([BD, E], tl.float32)  # sum_n mu_t B_n
-            if SHARES:  # the B / C rows (and these tiles) in the steps' layout, as _block's HINT
-                d_dtA = _layout_hint(d_dtA, B_seg, t + 0 * d[:, None], tmask, FAST_EXP)
+            if SHARES:
+                d_dtA = _rows_layout(B_seg, t, d, tmask, FAST_EXP)
             B_nx = _row(B_row, tmask, EVEN_L)  # from PREFETCH 5 on kept in the rows' own dtype
             C_nx = _row(C_row, tmask, EVEN_L)
             if not RAW_ROWS:

@@ -1056,14 +1056,14 @@ def _lanes_enough(shape: tuple[int, int, int, int], device_index: int, split: in
 
 
 LANE_SPLITS = (1, 2, 4)
-SPLIT4_MAX_WARPS_PER_SM = 8  # one_short_wave: one wave of 255-register programs (65536 registers an SM)
+SHORT_WAVE_WARPS_PER_SM = 8  # one_short_wave: one wave of 255-register programs (65536 registers an SM)
 
 
 def one_short_wave(shape: tuple[int, int, int, int], device_index: int) -> bool:
-    """Whether the lane forward over 2 lanes a channel runs at most SPLIT4_MAX_WARPS_PER_SM one-warp programs
+    """Whether the lane forward over 2 lanes a channel runs at most SHORT_WAVE_WARPS_PER_SM one-warp programs
     an SM: one wave, with registers to spare (MambaAD's 64 x 64 maps at batch 16: 7.8 on the H200)."""
     dg, groups, batch, _ = shape
-    return dg * groups * batch * 2 / 32 / _sm_count(device_index) <= SPLIT4_MAX_WARPS_PER_SM
+    return dg * groups * batch * 2 / 32 / _sm_count(device_index) <= SHORT_WAVE_WARPS_PER_SM
 
 
 def lane_split(shape: tuple[int, int, int, int], n_state: int, device_index: int, backward: bool,
@@ -1258,10 +1258,9 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
     last = consts.get("BLOCKS_LAST", False)  # the segment backward's grid order (_program_channels)
     split = 1
     if kernel_index in (6, 7):  # the lane kernels: lanes per channel (BD // split channels per program)
-        split = lane_split(shape, consts["N"], args[0].device.index or 0, backward=kernel_index == 7,
-                           element_size=args[0].element_size())
-        consts = {**consts, "SPLIT": split}
-        consts["SHARES"] = lane_shares(split, shape, args[0].device.index or 0, backward=kernel_index == 7)
+        index, backward = args[0].device.index or 0, kernel_index == 7
+        split = lane_split(shape, consts["N"], index, backward=backward, element_size=args[0].element_size())
+        consts = {**consts, "SPLIT": split, "SHARES": lane_shares(split, shape, index, backward=backward)}
 
     def grid(bd):
         bd = bd // split

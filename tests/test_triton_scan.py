@@ -200,7 +200,7 @@ def test_lane_kernels_at_eight_states(ts, monkeypatch, tuning):
 
 def test_lane_shares_where_the_forward_runs_one_short_wave(ts, monkeypatch):
     # auto (the default) on a GPU of 132 SMs: step shares where 2 lanes a channel leave at most
-    # SPLIT4_MAX_WARPS_PER_SM one-warp programs an SM, and only where a channel has more than one lane
+    # SHORT_WAVE_WARPS_PER_SM one-warp programs an SM, and only where a channel has more than one lane
     monkeypatch.setattr(ts, "interpreting", lambda: False)
     monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
     # (at 4 lanes, the default split since v1.34, everywhere)
