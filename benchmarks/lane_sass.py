@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-L_STRIDES = ("su_l", "sdt_l", "sB_l", "sC_l", "sz_l", "so_l", "sdu_l")
+L_STRIDES = ("su_l", "sdt_l", "sB_l", "sC_l", "sz_l", "so_l", "sdu_l", "sdd_l")  # sdd_l: since v1.35
 D_STRIDES = ("su_d", "sdt_d", "sz_d", "so_d", "sdu_d")  # 1 on channels-last maps (the fused path's)
 BF16_PTRS = ("u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dout_ptr", "out_ptr", "du_ptr", "ddt_ptr",
              "dz_ptr")
@@ -55,7 +55,7 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
         consts.update(T=block, PTX_RED=True, SHARES=shares)
     else:
         consts.update(T=128, STORE_CKPT=True, SHARES=shares)
-    unit = (D_STRIDES + L_STRIDES + ("sdd_l",) if table == "cl-scaled" else D_STRIDES + ("sB_l", "sC_l")
+    unit = (D_STRIDES + L_STRIDES if table == "cl-scaled" else D_STRIDES + ("sB_l", "sC_l")
             if table == "cl" else L_STRIDES)
     consts.update({name: 1 for name in unit})
     signature, attrs = {}, {}

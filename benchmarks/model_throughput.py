@@ -109,6 +109,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "bf16+cl+graphs+laneauto": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "auto"}},
     "bf16+cl+graphs+lanetime": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE": "time"}},
     "fp32+laneauto": {"env": {"MAMBAAD_SCAN_LANE": "auto"}},
+    # v1.33's lane forward for 16-bit inputs (2 lanes a channel, no step shares) instead of v1.34's 4 lanes
+    # with step shares (triton_scan.lane_split, lane_shares)
+    "bf16+cl+graphs+v133fwd": {**BF16_CL, "train.cuda_graphs": True,
+                               "env": {"MAMBAAD_SCAN_LANE_SPLIT": "2", "MAMBAAD_SCAN_LANE_SHARES": "0"}},
+    # the lane backward without step shares (v1.34's default; on by default since v1.35 where a channel's
+    # states are split over lanes: 1024 x 4096 at batch 16, the 64 x 64 maps' unfused scan)
+    "bf16+cl+graphs+nobwdshares": {**BF16_CL, "train.cuda_graphs": True,
+                                   "env": {"MAMBAAD_SCAN_LANE_BWD_SHARES": "0"}},
     # and the backward on the lane kernel too (MAMBAAD_SCAN_LANE_BWD): always, reading the forward's state
     # every 16 steps (MAMBAAD_SCAN_LANE_CKPT, whose default is 16: lanebwd16 names it as v1.12's results do),
     # or every chunk (lanebwd128: a pass over each chunk first), with B / C cast to fp32 once per call

@@ -242,6 +242,16 @@ def _u_delta(u_ptr, dt_ptr, bias, b, g, d, p, m2, su_b, su_g, su_d, su_l, sdt_b,
     """A block's u and delta at positions p ([BD, E] fp32, zeros off m2) in the steps' layout (the int8 hint
     on u's rows, or through a table on its row's: _steps_hint), with delta + bias before softplus (x): the
     three kernels' common loads. d: the channels, _address_channels' where there is a table."""
+    u, dt_raw = _load_u_delta(u_ptr, dt_ptr, b, g, d, p, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g, sdt_d,
+                              sdt_l, table_ptr, t, L, HAS_TABLE, PTX)
+    x, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
+    return u, x, dt
+
+
+@triton.jit
+def _load_u_delta(u_ptr, dt_ptr, b, g, d, p, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g, sdt_d, sdt_l,
+                  table_ptr, t, L, HAS_TABLE: tl.constexpr, PTX: tl.constexpr):
+    # _u_delta's loads: u and the raw delta (fp32, the steps' layout), before bias and softplus
     at_u = b * su_b + g * su_g + d[:, None] * su_d + p * su_l
     u = tl.load(u_ptr + at_u, mask=m2, other=0.0).to(tl.float32)
     dt_raw = tl.load(dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d + p * sdt_l,
@@ -251,8 +261,18 @@ def _u_delta(u_ptr, dt_ptr, bias, b, g, d, p, m2, su_b, su_g, su_d, su_l, sdt_b,
         dt_raw = _steps_hint(dt_raw, table_ptr, g, t, L, d, m2, PTX)
     else:
         dt_raw = _layout_hint(dt_raw, u_ptr, at_u, m2, PTX)
-    x, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
-    return u, x, dt
+    return u, dt_raw
+
+
+@triton.jit
+def _steps_ahead(u_ptr, dt_ptr, table_ptr, b, g, d, da, dmask, ts, L, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
+                 sdt_d, sdt_l, HAS_TABLE: tl.constexpr, PTX: tl.constexpr):
+    # the forward's REGS_AHEAD: a block's table positions, u and raw delta at the row's steps ts, loaded a
+    # block before their use (d the rows' channels, da as _address_channels gives them)
+    p = _natural(table_ptr, g, ts, ts < L, d, L, HAS_TABLE)
+    u, dt_raw = _load_u_delta(u_ptr, dt_ptr, b, g, da, p, dmask[:, None] & (ts < L), su_b, su_g, su_d, su_l,
+                              sdt_b, sdt_g, sdt_d, sdt_l, table_ptr, ts, L, HAS_TABLE, PTX)
+    return p, u, dt_raw
 
 
 @triton.jit
@@ -386,9 +406,11 @@ def _scan_fwd_lane_kernel(
     S: tl.constexpr = E // SPLIT if SHARES else E  # the steps a row loads and writes
     es = (grp * S)[:, None] + tl.arange(0, S)[None, :] if SHARES else ee  # their offsets in a block
     # PREFETCH: 2 the B / C rows four blocks ahead into L1; 4 the next block's u and delta (_prefetch_steps);
-    # 6 both
-    ROWS_AHEAD: tl.constexpr = PREFETCH == 2 or PREFETCH == 6
-    STEPS_AHEAD: tl.constexpr = PREFETCH >= 4
+    # 6 both; 8 the next block's u and delta (and table positions) loaded into registers a block ahead, so
+    # that no block starts by waiting on its own loads; 10 = 8 and 2
+    ROWS_AHEAD: tl.constexpr = PREFETCH == 2 or PREFETCH == 6 or PREFETCH == 10
+    STEPS_AHEAD: tl.constexpr = PREFETCH == 4 or PREFETCH == 6
+    REGS_AHEAD: tl.constexpr = PREFETCH >= 8
     Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
     if not SHARES:
         Dv = tl.where(lead, Dv, 0.0)  # D u added once per channel, before the rows' sum
@@ -401,6 +423,10 @@ def _scan_fwd_lane_kernel(
     B_seg = B_ptr + b * sB_b + g * sB_g + (s0 * sB_n)[:, None]  # [BD, 1]: each row's first state
     C_seg = C_ptr + b * sC_b + g * sC_g + (s0 * sC_n)[:, None]
     BLOCKS: tl.constexpr = T // E
+    if REGS_AHEAD:  # the first block's loads (each block then loads the next one's)
+        p_next, u_next, dtr_next = _steps_ahead(u_ptr, dt_ptr, table_ptr, b, g, d, da, dmask, es, L, su_b,
+                                                su_g, su_d, su_l, sdt_b, sdt_g, sdt_d, sdt_l, HAS_TABLE,
+                                                FAST_EXP)
     for c in range(n_chunks):
         if STORE_CKPT:  # the state before chunk c, which the backward starts chunk c from
             tl.store(state[:, None] + c * N + nn[None, :], h, mask=nm)
@@ -410,9 +436,17 @@ def _scan_fwd_lane_kernel(
             tmask = t < L
             ts = t0 + es  # the row's steps: [1, E], or [BD, S] with SHARES
             m2 = dmask[:, None] & (ts < L)
-            p = _natural(table_ptr, g, ts, ts < L, d, L, HAS_TABLE)
-            u, _, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, da, p, m2, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
-                                sdt_d, sdt_l, table_ptr, ts, L, HAS_BIAS, SOFTPLUS, HAS_TABLE, FAST_EXP)
+            if REGS_AHEAD:
+                p, u, dt_raw = p_next, u_next, dtr_next
+                p_next, u_next, dtr_next = _steps_ahead(u_ptr, dt_ptr, table_ptr, b, g, d, da, dmask, ts + E,
+                                                        L, su_b, su_g, su_d, su_l, sdt_b, sdt_g, sdt_d,
+                                                        sdt_l, HAS_TABLE, FAST_EXP)
+                _, dt = _delta(dt_raw, bias[:, None], m2, HAS_BIAS, SOFTPLUS)
+            else:
+                p = _natural(table_ptr, g, ts, ts < L, d, L, HAS_TABLE)
+                u, _, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, da, p, m2, su_b, su_g, su_d, su_l, sdt_b,
+                                    sdt_g, sdt_d, sdt_l, table_ptr, ts, L, HAS_BIAS, SOFTPLUS, HAS_TABLE,
+                                    FAST_EXP)
             dtu = dt * u
             if ROWS_AHEAD and FAST_EXP:
                 ahead = tl.zeros([BD], tl.int32)[:, None] + t0 + 4 * E  # every lane: the block 4 ahead
@@ -449,8 +483,11 @@ def _scan_fwd_lane_kernel(
                             mask=m2, other=0.0).to(tl.float32)
                 y = y * z / (1.0 + tl.exp(-z))
             out_row = out_ptr + b * so_b + g * so_g + da * so_d
-            if SHARES:  # each row its share; through a table the directions' outputs added in one fp32 map
-                _share_out(out_row, y, p, m2, so_l, HAS_TABLE, FULL and HAS_TABLE, BD, S, FAST_EXP)
+            if SHARES and HAS_TABLE:  # each row its share, the directions' outputs added in one fp32 map
+                _share_out(out_row, y, p, m2, so_l, True, FULL, BD, S, FAST_EXP)
+            # without a table every row stores its share (SHARES) by one vector store, or the lead row all
+            # E steps: column by column ptxas kept a scalar store a step, each a partial write of 8 channels'
+            # lines (plain forward 2-4 % slower in bf16, v1.35)
             elif HAS_TABLE:  # the directions' outputs added in one fp32 map (stride 0 over the group)
                 _steps_out(out_row, y, p, t0, grp, dmask, so_l, L, True, BD, E, SPLIT, FULL, FAST_EXP)
             else:
@@ -661,9 +698,12 @@ def _scan_bwd_lane_kernel(
                                                         SOFTPLUS)
                 du_row = du_ptr + b * sdu_b + g * sdu_g + da * sdu_d
                 ddt_row = ddt_ptr + b * sdd_b + g * sdd_g + da * sdd_d
-                # through a table du added (the directions share u); d(delta) stored
-                _share_out(du_row, du, p, m2, sdu_l, HAS_TABLE, FULL and HAS_TABLE, BD, S, FAST_EXP)
-                _share_out(ddt_row, d_dt, p, m2, sdd_l, False, FULL and HAS_TABLE, BD, S, FAST_EXP)
+                if HAS_TABLE:  # du added (the directions share u); d(delta) stored
+                    _share_out(du_row, du, p, m2, sdu_l, True, FULL, BD, S, FAST_EXP)
+                    _share_out(ddt_row, d_dt, p, m2, sdd_l, False, FULL, BD, S, FAST_EXP)
+                else:  # one vector store a row (column by column, ptxas kept a 16-bit store a step)
+                    tl.store(du_row[:, None] + p * sdu_l, du.to(du_ptr.dtype.element_ty), mask=m2)
+                    tl.store(ddt_row[:, None] + p * sdd_l, d_dt.to(ddt_ptr.dtype.element_ty), mask=m2)
             else:
                 d_dtu = _sum_groups(d_dtu, BD, SPLIT)
                 d_dtA = _sum_groups(d_dtA, BD, SPLIT)

@@ -921,7 +921,9 @@ _SEG_BWD_CONFIGS = [(4, 1, 3, 1, 16, 0), (4, 1, 3, 1, 16, 1), (4, 1, 3, 1, 16, 3
 # 16:6:128 3.656, 8:4:128 3.672 (call 2); with all three the autotuner took 16:0:128, 3.606 (call 3); bf16
 # 16:0:128 2.891 against 2.944 uncapped (kernels/NOTES.md v1.33). Since v1.34 every forward with N >= 4 runs
 # at 4 lanes (lane_split), so by default only the three capped configs are tried; the others serve 1 or 2
-# lanes (N < 4, or the MAMBAAD_SCAN_LANE_SPLIT knob)
+# lanes (N < 4, or the MAMBAAD_SCAN_LANE_SPLIT knob). PREFETCH 8 (v1.35, u / delta a block ahead in
+# registers; 10: and 2) is in no default space: at 4 lanes it timed level or slower (fp32 8:8:128 0.719 /
+# 16:8:128 0.738 ms against the auto pick's 0.714 at 1024 x 4096, kernels/NOTES.md v1.35)
 _LANE_FWD_CONFIGS = [(32, 1, 3, 1, 16, 0), (32, 1, 3, 1, 16, 6), (32, 1, 3, 1, 8, 0), (32, 1, 3, 1, 8, 4),
                      (32, 1, 3, 1, 8, 6), (32, 1, 3, 1, 16, 6, 128), (32, 1, 3, 1, 8, 4, 128),
                      (32, 1, 3, 1, 16, 0, 128)]
@@ -1120,13 +1122,21 @@ def lane_shares(split: int, shape: tuple[int, int, int, int], device_index: int,
     -> 3.261 ms in fp32 (its forward kernel 1.087 -> 0.730) and 2.763 -> 2.675 in bf16 (2 lanes), the plain
     forward at 1024 x 4096 (2 lanes) 1.015 -> 0.992 (fp32) and 0.606 -> 0.574 (bf16); at 2 lanes and more
     warps it lost up to 6 %; 4 lanes with shares won at every shape timed (lane_split). The lane backward's
-    pass 2 takes the same shares by MAMBAAD_SCAN_LANE_BWD_SHARES=1 (auto: off; v1.34, untimed)."""
+    pass 2 takes the same shares (knob MAMBAAD_SCAN_LANE_BWD_SHARES, auto / 0 / 1): auto since v1.35 wherever
+    it splits a channel's states (lane_split: 1024 x 4096 at batch 16), not in the interpreter. With each
+    row's du and d(delta) written by one vector store (column by column they had been scalar 16-bit stores,
+    v1.34's +11 %), the plain backward at 1024 x 4096 took 2.468 -> 2.244 ms (fp32) and 1.936 -> 1.797 (bf16),
+    the graphed bf16 model at batch 16 trained at 528.9 img/s against 521.4 without them; through a table
+    the fused core at 64 x 64 took 3.194 -> 3.049 (fp32) and 2.615 -> 2.482 (bf16) in v1.34 (H200,
+    kernels/NOTES.md v1.34 and v1.35)."""
     knob = "MAMBAAD_SCAN_LANE_BWD_SHARES" if backward else "MAMBAAD_SCAN_LANE_SHARES"
     mode = os.environ.get(knob, "auto")
     if mode not in ("auto", "0", "1"):
         raise ValueError(f"{knob} must be auto, 0 or 1, got {mode!r}")
-    if split == 1 or mode == "0" or (backward and mode == "auto"):  # the backward's: opt-in, untimed
+    if split == 1 or mode == "0":
         return False
+    if backward:  # wherever the backward splits a channel's states (not in the interpreter: both ways tested)
+        return mode == "1" or not interpreting()
     return mode == "1" or split >= 4 or (not interpreting() and one_short_wave(shape, device_index))
 
 
@@ -1276,7 +1286,7 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
         tiles = {"UNROLL": 1, "FAST_EXP": False, "PREFETCH": _interpreter_knob("PREFETCH")}  # no PTX: tl.exp2
         seg = {**tiles, "PREFETCH": _interpreter_knob("SEG_PREFETCH"),
                "E": min(_interpreter_knob("SEG_E"), consts["T"])}
-        lane = {**tiles, "PREFETCH": 0, "E": _lane_block_steps(consts["T"])}
+        lane = {**tiles, "PREFETCH": _interpreter_knob("LANE_PREFETCH"), "E": _lane_block_steps(consts["T"])}
         lane_bwd = {**lane, "PREFETCH": _interpreter_knob("SEG_PREFETCH")}
         extra = {0: tiles, 1: {**tiles, "FLIP": _interpreter_knob("FLIP")}, 4: seg, 5: seg, 6: lane,
                  7: lane_bwd}
@@ -1296,8 +1306,9 @@ def fast_exp() -> bool:
 
 def _interpreter_knob(name: str) -> int:
     # tests run both ways of the adjoint scan (FLIP) and each way of the state loop's loads (PREFETCH, and
-    # SEG_PREFETCH in the segment kernels) and segments of SEG_E steps (4 by default: 4 per 16-step chunk)
-    defaults = {"FLIP": "1", "PREFETCH": "2", "SEG_PREFETCH": "1", "SEG_E": "4"}
+    # SEG_PREFETCH in the segment kernels and the lane backward, LANE_PREFETCH in the lane forward: 0, or 8,
+    # its one mode without inline PTX) and segments of SEG_E steps (4 by default: 4 per 16-step chunk)
+    defaults = {"FLIP": "1", "PREFETCH": "2", "SEG_PREFETCH": "1", "LANE_PREFETCH": "0", "SEG_E": "4"}
     return int(os.environ.get(f"MAMBAAD_SCAN_{name}", defaults[name]))
 
 

@@ -142,6 +142,11 @@ TUNINGS = {  # knob settings the autotuner can pick, each of which must give the
     "lane forward, states over 2 lanes, step shares": {"LANE": "1", "LANE_SPLIT": "2", "LANE_SHARES": "1"},
     "lane forward, states over 4 lanes, step shares, 16-step blocks": {
         "LANE": "1", "LANE_SPLIT": "4", "LANE_SHARES": "1", "SEG_E": "16"},
+    # PREFETCH=8: each block loads the next one's u and delta into registers (the first block's before the
+    # loop; the last one's loads fall past L, masked)
+    "lane forward, u and delta loaded a block ahead": {"LANE": "1", "LANE_PREFETCH": "8"},
+    "lane forward, states over 4 lanes, step shares, u and delta a block ahead, 16-step blocks": {
+        "LANE": "1", "LANE_SPLIT": "4", "LANE_SHARES": "1", "LANE_PREFETCH": "8", "SEG_E": "16"},
     # the backward's pass 2 likewise (LANE_BWD_SHARES=1), with the rows ahead in their own dtype
     "lane backward, states over 2 lanes, step shares": {
         "LANE_BWD": "1", "LANE_BWD_SPLIT": "2", "LANE_BWD_SHARES": "1", "SEG_PREFETCH": "5"},
@@ -198,8 +203,8 @@ def test_lane_kernels_at_eight_states(ts, monkeypatch, tuning):
         assert splits[6] == int(knobs.get("LANE_SPLIT", "1"))
 
 
-def test_lane_shares_where_the_forward_runs_one_short_wave(ts, monkeypatch):
-    # auto (the default) on a GPU of 132 SMs: step shares where 2 lanes a channel leave at most
+def test_lane_shares_auto_rules(ts, monkeypatch):
+    # auto (the default) on a GPU of 132 SMs: the forward's step shares where 2 lanes a channel leave at most
     # SHORT_WAVE_WARPS_PER_SM one-warp programs an SM, and only where a channel has more than one lane
     monkeypatch.setattr(ts, "interpreting", lambda: False)
     monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
@@ -208,10 +213,17 @@ def test_lane_shares_where_the_forward_runs_one_short_wave(ts, monkeypatch):
     assert [ts.lane_shares(split, long, 0) for split in (1, 2, 4)] == [False, True, True]
     assert [ts.lane_shares(split, short, 0) for split in (1, 2, 4)] == [False, False, True]
     assert ts.lane_shares(2, (128, 8, 17, 4096), 0) is False  # 8.2 warps an SM
-    # the backward's: opt-in (untimed)
+    # the backward's (since v1.35): wherever it splits a channel's states, at any size; 0 turns them off
+    assert [ts.lane_shares(split, short, 0, backward=True) for split in (1, 2, 4)] == [False, True, True]
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SHARES", "0")
     assert [ts.lane_shares(split, long, 0, backward=True) for split in (2, 4)] == [False, False]
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD_SHARES", "1")
     assert [ts.lane_shares(split, long, 0, backward=True) for split in (1, 2, 4)] == [False, True, True]
+    # in the interpreter auto keeps the backward without them (the tests set the knob for each way)
+    monkeypatch.setattr(ts, "interpreting", lambda: True)
+    monkeypatch.delenv("MAMBAAD_SCAN_LANE_BWD_SHARES")
+    assert ts.lane_shares(2, long, 0, backward=True) is False
+    monkeypatch.setattr(ts, "interpreting", lambda: False)
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SHARES", "1")
     assert [ts.lane_shares(split, short, 0) for split in (1, 2)] == [False, True]
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_SHARES", "0")
