@@ -35,7 +35,7 @@ BF16_PTRS = ("u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dout_ptr", "out_ptr"
 
 
 def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, block: int, maxnreg: int = 0,
-                 table: str = "none", dtype: str = "bf16", shares: bool = False):
+                 table: str = "none", dtype: str = "bf16", shares: bool = False, pairs: bool = False):
     """The compiled kernel (triton's CompiledKernel) for bf16 inputs, N = 16, D, bias and softplus, no z.
     table: none, or the fused path's index table with u / delta / the output channels-last ("cl": their
     channel strides 1, their L strides a multiply per step; "cl-scaled": their L strides 1 as the opt-in
@@ -54,7 +54,7 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
     if kernel == "bwd":  # the 16-step checkpoints (T = E: no pass over the chunk first), PTX reductions
         consts.update(T=block, PTX_RED=True, SHARES=shares)
     else:
-        consts.update(T=128, STORE_CKPT=True, SHARES=shares)
+        consts.update(T=128, STORE_CKPT=True, SHARES=shares, PAIRS=pairs)
     unit = (D_STRIDES + L_STRIDES if table == "cl-scaled" else D_STRIDES + ("sB_l", "sC_l")
             if table == "cl" else L_STRIDES)
     consts.update({name: 1 for name in unit})
@@ -134,16 +134,17 @@ def main() -> None:
                         help="through an index table, maps channels-last (cl) or channel-major (cm)")
     parser.add_argument("--count", default="", help="opcodes to count in the largest loop (e.g. I2F,BAR)")
     parser.add_argument("--shares", action="store_true", help="SHARES (triton_scan.lane_shares)")
+    parser.add_argument("--pairs", action="store_true", help="the forward's PAIRS (triton_scan.lane_pairs)")
     parser.add_argument("--maxnreg", type=int, default=0,
                         help="registers per thread (a config's MAXNREG field; 0: the compiler's choice)")
     args = parser.parse_args()
     prefetch = args.prefetch if args.prefetch is not None else (5 if args.kernel == "bwd" else 0)
     compiled = compile_lane(args.kernel, args.split, prefetch, args.unroll, args.bc, args.block, args.maxnreg,
-                            args.table, args.dtype, args.shares)
+                            args.table, args.dtype, args.shares, args.pairs)
     bc = "fp32" if args.dtype == "fp32" else args.bc
     print(f"lane {args.kernel}, {args.dtype}, split {args.split}, PREFETCH {prefetch}, UNROLL {args.unroll}, "
           f"E {args.block}, B / C {bc}, MAXNREG {args.maxnreg or 'auto'}, table {args.table}"
-          f"{', SHARES' if args.shares else ''}")
+          f"{', SHARES' if args.shares else ''}{', PAIRS' if args.pairs else ''}")
     for line in sass_report(compiled.asm["cubin"], count=tuple(op for op in args.count.split(",") if op)):
         print(" ", line)
 

@@ -92,8 +92,8 @@ def timings(module, xs) -> dict[str, float]:
 # each entry starts from none of them
 KNOBS = ("CONFIGS", "SEG", "SEG_CONFIGS", "SEG_RED", "SEG_BWD", "CHUNK", "SEG_ORDER", "SEG_RED_SKIP",
          "BC_FP32", "LANE", "LANE_CONFIGS", "LANE_BWD", "LANE_BWD_CONFIGS",
-         "LANE_CKPT", "LANE_SPLIT", "LANE_BWD_SPLIT", "LANE_SHARES", "LANE_BWD_SHARES", "LANE_MIN_STEPS",
-         "INFER_CKPT")
+         "LANE_CKPT", "LANE_SPLIT", "LANE_BWD_SPLIT", "LANE_SHARES", "LANE_BWD_SHARES", "LANE_PAIRS",
+         "LANE_MIN_STEPS", "INFER_CKPT")
 
 
 def use_configs(spec: str) -> None:

@@ -65,7 +65,8 @@ def _stack(cols, BD: tl.constexpr, K: tl.constexpr):
 
 
 @triton.jit
-def _lane_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, SPLIT: tl.constexpr):
+def _lane_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, SPLIT: tl.constexpr,
+                   PAIRS: tl.constexpr = False):
     """The program's lane rows. SPLIT = 1: one channel per row, all NP states. SPLIT > 1 (N a power of two):
     BD // SPLIT channels, each over SPLIT rows that hold NP // SPLIT of its states; row r is channel
     r % (BD // SPLIT) and its states start at s0 = (r // (BD // SPLIT)) * NP // SPLIT, so that the rows of one
@@ -79,7 +80,7 @@ def _lane_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, SPLI
         g, b, block, G = tl.program_id(1).to(tl.int64), tl.program_id(2).to(tl.int64), tl.program_id(0), \
             tl.num_programs(1)
         r = tl.arange(0, BD)
-        d = block * BC + r % BC
+        d = block * BC * (2 if PAIRS else 1) + r % BC  # PAIRS: the program's first set of BC channels
         dmask = d < DG
         s0 = (r // BC) * (NP // SPLIT)
         nn = tl.arange(0, NP // SPLIT)
@@ -217,22 +218,61 @@ def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, s
     C_row = C_seg + t * sC_l + 0 * d[:, None]
     new_hs = ()
     for n in tl.static_range(N):
-        Bs = _columns(_rows(B_row + n * sB_n, tmask, EVEN_L, FAST_EXP), BD, E)
-        if WITH_Y:
-            Cs = _columns(_rows(C_row + n * sC_n, tmask, EVEN_L, FAST_EXP), BD, E)
-        hn = hs[n]
-        new_ys = ()
-        for k in tl.static_range(E):
-            a = _exp2(dts[k] * A2s[n], FAST_EXP)
-            hn = a * hn + dtus[k] * Bs[k]
-            if WITH_Y:
-                new_ys = new_ys + (ys[k] + hn * Cs[k],)
-        if WITH_Y:
-            ys = new_ys
+        Bs, Cs = _state_rows(B_row + n * sB_n, C_row + n * sC_n, tmask, BD, E, EVEN_L, FAST_EXP, WITH_Y)
+        hn, ys = _state_steps(hs[n], dts, dtus, ys, A2s[n], Bs, Cs, E, FAST_EXP, WITH_Y)
         new_hs = new_hs + (hn,)
     for n in tl.static_range(N, NP):  # padding states: never updated
         new_hs = new_hs + (hs[n],)
     return _stack(new_hs, BD, NP), ys
+
+
+@triton.jit
+def _block_pair(h, dts, dtus, ys, A2s, h2, dts2, dtus2, ys2, A2s2, B_seg, C_seg, t, tmask, d, sB_l, sC_l,
+                sB_n, sC_n, BD: tl.constexpr, N: tl.constexpr, E: tl.constexpr, EVEN_L: tl.constexpr,
+                FAST_EXP: tl.constexpr):
+    """_block's forward for the two channel sets of a PAIRS program (N == NP: the split's states), each B and
+    C value loaded once and used by both: half the bytes each lane receives an element and state, the L1
+    traffic that bounds the fp32 forward (kernels/NOTES.md v1.35)."""
+    hs = _columns(h, BD, N)
+    hs2 = _columns(h2, BD, N)
+    B_row = B_seg + t * sB_l + 0 * d[:, None]
+    C_row = C_seg + t * sC_l + 0 * d[:, None]
+    new_hs = ()
+    new_hs2 = ()
+    for n in tl.static_range(N):
+        Bs, Cs = _state_rows(B_row + n * sB_n, C_row + n * sC_n, tmask, BD, E, EVEN_L, FAST_EXP, True)
+        hn, ys = _state_steps(hs[n], dts, dtus, ys, A2s[n], Bs, Cs, E, FAST_EXP, True)
+        hn2, ys2 = _state_steps(hs2[n], dts2, dtus2, ys2, A2s2[n], Bs, Cs, E, FAST_EXP, True)
+        new_hs = new_hs + (hn,)
+        new_hs2 = new_hs2 + (hn2,)
+    return _stack(new_hs, BD, N), ys, _stack(new_hs2, BD, N), ys2
+
+
+@triton.jit
+def _state_rows(B_ptrs, C_ptrs, tmask, BD: tl.constexpr, E: tl.constexpr, EVEN_L: tl.constexpr,
+                PTX: tl.constexpr, WITH_C: tl.constexpr):
+    # a state's B row (and C row, WITH_C; else B's again, unused) over the block, as E columns [BD] in fp32
+    Bs = _columns(_rows(B_ptrs, tmask, EVEN_L, PTX), BD, E)
+    Cs = Bs
+    if WITH_C:
+        Cs = _columns(_rows(C_ptrs, tmask, EVEN_L, PTX), BD, E)
+    return Bs, Cs
+
+
+@triton.jit
+def _state_steps(hn, dts, dtus, ys, A2n, Bs, Cs, E: tl.constexpr, FAST_EXP: tl.constexpr,
+                 WITH_Y: tl.constexpr):
+    # one state (hn [BD], A2n its A in log2 units) through a block's E steps: h_t = exp2(delta_t A2) h +
+    # delta_t u_t B_t, and WITH_Y ys_t + C_t h_t (ys as given without)
+    new_ys = ()
+    for k in tl.static_range(E):
+        a = _exp2(dts[k] * A2n, FAST_EXP)
+        hn = a * hn + dtus[k] * Bs[k]
+        if WITH_Y:
+            new_ys = new_ys + (ys[k] + hn * Cs[k],)
+        else:
+            new_ys = new_ys + (ys[k],)
+    return hn, new_ys
 
 
 @triton.jit
@@ -368,6 +408,56 @@ def _state_scalars(A_row, h_row, mu_slot, n, rows, dmask, BLOCKS: tl.constexpr):
 
 
 @triton.jit
+def _fwd_columns(u, dt, Dv, B_seg, t, d, tmask, BD: tl.constexpr, E: tl.constexpr, S: tl.constexpr,
+                 SPLIT: tl.constexpr, HAS_D: tl.constexpr, SHARES: tl.constexpr, PTX: tl.constexpr):
+    """A channel set's block inputs for _block: delta, delta u and the y accumulators as E columns [BD] each.
+    SHARES: every row's share gathered (_all_shares), y from zeros (D u is added to the row's share after the
+    sum over rows); else y from D u (Dv zero but on the lead row)."""
+    dtu = dt * u
+    if SHARES:
+        dts = _all_shares(dt, BD, S, SPLIT)
+        dtus = _all_shares(dtu, BD, S, SPLIT)
+        ys = _columns(_rows_layout(B_seg, t, d, tmask, PTX), BD, E)  # zeros
+    else:
+        dts = _columns(dt, BD, E)
+        dtus = _columns(dtu, BD, E)
+        if HAS_D:
+            ys = _columns(Dv[:, None] * u, BD, E)
+        else:
+            ys = _columns(tl.zeros_like(u), BD, E)
+    return dts, dtus, ys
+
+
+@triton.jit
+def _fwd_out(ys, u, Dv, p, m2, lead, grp, t0, dmask, da, b, g, L, z_ptr, sz_b, sz_g, sz_d, sz_l, out_ptr,
+             so_b, so_g, so_d, so_l, BD: tl.constexpr, E: tl.constexpr, S: tl.constexpr, SPLIT: tl.constexpr,
+             HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_TABLE: tl.constexpr, SHARES: tl.constexpr,
+             FULL: tl.constexpr, PTX: tl.constexpr):
+    """A channel set's block output: y (E columns [BD], each row's part of the sum over its states) summed
+    over the channel's rows, D u and the gate z applied, and stored (added through a table)."""
+    if SHARES:  # the row's share of the sums over its channel's rows, then D u there
+        y = _stack(_sum_shares(ys, grp, BD, E, SPLIT), BD, S)
+        if HAS_D:
+            y = y + Dv[:, None] * u
+    else:
+        y = _sum_groups(_stack(ys, BD, E), BD, SPLIT)
+        if not HAS_TABLE:  # the lead row stores; through a table each row adds its share
+            m2 = m2 & lead[:, None]
+    if HAS_Z:
+        z = tl.load(z_ptr + b * sz_b + g * sz_g + da[:, None] * sz_d + p * sz_l, mask=m2,
+                    other=0.0).to(tl.float32)
+        y = y * z / (1.0 + tl.exp(-z))
+    out_row = out_ptr + b * so_b + g * so_g + da * so_d
+    if SHARES and HAS_TABLE:  # each row its share, the directions' outputs added in one fp32 map
+        _share_out(out_row, y, p, m2, so_l, True, FULL, BD, S, PTX)
+    elif HAS_TABLE:  # the directions' outputs added in one fp32 map (stride 0 over the group)
+        _steps_out(out_row, y, p, t0, grp, dmask, so_l, L, True, BD, E, SPLIT, FULL, PTX)
+    else:  # one vector store a row: column by column ptxas kept a scalar store a step, each a partial write
+        # of 8 channels' lines (plain forward 2-4 % slower in bf16, v1.35)
+        tl.store(out_row[:, None] + p * so_l, y.to(out_ptr.dtype.element_ty), mask=m2)
+
+
+@triton.jit
 def _scan_fwd_lane_kernel(
     u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, z_ptr, out_ptr, ckpt_ptr, table_ptr,
     L, DG, n_chunks,
@@ -381,7 +471,7 @@ def _scan_fwd_lane_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr, UNROLL: tl.constexpr, FAST_EXP: tl.constexpr,
     PREFETCH: tl.constexpr, EVEN_L: tl.constexpr, SPLIT: tl.constexpr, EVEN_D: tl.constexpr = False,
-    SHARES: tl.constexpr = False,
+    SHARES: tl.constexpr = False, PAIRS: tl.constexpr = False,
 ):
     """The forward of ``_scan_fwd_kernel`` (same arguments and outputs; with an index table, B and C in step
     order (_natural) and the output added, fp32, not stored: the host gives every direction the same map,
@@ -395,13 +485,16 @@ def _scan_fwd_lane_kernel(
     of a channel's rows loads u and delta and computes softplus for its share of the block's steps only (group
     j: steps j * E / SPLIT onwards), the rows exchanging delta and delta u by shuffles (_all_shares), and sums
     y over the rows by a reduce-scatter into the same shares (_sum_shares), which it then writes: without,
-    every row loads and computes all E steps."""
-    g, b, G, d, dmask, ch, s0, nn, nm = _lane_channels(DG, N, NP, BD, SPLIT)
+    every row loads and computes all E steps. PAIRS (SPLIT > 1; v1.35, opt-in): a program holds two sets of
+    BD // SPLIT channels, each lane running both channels' states with every B / C value it loads
+    (_block_pair)."""
+    g, b, G, d, dmask, ch, s0, nn, nm = _lane_channels(DG, N, NP, BD, SPLIT, PAIRS)
     NH: tl.constexpr = NP // SPLIT  # the states a lane holds (N == NP where SPLIT > 1)
     NL: tl.constexpr = N if SPLIT == 1 else NH
     lead = s0 == 0  # the row that stores a channel's output
     grp = tl.arange(0, BD) // (BD // SPLIT)  # the row's state group (lead: 0)
-    FULL: tl.constexpr = EVEN_L and EVEN_D and BD // SPLIT <= 32  # no channel or step out of range
+    # no channel or step out of range (EVEN_D: DG a multiple of 32; a program's channels divide 32)
+    FULL: tl.constexpr = EVEN_L and EVEN_D and BD // SPLIT * (2 if PAIRS else 1) <= 32
     ee = tl.arange(0, E)[None, :]
     S: tl.constexpr = E // SPLIT if SHARES else E  # the steps a row loads and writes
     es = (grp * S)[:, None] + tl.arange(0, S)[None, :] if SHARES else ee  # their offsets in a block
@@ -420,6 +513,20 @@ def _scan_fwd_lane_kernel(
     h = A2 * 0.0  # the states, in A2's layout
     A2s = _columns(A2, BD, NH)
     state = ckpt_ptr + (b * G * DG + ch) * n_chunks * N + s0
+    if PAIRS:  # the program's second channel set: BD // SPLIT channels on from the first
+        tl.static_assert(SPLIT > 1 and not REGS_AHEAD, "PAIRS: states split over lanes, PREFETCH below 8")
+        d2 = d + BD // SPLIT
+        dmask2 = d2 < DG
+        ch2 = g * DG + d2
+        nm2 = dmask2[:, None] & (nn[None, :] < N)
+        Dv2, bias2 = _channel_vectors(D_ptr, bias_ptr, ch2, dmask2, BD, HAS_D, HAS_BIAS)
+        if not SHARES:
+            Dv2 = tl.where(lead, Dv2, 0.0)
+        A2s2 = _columns(_A2_tile(A_ptr, u_ptr, table_ptr, b, g, d2, ch2, s0, nn, nm2, L, su_b, su_g, su_d,
+                                 su_l, N, HAS_TABLE, FAST_EXP), BD, NH)
+        da2 = _address_channels(d2, HAS_TABLE, FAST_EXP)
+        h2 = h
+        state2 = ckpt_ptr + (b * G * DG + ch2) * n_chunks * N + s0
     B_seg = B_ptr + b * sB_b + g * sB_g + (s0 * sB_n)[:, None]  # [BD, 1]: each row's first state
     C_seg = C_ptr + b * sC_b + g * sC_g + (s0 * sC_n)[:, None]
     BLOCKS: tl.constexpr = T // E
@@ -430,6 +537,8 @@ def _scan_fwd_lane_kernel(
     for c in range(n_chunks):
         if STORE_CKPT:  # the state before chunk c, which the backward starts chunk c from
             tl.store(state[:, None] + c * N + nn[None, :], h, mask=nm)
+            if PAIRS:
+                tl.store(state2[:, None] + c * N + nn[None, :], h2, mask=nm2)
         for s in range(BLOCKS):
             t0 = c * T + s * E
             t = t0 + ee  # [1, E]: the B / C rows' steps
@@ -447,7 +556,6 @@ def _scan_fwd_lane_kernel(
                 u, _, dt = _u_delta(u_ptr, dt_ptr, bias, b, g, da, p, m2, su_b, su_g, su_d, su_l, sdt_b,
                                     sdt_g, sdt_d, sdt_l, table_ptr, ts, L, HAS_BIAS, SOFTPLUS, HAS_TABLE,
                                     FAST_EXP)
-            dtu = dt * u
             if ROWS_AHEAD and FAST_EXP:
                 ahead = tl.zeros([BD], tl.int32)[:, None] + t0 + 4 * E  # every lane: the block 4 ahead
                 for n in tl.static_range(NL):
@@ -457,41 +565,30 @@ def _scan_fwd_lane_kernel(
                 _prefetch_steps(u_ptr + b * su_b + g * su_g + da[:, None] * su_d,
                                 dt_ptr + b * sdt_b + g * sdt_g + da[:, None] * sdt_d, table_ptr, g, da,
                                 t0 + E, es, L, su_l, sdt_l, HAS_TABLE, SHARES)
-            if SHARES:
-                dts = _all_shares(dt, BD, S, SPLIT)
-                dtus = _all_shares(dtu, BD, S, SPLIT)
-                ys = _columns(_rows_layout(B_seg, t, d, tmask, FAST_EXP), BD, E)  # zeros
+            dts, dtus, ys = _fwd_columns(u, dt, Dv, B_seg, t, d, tmask, BD, E, S, SPLIT, HAS_D, SHARES,
+                                         FAST_EXP)
+            if PAIRS:  # the second channel set: its own u and delta, the same B / C values
+                m2b = dmask2[:, None] & (ts < L)
+                u2, _, dt2 = _u_delta(u_ptr, dt_ptr, bias2, b, g, da2, p, m2b, su_b, su_g, su_d, su_l, sdt_b,
+                                      sdt_g, sdt_d, sdt_l, table_ptr, ts, L, HAS_BIAS, SOFTPLUS, HAS_TABLE,
+                                      FAST_EXP)
+                if STEPS_AHEAD and FAST_EXP:
+                    _prefetch_steps(u_ptr + b * su_b + g * su_g + da2[:, None] * su_d,
+                                    dt_ptr + b * sdt_b + g * sdt_g + da2[:, None] * sdt_d, table_ptr, g, da2,
+                                    t0 + E, es, L, su_l, sdt_l, HAS_TABLE, SHARES)
+                dts2, dtus2, ys2 = _fwd_columns(u2, dt2, Dv2, B_seg, t, d, tmask, BD, E, S, SPLIT, HAS_D,
+                                                SHARES, FAST_EXP)
+                h, ys, h2, ys2 = _block_pair(h, dts, dtus, ys, A2s, h2, dts2, dtus2, ys2, A2s2, B_seg, C_seg,
+                                             t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD, NH, E, EVEN_L, FAST_EXP)
+                _fwd_out(ys2, u2, Dv2, p, m2b, lead, grp, t0, dmask2, da2, b, g, L, z_ptr, sz_b, sz_g, sz_d,
+                         sz_l, out_ptr, so_b, so_g, so_d, so_l, BD, E, S, SPLIT, HAS_D, HAS_Z, HAS_TABLE,
+                         SHARES, FULL, FAST_EXP)
             else:
-                dts = _columns(dt, BD, E)
-                dtus = _columns(dtu, BD, E)
-                if HAS_D:
-                    ys = _columns(Dv[:, None] * u, BD, E)
-                else:
-                    ys = _columns(tl.zeros_like(u), BD, E)
-            h, ys = _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD, NL,
-                           NH, E, EVEN_L, FAST_EXP, True)
-            if SHARES:  # the row's share of the sums over its channel's rows, then D u there
-                y = _stack(_sum_shares(ys, grp, BD, E, SPLIT), BD, S)
-                if HAS_D:
-                    y = y + Dv[:, None] * u
-            else:
-                y = _sum_groups(_stack(ys, BD, E), BD, SPLIT)
-                if not HAS_TABLE:  # the lead row stores; through a table each row adds its share
-                    m2 = m2 & lead[:, None]
-            if HAS_Z:
-                z = tl.load(z_ptr + b * sz_b + g * sz_g + da[:, None] * sz_d + p * sz_l,
-                            mask=m2, other=0.0).to(tl.float32)
-                y = y * z / (1.0 + tl.exp(-z))
-            out_row = out_ptr + b * so_b + g * so_g + da * so_d
-            if SHARES and HAS_TABLE:  # each row its share, the directions' outputs added in one fp32 map
-                _share_out(out_row, y, p, m2, so_l, True, FULL, BD, S, FAST_EXP)
-            # without a table every row stores its share (SHARES) by one vector store, or the lead row all
-            # E steps: column by column ptxas kept a scalar store a step, each a partial write of 8 channels'
-            # lines (plain forward 2-4 % slower in bf16, v1.35)
-            elif HAS_TABLE:  # the directions' outputs added in one fp32 map (stride 0 over the group)
-                _steps_out(out_row, y, p, t0, grp, dmask, so_l, L, True, BD, E, SPLIT, FULL, FAST_EXP)
-            else:
-                tl.store(out_row[:, None] + p * so_l, y.to(out_ptr.dtype.element_ty), mask=m2)
+                h, ys = _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD,
+                               NL, NH, E, EVEN_L, FAST_EXP, True)
+            _fwd_out(ys, u, Dv, p, m2, lead, grp, t0, dmask, da, b, g, L, z_ptr, sz_b, sz_g, sz_d, sz_l,
+                     out_ptr, so_b, so_g, so_d, so_l, BD, E, S, SPLIT, HAS_D, HAS_Z, HAS_TABLE, SHARES, FULL,
+                     FAST_EXP)
 
 
 @triton.jit

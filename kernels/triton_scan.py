@@ -945,7 +945,9 @@ def _lane_fwd_prune(configs, named_args, **kwargs):
     # space has both kinds); less FP32_ONLY_LANE_FWD's configs where u is 16-bit: one compile fewer per
     # shape, for a config that was timed for fp32 only
     configs = _lane_blocks_prune(configs, named_args, **kwargs)
-    capped = (kwargs["SPLIT"] == 4)
+    if kwargs.get("PAIRS"):  # two channel sets a lane: not with the steps a block ahead in registers
+        configs = [c for c in configs if c.kwargs["PREFETCH"] < 8] or configs
+    capped = kwargs["SPLIT"] == 4 and not kwargs.get("PAIRS")  # PAIRS: half the programs, so no cap
     configs = [c for c in configs if (c.maxnreg == SPLIT4_REGISTERS) == capped] or configs
     if named_args["u_ptr"].element_size() >= 4:
         return configs
@@ -1140,6 +1142,20 @@ def lane_shares(split: int, shape: tuple[int, int, int, int], device_index: int,
     return mode == "1" or split >= 4 or (not interpreting() and one_short_wave(shape, device_index))
 
 
+def lane_pairs(split: int) -> bool:
+    """The lane forward's PAIRS (knob MAMBAAD_SCAN_LANE_PAIRS: 0, the default, or 1; v1.35, untimed): each
+    lane serves two channels of its (batch, group), so that every B and C value it loads feeds two channels'
+    states (half the L1 bytes an element and state that bound the fp32 forward at 4 lanes, kernels/NOTES.md
+    v1.35), for half the programs. Only where a channel's states are split over lanes (split > 1), and not
+    with PREFETCH 8 (_lane_fwd_prune); with the configs of no register cap (the local sm_90 compile, fp32 at
+    4 lanes with shares: 16-step blocks 168 registers, no spill, 1105 instructions for 128 element-states
+    against 580 for 64 without)."""
+    mode = os.environ.get("MAMBAAD_SCAN_LANE_PAIRS", "0")
+    if mode not in ("0", "1"):
+        raise ValueError(f"MAMBAAD_SCAN_LANE_PAIRS must be 0 or 1, got {mode!r}")
+    return mode == "1" and split > 1
+
+
 def _lane_checkpoint_steps() -> int:
     """Where the lane backward will run, the training forward keeps the state every 16 steps instead of every
     chunk (128 steps), so that the backward reads each block's start state instead of running each chunk
@@ -1227,7 +1243,7 @@ def _tuned_kernels():
     # them costs the plain path one fill per trial, when it is tuned)
     added = ["dB_ptr", "dC_ptr", "dA_ptr"]
     # (SHARES: another kernel than without, for its own pick; only 2 lanes a channel have both, by shape)
-    lane = triton.autotune(block_configs(lane_space), key=[*FWD_KEY, "SPLIT", "SHARES"],
+    lane = triton.autotune(block_configs(lane_space), key=[*FWD_KEY, "SPLIT", "SHARES", "PAIRS"],
                            reset_to_zero=["out_ptr"],
                            prune_configs_by={"early_config_prune": _lane_fwd_prune},
                            **_cache_option())(_scan_fwd_lane_kernel)
@@ -1266,14 +1282,17 @@ def tuned_picks() -> dict[str, dict[str, str]]:
 def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, consts: dict) -> None:
     dg, groups, batch, length = shape  # channels per group, groups, batch, steps
     last = consts.get("BLOCKS_LAST", False)  # the segment backward's grid order (_program_channels)
-    split = 1
+    split, sets = 1, 1
     if kernel_index in (6, 7):  # the lane kernels: lanes per channel (BD // split channels per program)
         index, backward = args[0].device.index or 0, kernel_index == 7
         split = lane_split(shape, consts["N"], index, backward=backward, element_size=args[0].element_size())
         consts = {**consts, "SPLIT": split, "SHARES": lane_shares(split, shape, index, backward=backward)}
+        if not backward:  # PAIRS: two sets of BD // split channels a program
+            consts["PAIRS"] = lane_pairs(split)
+            sets = 2 if consts["PAIRS"] else 1
 
     def grid(bd):
-        bd = bd // split
+        bd = bd // split * sets
         return (groups, batch, cdiv(dg, bd)) if last else (cdiv(dg, bd), groups, batch)
     if interpreting():
         from .triton_lane import _scan_bwd_lane_kernel, _scan_fwd_lane_kernel

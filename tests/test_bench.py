@@ -554,3 +554,19 @@ def test_ncu_stalls_sums_samples_per_reason_loop_and_instruction(tmp_path):
                                 "long_sb 70.5 %, wait 29.5 %")
     assert "60.0 % long_sb" in report[2] and "FADD R5, R3, R3" in report[2]
     assert "EXIT" in report[3] and len(report) == 4
+
+
+def test_lane_sass_pairs_share_each_b_and_c_load_between_two_channels():
+    """The lane forward with two channel sets a lane (--pairs, MAMBAAD_SCAN_LANE_PAIRS): each lane runs
+    twice the element-states of a block (twice the exp2) with the same B / C row loads, and the same stores
+    per channel set; at 4 lanes with step shares, 8-step blocks (the fp32 pick), local sm_90 compile."""
+    args = ("--kernel", "fwd", "--split", "4", "--dtype", "fp32", "--shares", "--block", "8", "--count",
+            "MUFU,LDG,STG")
+    one = largest_loop_counts(run_lane_sass(*args))
+    out = run_lane_sass(*args, "--pairs")
+    two = largest_loop_counts(out)
+    assert "PAIRS" in out and "STACK:0 " in out
+    assert two["MUFU"] == 2 * one["MUFU"] >= 64  # 4 states x 8 steps of exp2, twice
+    # the B / C rows (16 loads a block) once for both sets, u and delta (2 each) per set
+    assert one["LDG"] >= 16 and two["LDG"] == one["LDG"] + 2
+    assert two["STG"] == 2 * one["STG"]

@@ -203,6 +203,39 @@ def test_lane_kernels_at_eight_states(ts, monkeypatch, tuning):
         assert splits[6] == int(knobs.get("LANE_SPLIT", "1"))
 
 
+# two channel sets a lane (MAMBAAD_SCAN_LANE_PAIRS=1, the forward): with and without step shares
+PAIRS_TUNINGS = {
+    "4 lanes, step shares": {"LANE": "1", "LANE_SPLIT": "4", "LANE_SHARES": "1", "LANE_PAIRS": "1"},
+    "2 lanes, 16-step blocks": {"LANE": "1", "LANE_SPLIT": "2", "LANE_SHARES": "0", "LANE_PAIRS": "1",
+                                "SEG_E": "16"},
+}
+CASES["N = 8, 14 channels in one group, z"] = (2, 14, 37, 8, 1, True, True, True, True, 16)
+
+
+@pytest.mark.parametrize("tuning", list(PAIRS_TUNINGS), ids=list(PAIRS_TUNINGS))
+def test_lane_forward_with_two_channel_sets_a_lane(ts, monkeypatch, tuning):
+    """Each lane serves two channels (a program two sets of BD // split, here 4 and 4): 14 channels make the
+    second program's second set partial (channels 12 and 13 of 12-15), over 37 steps (the last block
+    masked), with z. The pairs must reach the kernel."""
+    for name, value in PAIRS_TUNINGS[tuning].items():
+        monkeypatch.setenv(f"MAMBAAD_SCAN_{name}", value)
+    picked = []
+    lane_pairs = ts.lane_pairs
+    monkeypatch.setattr(ts, "lane_pairs", lambda split: picked.append(lane_pairs(split)) or picked[-1])
+    check_every_gradient(ts, "N = 8, 14 channels in one group, z")
+    if DEVICE == "cpu":
+        assert picked and all(picked)
+
+
+def test_lane_pairs_knob(ts, monkeypatch):
+    assert [ts.lane_pairs(split) for split in (1, 2, 4)] == [False, False, False]  # off by default
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "1")
+    assert [ts.lane_pairs(split) for split in (1, 2, 4)] == [False, True, True]  # only over split states
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "2")
+    with pytest.raises(ValueError, match="MAMBAAD_SCAN_LANE_PAIRS must be 0 or 1"):
+        ts.lane_pairs(2)
+
+
 def test_lane_shares_auto_rules(ts, monkeypatch):
     # auto (the default) on a GPU of 132 SMs: the forward's step shares where 2 lanes a channel leave at most
     # SHORT_WAVE_WARPS_PER_SM one-warp programs an SM, and only where a channel has more than one lane
@@ -485,6 +518,21 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     # the lane kernels read B and C in step order: gathered once, by the forward, and kept for the backward
     # (v1.29; the tiles kernels read them through the table)
     assert gathers == ([(batch, K, n, length)] * 2 if kernel == "lane" else [])
+
+
+# the lane forward with two channel sets a lane (MAMBAAD_SCAN_LANE_PAIRS=1) through the tables: every channel
+# and step in range (unpredicated adds), and 6 channels (the second set partial) over 30 steps or 16
+@pytest.mark.parametrize(("method", "H", "W", "K", "split", "dn", "shares"),
+                         [("zigzag", 4, 4, 4, "4", 32, "1"), ("hilbert", 5, 6, 4, "2", 6, "1"),
+                          ("zorder", 4, 4, 4, "2", 6, "0")])
+def test_fused_directions_with_two_channel_sets_a_lane(ts, monkeypatch, method, H, W, K, split, dn, shares):
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "1")
+    picked = []
+    lane_pairs = ts.lane_pairs
+    monkeypatch.setattr(ts, "lane_pairs", lambda split: picked.append(lane_pairs(split)) or picked[-1])
+    test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, W, K, "lane", split, dn, 16,
+                                                    shares)
+    assert picked == [True]  # the forward's
 
 
 @pytest.mark.parametrize("order", [(0, 1, 2, 3), (0, 3, 1, 2), (3, 1, 0, 2)])
@@ -1024,7 +1072,7 @@ def test_forward_picks_are_kept_apart_for_training_and_inference(ts):
         assert ("STORE_CKPT" in tuners[index].keys) == name.endswith("_fwd"), name
         assert tuners[index].keys[:4] == ["DG", "L", "N", "T"], name
     # the lane forward's picks apart by its state split and step shares too (each another kernel)
-    assert tuners[ts.TUNED_KERNEL_NAMES.index("lane_fwd")].keys[-2:] == ["SPLIT", "SHARES"]
+    assert tuners[ts.TUNED_KERNEL_NAMES.index("lane_fwd")].keys[-3:] == ["SPLIT", "SHARES", "PAIRS"]
 
 
 @triton.jit
