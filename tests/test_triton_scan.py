@@ -209,6 +209,7 @@ PAIRS_TUNINGS = {
     "2 lanes, 16-step blocks": {"LANE": "1", "LANE_SPLIT": "2", "LANE_SHARES": "0", "LANE_PAIRS": "1",
                                 "SEG_E": "16"},
 }
+# (added after the tests parametrised over every case: this one only for the pairs, at its interpreter cost)
 CASES["N = 8, 14 channels in one group, z"] = (2, 14, 37, 8, 1, True, True, True, True, 16)
 
 
