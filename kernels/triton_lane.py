@@ -788,34 +788,31 @@ def _scan_bwd_lane_kernel(
                 tl.atomic_add(dA_ptr + row * N + s0 + n, w_sum, mask=dmask, sem="relaxed")
                 _red_scatter_rows(dB_base + n * L, first, L, tl.reshape(_stack(dBs, BD, E), [BD, 1, E]), 1, E,
                                   LOG_E, PTX_RED, BD // SPLIT)
-            if SHARES:  # the row's share of the sums over its channel's rows, then its du and d(delta)
+            if SHARES:  # the row's share of the sums over its channel's rows
                 d_dtu = _stack(_sum_shares(_columns(d_dtu, BD, E), grp, BD, E, SPLIT), BD, S)
                 d_dtA = _stack(_sum_shares(_columns(d_dtA, BD, E), grp, BD, E, SPLIT), BD, S)
+            else:  # every row the sums over its channel's rows
+                d_dtu = _sum_groups(d_dtu, BD, SPLIT)
+                d_dtA = _sum_groups(d_dtA, BD, SPLIT)
+            if HAS_TABLE:  # du added (the directions share u) and d(delta) stored, each row its share
                 du, d_dt, dD, dbias = _input_grad_terms(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2, HAS_D,
                                                         SOFTPLUS)
                 du_row = du_ptr + b * sdu_b + g * sdu_g + da * sdu_d
                 ddt_row = ddt_ptr + b * sdd_b + g * sdd_g + da * sdd_d
-                if HAS_TABLE:  # du added (the directions share u); d(delta) stored
+                if SHARES:  # the steps it loaded
                     _share_out(du_row, du, p, m2, sdu_l, True, FULL, BD, S, FAST_EXP)
                     _share_out(ddt_row, d_dt, p, m2, sdd_l, False, FULL, BD, S, FAST_EXP)
-                else:  # one vector store a row (column by column, ptxas kept a 16-bit store a step)
-                    tl.store(du_row[:, None] + p * sdu_l, du.to(du_ptr.dtype.element_ty), mask=m2)
-                    tl.store(ddt_row[:, None] + p * sdd_l, d_dt.to(ddt_ptr.dtype.element_ty), mask=m2)
-            else:
-                d_dtu = _sum_groups(d_dtu, BD, SPLIT)
-                d_dtA = _sum_groups(d_dtA, BD, SPLIT)
-                if HAS_TABLE:  # du added (the directions share u) and d(delta) stored, each row its share
-                    du, d_dt, dD, dbias = _input_grad_terms(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2,
-                                                            HAS_D, SOFTPLUS)
-                    _steps_out(du_ptr + b * sdu_b + g * sdu_g + da * sdu_d, du, p, t0, grp, dmask, sdu_l, L,
-                               True, BD, E, SPLIT, FULL, FAST_EXP)  # by PTX on NVIDIA GPUs
-                    _steps_out(ddt_ptr + b * sdd_b + g * sdd_g + da * sdd_d, d_dt, p, t0, grp, dmask, sdd_l,
-                               L, False, BD, E, SPLIT, FULL, FAST_EXP)
-                else:
-                    at_du = b * sdu_b + g * sdu_g + da[:, None] * sdu_d + p * sdu_l
-                    at_dd = b * sdd_b + g * sdd_g + da[:, None] * sdd_d + p * sdd_l
-                    dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, m2 & lead[:, None],
-                                             du_ptr + at_du, ddt_ptr + at_dd, HAS_D, SOFTPLUS)
+                else:  # by PTX on NVIDIA GPUs
+                    _steps_out(du_row, du, p, t0, grp, dmask, sdu_l, L, True, BD, E, SPLIT, FULL, FAST_EXP)
+                    _steps_out(ddt_row, d_dt, p, t0, grp, dmask, sdd_l, L, False, BD, E, SPLIT, FULL,
+                               FAST_EXP)
+            else:  # a tile store a row (column by column ptxas kept a 16-bit store a step): with SHARES each
+                # row its share, else the lead row all E steps
+                at_du = b * sdu_b + g * sdu_g + da[:, None] * sdu_d + p * sdu_l
+                at_dd = b * sdd_b + g * sdd_g + da[:, None] * sdd_d + p * sdd_l
+                mask = m2 if SHARES else m2 & lead[:, None]
+                dD, dbias = _input_grads(u, x, dt, gy, d_dtu, d_dtA, Dv, dD, dbias, mask, du_ptr + at_du,
+                                         ddt_ptr + at_dd, HAS_D, SOFTPLUS)
     if SHARES:  # each row summed its own steps' terms
         dD = tl.reshape(_sum_groups(dD[:, None], BD, SPLIT), [BD])
         dbias = tl.reshape(_sum_groups(dbias[:, None], BD, SPLIT), [BD])
