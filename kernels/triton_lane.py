@@ -408,6 +408,24 @@ def _state_scalars(A_row, h_row, mu_slot, n, rows, dmask, BLOCKS: tl.constexpr):
 
 
 @triton.jit
+def _channel_set(A_ptr, D_ptr, bias_ptr, u_ptr, table_ptr, ckpt_ptr, b, g, G, DG, d, dmask, ch, s0, nn, nm,
+                 lead, n_chunks, L, su_b, su_g, su_d, su_l, BD: tl.constexpr, N: tl.constexpr,
+                 NH: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_TABLE: tl.constexpr,
+                 SHARES: tl.constexpr, PTX: tl.constexpr):
+    """A forward channel set's values for the program (channels d, ch; the second set's with PAIRS): D (on
+    the lead row alone without SHARES: D u is added once per channel, before the rows' sum), the bias, the
+    zero states in A's layout, A's columns (log2 units), the channels for addresses (_address_channels) and
+    the rows' checkpoint slots."""
+    Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
+    if not SHARES:
+        Dv = tl.where(lead, Dv, 0.0)
+    A2 = _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N, HAS_TABLE,
+                  PTX)
+    state = ckpt_ptr + (b * G * DG + ch) * n_chunks * N + s0
+    return Dv, bias, A2 * 0.0, _columns(A2, BD, NH), _address_channels(d, HAS_TABLE, PTX), state
+
+
+@triton.jit
 def _fwd_columns(u, dt, Dv, B_seg, t, d, tmask, BD: tl.constexpr, E: tl.constexpr, S: tl.constexpr,
                  SPLIT: tl.constexpr, HAS_D: tl.constexpr, SHARES: tl.constexpr, PTX: tl.constexpr):
     """A channel set's block inputs for _block: delta, delta u and the y accumulators as E columns [BD] each.
@@ -504,29 +522,20 @@ def _scan_fwd_lane_kernel(
     ROWS_AHEAD: tl.constexpr = PREFETCH == 2 or PREFETCH == 6 or PREFETCH == 10
     STEPS_AHEAD: tl.constexpr = PREFETCH == 4 or PREFETCH == 6
     REGS_AHEAD: tl.constexpr = PREFETCH >= 8
-    Dv, bias = _channel_vectors(D_ptr, bias_ptr, ch, dmask, BD, HAS_D, HAS_BIAS)
-    if not SHARES:
-        Dv = tl.where(lead, Dv, 0.0)  # D u added once per channel, before the rows' sum
-    A2 = _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su_d, su_l, N, HAS_TABLE,
-                  FAST_EXP)
-    da = _address_channels(d, HAS_TABLE, FAST_EXP)
-    h = A2 * 0.0  # the states, in A2's layout
-    A2s = _columns(A2, BD, NH)
-    state = ckpt_ptr + (b * G * DG + ch) * n_chunks * N + s0
+    Dv, bias, h, A2s, da, state = _channel_set(A_ptr, D_ptr, bias_ptr, u_ptr, table_ptr, ckpt_ptr, b, g, G,
+                                               DG, d, dmask, ch, s0, nn, nm, lead, n_chunks, L, su_b, su_g,
+                                               su_d, su_l, BD, N, NH, HAS_D, HAS_BIAS, HAS_TABLE, SHARES,
+                                               FAST_EXP)
     if PAIRS:  # the program's second channel set: BD // SPLIT channels on from the first
         tl.static_assert(SPLIT > 1 and not REGS_AHEAD, "PAIRS: states split over lanes, PREFETCH below 8")
         d2 = d + BD // SPLIT
         dmask2 = d2 < DG
         ch2 = g * DG + d2
         nm2 = dmask2[:, None] & (nn[None, :] < N)
-        Dv2, bias2 = _channel_vectors(D_ptr, bias_ptr, ch2, dmask2, BD, HAS_D, HAS_BIAS)
-        if not SHARES:
-            Dv2 = tl.where(lead, Dv2, 0.0)
-        A2s2 = _columns(_A2_tile(A_ptr, u_ptr, table_ptr, b, g, d2, ch2, s0, nn, nm2, L, su_b, su_g, su_d,
-                                 su_l, N, HAS_TABLE, FAST_EXP), BD, NH)
-        da2 = _address_channels(d2, HAS_TABLE, FAST_EXP)
-        h2 = h
-        state2 = ckpt_ptr + (b * G * DG + ch2) * n_chunks * N + s0
+        Dv2, bias2, h2, A2s2, da2, state2 = _channel_set(A_ptr, D_ptr, bias_ptr, u_ptr, table_ptr, ckpt_ptr,
+                                                         b, g, G, DG, d2, dmask2, ch2, s0, nn, nm2, lead,
+                                                         n_chunks, L, su_b, su_g, su_d, su_l, BD, N, NH,
+                                                         HAS_D, HAS_BIAS, HAS_TABLE, SHARES, FAST_EXP)
     B_seg = B_ptr + b * sB_b + g * sB_g + (s0 * sB_n)[:, None]  # [BD, 1]: each row's first state
     C_seg = C_ptr + b * sC_b + g * sC_g + (s0 * sC_n)[:, None]
     BLOCKS: tl.constexpr = T // E
