@@ -1148,8 +1148,8 @@ def lane_pairs(split: int) -> bool:
     states (half the L1 bytes an element and state that bound the fp32 forward at 4 lanes, kernels/NOTES.md
     v1.35), for half the programs. Only where a channel's states are split over lanes (split > 1), and not
     with PREFETCH 8 (_lane_fwd_prune); with the configs of no register cap (the local sm_90 compile, fp32 at
-    4 lanes with shares: 16-step blocks 168 registers, no spill, 1105 instructions for 128 element-states
-    against 580 for 64 without)."""
+    4 lanes with shares: 16-step blocks 168 registers, no spill, 1064 instructions a block of 128
+    element-states against 580 for 64 without)."""
     mode = os.environ.get("MAMBAAD_SCAN_LANE_PAIRS", "0")
     if mode not in ("0", "1"):
         raise ValueError(f"MAMBAAD_SCAN_LANE_PAIRS must be 0 or 1, got {mode!r}")
