@@ -1131,10 +1131,8 @@ def lane_shares(split: int, shape: tuple[int, int, int, int], device_index: int,
     the graphed bf16 model at batch 16 trained at 528.9 img/s against 521.4 without them; through a table
     the fused core at 64 x 64 took 3.194 -> 3.049 (fp32) and 2.615 -> 2.482 (bf16) in v1.34 (H200,
     kernels/NOTES.md v1.34 and v1.35)."""
-    knob = "MAMBAAD_SCAN_LANE_BWD_SHARES" if backward else "MAMBAAD_SCAN_LANE_SHARES"
-    mode = os.environ.get(knob, "auto")
-    if mode not in ("auto", "0", "1"):
-        raise ValueError(f"{knob} must be auto, 0 or 1, got {mode!r}")
+    mode = _choice("MAMBAAD_SCAN_LANE_BWD_SHARES" if backward else "MAMBAAD_SCAN_LANE_SHARES", "auto",
+                   ("auto", "0", "1"))
     if split == 1 or mode == "0":
         return False
     if backward:  # wherever the backward splits a channel's states (not in the interpreter: both ways tested)
@@ -1150,10 +1148,15 @@ def lane_pairs(split: int) -> bool:
     with PREFETCH 8 (_lane_fwd_prune); with the configs of no register cap (the local sm_90 compile, fp32 at
     4 lanes with shares: 16-step blocks 168 registers, no spill, 1064 instructions a block of 128
     element-states against 580 for 64 without)."""
-    mode = os.environ.get("MAMBAAD_SCAN_LANE_PAIRS", "0")
-    if mode not in ("0", "1"):
-        raise ValueError(f"MAMBAAD_SCAN_LANE_PAIRS must be 0 or 1, got {mode!r}")
-    return mode == "1" and split > 1
+    return _choice("MAMBAAD_SCAN_LANE_PAIRS", "0", ("0", "1")) == "1" and split > 1
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    # a knob's value, one of choices: else a ValueError that names the variable and lists them
+    value = os.environ.get(name, default)
+    if value not in choices:
+        raise ValueError(f"{name} must be {', '.join(choices[:-1])} or {choices[-1]}, got {value!r}")
+    return value
 
 
 def _lane_checkpoint_steps() -> int:
@@ -1374,9 +1377,7 @@ def softplus_mode(softplus: bool, delta_dtype: torch.dtype) -> int:
     dtype (auto by default)."""
     if not softplus:
         return int(SOFTPLUS_NONE)
-    choice = os.environ.get("MAMBAAD_SCAN_SOFTPLUS", "auto")
-    if choice not in ("auto", "exact", "fast"):
-        raise ValueError(f"MAMBAAD_SCAN_SOFTPLUS must be auto, exact or fast, got {choice!r}")
+    choice = _choice("MAMBAAD_SCAN_SOFTPLUS", "auto", ("auto", "exact", "fast"))
     fast = choice == "fast" or (choice == "auto" and delta_dtype.itemsize == 2)
     if not fast:
         return int(SOFTPLUS_EXACT)
@@ -1418,9 +1419,7 @@ def table_lanes(table: torch.Tensor | None, gated: bool) -> bool:
     """Whether a scan through index tables (the fused SS2D path) runs on the lane kernels (triton_lane.py,
     since v1.28) rather than the tiles ones (v1's). Knob MAMBAAD_SCAN_FUSED_KERNEL: lane (the default) or
     tiles. Never with the gate z (the lane backward has none; the directions path passes none)."""
-    mode = os.environ.get("MAMBAAD_SCAN_FUSED_KERNEL", "lane")
-    if mode not in ("lane", "tiles"):
-        raise ValueError(f"MAMBAAD_SCAN_FUSED_KERNEL must be lane or tiles, got {mode!r}")
+    mode = _choice("MAMBAAD_SCAN_FUSED_KERNEL", "lane", ("lane", "tiles"))
     return table is not None and not gated and mode == "lane"
 
 
