@@ -220,9 +220,7 @@ def test_lane_forward_with_two_channel_sets_a_lane(ts, monkeypatch, tuning):
     masked), with z. The pairs must reach the kernel."""
     for name, value in PAIRS_TUNINGS[tuning].items():
         monkeypatch.setenv(f"MAMBAAD_SCAN_{name}", value)
-    picked = []
-    lane_pairs = ts.lane_pairs
-    monkeypatch.setattr(ts, "lane_pairs", lambda split: picked.append(lane_pairs(split)) or picked[-1])
+    picked = spy_results(ts, monkeypatch, "lane_pairs")
     check_every_gradient(ts, "N = 8, 14 channels in one group, z")
     if DEVICE == "cpu":
         assert picked and all(picked)
@@ -443,6 +441,14 @@ def test_lane_configs_keep_blocks_that_tile_the_chunk(ts):
         ts._lane_blocks_prune(configs[:1], {}, T=8)
 
 
+def spy_results(ts, monkeypatch, name: str) -> list:
+    """What ts.<name> returns from now on, call by call (the function still runs)."""
+    results = []
+    fn = getattr(ts, name)
+    monkeypatch.setattr(ts, name, lambda *a, **k: results.append(fn(*a, **k)) or results[-1])
+    return results
+
+
 def spy_launches(ts, monkeypatch, consts: list | None = None) -> list[int]:
     """The kernel indices ts._launch runs from now on (0 / 1 tiles, 6 / 7 lane forward / backward); with
     consts, each launch's constexpr dict appended to it too."""
@@ -485,10 +491,7 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
     monkeypatch.setenv("MAMBAAD_SCAN_SEG_E", "8" if every == 8 else "4")
     consts = []
     launched = spy_launches(ts, monkeypatch, consts)
-    picked_shares = []
-    lane_shares = ts.lane_shares
-    monkeypatch.setattr(ts, "lane_shares",
-                        lambda *a, **k: picked_shares.append(lane_shares(*a, **k)) or picked_shares[-1])
+    picked_shares = spy_results(ts, monkeypatch, "lane_shares")
     gathers = []
     steps_order = ts._steps_order
     monkeypatch.setattr(ts, "_steps_order",
@@ -528,9 +531,7 @@ def test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, 
                           ("zorder", 4, 4, 4, "2", 6, "0")])
 def test_fused_directions_with_two_channel_sets_a_lane(ts, monkeypatch, method, H, W, K, split, dn, shares):
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "1")
-    picked = []
-    lane_pairs = ts.lane_pairs
-    monkeypatch.setattr(ts, "lane_pairs", lambda split: picked.append(lane_pairs(split)) or picked[-1])
+    picked = spy_results(ts, monkeypatch, "lane_pairs")
     test_fused_directions_match_gather_scan_scatter(ts, monkeypatch, method, H, W, K, "lane", split, dn, 16,
                                                     shares)
     assert picked == [True]  # the forward's
