@@ -113,6 +113,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # with step shares (triton_scan.lane_split, lane_shares)
     "bf16+cl+graphs+v133fwd": {**BF16_CL, "train.cuda_graphs": True,
                                "env": {"MAMBAAD_SCAN_LANE_SPLIT": "2", "MAMBAAD_SCAN_LANE_SHARES": "0"}},
+    # the same lane forward for fp32 inputs (2 lanes a channel, no step shares; v1.33 took 4 with shares only
+    # through a table at one short wave, so this is v1.33's everywhere else)
+    "fp32+graphs+v133fwd": {"train.cuda_graphs": True,
+                            "env": {"MAMBAAD_SCAN_LANE_SPLIT": "2", "MAMBAAD_SCAN_LANE_SHARES": "0"}},
+    # two channel sets a lane in the lane forward (v1.35, opt-in: triton_scan.lane_pairs)
+    "bf16+cl+graphs+pairs": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE_PAIRS": "1"}},
     # the lane backward without step shares (v1.34's default; on by default since v1.35 where a channel's
     # states are split over lanes: 1024 x 4096 at batch 16, the 64 x 64 maps' unfused scan)
     "bf16+cl+graphs+nobwdshares": {**BF16_CL, "train.cuda_graphs": True,
