@@ -1141,13 +1141,16 @@ def lane_shares(split: int, shape: tuple[int, int, int, int], device_index: int,
 
 
 def lane_pairs(split: int) -> bool:
-    """The lane forward's PAIRS (knob MAMBAAD_SCAN_LANE_PAIRS: 0, the default, or 1; v1.35, untimed): each
+    """The lane forward's PAIRS (knob MAMBAAD_SCAN_LANE_PAIRS: 0, the default, or 1; v1.35): each
     lane serves two channels of its (batch, group), so that every B and C value it loads feeds two channels'
     states (half the L1 bytes an element and state that bound the fp32 forward at 4 lanes, kernels/NOTES.md
     v1.35), for half the programs. Only where a channel's states are split over lanes (split > 1), and not
     with PREFETCH 8 (_lane_fwd_prune); with the configs of no register cap (the local sm_90 compile, fp32 at
     4 lanes with shares: 16-step blocks 168 registers, no spill, 1064 instructions a block of 128
-    element-states against 580 for 64 without)."""
+    element-states against 580 for 64 without). Opt-in: on the H200 at batch 16 (v1.36, GPU ms) the plain
+    forward took +3.9 / +7.3 / -5.0 % at 1024 x 4096 / 2048 x 1024 / 4096 x 256 in fp32, +4.5 / -1.5 / -1.4 /
+    -2.9 % (with 8192 x 64) in bf16, losing where half the programs leave 7.8 warps an SM; the graphed bf16
+    model at batch 64 was level (616.5 against 617.0 img/s training, kernels/NOTES.md v1.36)."""
     return _choice("MAMBAAD_SCAN_LANE_PAIRS", "0", ("0", "1")) == "1" and split > 1
 
 
