@@ -113,14 +113,19 @@ def test_bench_scan_gates_and_compares_with_the_cuda_kernel(monkeypatch, scale, 
 
 
 def test_bench_scan_reports_gpu_time_beside_the_wall_clock(monkeypatch):
-    # on a GPU each row also gets the kernels' time alone (engine/gpu_time.py) and its own speed-up; faked
-    # here: the timer runs the call it is given and returns 2 ms for the first backend, 3 for the second
-    monkeypatch.setattr(bench, "_import_selective_scan_cuda", lambda: _fake_selective_scan_cuda([], 1.0))
-    given = iter([2.0, 3.0])
+    # on a GPU each row also gets the kernels' time alone (engine/gpu_time.py), its own speed-up and the
+    # forward's % of floor by it; faked here: the timer runs the call it is given and returns 2 ms for the
+    # torch scan's forward + backward and 0.5 for its forward, 3 and 0.75 for the CUDA stand-in's
+    calls = []
+    monkeypatch.setattr(bench, "_import_selective_scan_cuda", lambda: _fake_selective_scan_cuda(calls, 1.0))
 
     def fake_gpu_timer(fn):
-        fn()
-        return next(given)
+        before = len(calls)
+        result = fn()
+        cuda = len(calls) > before
+        backward = "bwd" in calls[before:] if cuda else isinstance(result, tuple)  # autograd.grad's tuple
+        ms = {(False, True): 2.0, (False, False): 0.5, (True, True): 3.0, (True, False): 0.75}
+        return ms[cuda, backward]
 
     monkeypatch.setattr(bench, "make_gpu_timer", lambda device: fake_gpu_timer)
     cpu = torch.device("cpu")
@@ -129,9 +134,15 @@ def test_bench_scan_reports_gpu_time_beside_the_wall_clock(monkeypatch):
 
     torch_row, cuda_row = rows
     assert (torch_row["fwd_bwd_gpu_ms"], cuda_row["fwd_bwd_gpu_ms"]) == (2.0, 3.0)
+    assert (torch_row["fwd_gpu_ms"], cuda_row["fwd_gpu_ms"]) == (0.5, 0.75)
     assert torch_row["speedup_gpu_vs_cuda"] == pytest.approx(1.5)
+    floor_us = bench.floors(2, 16, 24, 16, 8, 4, 1e10, None)["floor_us"]
+    assert torch_row["fwd_pct_floor_gpu"] == pytest.approx(100 * floor_us / 500)
+    assert cuda_row["fwd_pct_floor_gpu"] == pytest.approx(100 * floor_us / 750)
+    assert torch_row["fwd_pct_floor"] == pytest.approx(100 * floor_us / (torch_row["fwd_ms"] * 1e3))
     summary = bench_tables.summary_rows({"scan": rows, "ss2d": [], "model": []})
     assert summary[0]["speedup_gpu"] == pytest.approx(1.5)
+    assert summary[0]["fwd_pct_floor_gpu"] == pytest.approx(torch_row["fwd_pct_floor_gpu"])
 
 
 def test_a_failing_gpu_timer_leaves_the_wall_clock(monkeypatch):
@@ -144,6 +155,7 @@ def test_a_failing_gpu_timer_leaves_the_wall_clock(monkeypatch):
                               bandwidth=1e10, exp_rate=None, log=lambda line: None)
     assert row["status"] == "OK" and row["fwd_bwd_ms"] > 0
     assert row["fwd_bwd_gpu_ms"] is None and "no CUPTI" in row["gpu_time_error"]
+    assert row["fwd_gpu_ms"] is None and "fwd_pct_floor_gpu" not in row and row["fwd_pct_floor"] > 0
 
 
 def test_cpu_run_prints_tables_and_writes_json(tmp_path, capsys, no_gpu, monkeypatch):
@@ -322,14 +334,16 @@ def test_bench_ss2d_compares_fused_with_unfused(monkeypatch, scale, status):
                             sizes=((8, 4), (16, 2)), gpu_timer=gpu_timer)
 
     assert [(r["d_inner"], r["side"], r["baseline"]) for r in rows] == [(8, 4, "cuda"), (16, 2, "cuda")]
-    for row, (fused_gpu, base_gpu) in zip(rows, [(1.0, 2.0), (3.0, 4.0)], strict=True):
+    # each path's forward + backward, then its forward: 1 / 2 (fused), 3 / 4 (unfused), 5 / 6, 7 / 8
+    for row, (fused_gpu, base_gpu) in zip(rows, [(1.0, 3.0), (5.0, 7.0)], strict=True):
         assert row["status"] == status and row["rel_err"] == pytest.approx(abs(scale - 1), abs=1e-6)
         assert row["speedup"] == pytest.approx(row["fwd_bwd_baseline_ms"] / row["fused_fwd_bwd_ms"])
         # the fused path is timed first; the summary carries the kernel-time ratio too
         assert (row["fwd_bwd_gpu_baseline_ms"], row["fused_fwd_bwd_gpu_ms"]) == (base_gpu, fused_gpu)
+        assert (row["fwd_gpu_baseline_ms"], row["fused_fwd_gpu_ms"]) == (base_gpu + 1, fused_gpu + 1)
         assert row["speedup_gpu"] == base_gpu / fused_gpu
     summary = bench_tables.summary_rows({"scan": [], "ss2d": rows, "model": []})
-    assert [r["speedup_gpu"] for r in summary] == [2.0, 4.0 / 3.0]
+    assert [r["speedup_gpu"] for r in summary] == [3.0, 7.0 / 5.0]
 
 
 def test_a_wrong_row_makes_the_command_exit_1(monkeypatch, capsys, no_gpu):

@@ -439,7 +439,7 @@ def _time_autograd(scan: Callable[..., torch.Tensor], inputs: dict[str, torch.Te
         except RuntimeError:  # a backward that frees what it saved: derive it
             bwd, method = fwd_bwd - fwd, "f+b minus fwd"
         times = {"fwd_ms": fwd, "bwd_ms": bwd, "fwd_bwd_ms": fwd_bwd, "bwd_method": method}
-        return {**times, **_gpu_times(gpu_timer, fwd_bwd_call)}
+        return {**times, **_gpu_times(gpu_timer, fwd_bwd_call, forward)}
 
     return out.detach(), timings
 
@@ -470,7 +470,7 @@ def _time_cuda_extension(module, inputs: dict[str, torch.Tensor], timer: Timer,
             "fwd_ms": fwd_ms, "bwd_ms": bwd_ms,
             "fwd_bwd_ms": fwd_bwd_ms, "fwd_bwd_direct_ms": fwd_bwd_ms,  # always called directly
             "bwd_method": "selective_scan_cuda.bwd",
-            **_gpu_times(gpu_timer, fwd_bwd),
+            **_gpu_times(gpu_timer, fwd_bwd, forward),
         }
 
     return out, timings
@@ -514,13 +514,16 @@ def make_gpu_timer(device: torch.device) -> Timer | None:
     return gpu_ms
 
 
-def _gpu_times(gpu_timer: Timer | None, fwd_bwd: Callable[[], Any]) -> dict[str, Any]:
+def _gpu_times(gpu_timer: Timer | None, fwd_bwd: Callable[[], Any],
+               forward: Callable[[], Any]) -> dict[str, Any]:
+    """The GPU time alone of a forward + backward and of the forward (its % of floor by the kernels, where the
+    wall clock of short sequences is the host's launches)."""
     if gpu_timer is None:
         return {}
     try:
-        return {"fwd_bwd_gpu_ms": gpu_timer(fwd_bwd)}
+        return {"fwd_bwd_gpu_ms": gpu_timer(fwd_bwd), "fwd_gpu_ms": gpu_timer(forward)}
     except Exception as e:  # noqa: BLE001 - no profiler here (e.g. CUPTI missing): the wall clock still stands
-        return {"fwd_bwd_gpu_ms": None, "gpu_time_error": f"{type(e).__name__}: {e}"}
+        return {"fwd_bwd_gpu_ms": None, "fwd_gpu_ms": None, "gpu_time_error": f"{type(e).__name__}: {e}"}
 
 
 def _reference_forward(inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
@@ -590,6 +593,8 @@ def bench_scan(
                         del timings  # frees this backend's saved tensors before the next one runs
                         row["fwd_GBps"] = floor["fwd_bytes"] / (row["fwd_ms"] * 1e-3) / 1e9
                         row["fwd_pct_floor"] = 100 * floor["floor_us"] / (row["fwd_ms"] * 1e3)
+                        if row.get("fwd_gpu_ms"):  # the same by the forward's GPU time alone
+                            row["fwd_pct_floor_gpu"] = 100 * floor["floor_us"] / (row["fwd_gpu_ms"] * 1e3)
                         row["bwd_pct_floor"] = 100 * floor["bwd_floor_us"] / (row["bwd_ms"] * 1e3)
                     except Exception as e:  # noqa: BLE001 - one failing row must not hide the others
                         _failure(row, e, device)
