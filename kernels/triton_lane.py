@@ -349,14 +349,16 @@ def _A2_tile(A_ptr, u_ptr, table_ptr, b, g, d, ch, s0, nn, nm, L, su_b, su_g, su
 
 
 @triton.jit
-def _prefetch_steps(u_row, dt_row, table_ptr, g, d, t0, ee, L, su_l, sdt_l, HAS_TABLE: tl.constexpr,
-                    SHARES: tl.constexpr = False):
+def _prefetch_steps(u_ptr, dt_ptr, table_ptr, b, g, d, t0, ee, L, su_b, su_g, su_d, su_l, sdt_b, sdt_g, sdt_d,
+                    sdt_l, HAS_TABLE: tl.constexpr, SHARES: tl.constexpr = False):
     """Asks for u and delta at the E steps from t0 (the next block's) in L1, holding no registers meanwhile:
     the forward's block otherwise waits on their loads at its start (Nsight Compute, bf16, 1024 x 4096: 25 %
-    of the stall samples, v1.29). u_row / dt_row [BD, 1]: each lane's channel; d [BD] its index. Without a
+    of the stall samples, v1.29). d [BD]: each lane's channel (as _address_channels gives it). Without a
     table one prefetch per lane at the first step, which covers its row where steps are adjacent
     (channel-major maps); through one, every step's position as loaded (0 past L; scaled by the L stride
     where the host scaled the table: triton_scan._table_positions). NVIDIA GPUs only (inline PTX)."""
+    u_row = u_ptr + b * su_b + g * su_g + d[:, None] * su_d
+    dt_row = dt_ptr + b * sdt_b + g * sdt_g + d[:, None] * sdt_d
     if HAS_TABLE:
         t = t0 + ee
         p = tl.load(table_ptr + g * L + t + 0 * d[:, None], mask=t < L, other=0)
@@ -571,9 +573,8 @@ def _scan_fwd_lane_kernel(
                     _prefetch_rows(B_seg + n * sB_n, ahead, L, sB_l)
                     _prefetch_rows(C_seg + n * sC_n, ahead, L, sC_l)
             if STEPS_AHEAD and FAST_EXP:  # the next block's u and delta into L1 (its first step: the row)
-                _prefetch_steps(u_ptr + b * su_b + g * su_g + da[:, None] * su_d,
-                                dt_ptr + b * sdt_b + g * sdt_g + da[:, None] * sdt_d, table_ptr, g, da,
-                                t0 + E, es, L, su_l, sdt_l, HAS_TABLE, SHARES)
+                _prefetch_steps(u_ptr, dt_ptr, table_ptr, b, g, da, t0 + E, es, L, su_b, su_g, su_d, su_l,
+                                sdt_b, sdt_g, sdt_d, sdt_l, HAS_TABLE, SHARES)
             dts, dtus, ys = _fwd_columns(u, dt, Dv, B_seg, t, d, tmask, BD, E, S, SPLIT, HAS_D, SHARES,
                                          FAST_EXP)
             if PAIRS:  # the second channel set: its own u and delta, the same B / C values
@@ -582,9 +583,8 @@ def _scan_fwd_lane_kernel(
                                       sdt_g, sdt_d, sdt_l, table_ptr, ts, L, HAS_BIAS, SOFTPLUS, HAS_TABLE,
                                       FAST_EXP)
                 if STEPS_AHEAD and FAST_EXP:
-                    _prefetch_steps(u_ptr + b * su_b + g * su_g + da2[:, None] * su_d,
-                                    dt_ptr + b * sdt_b + g * sdt_g + da2[:, None] * sdt_d, table_ptr, g, da2,
-                                    t0 + E, es, L, su_l, sdt_l, HAS_TABLE, SHARES)
+                    _prefetch_steps(u_ptr, dt_ptr, table_ptr, b, g, da2, t0 + E, es, L, su_b, su_g, su_d,
+                                    su_l, sdt_b, sdt_g, sdt_d, sdt_l, HAS_TABLE, SHARES)
                 dts2, dtus2, ys2 = _fwd_columns(u2, dt2, Dv2, B_seg, t, d, tmask, BD, E, S, SPLIT, HAS_D,
                                                 SHARES, FAST_EXP)
                 h, ys, h2, ys2 = _block_pair(h, dts, dtus, ys, A2s, h2, dts2, dtus2, ys2, A2s2, B_seg, C_seg,
