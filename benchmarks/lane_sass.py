@@ -35,12 +35,13 @@ BF16_PTRS = ("u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dout_ptr", "out_ptr"
 
 
 def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, block: int, maxnreg: int = 0,
-                 table: str = "none", dtype: str = "bf16", shares: bool = False, pairs: bool = False):
+                 table: str = "none", dtype: str = "bf16", shares: bool = False, pairs: bool = False,
+                 nmajor: bool = False):
     """The compiled kernel (triton's CompiledKernel) for bf16 inputs, N = 16, D, bias and softplus, no z.
     table: none, or the fused path's index table with u / delta / the output channels-last ("cl": their
     channel strides 1, their L strides a multiply per step; "cl-scaled": their L strides 1 as the opt-in
     scaled positions give them, triton_scan._table_positions; B / C unit L stride in both) or channel-major
-    ("cm")."""
+    ("cm"). nmajor: B / C N-major (state stride 1, L stride N = 16: the forward's NMAJOR)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -54,9 +55,11 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
     if kernel == "bwd":  # the 16-step checkpoints (T = E: no pass over the chunk first), PTX reductions
         consts.update(T=block, PTX_RED=True, SHARES=shares)
     else:
-        consts.update(T=128, STORE_CKPT=True, SHARES=shares, PAIRS=pairs)
+        consts.update(T=128, STORE_CKPT=True, SHARES=shares, PAIRS=pairs, NMAJOR=nmajor)
     unit = (D_STRIDES + L_STRIDES if table == "cl-scaled" else D_STRIDES + ("sB_l", "sC_l")
             if table == "cl" else L_STRIDES)
+    if nmajor:  # B / C: state stride 1, L stride 16 (a divisible integer, as a launch marks it)
+        unit = tuple(name for name in unit if name not in ("sB_l", "sC_l")) + ("sB_n", "sC_n")
     consts.update({name: 1 for name in unit})
     signature, attrs = {}, {}
     for i, name in enumerate(fn.arg_names):
@@ -135,16 +138,18 @@ def main() -> None:
     parser.add_argument("--count", default="", help="opcodes to count in the largest loop (e.g. I2F,BAR)")
     parser.add_argument("--shares", action="store_true", help="SHARES (triton_scan.lane_shares)")
     parser.add_argument("--pairs", action="store_true", help="the forward's PAIRS (triton_scan.lane_pairs)")
+    parser.add_argument("--nmajor", action="store_true", help="B / C N-major (the forward's NMAJOR)")
     parser.add_argument("--maxnreg", type=int, default=0,
                         help="registers per thread (a config's MAXNREG field; 0: the compiler's choice)")
     args = parser.parse_args()
     prefetch = args.prefetch if args.prefetch is not None else (5 if args.kernel == "bwd" else 0)
     compiled = compile_lane(args.kernel, args.split, prefetch, args.unroll, args.bc, args.block, args.maxnreg,
-                            args.table, args.dtype, args.shares, args.pairs)
+                            args.table, args.dtype, args.shares, args.pairs, args.nmajor)
     bc = "fp32" if args.dtype == "fp32" else args.bc
     print(f"lane {args.kernel}, {args.dtype}, split {args.split}, PREFETCH {prefetch}, UNROLL {args.unroll}, "
           f"E {args.block}, B / C {bc}, MAXNREG {args.maxnreg or 'auto'}, table {args.table}"
-          f"{', SHARES' if args.shares else ''}{', PAIRS' if args.pairs else ''}")
+          f"{', SHARES' if args.shares else ''}{', PAIRS' if args.pairs else ''}"
+          f"{', N-major B / C' if args.nmajor else ''}")
     for line in sass_report(compiled.asm["cubin"], count=tuple(op for op in args.count.split(",") if op)):
         print(" ", line)
 

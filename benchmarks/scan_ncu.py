@@ -40,10 +40,14 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=4096)
     parser.add_argument("--dtype", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--nmajor", action="store_true",
+                        help="B / C N-major in memory (state stride 1: the lane forward's NMAJOR)")
     args = parser.parse_args()
     dtype = torch.float32 if args.dtype == "fp32" else torch.bfloat16
     device = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: TRITON_INTERPRET=1, a smoke test
     xs = inputs(args.batch, args.dim, args.length, dtype, device=device)
+    if args.nmajor:  # the same values, (batch, G, L, N) underneath
+        xs = (*xs[:3], *(t.transpose(2, 3).contiguous().transpose(2, 3) for t in xs[3:5]), *xs[5:])
     for _ in range(args.rounds):
         one_round(xs)
     if device == "cuda":

@@ -208,17 +208,23 @@ def _rows_layout(B_seg, t, d, tmask, PTX: tl.constexpr):
 @triton.jit
 def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD: tl.constexpr,
            N: tl.constexpr, NP: tl.constexpr, E: tl.constexpr, EVEN_L: tl.constexpr, FAST_EXP: tl.constexpr,
-           WITH_Y: tl.constexpr):
+           WITH_Y: tl.constexpr, t0=0, L=0, NMAJOR: tl.constexpr = False, NS: tl.constexpr = 0):
     """One block of E steps t [1, E] for all N states: h [BD, NP] the states before it, dts / dtus / ys the
     block's columns of delta, delta u and y (tuples of E [BD]). Returns the states after it ([BD, NP]) and,
     WITH_Y, ys plus C h (the forward); without, ys as given (the backward's pass over a chunk needs h only,
-    not C's rows)."""
+    not C's rows). NMAJOR: B / C with state stride 1, read a step at a time (_step_rows; t0 the block's first
+    step, L the sequence's, NS the tensors' states: their L stride)."""
     hs = _columns(h, BD, NP)
     B_row = B_seg + t * sB_l + 0 * d[:, None]  # [BD, E]: the same addresses in every lane
     C_row = C_seg + t * sC_l + 0 * d[:, None]
+    if NMAJOR:
+        rows = _step_rows(B_seg, C_seg, t0, L, BD, N, NP, NS, E, EVEN_L, FAST_EXP, WITH_Y)
     new_hs = ()
     for n in tl.static_range(N):
-        Bs, Cs = _state_rows(B_row + n * sB_n, C_row + n * sC_n, tmask, BD, E, EVEN_L, FAST_EXP, WITH_Y)
+        if NMAJOR:
+            Bs, Cs = rows[n]
+        else:
+            Bs, Cs = _state_rows(B_row + n * sB_n, C_row + n * sC_n, tmask, BD, E, EVEN_L, FAST_EXP, WITH_Y)
         hn, ys = _state_steps(hs[n], dts, dtus, ys, A2s[n], Bs, Cs, E, FAST_EXP, WITH_Y)
         new_hs = new_hs + (hn,)
     for n in tl.static_range(N, NP):  # padding states: never updated
@@ -229,7 +235,7 @@ def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, s
 @triton.jit
 def _block_pair(h, dts, dtus, ys, A2s, h2, dts2, dtus2, ys2, A2s2, B_seg, C_seg, t, tmask, d, sB_l, sC_l,
                 sB_n, sC_n, BD: tl.constexpr, N: tl.constexpr, E: tl.constexpr, EVEN_L: tl.constexpr,
-                FAST_EXP: tl.constexpr):
+                FAST_EXP: tl.constexpr, t0=0, L=0, NMAJOR: tl.constexpr = False, NS: tl.constexpr = 0):
     """_block's forward for the two channel sets of a PAIRS program (N == NP: the split's states), each B and
     C value loaded once and used by both: half the bytes each lane receives an element and state, the L1
     traffic that bounds the fp32 forward (kernels/NOTES.md v1.35)."""
@@ -237,15 +243,59 @@ def _block_pair(h, dts, dtus, ys, A2s, h2, dts2, dtus2, ys2, A2s2, B_seg, C_seg,
     hs2 = _columns(h2, BD, N)
     B_row = B_seg + t * sB_l + 0 * d[:, None]
     C_row = C_seg + t * sC_l + 0 * d[:, None]
+    if NMAJOR:
+        rows = _step_rows(B_seg, C_seg, t0, L, BD, N, N, NS, E, EVEN_L, FAST_EXP, True)
     new_hs = ()
     new_hs2 = ()
     for n in tl.static_range(N):
-        Bs, Cs = _state_rows(B_row + n * sB_n, C_row + n * sC_n, tmask, BD, E, EVEN_L, FAST_EXP, True)
+        if NMAJOR:
+            Bs, Cs = rows[n]
+        else:
+            Bs, Cs = _state_rows(B_row + n * sB_n, C_row + n * sC_n, tmask, BD, E, EVEN_L, FAST_EXP, True)
         hn, ys = _state_steps(hs[n], dts, dtus, ys, A2s[n], Bs, Cs, E, FAST_EXP, True)
         hn2, ys2 = _state_steps(hs2[n], dts2, dtus2, ys2, A2s2[n], Bs, Cs, E, FAST_EXP, True)
         new_hs = new_hs + (hn,)
         new_hs2 = new_hs2 + (hn2,)
     return _stack(new_hs, BD, N), ys, _stack(new_hs2, BD, N), ys2
+
+
+@triton.jit
+def _step_rows(B_seg, C_seg, t0, L, BD: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, NS: tl.constexpr,
+               E: tl.constexpr, EVEN_L: tl.constexpr, PTX: tl.constexpr, WITH_C: tl.constexpr):
+    """B / C in N-major memory (state stride 1, L stride NS: (batch, G, L, N) underneath): each step's NP
+    states of the lane's group (B_seg [BD, 1] at its first) in one vector load [BD, NP], so that the state
+    groups of a warp read one run of NS values a step where L-major rows put each group's values in a line
+    of its own (four L1 tag lookups a load at 4 lanes a channel; kernels/NOTES.md v1.37). Returns, for each
+    state n < N, its B and C values over the block's E steps (two tuples of E [BD]; C's is B's without
+    WITH_C). N: the lane's states, NP: their tile (N padded), NS: the tensors' states, their L stride."""
+    nn = tl.arange(0, NP)[None, :]
+    b_steps = ()
+    c_steps = ()
+    for k in tl.static_range(E):
+        at = (t0 + k) * NS + nn  # the L stride is NS (the host's NMAJOR): the steps' offsets are constants
+        b_steps = b_steps + (_columns(_step_states(B_seg + at, t0 + k, L, nn, N, EVEN_L, PTX), BD, NP),)
+        if WITH_C:
+            c_steps = c_steps + (_columns(_step_states(C_seg + at, t0 + k, L, nn, N, EVEN_L, PTX), BD, NP),)
+    rows = ()
+    for n in tl.static_range(N):
+        Bs = ()
+        Cs = ()
+        for k in tl.static_range(E):
+            Bs = Bs + (b_steps[k][n],)
+            if WITH_C:
+                Cs = Cs + (c_steps[k][n],)
+        if not WITH_C:
+            Cs = Bs
+        rows = rows + ((Bs, Cs),)
+    return rows
+
+
+@triton.jit
+def _step_states(ptrs, t, L, nn, N: tl.constexpr, EVEN_L: tl.constexpr, PTX: tl.constexpr):
+    # one step's states of a lane's group [BD, NP] in fp32 (zeros past L and at padding states)
+    if EVEN_L and N == nn.shape[1]:
+        return _f32(tl.load(ptrs), PTX)
+    return _f32(tl.load(ptrs, mask=(nn < N) & (t < L), other=0.0), PTX)
 
 
 @triton.jit
@@ -491,7 +541,7 @@ def _scan_fwd_lane_kernel(
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     STORE_CKPT: tl.constexpr, HAS_TABLE: tl.constexpr, UNROLL: tl.constexpr, FAST_EXP: tl.constexpr,
     PREFETCH: tl.constexpr, EVEN_L: tl.constexpr, SPLIT: tl.constexpr, EVEN_D: tl.constexpr = False,
-    SHARES: tl.constexpr = False, PAIRS: tl.constexpr = False,
+    SHARES: tl.constexpr = False, PAIRS: tl.constexpr = False, NMAJOR: tl.constexpr = False,
 ):
     """The forward of ``_scan_fwd_kernel`` (same arguments and outputs; with an index table, B and C in step
     order (_natural) and the output added, fp32, not stored: the host gives every direction the same map,
@@ -507,7 +557,8 @@ def _scan_fwd_lane_kernel(
     y over the rows by a reduce-scatter into the same shares (_sum_shares), which it then writes: without,
     every row loads and computes all E steps. PAIRS (SPLIT > 1; v1.35, opt-in): a program holds two sets of
     BD // SPLIT channels, each lane running both channels' states with every B / C value it loads
-    (_block_pair)."""
+    (_block_pair). NMAJOR: B and C with state stride 1, each step's states of a lane read in one vector load
+    (_step_rows)."""
     g, b, G, d, dmask, ch, s0, nn, nm = _lane_channels(DG, N, NP, BD, SPLIT, PAIRS)
     NH: tl.constexpr = NP // SPLIT  # the states a lane holds (N == NP where SPLIT > 1)
     NL: tl.constexpr = N if SPLIT == 1 else NH
@@ -521,7 +572,7 @@ def _scan_fwd_lane_kernel(
     # PREFETCH: 2 the B / C rows four blocks ahead into L1; 4 the next block's u and delta (_prefetch_steps);
     # 6 both; 8 the next block's u and delta (and table positions) loaded into registers a block ahead, so
     # that no block starts by waiting on its own loads; 10 = 8 and 2
-    ROWS_AHEAD: tl.constexpr = PREFETCH == 2 or PREFETCH == 6 or PREFETCH == 10
+    ROWS_AHEAD: tl.constexpr = (PREFETCH == 2 or PREFETCH == 6 or PREFETCH == 10) and not NMAJOR
     STEPS_AHEAD: tl.constexpr = PREFETCH == 4 or PREFETCH == 6
     REGS_AHEAD: tl.constexpr = PREFETCH >= 8
     Dv, bias, h, A2s, da, state = _channel_set(A_ptr, D_ptr, bias_ptr, u_ptr, table_ptr, ckpt_ptr, b, g, G,
@@ -588,13 +639,14 @@ def _scan_fwd_lane_kernel(
                 dts2, dtus2, ys2 = _fwd_columns(u2, dt2, Dv2, B_seg, t, d, tmask, BD, E, S, SPLIT, HAS_D,
                                                 SHARES, FAST_EXP)
                 h, ys, h2, ys2 = _block_pair(h, dts, dtus, ys, A2s, h2, dts2, dtus2, ys2, A2s2, B_seg, C_seg,
-                                             t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD, NH, E, EVEN_L, FAST_EXP)
+                                             t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD, NH, E, EVEN_L, FAST_EXP,
+                                             t0, L, NMAJOR, N)
                 _fwd_out(ys2, u2, Dv2, p, m2b, lead, grp, t0, dmask2, da2, b, g, L, z_ptr, sz_b, sz_g, sz_d,
                          sz_l, out_ptr, so_b, so_g, so_d, so_l, BD, E, S, SPLIT, HAS_D, HAS_Z, HAS_TABLE,
                          SHARES, FULL, FAST_EXP)
             else:
                 h, ys = _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, sC_n, BD,
-                               NL, NH, E, EVEN_L, FAST_EXP, True)
+                               NL, NH, E, EVEN_L, FAST_EXP, True, t0, L, NMAJOR, N)
             _fwd_out(ys, u, Dv, p, m2, lead, grp, t0, dmask, da, b, g, L, z_ptr, sz_b, sz_g, sz_d, sz_l,
                      out_ptr, so_b, so_g, so_d, so_l, BD, E, S, SPLIT, HAS_D, HAS_Z, HAS_TABLE, SHARES, FULL,
                      FAST_EXP)

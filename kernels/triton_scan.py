@@ -1249,7 +1249,8 @@ def _tuned_kernels():
     # them costs the plain path one fill per trial, when it is tuned)
     added = ["dB_ptr", "dC_ptr", "dA_ptr"]
     # (SHARES: another kernel than without, for its own pick; only 2 lanes a channel have both, by shape)
-    lane = triton.autotune(block_configs(lane_space), key=[*FWD_KEY, "SPLIT", "SHARES", "PAIRS"],
+    lane = triton.autotune(block_configs(lane_space),
+                           key=[*FWD_KEY, "SPLIT", "SHARES", "PAIRS", "NMAJOR"],
                            reset_to_zero=["out_ptr"],
                            prune_configs_by={"early_config_prune": _lane_fwd_prune},
                            **_cache_option())(_scan_fwd_lane_kernel)
@@ -1293,8 +1294,9 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
         index, backward = args[0].device.index or 0, kernel_index == 7
         split = lane_split(shape, consts["N"], index, backward=backward, element_size=args[0].element_size())
         consts = {**consts, "SPLIT": split, "SHARES": lane_shares(split, shape, index, backward=backward)}
-        if not backward:  # PAIRS: two sets of BD // split channels a program
+        if not backward:  # PAIRS: two sets of BD // split channels a program; B / C's layout (args 3, 4)
             consts["PAIRS"] = lane_pairs(split)
+            consts["NMAJOR"] = n_major(args[3], args[4])
             sets = 2 if consts["PAIRS"] else 1
 
     def grid(bd):
@@ -1557,6 +1559,14 @@ def segment_backward_on_gpu(T: int, element_size: int, gated: bool) -> bool:
     if gated:
         return False
     return element_size == 2 or T <= 64 or os.environ.get("MAMBAAD_SCAN_SEG_BWD") == "1"
+
+
+def n_major(B4: torch.Tensor, C4: torch.Tensor) -> bool:
+    """Whether B and C (batch, G, N, L) are N-major in memory, (batch, G, L, N) underneath: state stride 1, L
+    stride N. The lane forward then reads each step's states of a lane in one vector load (NMAJOR,
+    triton_lane._step_rows), a quarter of the L1 tag lookups of L-major rows at 4 lanes a channel."""
+    n = B4.shape[2]
+    return all(t.stride(2) == 1 and t.stride(3) == n for t in (B4, C4)) and n > 1
 
 
 def _bc_for_segments(B4, C4):

@@ -226,6 +226,72 @@ def test_lane_forward_with_two_channel_sets_a_lane(ts, monkeypatch, tuning):
         assert picked and all(picked)
 
 
+# B / C N-major in memory ((batch, G, L, N) underneath, as a product can write them): the lane forward reads
+# each step's states of a lane in one vector load (NMAJOR, triton_lane._step_rows)
+N_MAJOR_TUNINGS = {
+    "4 lanes, step shares, 8-step blocks": {"LANE": "1", "LANE_SPLIT": "4", "LANE_SHARES": "1", "SEG_E": "8"},
+    "2 lanes, 16-step blocks": {"LANE": "1", "LANE_SPLIT": "2", "SEG_E": "16"},
+    "4 lanes, two channel sets a lane": {"LANE": "1", "LANE_SPLIT": "4", "LANE_SHARES": "1",
+                                         "LANE_PAIRS": "1"},
+    "1 lane, 3 states (padded to 4)": {"LANE": "1"},
+}
+
+
+def n_major(t: torch.Tensor) -> torch.Tensor:
+    # the same (batch, G, N, L) values with state stride 1 and L stride N
+    return t.transpose(2, 3).contiguous().transpose(2, 3)
+
+
+@pytest.mark.parametrize("tuning", list(N_MAJOR_TUNINGS), ids=list(N_MAJOR_TUNINGS))
+def test_lane_forward_reads_n_major_b_and_c(ts, monkeypatch, tuning):
+    """Against the float64 loop, and bitwise against the same inputs L-major (the same sums in the same
+    order): 14 channels of one group over 37 steps (the last block masked), with z; 3 states where the lane
+    holds 4 (the padding state masked). The layout must reach the kernel as NMAJOR."""
+    for name, value in N_MAJOR_TUNINGS[tuning].items():
+        monkeypatch.setenv(f"MAMBAAD_SCAN_{name}", value)
+    n = 3 if "3 states" in tuning else 8
+    inputs = make(2, 14, 37, n, 1, z=True, seed=37)
+    picked = spy_forward_kernel(monkeypatch, "NMAJOR")
+    _, _, ref, plain = run_both(ts, inputs)
+    nmajor = {**inputs, "B": n_major(inputs["B"]), "C": n_major(inputs["C"])}
+    ref_in, test_in, ref, out = run_both(ts, nmajor)
+    assert test_in["B"].stride(2) == 1 and test_in["C"].stride(3) == n
+    if DEVICE == "cpu":
+        assert picked == [False, True]  # the forward kernel's NMAJOR: L-major, then N-major
+    assert rel(out, ref) < 1e-5
+    assert torch.equal(out, plain) or DEVICE == "cuda"
+    for name in NAMES:
+        assert rel(test_in[name].grad, ref_in[name].grad) < 1e-4, name
+
+
+def spy_forward_kernel(monkeypatch, name: str) -> list:
+    """The constexpr ``name`` of each launch of the lane forward kernel from now on (the interpreter's
+    launches, which take the kernel from kernels.triton_lane at each call)."""
+    lane = importlib.import_module("kernels.triton_lane")
+    kernel, seen = lane._scan_fwd_lane_kernel, []
+
+    class Spy:
+        def __getitem__(self, grid):
+            def launch(*args, **consts):
+                seen.append(consts.get(name))
+                return kernel[grid](*args, **consts)
+            return launch
+
+    monkeypatch.setattr(lane, "_scan_fwd_lane_kernel", Spy())
+    return seen
+
+
+def test_n_major_needs_unit_state_stride_and_l_stride_n(ts):
+    B = torch.zeros(2, 3, 8, 5)
+    assert not ts.n_major(B, B)  # L-major
+    assert ts.n_major(n_major(B), n_major(B))
+    assert not ts.n_major(n_major(B), B)  # both or neither
+    padded = torch.zeros(2, 3, 5, 16)[..., :8].transpose(2, 3)  # state stride 1, L stride 16, not N = 8
+    assert padded.stride(2) == 1 and not ts.n_major(padded, padded)
+    one = torch.zeros(2, 3, 1, 5)
+    assert not ts.n_major(n_major(one), n_major(one))  # N = 1: nothing to vectorise
+
+
 def test_lane_pairs_knob(ts, monkeypatch):
     assert [ts.lane_pairs(split) for split in (1, 2, 4)] == [False, False, False]  # off by default
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "1")
