@@ -61,6 +61,8 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--shapes", default=",".join(f"{d}:{n}" for d, n in SHAPES))
     parser.add_argument("--no-backward", action="store_true", help="time the forwards only")
+    parser.add_argument("--u-layout", choices=("mamba", "cl"), default="mamba",
+                        help="u and delta (batch, D, L) as mamba_ssm takes them, or channels-last underneath")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = torch.device("cuda")
@@ -71,9 +73,11 @@ def main() -> None:
         for dtype in args.dtypes.split(","):
             for dim, length in (tuple(int(v) for v in s.split(":")) for s in args.shapes.split(",")):
                 x = scan_inputs(batch, dim, length, {"float32": "fp32", "bfloat16": "bf16"}[dtype], device)
+                if args.u_layout == "cl":  # the same values, stride 1 over channels
+                    x.update({k: x[k].transpose(1, 2).contiguous().transpose(1, 2) for k in ("u", "delta")})
                 size = x["u"].element_size()
                 floor = floors(batch, dim, length, N_STATE, GROUPS, size, bandwidth, exp_rate)
-                row = {"batch": batch, "dtype": dtype, "dim": dim, "length": length,
+                row = {"batch": batch, "dtype": dtype, "dim": dim, "length": length, "u": args.u_layout,
                        "floor_us": floor["floor_us"]}
                 outs = {}
                 for layout, (B, C) in (("L-major", (x["B"], x["C"])), ("N-major", (n_major(x["B"]),

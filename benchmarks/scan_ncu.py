@@ -42,12 +42,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--nmajor", action="store_true",
                         help="B / C N-major in memory (state stride 1: the lane forward's NMAJOR)")
+    parser.add_argument("--channels-last", action="store_true", help="u and delta stride 1 over channels")
     args = parser.parse_args()
     dtype = torch.float32 if args.dtype == "fp32" else torch.bfloat16
     device = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: TRITON_INTERPRET=1, a smoke test
     xs = inputs(args.batch, args.dim, args.length, dtype, device=device)
     if args.nmajor:  # the same values, (batch, G, L, N) underneath
         xs = (*xs[:3], *(t.transpose(2, 3).contiguous().transpose(2, 3) for t in xs[3:5]), *xs[5:])
+    if args.channels_last:
+        xs = (*(t.transpose(1, 2).contiguous().transpose(1, 2) for t in xs[:2]), *xs[2:])
     for _ in range(args.rounds):
         one_round(xs)
     if device == "cuda":

@@ -1435,6 +1435,13 @@ def _rows_path(u4, dt4, z4, backward: bool = False) -> bool:
     return rows and not (backward and os.environ.get("MAMBAAD_SCAN_BWD") == "tiles")
 
 
+def _out_channels_last(u4, dt4, z4) -> bool:
+    """Developer knob MAMBAAD_SCAN_OUT_CL=1 (opt-in, v1.37): where u and delta are channels-last, the output
+    too, so that a warp's stores of its 8 channels' steps fall in one line instead of 8 (a timing of the L1
+    wavefronts the channel rows cost the lane forward; kernels/NOTES.md v1.37)."""
+    return os.environ.get("MAMBAAD_SCAN_OUT_CL", "0") == "1" and channels_last(u4, dt4, z4)
+
+
 def _lanes_table(u4, dt4, z4, table, backward: bool = False) -> bool:
     """Whether this scan runs through index tables on the lane kernels, which read B / C in step order."""
     return not _rows_path(u4, dt4, z4, backward) and table_lanes(table, z4 is not None)
@@ -1506,8 +1513,8 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     Ac, Df, bias = _host_params(A, D, delta_bias)
     if lanes_table:  # the directions' outputs summed by the kernel (their merge)
         out_ptr, out = _shared_map(dt4, u4)
-    else:  # in u's layout where the rows kernel runs
-        out = out_ptr = _channels_last_buffer(dt4, out_dtype, rows)
+    else:  # in u's layout where the rows kernel runs (or u is channels-last and MAMBAAD_SCAN_OUT_CL=1)
+        out = out_ptr = _channels_last_buffer(dt4, out_dtype, rows or _out_channels_last(u4, dt4, z4))
     # the checkpoints, or at inference the tiles kernel's two state slots (the rows kernel ignores them)
     ckpt = torch.empty((batch, groups * dg, n_chunks if need_ckpt else 2, n_state), device=u4.device,
                        dtype=torch.float32)
