@@ -36,7 +36,7 @@ BF16_PTRS = ("u_ptr", "dt_ptr", "B_ptr", "C_ptr", "z_ptr", "dout_ptr", "out_ptr"
 
 def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, block: int, maxnreg: int = 0,
                  table: str = "none", dtype: str = "bf16", shares: bool = False, pairs: bool = False,
-                 nmajor: bool = False, warps: int = 1):
+                 nmajor: bool = False):
     """The compiled kernel (triton's CompiledKernel) for bf16 inputs, N = 16, D, bias and softplus, no z.
     table: none, or the fused path's index table with u / delta / the output channels-last ("cl": their
     channel strides 1, their L strides a multiply per step; "cl-scaled": their L strides 1 as the opt-in
@@ -50,8 +50,8 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
 
     fn = _scan_bwd_lane_kernel if kernel == "bwd" else _scan_fwd_lane_kernel
     consts = {"N": 16, "NP": 16, "HAS_D": True, "HAS_Z": False, "HAS_BIAS": True, "SOFTPLUS": 2,
-              "HAS_TABLE": table != "none", "UNROLL": unroll, "FAST_EXP": True, "EVEN_L": True,
-              "BD": 32 * warps, "E": block, "PREFETCH": prefetch, "SPLIT": split, "EVEN_D": table != "none"}
+              "HAS_TABLE": table != "none", "UNROLL": unroll, "FAST_EXP": True, "EVEN_L": True, "BD": 32,
+              "E": block, "PREFETCH": prefetch, "SPLIT": split, "EVEN_D": table != "none"}
     if kernel == "bwd":  # the 16-step checkpoints (T = E: no pass over the chunk first), PTX reductions
         consts.update(T=block, PTX_RED=True, SHARES=shares)
     else:
@@ -76,7 +76,7 @@ def compile_lane(kernel: str, split: int, prefetch: int, unroll: int, bc: str, b
             signature[name] = "i32"
         attrs[(i,)] = [["tt.divisibility", 16]]
     source = ASTSource(fn, signature, {name: consts[name] for name in fn.arg_names if name in consts}, attrs)
-    options = {"num_warps": warps, "num_stages": 3, **({"maxnreg": maxnreg} if maxnreg else {})}
+    options = {"num_warps": 1, "num_stages": 3, **({"maxnreg": maxnreg} if maxnreg else {})}
     return triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
 
 
@@ -138,20 +138,18 @@ def main() -> None:
     parser.add_argument("--count", default="", help="opcodes to count in the largest loop (e.g. I2F,BAR)")
     parser.add_argument("--shares", action="store_true", help="SHARES (triton_scan.lane_shares)")
     parser.add_argument("--pairs", action="store_true", help="the forward's PAIRS (triton_scan.lane_pairs)")
-    parser.add_argument("--warps", type=int, default=1, help="warps a program (BD = 32 x warps)")
     parser.add_argument("--nmajor", action="store_true", help="B / C N-major (the forward's NMAJOR)")
     parser.add_argument("--maxnreg", type=int, default=0,
                         help="registers per thread (a config's MAXNREG field; 0: the compiler's choice)")
     args = parser.parse_args()
     prefetch = args.prefetch if args.prefetch is not None else (5 if args.kernel == "bwd" else 0)
     compiled = compile_lane(args.kernel, args.split, prefetch, args.unroll, args.bc, args.block, args.maxnreg,
-                            args.table, args.dtype, args.shares, args.pairs, args.nmajor,
-                            args.warps)
+                            args.table, args.dtype, args.shares, args.pairs, args.nmajor)
     bc = "fp32" if args.dtype == "fp32" else args.bc
     print(f"lane {args.kernel}, {args.dtype}, split {args.split}, PREFETCH {prefetch}, UNROLL {args.unroll}, "
           f"E {args.block}, B / C {bc}, MAXNREG {args.maxnreg or 'auto'}, table {args.table}"
           f"{', SHARES' if args.shares else ''}{', PAIRS' if args.pairs else ''}"
-          f"{', N-major B / C' if args.nmajor else ''}{f', {args.warps} warps' if args.warps > 1 else ''}")
+          f"{', N-major B / C' if args.nmajor else ''}")
     for line in sass_report(compiled.asm["cubin"], count=tuple(op for op in args.count.split(",") if op)):
         print(" ", line)
 

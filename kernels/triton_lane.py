@@ -68,13 +68,10 @@ def _stack(cols, BD: tl.constexpr, K: tl.constexpr):
 def _lane_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, SPLIT: tl.constexpr,
                    PAIRS: tl.constexpr = False):
     """The program's lane rows. SPLIT = 1: one channel per row, all NP states. SPLIT > 1 (N a power of two):
-    BD // SPLIT channels, each over SPLIT rows that hold NP // SPLIT of its states. Rows come in units of U =
-    min(BD, 32) (a warp): in unit w, row q is channel w * U / SPLIT + q % (U / SPLIT) and its states
-    start at s0 = (q // (U / SPLIT)) * NP // SPLIT, so that the rows of one state group differ in their low
-    bits (the reduce-scatter's GROUP) and a channel's rows share a warp (their exchanges are shuffles). With
-    BD > 32 (v1.37) a program's warps are channels of one (batch, group): their B / C rows are the same lines.
-    Returns g, b, G, d, dmask, ch, s0 [BD], the states' tile index nn [NP // SPLIT] and its mask [BD, NP //
-    SPLIT]."""
+    BD // SPLIT channels, each over SPLIT rows that hold NP // SPLIT of its states; row r is channel
+    r % (BD // SPLIT) and its states start at s0 = (r // (BD // SPLIT)) * NP // SPLIT, so that the rows of one
+    state group differ in their low bits (the reduce-scatter's GROUP). Returns g, b, G, d, dmask, ch, s0
+    [BD], the states' tile index nn [NP // SPLIT] and its mask [BD, NP // SPLIT]."""
     if SPLIT == 1:
         g, b, G, d, dmask, ch, nn, nm = _program_channels(DG, N, NP, BD, False)
         s0 = tl.zeros([BD], tl.int32)  # folds away
@@ -83,46 +80,13 @@ def _lane_channels(DG, N: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, SPLI
         g, b, block, G = tl.program_id(1).to(tl.int64), tl.program_id(2).to(tl.int64), tl.program_id(0), \
             tl.num_programs(1)
         r = tl.arange(0, BD)
-        U: tl.constexpr = 32 if BD > 32 else BD  # a unit's rows (the interpreter's programs are smaller)
-        CW: tl.constexpr = U // SPLIT  # channels a unit
-        # PAIRS: the program's first set of BC channels
-        d = block * BC * (2 if PAIRS else 1) + (r // U) * CW + r % CW
+        d = block * BC * (2 if PAIRS else 1) + r % BC  # PAIRS: the program's first set of BC channels
         dmask = d < DG
-        s0 = ((r % U) // CW) * (NP // SPLIT)
+        s0 = (r // BC) * (NP // SPLIT)
         nn = tl.arange(0, NP // SPLIT)
         nm = dmask[:, None] & (nn[None, :] < N)
         ch = g * DG + d
     return g, b, G, d, dmask, ch, s0, nn, nm
-
-
-@triton.jit
-def _row_groups(BD: tl.constexpr, SPLIT: tl.constexpr):
-    # each row's state group (_lane_channels; the lead row of a channel: 0)
-    U: tl.constexpr = 32 if BD > 32 else BD  # a unit's rows (the interpreter's programs are smaller)
-    return (tl.arange(0, BD) % U) // (U // SPLIT)
-
-
-@triton.jit
-def _unit_gather(x, idx):
-    """tl.gather(x, idx, axis=0) for x [BD] whose indices stay in each row's unit (_lane_channels): over a
-    program of several warps, gathered along a [W, 32] view's lanes, which compiles to shuffles where a gather
-    along all BD rows goes through shared memory (local sm_90 compile)."""
-    BD: tl.constexpr = x.shape[0]
-    if BD <= 32:
-        return tl.gather(x, idx, axis=0)
-    W: tl.constexpr = BD // 32
-    return tl.reshape(tl.gather(tl.reshape(x, [W, 32]), tl.reshape(idx % 32, [W, 32]), axis=1), [BD])
-
-
-@triton.jit
-def _unit_gather_rows(x, idx):
-    # _unit_gather for x [BD, K] (idx [BD, K]), along its rows
-    BD: tl.constexpr = x.shape[0]
-    if BD <= 32:
-        return tl.gather(x, idx, axis=0)
-    W: tl.constexpr = BD // 32
-    K: tl.constexpr = x.shape[1]
-    return tl.reshape(tl.gather(tl.reshape(x, [W, 32, K]), tl.reshape(idx % 32, [W, 32, K]), axis=1), [BD, K])
 
 
 @triton.jit
@@ -131,9 +95,9 @@ def _sum_groups(x, BD: tl.constexpr, SPLIT: tl.constexpr):
     butterfly of log2(SPLIT) gathers along the rows (warp shuffles)."""
     if SPLIT > 1:
         r = tl.arange(0, BD)[:, None]
-        step: tl.constexpr = (32 if BD > 32 else BD) // SPLIT
+        step: tl.constexpr = BD // SPLIT
         for i in tl.static_range(1 if SPLIT == 2 else 2 if SPLIT == 4 else 3):
-            x = x + _unit_gather_rows(x, tl.broadcast_to(r ^ (step << i), x.shape))
+            x = x + tl.gather(x, tl.broadcast_to(r ^ (step << i), x.shape), axis=0)
     return x
 
 
@@ -158,13 +122,13 @@ def _all_shares(x, BD: tl.constexpr, S: tl.constexpr, SPLIT: tl.constexpr):
     """x [BD, S]: each row its group's share of a block's steps (group j: steps j * S .. j * S + S - 1, as
     _share picks them), as the block's E = S * SPLIT columns [BD] in every row of the channel: SPLIT gathers
     along the rows (warp shuffles), S values each."""
-    CW: tl.constexpr = (32 if BD > 32 else BD) // SPLIT  # channels a unit (_lane_channels)
-    r = tl.arange(0, BD) % CW  # the channel's row of group 0 in the row's unit (_unit_gather)
+    BC: tl.constexpr = BD // SPLIT
+    r = tl.arange(0, BD) % BC
     cols = _columns(x, BD, S)  # gathered column by column: a [BD, S] gather left its layout to conversions
     out = ()
     for j in tl.static_range(SPLIT):
         for i in tl.static_range(S):
-            out = out + (_unit_gather(cols[i], r + j * CW),)
+            out = out + (tl.gather(cols[i], r + j * BC, axis=0),)
     return out
 
 
@@ -175,16 +139,16 @@ def _sum_shares(xs, grp, BD: tl.constexpr, E: tl.constexpr, SPLIT: tl.constexpr)
     highest bit first, E / 2 + E / 4 + ... values moved, where _sum_groups moves E a level and every row keeps
     all E. Returns E / SPLIT columns [BD]."""
     LOGS: tl.constexpr = 0 if SPLIT == 1 else 1 if SPLIT == 2 else 2 if SPLIT == 4 else 3
-    CW: tl.constexpr = (32 if BD > 32 else BD) // SPLIT
+    BC: tl.constexpr = BD // SPLIT
     rows = tl.arange(0, BD)
     for i in tl.static_range(LOGS):  # level i: the rows that differ in group bit LOGS - 1 - i
         upper = ((grp >> (LOGS - 1 - i)) & 1) == 1  # this row keeps the upper half
-        partner = rows ^ (CW << (LOGS - 1 - i))
+        partner = rows ^ (BC << (LOGS - 1 - i))
         kept = ()
         for k in tl.static_range(E >> (i + 1)):
             keep = tl.where(upper, xs[k + (E >> (i + 1))], xs[k])
             send = tl.where(upper, xs[k], xs[k + (E >> (i + 1))])
-            kept = kept + (keep + _unit_gather(send, partner),)
+            kept = kept + (keep + tl.gather(send, partner, axis=0),)
         xs = kept
     return xs
 
@@ -599,7 +563,7 @@ def _scan_fwd_lane_kernel(
     NH: tl.constexpr = NP // SPLIT  # the states a lane holds (N == NP where SPLIT > 1)
     NL: tl.constexpr = N if SPLIT == 1 else NH
     lead = s0 == 0  # the row that stores a channel's output
-    grp = _row_groups(BD, SPLIT)  # the row's state group (lead: 0)
+    grp = tl.arange(0, BD) // (BD // SPLIT)  # the row's state group (lead: 0)
     # no channel or step out of range (EVEN_D: DG a multiple of 32; a program's channels divide 32)
     FULL: tl.constexpr = EVEN_L and EVEN_D and BD // SPLIT * (2 if PAIRS else 1) <= 32
     ee = tl.arange(0, E)[None, :]
@@ -729,13 +693,11 @@ def _scan_bwd_lane_kernel(
     share of the block's steps, the rows exchanging delta, delta u and dout by shuffles; the sums over the
     states meet by a reduce-scatter into the same shares, whose du and d(delta) each row then computes and
     writes (dD and dbias summed over the rows at the end)."""
-    # (its dB / dC reduce-scatter sums BD // SPLIT rows: programs of one warp where states are split)
-    tl.static_assert(SPLIT == 1 or BD <= 32, "the lane backward splits states within programs of one warp")
     g, b, G, d, dmask, ch, s0, nn, nm = _lane_channels(DG, N, NP, BD, SPLIT)
     NH: tl.constexpr = NP // SPLIT  # the states a lane holds (N == NP where SPLIT > 1)
     NL: tl.constexpr = N if SPLIT == 1 else NH
     lead = s0 == 0  # the row that stores a channel's gradients (through a table: each row its share)
-    grp = _row_groups(BD, SPLIT)  # the row's state group (lead: 0)
+    grp = tl.arange(0, BD) // (BD // SPLIT)  # the row's state group (lead: 0)
     FULL: tl.constexpr = EVEN_L and EVEN_D and BD // SPLIT <= 32  # no channel or step out of range
     LOG_E: tl.constexpr = 2 if E == 4 else 3 if E == 8 else 4
     # PREFETCH 5: as 4, the next state's B / C rows carried in their own dtype and converted in the

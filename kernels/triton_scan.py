@@ -1310,8 +1310,6 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
                    _scan_fwd_seg_kernel, _scan_bwd_seg_kernel, _scan_fwd_lane_kernel, _scan_bwd_lane_kernel)
         kernel = kernels[kernel_index]
         bd = min(_INTERPRETER_BD, next_power_of_2(dg)) * split
-        if kernel_index == 6 and _interpreter_knob("LANE_ROWS"):
-            bd = _interpreter_knob("LANE_ROWS")
         tiles = {"UNROLL": 1, "FAST_EXP": False, "PREFETCH": _interpreter_knob("PREFETCH")}  # no PTX: tl.exp2
         seg = {**tiles, "PREFETCH": _interpreter_knob("SEG_PREFETCH"),
                "E": min(_interpreter_knob("SEG_E"), consts["T"])}
@@ -1337,10 +1335,7 @@ def _interpreter_knob(name: str) -> int:
     # tests run both ways of the adjoint scan (FLIP) and each way of the state loop's loads (PREFETCH, and
     # SEG_PREFETCH in the segment kernels and the lane backward, LANE_PREFETCH in the lane forward: 0, or 8,
     # its one mode without inline PTX) and segments of SEG_E steps (4 by default: 4 per 16-step chunk)
-    # (and LANE_ROWS: the lane forward's rows a program, 0 for the default; 64 makes programs of two 32-row
-    # units, as the configs of several warps give them on GPUs)
-    defaults = {"FLIP": "1", "PREFETCH": "2", "SEG_PREFETCH": "1", "LANE_PREFETCH": "0", "SEG_E": "4",
-                "LANE_ROWS": "0"}
+    defaults = {"FLIP": "1", "PREFETCH": "2", "SEG_PREFETCH": "1", "LANE_PREFETCH": "0", "SEG_E": "4"}
     return int(os.environ.get(f"MAMBAAD_SCAN_{name}", defaults[name]))
 
 

@@ -234,9 +234,6 @@ N_MAJOR_TUNINGS = {
     "4 lanes, two channel sets a lane": {"LANE": "1", "LANE_SPLIT": "4", "LANE_SHARES": "1",
                                          "LANE_PAIRS": "1"},
     "1 lane, 3 states (padded to 4)": {"LANE": "1"},
-    # programs of several warps (v1.37): two 32-row units of 8 channels, the second one's last 2 masked
-    "4 lanes, step shares, 64-row programs": {"LANE": "1", "LANE_SPLIT": "4", "LANE_SHARES": "1",
-                                             "LANE_ROWS": "64"},
 }
 
 
@@ -285,35 +282,6 @@ def spy_forward_kernel(monkeypatch, name: str) -> list:
 
     monkeypatch.setattr(lane, "_scan_fwd_lane_kernel", Spy())
     return seen
-
-
-# programs of several warps (the lane forward's BD = 32 x warps, v1.37): each warp holds whole channels, so
-# a channel's rows exchange values by shuffles within their 32-row unit; L-major B / C here
-ROWS_TUNINGS = {
-    "4 lanes, step shares": {"LANE_SPLIT": "4", "LANE_SHARES": "1"},
-    "2 lanes, no step shares, 8-step blocks": {"LANE_SPLIT": "2", "LANE_SHARES": "0", "SEG_E": "8"},
-    "4 lanes, two channel sets a lane": {"LANE_SPLIT": "4", "LANE_SHARES": "1", "LANE_PAIRS": "1"},
-}
-
-
-@pytest.mark.parametrize("tuning", list(ROWS_TUNINGS), ids=list(ROWS_TUNINGS))
-def test_lane_forward_in_programs_of_several_warps(ts, monkeypatch, tuning):
-    """64-row programs: 14 channels over two 32-row units (at 4 lanes 8 channels a unit, the second unit's
-    last 2 masked; at 2 lanes 16 a unit, with pairs 2 sets of 8), 37 steps, with z, against the float64 loop
-    and bitwise against 16-row programs. The rows must reach the kernel."""
-    for name, value in {"LANE": "1", **ROWS_TUNINGS[tuning]}.items():
-        monkeypatch.setenv(f"MAMBAAD_SCAN_{name}", value)
-    inputs = make(2, 14, 37, 8, 1, z=True, seed=41)
-    _, _, _, small = run_both(ts, inputs)
-    monkeypatch.setenv("MAMBAAD_SCAN_LANE_ROWS", "64")
-    rows = spy_forward_kernel(monkeypatch, "BD")
-    ref_in, test_in, ref, out = run_both(ts, inputs)
-    if DEVICE == "cpu":
-        assert rows == [64]
-        assert torch.equal(out, small)
-    assert rel(out, ref) < 1e-5
-    for name in NAMES:
-        assert rel(test_in[name].grad, ref_in[name].grad) < 1e-4, name
 
 
 def test_n_major_needs_unit_state_stride_and_l_stride_n(ts):
