@@ -263,11 +263,13 @@ def _block_pair(h, dts, dtus, ys, A2s, h2, dts2, dtus2, ys2, A2s2, B_seg, C_seg,
 def _step_rows(B_seg, C_seg, t0, L, BD: tl.constexpr, N: tl.constexpr, NP: tl.constexpr, NS: tl.constexpr,
                E: tl.constexpr, EVEN_L: tl.constexpr, PTX: tl.constexpr, WITH_C: tl.constexpr):
     """B / C in N-major memory (state stride 1, L stride NS: (batch, G, L, N) underneath): each step's NP
-    states of the lane's group (B_seg [BD, 1] at its first) in one vector load [BD, NP], so that the state
-    groups of a warp read one run of NS values a step where L-major rows put each group's values in a line
-    of its own (four L1 tag lookups a load at 4 lanes a channel; kernels/NOTES.md v1.37). Returns, for each
-    state n < N, its B and C values over the block's E steps (two tuples of E [BD]; C's is B's without
-    WITH_C). N: the lane's states, NP: their tile (N padded), NS: the tensors' states, their L stride."""
+    states of the lane's group (B_seg [BD, 1] at its first) in one vector load [BD, NP] at a constant offset
+    from the block's first step (sm_90 compile, fp32 8-step blocks at 4 lanes: loop 317 -> 301 instructions),
+    a warp's state groups reading one run of NS values where L-major rows put each group's in a line of its
+    own (half the L1 sectors; the L1 data pipe's wavefronts the same: kernels/NOTES.md v1.37). Returns,
+    for each state n < N, its B and C values over the block's E steps (two tuples of E [BD]; C's is B's
+    without WITH_C). N: the lane's states, NP: their tile (N padded), NS: the tensors' states, their L
+    stride."""
     nn = tl.arange(0, NP)[None, :]
     b_steps = ()
     c_steps = ()
