@@ -1519,9 +1519,12 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
     tab, scale = table if table is not None else Ac, 1
     if lanes_table:
         tab, scale = _table_positions(table, (u4, dt4, z4, out))
-    args = (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, out_ptr, ckpt, tab, length, dg,
-            n_chunks, *_strides(u4, scale), *_strides(dt4, scale), *_strides(B4), *_strides(C4),
-            *_strides(z4, scale), *_strides(out, scale))
+
+    def kernel_args(B4, C4):
+        return (u4, dt4, Ac, B4, C4, Df, bias, z4 if z4 is not None else u4, out_ptr, ckpt, tab, length, dg,
+                n_chunks, *_strides(u4, scale), *_strides(dt4, scale), *_strides(B4), *_strides(C4),
+                *_strides(z4, scale), *_strides(out, scale))
+    args = kernel_args(B4, C4)
     consts = dict(N=n_state, NP=next_power_of_2(n_state), T=T, STORE_CKPT=need_ckpt,
                   **_flags(D, z4, delta_bias, softplus, table, dt4.dtype))
     if rows:
@@ -1536,6 +1539,8 @@ def _scan_forward(u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus, out_dt
         kernel_index = 6 if _lane_forward((dg, groups, batch, length), args, consts) else 4
     else:
         kernel_index = 0
+    if kernel_index != 6 and n_major(B4, C4):  # the lane forward alone reads N-major rows a step at a time
+        args = kernel_args(*_rows_along_l(B4, C4))
     _launch(kernel_index, (dg, groups, batch, length), args, consts)
     return out, (ckpt if need_ckpt else None), T
 
@@ -1566,10 +1571,20 @@ def n_major(B4: torch.Tensor, C4: torch.Tensor) -> bool:
     stride N. The lane forward then reads each step's states of a lane in one vector load at constant offsets
     (NMAJOR, triton_lane._step_rows): on the H200 (v1.37, GPU time, one process) the training forward 4-6 %
     faster in fp32, 1-5 % in bf16, the inference forward 4-6 % (bf16 8192 x 64: 17 %), with the same
-    outputs. The backwards read such rows element by element (1.3-1.5x their L-major time), and the model
-    gives the scan L-major rows, so this serves callers that have N-major B / C and run forwards."""
+    outputs. The other kernels take L-major copies (_rows_along_l); the model gives the scan L-major rows, so
+    this serves callers that have N-major B / C, mostly for forwards."""
     n = B4.shape[2]
     return all(t.stride(2) == 1 and t.stride(3) == n for t in (B4, C4)) and n > 1
+
+
+def _rows_along_l(B4, C4):
+    """B and C with unit L stride (copies where they are N-major), for the kernels that read them in rows
+    along L: every backward and the forwards but the lane one, which read N-major rows element by element
+    (H200, v1.37: the backwards 1.3-1.6x their time with L-major rows, the fp32 segment forward at 8192 x 64
+    2.8x), where the copy costs a pass over B and C."""
+    if n_major(B4, C4):
+        return B4.contiguous(), C4.contiguous()
+    return B4, C4
 
 
 def _bc_for_segments(B4, C4):
@@ -1595,6 +1610,8 @@ def _scan_backward(dout4, u4, dt4, A, B4, C4, D, z4, delta_bias, table, softplus
     dev = u4.device
     delta_dtype = dt4.dtype  # the forward's softplus mode, before the tiles path's fp32 casts
     bc_dtype = B4.dtype if B4.dtype == C4.dtype else None  # dBC's through a table, before any cast
+    if table is None:
+        B4, C4 = _rows_along_l(B4, C4)
     B_natural = B4  # its layout, for dB / dC through a table
     # developer knob MAMBAAD_SCAN_BWD=tiles: v1's backward after the rows forward, to compare the two
     rows = _rows_path(u4, dt4, z4, backward=True)

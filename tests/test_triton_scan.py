@@ -284,6 +284,36 @@ def spy_forward_kernel(monkeypatch, name: str) -> list:
     return seen
 
 
+@pytest.mark.parametrize("lane", ["segment kernels", "lane kernels"])
+def test_kernels_but_the_lane_forward_get_l_major_copies_of_n_major_rows(ts, monkeypatch, lane):
+    """The backwards and the segment forward read B / C in rows along L: N-major inputs reach them as
+    L-major copies (the lane forward reads them as given), with the same results."""
+    if lane == "lane kernels":
+        monkeypatch.setenv("MAMBAAD_SCAN_LANE", "1")
+        monkeypatch.setenv("MAMBAAD_SCAN_LANE_BWD", "1")
+    inputs = make(1, 6, 21, 4, 2, seed=21)
+    nmajor = {**inputs, "B": n_major(inputs["B"]), "C": n_major(inputs["C"])}
+    seen = []  # (kernel, B's and C's state and L strides as the kernel receives them)
+    launch = ts._launch
+
+    def spy(index, shape, args, consts):
+        seen.append((index, args[3].stride()[2:], args[4].stride()[2:]))
+        return launch(index, shape, args, consts)
+
+    monkeypatch.setattr(ts, "_launch", spy)
+    ref_in, test_in, ref, out = run_both(ts, nmajor)
+    assert rel(out, ref) < 1e-5
+    for name in NAMES:
+        if test_in[name] is not None:
+            assert rel(test_in[name].grad, ref_in[name].grad) < 1e-4, name
+    if DEVICE == "cpu":  # (a GPU runs the tiles kernels at this size)
+        kernels = [index for index, _, _ in seen]
+        assert kernels == ([6, 7] if lane == "lane kernels" else [4, 5])
+    for index, b_strides, c_strides in seen:
+        want = (1, 4) if index == 6 else (21, 1)
+        assert b_strides == c_strides == want, index
+
+
 def test_n_major_needs_unit_state_stride_and_l_stride_n(ts):
     B = torch.zeros(2, 3, 8, 5)
     assert not ts.n_major(B, B)  # L-major
