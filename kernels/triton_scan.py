@@ -1568,11 +1568,11 @@ def segment_backward_on_gpu(T: int, element_size: int, gated: bool) -> bool:
 
 def n_major(B4: torch.Tensor, C4: torch.Tensor) -> bool:
     """Whether B and C (batch, G, N, L) are N-major in memory, (batch, G, L, N) underneath: state stride 1, L
-    stride N. The lane forward then reads each step's states of a lane in one vector load at constant offsets
-    (NMAJOR, triton_lane._step_rows): on the H200 (v1.37, GPU time, one process) the training forward 4-6 %
-    faster in fp32, 1-5 % in bf16, the inference forward 4-6 % (bf16 8192 x 64: 17 %), with the same
-    outputs. The other kernels take L-major copies (_rows_along_l); the model gives the scan L-major rows, so
-    this serves callers that have N-major B / C, mostly for forwards."""
+    stride N. The lane forward then reads each step's states of a lane in one vector load at a constant
+    offset (NMAJOR, triton_lane._step_rows). On the H200 (v1.37, GPU time, one process, same outputs): the
+    training forward 4-6 % faster in fp32, 5 % faster to 1 % slower in bf16, the inference forward 3-6 %
+    faster (bf16 8192 x 64: 17 %). The other kernels take L-major copies (_rows_along_l). The model gives
+    the scan L-major rows, so this serves callers that have N-major B / C, mostly for forwards."""
     n = B4.shape[2]
     return all(t.stride(2) == 1 and t.stride(3) == n for t in (B4, C4)) and n > 1
 
