@@ -1174,8 +1174,9 @@ def test_forward_picks_are_kept_apart_for_training_and_inference(ts):
     for index, name in enumerate(ts.TUNED_KERNEL_NAMES):
         assert ("STORE_CKPT" in tuners[index].keys) == name.endswith("_fwd"), name
         assert tuners[index].keys[:4] == ["DG", "L", "N", "T"], name
-    # the lane forward's picks apart by its state split and step shares too (each another kernel)
-    assert tuners[ts.TUNED_KERNEL_NAMES.index("lane_fwd")].keys[-3:] == ["SPLIT", "SHARES", "PAIRS"]
+    # the lane forward's picks apart by its state split, step shares, channel sets and B / C layout too (each
+    # another kernel)
+    assert tuners[ts.TUNED_KERNEL_NAMES.index("lane_fwd")].keys[-4:] == ["SPLIT", "SHARES", "PAIRS", "NMAJOR"]
 
 
 @triton.jit
