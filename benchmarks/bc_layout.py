@@ -16,7 +16,10 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
+from scan_gpu_dev import SHAPES, channels_last, n_major  # noqa: E402
+
 from kernels import triton_scan  # noqa: E402
 from mambaad_cli.engine.bench import (  # noqa: E402
     GROUPS,
@@ -27,13 +30,6 @@ from mambaad_cli.engine.bench import (  # noqa: E402
     scan_inputs,
 )
 from mambaad_cli.engine.gpu_time import gpu_ms  # noqa: E402
-
-SHAPES = ((1024, 4096), (2048, 1024), (4096, 256), (8192, 64))
-
-
-def n_major(t: torch.Tensor) -> torch.Tensor:
-    # the same (batch, G, N, L) values, state stride 1 and L stride N
-    return t.transpose(2, 3).contiguous().transpose(2, 3)
 
 
 def runners(x: dict[str, torch.Tensor], B: torch.Tensor, C: torch.Tensor):
@@ -74,7 +70,7 @@ def main() -> None:
             for dim, length in (tuple(int(v) for v in s.split(":")) for s in args.shapes.split(",")):
                 x = scan_inputs(batch, dim, length, {"float32": "fp32", "bfloat16": "bf16"}[dtype], device)
                 if args.u_layout == "cl":  # the same values, stride 1 over channels
-                    x.update({k: x[k].transpose(1, 2).contiguous().transpose(1, 2) for k in ("u", "delta")})
+                    x.update({k: channels_last(x[k]) for k in ("u", "delta")})
                 size = x["u"].element_size()
                 floor = floors(batch, dim, length, N_STATE, GROUPS, size, bandwidth, exp_rate)
                 row = {"batch": batch, "dtype": dtype, "dim": dim, "length": length, "u": args.u_layout,

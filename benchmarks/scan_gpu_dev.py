@@ -52,6 +52,11 @@ def channels_last(t):
     return t.movedim(1, -1).contiguous().movedim(-1, 1)
 
 
+def n_major(t):
+    """Same (batch, G, N, L) values, (batch, G, L, N) underneath: the lane forward's NMAJOR rows (v1.37)."""
+    return t.transpose(2, 3).contiguous().transpose(2, 3)
+
+
 def check_plain(batch, dim, length, dtype, backend="triton", layout="mamba"):
     xs = inputs(batch, dim, length, dtype, seed=length)
     if layout == "channels-last":

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scan_gpu_dev import inputs  # noqa: E402
+from scan_gpu_dev import channels_last, inputs, n_major  # noqa: E402
 
 from kernels import triton_scan  # noqa: E402
 
@@ -47,10 +47,10 @@ def main() -> None:
     dtype = torch.float32 if args.dtype == "fp32" else torch.bfloat16
     device = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: TRITON_INTERPRET=1, a smoke test
     xs = inputs(args.batch, args.dim, args.length, dtype, device=device)
-    if args.nmajor:  # the same values, (batch, G, L, N) underneath
-        xs = (*xs[:3], *(t.transpose(2, 3).contiguous().transpose(2, 3) for t in xs[3:5]), *xs[5:])
+    if args.nmajor:
+        xs = (*xs[:3], n_major(xs[3]), n_major(xs[4]), *xs[5:])
     if args.channels_last:
-        xs = (*(t.transpose(1, 2).contiguous().transpose(1, 2) for t in xs[:2]), *xs[2:])
+        xs = (channels_last(xs[0]), channels_last(xs[1]), *xs[2:])
     for _ in range(args.rounds):
         one_round(xs)
     if device == "cuda":
