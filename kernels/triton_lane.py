@@ -215,10 +215,11 @@ def _block(h, dts, dtus, ys, A2s, B_seg, C_seg, t, tmask, d, sB_l, sC_l, sB_n, s
     not C's rows). NMAJOR: B / C with state stride 1, read a step at a time (_step_rows; t0 the block's first
     step, L the sequence's, NS the tensors' states: their L stride)."""
     hs = _columns(h, BD, NP)
-    B_row = B_seg + t * sB_l + 0 * d[:, None]  # [BD, E]: the same addresses in every lane
-    C_row = C_seg + t * sC_l + 0 * d[:, None]
     if NMAJOR:
         rows = _step_rows(B_seg, C_seg, t0, L, BD, N, NP, NS, E, EVEN_L, FAST_EXP, WITH_Y)
+    else:
+        B_row = B_seg + t * sB_l + 0 * d[:, None]  # [BD, E]: the same addresses in every lane
+        C_row = C_seg + t * sC_l + 0 * d[:, None]
     new_hs = ()
     for n in tl.static_range(N):
         if NMAJOR:
@@ -241,10 +242,11 @@ def _block_pair(h, dts, dtus, ys, A2s, h2, dts2, dtus2, ys2, A2s2, B_seg, C_seg,
     traffic that bounds the fp32 forward (kernels/NOTES.md v1.35)."""
     hs = _columns(h, BD, N)
     hs2 = _columns(h2, BD, N)
-    B_row = B_seg + t * sB_l + 0 * d[:, None]
-    C_row = C_seg + t * sC_l + 0 * d[:, None]
     if NMAJOR:
         rows = _step_rows(B_seg, C_seg, t0, L, BD, N, N, NS, E, EVEN_L, FAST_EXP, True)
+    else:
+        B_row = B_seg + t * sB_l + 0 * d[:, None]
+        C_row = C_seg + t * sC_l + 0 * d[:, None]
     new_hs = ()
     new_hs2 = ()
     for n in tl.static_range(N):
