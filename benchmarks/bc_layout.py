@@ -2,7 +2,10 @@
 same values N-major ((batch, G, L, N) underneath: state stride 1, the forward's NMAJOR), side by side in one
 process: GPU ms of the training forward (with checkpoints), the inference forward and the backward, the
 forward's % of its floor by GPU time (the bench's floors, rates measured in the same run), and the outputs
-of the two layouts compared (the same sums in the same order: they should be bitwise equal).
+of the two layouts compared (the same sums in the same order: they should be bitwise equal). With
+--bc-dtype float32, B and C are given to the scan in fp32 whatever u's dtype (the lane kernels convert rows
+to fp32 anyway: 16-bit rows cost a conversion an element and state in the forward's loop), and the cast's own
+GPU time is reported beside, since a caller would pay it.
 
     python benchmarks/bc_layout.py --batch 16,64 --json bc_layout.json      # on the GPU machine
 """
@@ -59,6 +62,8 @@ def main() -> None:
     parser.add_argument("--no-backward", action="store_true", help="time the forwards only")
     parser.add_argument("--u-layout", choices=("mamba", "cl"), default="mamba",
                         help="u and delta (batch, D, L) as mamba_ssm takes them, or channels-last underneath")
+    parser.add_argument("--bc-dtype", choices=("same", "float32"), default="same",
+                        help="B and C in u's dtype (as the model gives them) or in fp32")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = torch.device("cuda")
@@ -74,7 +79,12 @@ def main() -> None:
                 size = x["u"].element_size()
                 floor = floors(batch, dim, length, N_STATE, GROUPS, size, bandwidth, exp_rate)
                 row = {"batch": batch, "dtype": dtype, "dim": dim, "length": length, "u": args.u_layout,
-                       "floor_us": floor["floor_us"]}
+                       "bc": args.bc_dtype, "floor_us": floor["floor_us"]}
+                if args.bc_dtype == "float32" and x["B"].dtype != torch.float32:
+                    # the cast a caller pays, into each layout: B's and C's together
+                    row["cast L-major ms"] = round(2 * gpu_ms(lambda b=x["B"]: b.float()), 4)
+                    row["cast N-major ms"] = round(2 * gpu_ms(lambda b=x["B"]: n_major(b.float())), 4)
+                    x.update({k: x[k].float() for k in ("B", "C")})
                 outs = {}
                 for layout, (B, C) in (("L-major", (x["B"], x["C"])), ("N-major", (n_major(x["B"]),
                                                                                    n_major(x["C"])))):
@@ -94,12 +104,14 @@ def main() -> None:
                 torch.cuda.empty_cache()
     print(f"\n{'batch':>5} {'dtype':>9} {'D x L':>12} {'fwd L-major':>12} {'fwd N-major':>12} {'ratio':>6} "
           f"{'%floor L':>9} {'%floor N':>9} {'infer L':>8} {'infer N':>8} {'bwd L':>7} {'bwd N':>7}")
+    nan = float("nan")
     for r in rows:
         tl_, tn = r["L-major train_fwd ms"], r["N-major train_fwd ms"]
         print(f"{r['batch']:>5} {r['dtype']:>9} {r['dim']:>5} x {r['length']:<5} {tl_:>12.4f} {tn:>12.4f} "
               f"{tl_ / tn:>6.3f} {r['L-major fwd %floor']:>9} {r['N-major fwd %floor']:>9} "
               f"{r['L-major infer_fwd ms']:>8.4f} {r['N-major infer_fwd ms']:>8.4f} "
-              f"{r.get('L-major bwd ms', float('nan')):>7.3f} {r.get('N-major bwd ms', float('nan')):>7.3f}")
+              f"{r.get('L-major bwd ms', nan):>7.3f} {r.get('N-major bwd ms', nan):>7.3f} "
+              f"{r.get('cast L-major ms', nan):>7.4f} {r.get('cast N-major ms', nan):>7.4f}")
     if args.json:
         args.json.write_text(json.dumps({"device": torch.cuda.get_device_name(), "rows": rows}, indent=1))
 

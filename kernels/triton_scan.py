@@ -945,10 +945,12 @@ def _lane_fwd_prune(configs, named_args, **kwargs):
     # space has both kinds); less FP32_ONLY_LANE_FWD's configs where u is 16-bit: one compile fewer per
     # shape, for a config that was timed for fp32 only
     configs = _lane_blocks_prune(configs, named_args, **kwargs)
-    if kwargs.get("PAIRS"):  # two channel sets a lane: not with the steps a block ahead in registers
-        configs = [c for c in configs if c.kwargs["PREFETCH"] < 8] or configs
-    capped = kwargs["SPLIT"] == 4 and not kwargs.get("PAIRS")  # PAIRS: half the programs, so no cap
+    capped = kwargs["SPLIT"] == 4
     configs = [c for c in configs if (c.maxnreg == SPLIT4_REGISTERS) == capped] or configs
+    if kwargs.get("PAIRS"):  # two channel sets a lane: not with the steps a block ahead in registers, and
+        # at the cap in 8-step blocks (16-step ones spill there: local sm_90 compile, v1.38)
+        configs = [c for c in configs if c.kwargs["PREFETCH"] < 8 and (not capped or c.kwargs["E"] == 8)] \
+            or configs
     if named_args["u_ptr"].element_size() >= 4:
         return configs
     kept = [c for c in configs if (c.kwargs["E"], c.kwargs["PREFETCH"]) not in FP32_ONLY_LANE_FWD]
@@ -967,11 +969,11 @@ LANE_BWD_MIN_E = 8
 
 _LANE_PICKS: dict[tuple, bool] = {}  # per forward key: whether the lane kernel timed faster (this process)
 LANE_MIN_WARPS_PER_SM = 6  # auto: lane forward from this many of its warps per SM (H200: 3.9 lost, 7.8 won)
-# auto: and sequences of at least this many steps: 128 for fp32 inputs (the forward lost 46 % at 64, v1.11),
-# 64 for 16-bit ones (bf16 at 8192 x 64, batch 16: forward 0.087 -> 0.075 ms, backward 0.330 -> 0.251 ms of
-# GPU time, training +0.6-0.9 %: kernels/NOTES.md v1.26). Developer knob MAMBAAD_SCAN_LANE_MIN_STEPS: both
-# dtypes
-LANE_MIN_STEPS = {4: 128, 2: 64}
+# auto: and sequences of at least this many steps: 64 for 16-bit inputs (bf16 at 8192 x 64, batch 16: forward
+# 0.087 -> 0.075 ms, backward 0.330 -> 0.251 ms of GPU time, training +0.6-0.9 %: kernels/NOTES.md v1.26) and,
+# since v1.38, for fp32 (128 until then: the forward had lost 46 % at 64 steps in v1.11, before the 4-lane
+# split and its step shares; H200, v1.38: TODO). Developer knob MAMBAAD_SCAN_LANE_MIN_STEPS: both dtypes
+LANE_MIN_STEPS = {4: 64, 2: 64}
 
 
 @functools.cache
@@ -1140,18 +1142,36 @@ def lane_shares(split: int, shape: tuple[int, int, int, int], device_index: int,
     return mode == "1" or split >= 4 or (not interpreting() and one_short_wave(shape, device_index))
 
 
-def lane_pairs(split: int) -> bool:
-    """The lane forward's PAIRS (knob MAMBAAD_SCAN_LANE_PAIRS: 0, the default, or 1; v1.35): each
-    lane serves two channels of its (batch, group), so that every B and C value it loads feeds two channels'
-    states (half the L1 bytes an element and state that bound the fp32 forward at 4 lanes, kernels/NOTES.md
-    v1.35), for half the programs. Only where a channel's states are split over lanes (split > 1), and not
-    with PREFETCH 8 (_lane_fwd_prune); with the configs of no register cap (the local sm_90 compile, fp32 at
-    4 lanes with shares: 16-step blocks 168 registers, no spill, 1064 instructions a block of 128
-    element-states against 580 for 64 without). Opt-in: on the H200 at batch 16 (v1.36, GPU ms) the plain
-    forward took +3.9 / +7.3 / -5.0 % at 1024 x 4096 / 2048 x 1024 / 4096 x 256 in fp32, +4.5 / -1.5 / -1.4 /
-    -2.9 % (with 8192 x 64) in bf16, losing where half the programs leave 7.8 warps an SM; the graphed bf16
-    model at batch 64 was level (616.5 against 617.0 img/s training, kernels/NOTES.md v1.36)."""
-    return _choice("MAMBAAD_SCAN_LANE_PAIRS", "0", ("0", "1")) == "1" and split > 1
+# lane_pairs' auto: PAIRS where the halved grid still gives each SM this many warps, by u's element size
+# (H200, v1.38, batch 16 and 64, forward GPU ms at the 128-register cap: fp32 lost 28 % at 7.8 warps, gained
+# 8-13 % from 15.5; bf16 see lane_pairs)
+PAIRS_MIN_WARPS_PER_SM = {4: 12, 2: 24}
+
+
+def lane_pairs(split: int, shape: tuple[int, int, int, int], device_index: int, element_size: int,
+               has_table: bool) -> bool:
+    """The lane forward's PAIRS (knob MAMBAAD_SCAN_LANE_PAIRS: auto, the default since v1.38, 0 or 1;
+    v1.35): each lane serves two channels of its (batch, group), so that every B and C value it loads feeds
+    two channels' states: half the L1 data-pipe wavefronts an element and state that B and C cost
+    (kernels/NOTES.md v1.37 item 2), for half the programs. Only where a channel's states are split over
+    lanes (split > 1), and not with PREFETCH 8; at 4 lanes in the 128-register configs of 8-step blocks
+    (_lane_fwd_prune: 16-step ones spill there in the local sm_90 compile). auto: at 4 lanes, without an
+    index table (the fused directions' pairs are untimed), where the halved grid keeps
+    PAIRS_MIN_WARPS_PER_SM warps an SM. H200 (kernels/NOTES.md v1.38, GPU ms of the training forward, B / C
+    L-major, same run): fp32 batch 16 0.356 -> 0.315 / 0.179 -> 0.160 / 0.094 -> 0.082 ms at 2048 x 1024 /
+    4096 x 256 / 8192 x 64 and 0.715 -> 0.814 at 1024 x 4096 (7.8 warps an SM: not taken); batch 64 -8 to
+    -17 % at all four shapes. Until v1.37 opt-in and uncapped (168 registers): half the programs an SM, and
+    it lost where the grid was short."""
+    mode = _choice("MAMBAAD_SCAN_LANE_PAIRS", "auto", ("auto", "0", "1"))
+    if split < 2 or mode == "0":
+        return False
+    if mode == "1":
+        return True
+    if split != 4 or has_table or interpreting():
+        return False
+    dg, groups, batch, _ = shape
+    warps = dg * groups * batch * split / 2 / 32 / _sm_count(device_index)
+    return warps >= PAIRS_MIN_WARPS_PER_SM.get(element_size, PAIRS_MIN_WARPS_PER_SM[4])
 
 
 def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -1295,7 +1315,7 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
         split = lane_split(shape, consts["N"], index, backward=backward, element_size=args[0].element_size())
         consts = {**consts, "SPLIT": split, "SHARES": lane_shares(split, shape, index, backward=backward)}
         if not backward:  # PAIRS: two sets of BD // split channels a program; B / C's layout (args 3, 4)
-            consts["PAIRS"] = lane_pairs(split)
+            consts["PAIRS"] = lane_pairs(split, shape, index, args[0].element_size(), consts["HAS_TABLE"])
             consts["NMAJOR"] = n_major(args[3], args[4])
             sets = 2 if consts["PAIRS"] else 1
 

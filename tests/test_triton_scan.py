@@ -326,12 +326,39 @@ def test_n_major_needs_unit_state_stride_and_l_stride_n(ts):
 
 
 def test_lane_pairs_knob(ts, monkeypatch):
-    assert [ts.lane_pairs(split) for split in (1, 2, 4)] == [False, False, False]  # off by default
-    monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "1")
-    assert [ts.lane_pairs(split) for split in (1, 2, 4)] == [False, True, True]  # only over split states
+    monkeypatch.setattr(ts, "interpreting", lambda: False)
+    monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
+    many = (2048, 8, 64, 4096)  # 64 x 16 K channels: 62 warps an SM paired at 4 lanes
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "0")
+    assert [ts.lane_pairs(split, many, 0, 4, False) for split in (1, 2, 4)] == [False, False, False]
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "1")  # only over split states; a table or a short grid
+    assert [ts.lane_pairs(split, (1, 1, 1, 64), 0, 4, True) for split in (1, 2, 4)] == [False, True, True]
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "2")
-    with pytest.raises(ValueError, match="MAMBAAD_SCAN_LANE_PAIRS must be 0 or 1"):
-        ts.lane_pairs(2)
+    with pytest.raises(ValueError, match="MAMBAAD_SCAN_LANE_PAIRS must be auto, 0 or 1"):
+        ts.lane_pairs(2, many, 0, 4, False)
+
+
+@pytest.mark.parametrize("dim,length,batch,fp32,bf16", [
+    # paired warps an SM on 132 SMs at 4 lanes a channel (MambaAD's shapes, 8 directions folded into dim)
+    (1024, 4096, 16, False, False),  # 7.8: fp32 lost 14 %
+    (2048, 1024, 16, True, False),  # 15.5: fp32 gained 12 %, bf16 level
+    (4096, 256, 16, True, True),  # 31
+    (8192, 64, 16, True, True),  # 62
+    (1024, 4096, 64, True, True),  # 31: fp32 gained 11 %, bf16 2 %
+])
+def test_lane_pairs_auto_where_the_halved_grid_keeps_the_warps(ts, monkeypatch, dim, length, batch, fp32,
+                                                                bf16):
+    monkeypatch.delenv("MAMBAAD_SCAN_LANE_PAIRS", raising=False)  # auto, the default
+    monkeypatch.setattr(ts, "interpreting", lambda: False)
+    monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
+    shape = (dim // 8, 8, batch, length)
+    assert ts.lane_pairs(4, shape, 0, 4, False) is fp32
+    assert ts.lane_pairs(4, shape, 0, 2, False) is bf16
+    # never at 2 lanes (its uncapped configs), through an index table (untimed), or in the interpreter
+    assert not ts.lane_pairs(2, shape, 0, 4, False)
+    assert not ts.lane_pairs(4, shape, 0, 4, True)
+    monkeypatch.setattr(ts, "interpreting", lambda: True)
+    assert not ts.lane_pairs(4, shape, 0, 4, False)
 
 
 def test_lane_shares_auto_rules(ts, monkeypatch):
@@ -978,8 +1005,13 @@ def test_lane_forward_keeps_its_fp32_only_configs_for_32_bit_inputs(ts, monkeypa
         u = {"u_ptr": torch.zeros(2, dtype=dtype)}
         kept = ts._lane_fwd_prune(configs, u, T=16, SPLIT=2)
         assert fields(kept) == [f for f in fields(configs) if f not in dropped and f not in capped]
-        # 4 lanes a channel: the 128-register configs alone
+        # 4 lanes a channel: the 128-register configs alone; with two channel sets a lane, their 8-step
+        # blocks (16-step ones spill at the cap); at 2 lanes the pairs keep the uncapped ones, less PREFETCH 8
         assert fields(ts._lane_fwd_prune(configs, u, T=16, SPLIT=4)) == capped
+        assert fields(ts._lane_fwd_prune(configs, u, T=16, SPLIT=4, PAIRS=True)) == [
+            f for f in capped if f[0] == 8] == [(8, 4, ts.SPLIT4_REGISTERS)]
+        assert fields(ts._lane_fwd_prune(configs, u, T=16, SPLIT=2, PAIRS=True)) == [
+            f for f in fields(configs) if f not in dropped and f not in capped and f[1] < 8]
         # 8-step chunks (MAMBAAD_SCAN_LANE_CKPT=8): the 8-step blocks alone, the same dtype rule
         kept = ts._lane_fwd_prune(configs, u, T=8, SPLIT=2)
         assert fields(kept) == [f for f in fields(configs)
@@ -1122,13 +1154,13 @@ def test_forward_kernel_is_the_faster_per_shape_and_the_knob_overrides(ts, monke
     (1024, 4096, 16, False, True),
     (2048, 1024, 16, True, True),  # 7.8 with one lane per channel (won)
     (4096, 256, 16, True, True),  # 15.5 (won)
-    (8192, 64, 16, True, True),  # 64 steps: long enough in 16-bit inputs (won), too short in fp32 (lost)
+    (8192, 64, 16, True, True),  # 64 steps: long enough in bf16 (won) and, since v1.38, fp32 (won)
     (8192, 32, 16, False, False),  # 32: too short in both (untimed)
     (1024, 4096, 64, True, True),  # the longest sequence at batch 64 (the forced lane kernel gained)
 ])
 def test_auto_takes_the_lane_kernels_by_warps_per_sm_and_length(ts, monkeypatch, dim, length, batch, one_lane,
                                                                 lane):
-    long32 = length >= 128  # fp32's LANE_MIN_STEPS
+    long32 = length >= 64  # fp32's LANE_MIN_STEPS (128 until v1.37)
     assert ts.lane_by_shape(dim * batch, length, 132, element_size=2) is one_lane
     assert ts.lane_by_shape(dim * batch, length, 132) is (one_lane and long32)  # fp32 by default
     # N = 3: no split (one lane per channel)
