@@ -117,8 +117,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # through a table at one short wave, so this is v1.33's everywhere else)
     "fp32+graphs+v133fwd": {"train.cuda_graphs": True,
                             "env": {"MAMBAAD_SCAN_LANE_SPLIT": "2", "MAMBAAD_SCAN_LANE_SHARES": "0"}},
-    # two channel sets a lane in the lane forward (v1.35, opt-in: triton_scan.lane_pairs)
+    # two channel sets a lane in the lane forward (v1.35, opt-in until v1.37: triton_scan.lane_pairs)
     "bf16+cl+graphs+pairs": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE_PAIRS": "1"}},
+    # v1.37's lane forward: no pairs (auto by the grid since v1.38), and fp32's lane kernels from 128 steps
+    # (64 since v1.38, triton_scan.LANE_MIN_STEPS; the knob sets both dtypes, and bf16's was 64 already)
+    "bf16+cl+graphs+v137": {**BF16_CL, "train.cuda_graphs": True, "env": {"MAMBAAD_SCAN_LANE_PAIRS": "0"}},
+    "fp32+graphs+v137": {"train.cuda_graphs": True,
+                         "env": {"MAMBAAD_SCAN_LANE_PAIRS": "0", "MAMBAAD_SCAN_LANE_MIN_STEPS": "128"}},
     # the lane backward without step shares (v1.34's default; on by default since v1.35 where a channel's
     # states are split over lanes: 1024 x 4096 at batch 16, the 64 x 64 maps' unfused scan)
     "bf16+cl+graphs+nobwdshares": {**BF16_CL, "train.cuda_graphs": True,

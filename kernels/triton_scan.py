@@ -972,7 +972,9 @@ LANE_MIN_WARPS_PER_SM = 6  # auto: lane forward from this many of its warps per 
 # auto: and sequences of at least this many steps: 64 for 16-bit inputs (bf16 at 8192 x 64, batch 16: forward
 # 0.087 -> 0.075 ms, backward 0.330 -> 0.251 ms of GPU time, training +0.6-0.9 %: kernels/NOTES.md v1.26) and,
 # since v1.38, for fp32 (128 until then: the forward had lost 46 % at 64 steps in v1.11, before the 4-lane
-# split and its step shares; H200, v1.38: TODO). Developer knob MAMBAAD_SCAN_LANE_MIN_STEPS: both dtypes
+# split and its step shares; H200, v1.38, 8192 x 64, GPU ms: forward 0.113 -> 0.094 at batch 16 and 0.423 ->
+# 0.354 at 64 without pairs (calls 2 and 1), backward 0.363 -> 0.278 and 1.396 -> 1.038 (one run, call 2)).
+# Developer knob MAMBAAD_SCAN_LANE_MIN_STEPS: both dtypes
 LANE_MIN_STEPS = {4: 64, 2: 64}
 
 
@@ -986,7 +988,8 @@ def lane_by_shape(lanes: int, length: int, sm_count: int, element_size: int = 4)
     each SM at least LANE_MIN_WARPS_PER_SM warps, on sequences of at least LANE_MIN_STEPS steps for the
     inputs' element size. On the H200 at batch 16 (132 SMs) that is 2048 x 1024 and 4096 x 256 (7.8 and 15.5
     warps per SM, 15-22 % faster than the segment forward), not 1024 x 4096 (3.9, 43-55 % slower), and 8192 x
-    64 in 16-bit inputs (bf16 faster, fp32 46 % slower): kernels/NOTES.md, v1.11 and v1.26."""
+    64 (bf16 faster since v1.26; fp32 46 % slower in v1.11, faster since the 4-lane split: v1.38):
+    kernels/NOTES.md, v1.11, v1.26 and v1.38."""
     knob = os.environ.get("MAMBAAD_SCAN_LANE_MIN_STEPS")
     min_steps = int(knob) if knob else LANE_MIN_STEPS.get(element_size, LANE_MIN_STEPS[4])
     return lanes / 32 / sm_count >= LANE_MIN_WARPS_PER_SM and length >= min_steps
@@ -1143,31 +1146,33 @@ def lane_shares(split: int, shape: tuple[int, int, int, int], device_index: int,
 
 
 # lane_pairs' auto: PAIRS where the halved grid still gives each SM this many warps, by u's element size
-# (H200, v1.38, batch 16 and 64, forward GPU ms at the 128-register cap: fp32 lost 28 % at 7.8 warps, gained
-# 8-13 % from 15.5; bf16 see lane_pairs)
+# (H200, v1.38, forward GPU ms at the 128-register cap: fp32 lost 14 % at 7.8 warps and gained 11-14 % from
+# 15.5; bf16 gained 1-3 % from 31 but lost 1.5 % at batch 16, 8192 x 64: lane_pairs)
 PAIRS_MIN_WARPS_PER_SM = {4: 12, 2: 24}
 
 
-def lane_pairs(split: int, shape: tuple[int, int, int, int], device_index: int, element_size: int,
-               has_table: bool) -> bool:
+def lane_pairs(split: int, shape: tuple[int, int, int, int], device_index: int, element_size: int) -> bool:
     """The lane forward's PAIRS (knob MAMBAAD_SCAN_LANE_PAIRS: auto, the default since v1.38, 0 or 1;
     v1.35): each lane serves two channels of its (batch, group), so that every B and C value it loads feeds
     two channels' states: half the L1 data-pipe wavefronts an element and state that B and C cost
     (kernels/NOTES.md v1.37 item 2), for half the programs. Only where a channel's states are split over
     lanes (split > 1), and not with PREFETCH 8; at 4 lanes in the 128-register configs of 8-step blocks
-    (_lane_fwd_prune: 16-step ones spill there in the local sm_90 compile). auto: at 4 lanes, without an
-    index table (the fused directions' pairs are untimed), where the halved grid keeps
-    PAIRS_MIN_WARPS_PER_SM warps an SM. H200 (kernels/NOTES.md v1.38, GPU ms of the training forward, B / C
-    L-major, same run): fp32 batch 16 0.356 -> 0.315 / 0.179 -> 0.160 / 0.094 -> 0.082 ms at 2048 x 1024 /
-    4096 x 256 / 8192 x 64 and 0.715 -> 0.814 at 1024 x 4096 (7.8 warps an SM: not taken); batch 64 -8 to
-    -17 % at all four shapes. Until v1.37 opt-in and uncapped (168 registers): half the programs an SM, and
-    it lost where the grid was short."""
+    (_lane_fwd_prune: 16-step ones spill there in the local sm_90 compile). auto: at 4 lanes, where the
+    halved grid keeps PAIRS_MIN_WARPS_PER_SM warps an SM, with or without an index table.
+    H200, v1.38 against v1.37's rules in one run (kernels/NOTES.md v1.38, GPU ms of the training forward,
+    B / C L-major): fp32 batch 16 0.354 -> 0.311 / 0.182 -> 0.156 ms at 2048 x 1024 / 4096 x 256 (15.5 / 31
+    warps an SM paired), batch 64 -11 to -14 % at 1024 x 4096 to 4096 x 256; at 1024 x 4096 and batch 16
+    (7.8) pairs lost 14 % and are not taken. bf16 from 24 warps: batch 64 -1.2 to -2.7 % at the four
+    shapes, batch 16 -1.5 % at 4096 x 256 and +1.5 % at 8192 x 64. Through the tables (the fused SS2D core
+    at 32 x 32 / 16 x 16 / 8 x 8, forward + backward GPU ms, one process): fp32 -2.1 / -2.7 / -2.7 % at
+    batch 16, -2.8 / -3.1 / -3.2 % at 64; bf16 -0.4 to -0.9 % at 64, level (+-0.1 %) at 16. Until v1.37
+    opt-in and uncapped (168 registers, half the programs an SM): it lost where the grid was short."""
     mode = _choice("MAMBAAD_SCAN_LANE_PAIRS", "auto", ("auto", "0", "1"))
     if split < 2 or mode == "0":
         return False
     if mode == "1":
         return True
-    if split != 4 or has_table or interpreting():
+    if split != 4 or interpreting():
         return False
     dg, groups, batch, _ = shape
     warps = dg * groups * batch * split / 2 / 32 / _sm_count(device_index)
@@ -1315,7 +1320,7 @@ def _launch(kernel_index: int, shape: tuple[int, int, int, int], args: tuple, co
         split = lane_split(shape, consts["N"], index, backward=backward, element_size=args[0].element_size())
         consts = {**consts, "SPLIT": split, "SHARES": lane_shares(split, shape, index, backward=backward)}
         if not backward:  # PAIRS: two sets of BD // split channels a program; B / C's layout (args 3, 4)
-            consts["PAIRS"] = lane_pairs(split, shape, index, args[0].element_size(), consts["HAS_TABLE"])
+            consts["PAIRS"] = lane_pairs(split, shape, index, args[0].element_size())
             consts["NMAJOR"] = n_major(args[3], args[4])
             sets = 2 if consts["PAIRS"] else 1
 

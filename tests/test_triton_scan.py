@@ -330,12 +330,12 @@ def test_lane_pairs_knob(ts, monkeypatch):
     monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
     many = (2048, 8, 64, 4096)  # 64 x 16 K channels: 62 warps an SM paired at 4 lanes
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "0")
-    assert [ts.lane_pairs(split, many, 0, 4, False) for split in (1, 2, 4)] == [False, False, False]
-    monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "1")  # only over split states; a table or a short grid
-    assert [ts.lane_pairs(split, (1, 1, 1, 64), 0, 4, True) for split in (1, 2, 4)] == [False, True, True]
+    assert [ts.lane_pairs(split, many, 0, 4) for split in (1, 2, 4)] == [False, False, False]
+    monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "1")  # only over split states, even on a short grid
+    assert [ts.lane_pairs(split, (1, 1, 1, 64), 0, 4) for split in (1, 2, 4)] == [False, True, True]
     monkeypatch.setenv("MAMBAAD_SCAN_LANE_PAIRS", "2")
     with pytest.raises(ValueError, match="MAMBAAD_SCAN_LANE_PAIRS must be auto, 0 or 1"):
-        ts.lane_pairs(2, many, 0, 4, False)
+        ts.lane_pairs(2, many, 0, 4)
 
 
 @pytest.mark.parametrize("dim,length,batch,fp32,bf16", [
@@ -352,13 +352,12 @@ def test_lane_pairs_auto_where_the_halved_grid_keeps_the_warps(ts, monkeypatch, 
     monkeypatch.setattr(ts, "interpreting", lambda: False)
     monkeypatch.setattr(ts, "_sm_count", lambda index: 132)
     shape = (dim // 8, 8, batch, length)
-    assert ts.lane_pairs(4, shape, 0, 4, False) is fp32
-    assert ts.lane_pairs(4, shape, 0, 2, False) is bf16
-    # never at 2 lanes (its uncapped configs), through an index table (untimed), or in the interpreter
-    assert not ts.lane_pairs(2, shape, 0, 4, False)
-    assert not ts.lane_pairs(4, shape, 0, 4, True)
+    assert ts.lane_pairs(4, shape, 0, 4) is fp32
+    assert ts.lane_pairs(4, shape, 0, 2) is bf16
+    # never at 2 lanes (its uncapped configs, untimed) or in the interpreter
+    assert not ts.lane_pairs(2, shape, 0, 4)
     monkeypatch.setattr(ts, "interpreting", lambda: True)
-    assert not ts.lane_pairs(4, shape, 0, 4, False)
+    assert not ts.lane_pairs(4, shape, 0, 4)
 
 
 def test_lane_shares_auto_rules(ts, monkeypatch):
