@@ -559,10 +559,10 @@ def _scan_fwd_lane_kernel(
     of a channel's rows loads u and delta and computes softplus for its share of the block's steps only (group
     j: steps j * E / SPLIT onwards), the rows exchanging delta and delta u by shuffles (_all_shares), and sums
     y over the rows by a reduce-scatter into the same shares (_sum_shares), which it then writes: without,
-    every row loads and computes all E steps. PAIRS (SPLIT > 1; v1.35, opt-in): a program holds two sets of
-    BD // SPLIT channels, each lane running both channels' states with every B / C value it loads
-    (_block_pair). NMAJOR: B and C with state stride 1, each step's states of a lane read in one vector load
-    (_step_rows)."""
+    every row loads and computes all E steps. PAIRS (SPLIT > 1; v1.35, by the grid since v1.38:
+    triton_scan.lane_pairs): a program holds two sets of BD // SPLIT channels, each lane running both
+    channels' states with every B / C value it loads (_block_pair). NMAJOR: B and C with state stride 1, each
+    step's states of a lane read in one vector load (_step_rows)."""
     g, b, G, d, dmask, ch, s0, nn, nm = _lane_channels(DG, N, NP, BD, SPLIT, PAIRS)
     NH: tl.constexpr = NP // SPLIT  # the states a lane holds (N == NP where SPLIT > 1)
     NL: tl.constexpr = N if SPLIT == 1 else NH
