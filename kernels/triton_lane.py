@@ -584,7 +584,7 @@ def _scan_fwd_lane_kernel(
                                                su_d, su_l, BD, N, NH, HAS_D, HAS_BIAS, HAS_TABLE, SHARES,
                                                FAST_EXP)
     if PAIRS:  # the program's second channel set: BD // SPLIT channels on from the first
-        tl.static_assert(SPLIT > 1, "PAIRS: states split over lanes")
+        tl.static_assert(SPLIT > 1 and not REGS_AHEAD, "PAIRS: states split over lanes, PREFETCH below 8")
         d2 = d + BD // SPLIT
         dmask2 = d2 < DG
         ch2 = g * DG + d2
@@ -600,10 +600,6 @@ def _scan_fwd_lane_kernel(
         p_next, u_next, dtr_next = _steps_ahead(u_ptr, dt_ptr, table_ptr, b, g, d, da, dmask, es, L, su_b,
                                                 su_g, su_d, su_l, sdt_b, sdt_g, sdt_d, sdt_l, HAS_TABLE,
                                                 FAST_EXP)
-        if PAIRS:  # and the second set's (the same table positions)
-            _p2, u2_next, dtr2_next = _steps_ahead(u_ptr, dt_ptr, table_ptr, b, g, d2, da2, dmask2, es, L,
-                                                   su_b, su_g, su_d, su_l, sdt_b, sdt_g, sdt_d, sdt_l,
-                                                   HAS_TABLE, FAST_EXP)
     for c in range(n_chunks):
         if STORE_CKPT:  # the state before chunk c, which the backward starts chunk c from
             tl.store(state[:, None] + c * N + nn[None, :], h, mask=nm)
@@ -638,16 +634,9 @@ def _scan_fwd_lane_kernel(
                                          FAST_EXP)
             if PAIRS:  # the second channel set: its own u and delta, the same B / C values
                 m2b = dmask2[:, None] & (ts < L)
-                if REGS_AHEAD:
-                    u2, dtr2 = u2_next, dtr2_next
-                    _p2, u2_next, dtr2_next = _steps_ahead(u_ptr, dt_ptr, table_ptr, b, g, d2, da2, dmask2,
-                                                           ts + E, L, su_b, su_g, su_d, su_l, sdt_b, sdt_g,
-                                                           sdt_d, sdt_l, HAS_TABLE, FAST_EXP)
-                    _sp2, dt2 = _delta(dtr2, bias2[:, None], m2b, HAS_BIAS, SOFTPLUS)
-                else:
-                    u2, _, dt2 = _u_delta(u_ptr, dt_ptr, bias2, b, g, da2, p, m2b, su_b, su_g, su_d, su_l,
-                                          sdt_b, sdt_g, sdt_d, sdt_l, table_ptr, ts, L, HAS_BIAS, SOFTPLUS,
-                                          HAS_TABLE, FAST_EXP)
+                u2, _, dt2 = _u_delta(u_ptr, dt_ptr, bias2, b, g, da2, p, m2b, su_b, su_g, su_d, su_l, sdt_b,
+                                      sdt_g, sdt_d, sdt_l, table_ptr, ts, L, HAS_BIAS, SOFTPLUS, HAS_TABLE,
+                                      FAST_EXP)
                 if STEPS_AHEAD and FAST_EXP:
                     _prefetch_steps(u_ptr, dt_ptr, table_ptr, b, g, da2, t0 + E, es, L, su_b, su_g, su_d,
                                     su_l, sdt_b, sdt_g, sdt_d, sdt_l, HAS_TABLE, SHARES)

@@ -208,8 +208,6 @@ PAIRS_TUNINGS = {
     "4 lanes, step shares": {"LANE": "1", "LANE_SPLIT": "4", "LANE_SHARES": "1", "LANE_PAIRS": "1"},
     "2 lanes, 16-step blocks": {"LANE": "1", "LANE_SPLIT": "2", "LANE_SHARES": "0", "LANE_PAIRS": "1",
                                 "SEG_E": "16"},
-    "4 lanes, step shares, u and delta a block ahead": {"LANE": "1", "LANE_SPLIT": "4", "LANE_SHARES": "1",
-                                                        "LANE_PAIRS": "1", "LANE_PREFETCH": "8"},
 }
 # (added after the tests parametrised over every case: this one only for the pairs, at its interpreter cost)
 CASES["N = 8, 14 channels in one group, z"] = (2, 14, 37, 8, 1, True, True, True, True, 16)
